@@ -1,0 +1,62 @@
+/**
+ * espm's HTTPS connection to Puppet Server: mutual TLS with espm's own client certificate, the
+ * Puppet CA bundle as the only trust anchor, keep-alive, and errors turned into BackendError.
+ */
+import { readFileSync } from "node:fs";
+import { Agent, request } from "undici";
+import type { EspmConfig } from "../config";
+import { BackendError } from "./index";
+
+export type PuppetServerConfig = NonNullable<EspmConfig["puppetserver"]>;
+
+export interface PuppetResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+export class PuppetServerHttp {
+  private readonly agent: Agent;
+  private readonly base: string;
+
+  constructor(config: PuppetServerConfig) {
+    const read = (path: string, what: string) => {
+      try {
+        return readFileSync(path, "utf8");
+      } catch (err) {
+        throw new Error(`cannot read the Puppet Server ${what} ${path} named in espm.ini: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      }
+    };
+    this.base = config.url.replace(/\/+$/, "");
+    this.agent = new Agent({
+      connect: { ca: read(config.ca_bundle, "CA bundle"), cert: read(config.cert, "client certificate"), key: read(config.key, "client key") },
+      connections: 32,
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
+    });
+  }
+
+  /** One call to Puppet Server. Statuses in `expected` are returned; any other is a BackendError. */
+  async call(method: "GET" | "PUT" | "DELETE", path: string, options: { body?: string; contentType?: string; headers?: Record<string, string>; expected: number[] }): Promise<PuppetResponse> {
+    let response;
+    try {
+      response = await request(`${this.base}${path}`, {
+        method,
+        dispatcher: this.agent,
+        body: options.body,
+        headers: { accept: "application/json, text/plain", ...(options.contentType ? { "content-type": options.contentType } : {}), ...options.headers },
+      });
+    } catch (err) {
+      throw new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${(err as Error).message}`);
+    }
+    const text = await response.body.text();
+    if (!options.expected.includes(response.statusCode)) {
+      throw new BackendError(502, `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}: ${text.trim().slice(0, 500)}`);
+    }
+    return { status: response.statusCode, headers: response.headers, text };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}

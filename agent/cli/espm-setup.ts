@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+/**
+ * espm-setup: writes espm's PSK, TLS certificate and key, and espm.ini, then prints what to paste
+ * into a Pulumi stack. It never overwrites: if any file it would write exists, it stops before
+ * writing anything and names the file.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { stringify } from "ini";
+import { DEFAULT_CONFIG_DIR, DEFAULT_PORT } from "../config";
+import { certificateFingerprint, createSelfSignedCertificate } from "../../sdk/x509";
+
+const USAGE = `usage: espm-setup [options]
+  -d, --config-dir DIR     where espm.ini, the PSK file, the store and groups.yaml go (default ${DEFAULT_CONFIG_DIR})
+  -c, --cert-dir DIR       where the TLS certificate and key go (default CONFIG_DIR/certs)
+  -p, --port PORT          HTTPS port (default ${DEFAULT_PORT})
+      --host NAME          a name or IP clients use to reach espm; repeat for more (default: this host's name)
+      --listen ADDRESS     address to listen on (default 0.0.0.0)
+      --puppetserver-url URL         Puppet Server to use as CA and class source (e.g. https://puppet:8140)
+      --puppetserver-ca FILE         its CA bundle
+      --puppetserver-cert FILE       espm's client certificate at Puppet Server (CN espm)
+      --puppetserver-key FILE        its key
+      --fallback-enc FILE      ENC to run for nodes espm did not create
+  -h, --help`;
+
+/** 48 URL-safe characters: 36 random bytes in base64url, 288 bits. */
+export function generatePsk(): string {
+  return randomBytes(36).toString("base64url");
+}
+
+function fail(message: string): never {
+  process.stderr.write(`espm-setup: ${message}\n`);
+  process.exit(1);
+}
+
+function main(argv: string[]): void {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        "config-dir": { type: "string", short: "d", default: DEFAULT_CONFIG_DIR },
+        "cert-dir": { type: "string", short: "c" },
+        port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
+        host: { type: "string", multiple: true },
+        listen: { type: "string", default: "0.0.0.0" },
+        "puppetserver-url": { type: "string" },
+        "puppetserver-ca": { type: "string" },
+        "puppetserver-cert": { type: "string" },
+        "puppetserver-key": { type: "string" },
+        "fallback-enc": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`);
+  }
+  const o = parsed.values;
+  if (o.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const configDir = resolve(o["config-dir"]);
+  const certDir = resolve(o["cert-dir"] ?? join(configDir, "certs"));
+  const port = Number(o.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`--port must be a number from 1 to 65535, not ${o.port}`);
+  const hosts = o.host?.length ? o.host : [hostname()];
+  const puppet = [o["puppetserver-url"], o["puppetserver-ca"], o["puppetserver-cert"], o["puppetserver-key"]];
+  if (puppet.some((v) => v !== undefined) && puppet.some((v) => v === undefined)) {
+    fail("give all of --puppetserver-url, --puppetserver-ca, --puppetserver-cert and --puppetserver-key, or none");
+  }
+
+  for (const dir of new Set([configDir, certDir])) {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`the directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
+  }
+  const files = {
+    config: join(configDir, "espm.ini"),
+    psk: join(configDir, "psk"),
+    cert: join(certDir, "espm.crt"),
+    key: join(certDir, "espm.key"),
+  };
+  for (const path of Object.values(files)) {
+    if (existsSync(path)) fail(`${path} already exists; espm-setup never overwrites. Remove it yourself to start over, or keep the setup you have.`);
+  }
+
+  const psk = generatePsk();
+  const tls = createSelfSignedCertificate({ commonName: hosts[0]!, altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])] });
+  const ini: Record<string, Record<string, string | number>> = {
+    server: { host: o.listen, port, cert: files.cert, key: files.key, psk_file: files.psk },
+    store: { database: join(configDir, "espm.db"), enc_export: join(configDir, "enc-nodes") },
+    classifier: { groups: join(configDir, "groups.yaml"), default_environment: "production", ...(o["fallback-enc"] ? { fallback_enc: resolve(o["fallback-enc"]) } : {}) },
+  };
+  if (o["puppetserver-url"]) {
+    ini.puppetserver = {
+      url: o["puppetserver-url"],
+      ca_bundle: resolve(o["puppetserver-ca"]!),
+      cert: resolve(o["puppetserver-cert"]!),
+      key: resolve(o["puppetserver-key"]!),
+    };
+  }
+
+  // "wx" fails if the file appeared since the check above; on any failure, remove what this run wrote.
+  const written: string[] = [];
+  try {
+    const write = (path: string, text: string, mode: number) => {
+      writeFileSync(path, text, { flag: "wx", mode });
+      written.push(path);
+    };
+    write(files.key, tls.privateKeyPem, 0o600);
+    write(files.cert, tls.certificatePem, 0o644);
+    write(files.psk, `${psk}\n`, 0o600);
+    write(files.config, `; espm configuration, written by espm-setup. It holds no secret: the PSK is in psk_file.\n${stringify(ini)}`, 0o644);
+    const groups = join(configDir, "groups.yaml");
+    if (!existsSync(groups)) write(groups, "# Groups a node can name: classes with parameters, and node parameters.\ngroups: {}\n", 0o644);
+  } catch (err) {
+    for (const path of written) unlinkSync(path);
+    fail(`could not write the setup (nothing was kept): ${(err as Error).message}`);
+  }
+
+  const url = `https://${hosts[0]}:${port}`;
+  const pem = tls.certificatePem.trim();
+  process.stdout.write(`espm is set up in ${configDir}.
+Start it with: espm -c ${files.config}
+
+PSK (also in ${files.psk}, mode 0600):
+${psk}
+
+TLS certificate (${files.cert}), SHA-256 fingerprint ${certificateFingerprint(pem)}:
+${pem}
+
+Point a Pulumi stack at it:
+pulumi config set espm:url ${url}
+pulumi config set --secret espm:psk ${psk}
+pulumi config set espm:certificate -- "${pem}"
+`);
+}
+
+main(process.argv.slice(2));

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+/**
+ * espm: the agent and its operator commands.
+ *
+ *   espm [-c espm.ini]                  run the agent in the foreground
+ *   espm enc [-c espm.ini] CERTNAME     print a node's classification (Puppet's node_terminus = exec)
+ *   espm puppet-config [-c espm.ini]    print the puppet.conf and auth.conf changes espm needs
+ */
+import { parseArgs } from "node:util";
+import { configPath } from "../config";
+
+const USAGE = `usage:
+  espm [-c CONFIG]                       run the espm agent in the foreground
+  espm enc [-c CONFIG] CERTNAME          print the ENC YAML for CERTNAME
+  espm puppet-config [-c CONFIG]         print the Puppet Server settings espm needs
+CONFIG defaults to $ESPM_CONFIG, else /opt/espm/etc/espm.ini.`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`espm: ${message}\n`);
+  process.exit(code);
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`${(await import("../version")).VERSION}\n`);
+    return;
+  }
+  const config = configPath(values.config);
+  const [command, ...rest] = positionals;
+
+  switch (command) {
+    case "enc": {
+      if (rest.length !== 1) fail(`enc takes exactly one CERTNAME\n${USAGE}`);
+      const { classify } = await import("../enc");
+      const result = await classify(config, rest[0]!);
+      process.stdout.write(result.stdout);
+      process.stderr.write(result.stderr);
+      process.exitCode = result.exitCode;
+      return;
+    }
+    case "puppet-config": {
+      const { printPuppetConfig } = await import("../puppet-config");
+      process.stdout.write(printPuppetConfig(config));
+      return;
+    }
+    case undefined:
+    case "run": {
+      const { runAgent } = await import("../daemon");
+      const { puppetServerBackends } = await import("../ca/puppetserver");
+      await runAgent(config, puppetServerBackends);
+      return;
+    }
+    default:
+      fail(`unknown command ${command}\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: Error) => fail(err.message, 1));

@@ -1,0 +1,93 @@
+/**
+ * espm.ini: where espm listens, where its TLS material and PSK file are, where it keeps its store,
+ * and how it reaches Puppet Server. It holds no secret, so the Puppet Server's user may read it
+ * (`espm enc` needs it to find the classification export).
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse } from "ini";
+import { z } from "zod";
+
+export const DEFAULT_CONFIG_DIR = "/opt/espm/etc";
+export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
+export const DEFAULT_PORT = 8443;
+
+function configSchema() {
+  const path = z.string().min(1);
+  const port = z.coerce.number().int().min(1).max(65535);
+  return z.object({
+    server: z.object({
+      host: z.string().min(1).default("0.0.0.0"),
+      port: port.default(DEFAULT_PORT),
+      cert: path,
+      key: path,
+      psk_file: path,
+      body_limit: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      auth_failures_allowed: z.coerce.number().int().min(1).default(5),
+      auth_failure_window_seconds: z.coerce.number().int().min(1).default(60),
+    }),
+    store: z.object({
+      database: path,
+      enc_export: path,
+    }),
+    classifier: z
+      .object({
+        groups: path,
+        default_environment: z.string().regex(/^[a-z0-9_]+$/).default("production"),
+        fallback_enc: z.string().optional(),
+      }),
+    puppetserver: z
+      .object({
+        url: z.url(),
+        ca_bundle: path,
+        cert: path,
+        key: path,
+        class_cache_seconds: z.coerce.number().int().min(0).default(30),
+      })
+      .optional(),
+  });
+}
+
+export type EspmConfig = z.output<ReturnType<typeof configSchema>>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Reads and validates espm.ini; relative paths are taken from the file's own directory. */
+export function loadConfig(path: string): EspmConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass the config with -c or set ESPM_CONFIG`);
+  }
+  const raw = parse(text);
+  if (raw.classifier && raw.classifier.fallback_enc === "") delete raw.classifier.fallback_enc;
+  const result = configSchema().safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`);
+    throw new ConfigError(`${path} is not a valid espm config: ${problems.join("; ")}`);
+  }
+  const base = dirname(resolve(path));
+  const at = (p: string) => resolve(base, p);
+  const config = result.data;
+  config.server.cert = at(config.server.cert);
+  config.server.key = at(config.server.key);
+  config.server.psk_file = at(config.server.psk_file);
+  config.store.database = at(config.store.database);
+  config.store.enc_export = at(config.store.enc_export);
+  config.classifier.groups = at(config.classifier.groups);
+  if (config.classifier.fallback_enc) config.classifier.fallback_enc = at(config.classifier.fallback_enc);
+  if (config.puppetserver) {
+    config.puppetserver.ca_bundle = at(config.puppetserver.ca_bundle);
+    config.puppetserver.cert = at(config.puppetserver.cert);
+    config.puppetserver.key = at(config.puppetserver.key);
+  }
+  return config;
+}
+
+/** The config path `espm` and `espm enc` use: `-c`, else ESPM_CONFIG, else the default. */
+export function configPath(flag: string | undefined): string {
+  return flag ?? process.env.ESPM_CONFIG ?? DEFAULT_CONFIG_PATH;
+}

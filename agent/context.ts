@@ -1,0 +1,31 @@
+import type { FastifyRequest } from "fastify";
+import type { Group } from "../sdk/protocol";
+import type { CertificateAuthority, ClassDiscovery } from "./ca";
+import type { EspmConfig } from "./config";
+import type { Idempotency } from "./idempotency";
+import type { AuditEntry, Store } from "./store";
+
+/** What every route group is handed: the config, the store, the backends and the current groups. */
+export interface AgentContext {
+  config: EspmConfig;
+  store: Store;
+  idempotency: Idempotency;
+  /** The groups as last loaded from groups.yaml (SIGHUP reloads them). */
+  groups(): Map<string, Group>;
+  ca?: CertificateAuthority;
+  classes?: ClassDiscovery;
+  version: string;
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+/** Who made a request, for the audit log: the caller's address (all callers share one PSK). */
+export function actor(request: FastifyRequest): string {
+  return request.ip;
+}
+
+export function auditEntry(request: FastifyRequest, entry: Omit<AuditEntry, "actor">): AuditEntry {
+  return { actor: actor(request), ...entry };
+}

@@ -1,0 +1,64 @@
+/** The error shape of protocol v1 and the helpers routes use to produce it. */
+import { createHash } from "node:crypto";
+import type { FastifyReply } from "fastify";
+import type { z } from "zod";
+import { ERROR_STATUS, nameProblem, type ErrorCode } from "../sdk/protocol";
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+export function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
+  const body: { error: { code: string; message: string; details?: unknown } } = {
+    error: { code: error.code, message: error.message },
+  };
+  if (error.details !== undefined) body.error.details = error.details;
+  return reply.code(error.status).type("application/json").send(body);
+}
+
+/** Parses `value` with `schema`, or throws a 400 that names every offending field. */
+export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const details = result.error.issues.map((issue) => ({
+    field: issue.path.length ? issue.path.join(".") : what,
+    message: issue.message,
+  }));
+  const summary = details
+    .slice(0, 5)
+    .map((d) => `${d.field}: ${d.message}`)
+    .join("; ");
+  throw new ApiError("invalid_request", `invalid ${what}: ${summary}`, details);
+}
+
+/** Validates a name from the URL before anything else happens. */
+export function checkName(value: string, field: string): string {
+  const problem = nameProblem(value);
+  if (problem) throw new ApiError("invalid_request", `${field} ${problem}`, [{ field, message: problem }]);
+  return value;
+}
+
+/** JSON with object keys sorted, so that equal bodies hash equally whatever their key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function hashBody(value: unknown): string {
+  return createHash("sha256").update(canonicalJson(value)).digest("hex");
+}

@@ -1,0 +1,36 @@
+/**
+ * `espm puppet-config`: the Puppet Server changes an operator makes for espm, printed for the
+ * paths of this installation. espm's client certificate must be named `espm` (its CN), which the
+ * auth.conf rules below allow; nothing else is granted (no catalogs, no node data).
+ */
+import { resolve } from "node:path";
+import { loadConfig } from "./config";
+
+export function printPuppetConfig(configFile: string, espmBin = process.argv[1] ?? "/usr/local/bin/espm"): string {
+  const config = loadConfig(configFile);
+  const ini = resolve(configFile);
+  return `# 1. puppet.conf on the Puppet server, section [server] (Puppet Server runs espm enc as its own user;
+#    that user needs read access to ${ini}, ${config.classifier.groups} and ${config.store.enc_export}):
+[server]
+node_terminus = exec
+external_nodes = ${resolve(espmBin)} enc -c ${ini}
+
+# 2. auth.conf (/etc/puppet/puppetserver/conf.d/auth.conf on Debian). The first matching rule wins,
+#    so add "espm" to the existing rules instead of appending new ones after them:
+#    - the rule "puppetlabs cert status" (path ^/puppet-ca/v1/certificate_status/, methods get/put/delete)
+#    - the rule "puppetlabs cert statuses" (path /puppet-ca/v1/certificate_statuses)
+#    - the rule "puppetlabs csr" is already open to all: espm submits CSRs through it
+#    - the rule "puppetlabs clean" (path /puppet-ca/v1/clean, method put)
+#    each gets:
+#        allow: ["espm", { extensions: { pp_cli_auth: "true" } }]
+#    and one new rule before "puppetlabs deny all":
+        {
+            match-request: { path: "/puppet/v3/environment_classes", type: path, method: get }
+            allow: ["espm"]
+            sort-order: 500
+            name: "espm environment classes"
+        },
+
+# 3. reload Puppet Server (systemctl reload puppetserver, or kill -HUP its pid)
+`;
+}

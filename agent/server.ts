@@ -1,0 +1,100 @@
+/**
+ * The espm HTTP server: fastify with its body limit and pino logging, PSK authentication on every
+ * route but health, and the error shape of protocol v1 for every failure, expected or not.
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import type { AgentContext } from "./context";
+import { bearerToken, FailureThrottle, pskMatches } from "./auth";
+import { BackendError } from "./ca";
+import { ApiError, sendError } from "./http";
+import { certificateRoutes } from "./routes/certificates";
+import { discoveryRoutes } from "./routes/discovery";
+import { healthRoutes } from "./routes/health";
+import { nodeRoutes } from "./routes/nodes";
+
+export interface ServerOptions {
+  psk: string;
+  tls?: { key: string; cert: string };
+  /** false silences the log (tests); otherwise JSON lines on stdout. */
+  logger?: boolean;
+}
+
+const UNAUTHENTICATED = new Set(["/v1/health"]);
+
+function fastifyErrorToApi(error: FastifyError): ApiError | undefined {
+  switch (error.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ApiError("payload_too_large", `the request body is larger than espm accepts (${error.message.replace(/^.*?(\d+).*$/, "$1")} bytes at most)`);
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new ApiError("unsupported_media_type", "send the request body as application/json");
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new ApiError("invalid_request", "the request body is empty; send a JSON object", [{ field: "body", message: "empty" }]);
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return new ApiError("invalid_request", `the request body is not valid JSON: ${error.message}`, [{ field: "body", message: "malformed JSON" }]);
+  }
+  if (error instanceof SyntaxError || error.statusCode === 400) {
+    return new ApiError("invalid_request", `the request body is not valid JSON: ${error.message}`, [{ field: "body", message: "malformed JSON" }]);
+  }
+  if (error.statusCode === 413) return new ApiError("payload_too_large", "the request body is larger than espm accepts");
+  if (error.statusCode === 415) return new ApiError("unsupported_media_type", "send the request body as application/json");
+  return undefined;
+}
+
+export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyInstance {
+  const app = Fastify({
+    https: options.tls ? { key: options.tls.key, cert: options.tls.cert } : null,
+    bodyLimit: ctx.config.server.body_limit,
+    return503OnClosing: true,
+    // Long enough for a 253-character name, so that a longer one gets our 400 naming the field.
+    maxParamLength: 512,
+    // Forbid prototype pollution through JSON bodies outright.
+    onProtoPoisoning: "error",
+    onConstructorPoisoning: "error",
+    logger:
+      options.logger === false
+        ? false
+        : { level: "info", redact: { paths: ["req.headers.authorization", "psk", "*.psk", "privateKey", "*.privateKey"], censor: "[redacted]" } },
+  }) as unknown as FastifyInstance;
+
+  // JSON only: fastify's default text/plain parser would let a non-JSON body reach the routes.
+  app.removeContentTypeParser("text/plain");
+
+  const throttle = new FailureThrottle(ctx.config.server.auth_failures_allowed, ctx.config.server.auth_failure_window_seconds * 1000);
+
+  app.addHook("onRequest", async (request, reply) => {
+    const path = request.url.split("?")[0]!;
+    if (UNAUTHENTICATED.has(path)) return;
+    if (pskMatches(options.psk, bearerToken(request.headers.authorization))) return;
+    const wait = throttle.retryAfter(request.ip);
+    if (wait > 0) {
+      reply.header("retry-after", String(wait));
+      return sendError(reply, new ApiError("too_many_requests", `too many failed authentication attempts from ${request.ip}; retry in ${wait} s with the right PSK`));
+    }
+    throttle.recordFailure(request.ip);
+    request.log.warn({ address: request.ip }, "authentication failed");
+    return sendError(reply, new ApiError("unauthorized", "missing or wrong PSK: send it as 'Authorization: Bearer <psk>'"));
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof ApiError) return sendError(reply, error);
+    if (error instanceof BackendError) {
+      request.log.warn({ err: error.message }, "backend error");
+      return sendError(reply, new ApiError(error.status === 503 ? "backend_unavailable" : "backend_error", error.message));
+    }
+    const mapped = fastifyErrorToApi(error);
+    if (mapped) return sendError(reply, mapped);
+    request.log.error({ err: error }, "unexpected error");
+    return sendError(reply, new ApiError("internal", "espm failed to handle the request; its log has the details"));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new ApiError("not_found", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`)),
+  );
+
+  healthRoutes(app, ctx);
+  discoveryRoutes(app, ctx);
+  nodeRoutes(app, ctx);
+  certificateRoutes(app, ctx);
+  return app;
+}

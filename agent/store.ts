@@ -1,0 +1,274 @@
+/**
+ * espm's own state in an embedded SQLite database: the nodes it created, the certificates it
+ * asked the CA for, idempotency records, and an append-only audit log.
+ *
+ * WAL with synchronous=FULL: a write is on disk before its request is answered, so kill -9 (or a
+ * power cut) never loses an acknowledged write. better-sqlite3 is synchronous, so each transaction
+ * runs to completion within one turn of the event loop and concurrent requests cannot interleave in it.
+ */
+import { closeSync, existsSync, openSync } from "node:fs";
+import Database from "better-sqlite3";
+import type { Classification, Node } from "../sdk/protocol";
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE nodes (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  classes TEXT NOT NULL,
+  parameters TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  deleted_at TEXT
+);
+-- A name is taken by at most one live node; a deleted node frees it but stays as a tombstone,
+-- so that deleting it again is still recognised as ours.
+CREATE UNIQUE INDEX nodes_live_name ON nodes(name) WHERE deleted_at IS NULL;
+CREATE INDEX nodes_name ON nodes(name);
+
+CREATE TABLE certificates (
+  id INTEGER PRIMARY KEY,
+  certname TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('requested', 'signed', 'revoked')),
+  serial TEXT,
+  not_after TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX certificates_certname ON certificates(certname);
+
+CREATE TABLE idempotency (
+  key TEXT PRIMARY KEY,
+  scope TEXT NOT NULL,
+  body_hash TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  response TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX idempotency_created ON idempotency(created_at);
+
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+`;
+
+export interface CertificateRecord {
+  certname: string;
+  state: "requested" | "signed" | "revoked";
+  serial: string | null;
+  notAfter: string | null;
+}
+
+export interface IdempotencyRecord {
+  scope: string;
+  bodyHash: string;
+  status: number;
+  response: unknown;
+}
+
+export interface AuditEntry {
+  actor: string;
+  action: string;
+  target?: string;
+  outcome: string;
+  detail?: string;
+}
+
+export interface AuditRecord extends AuditEntry {
+  id: number;
+  at: string;
+}
+
+interface NodeRow {
+  name: string;
+  environment: string;
+  groups: string;
+  classes: string;
+  parameters: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+
+function toNode(row: NodeRow): Node {
+  return {
+    name: row.name,
+    environment: row.environment,
+    groups: JSON.parse(row.groups),
+    classes: JSON.parse(row.classes),
+    parameters: JSON.parse(row.parameters),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export class Store {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    // Only espm's own user may open the store; SQLite gives the -wal and -shm files the same mode.
+    if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 5000");
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma("user_version", { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`the store was written by a newer espm (schema ${version}, this one knows ${SCHEMA_VERSION})`);
+    }
+    if (version < 1) {
+      this.db.transaction(() => {
+        this.db.exec(SCHEMA);
+        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })();
+    }
+  }
+
+  /** Runs `work` in one transaction: all of its writes land, or none. */
+  transaction<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  liveNode(name: string): Node | undefined {
+    const row = this.db
+      .prepare<[string], NodeRow>("SELECT * FROM nodes WHERE name = ? AND deleted_at IS NULL")
+      .get(name);
+    return row ? toNode(row) : undefined;
+  }
+
+  liveNodes(): Node[] {
+    return this.db.prepare<[], NodeRow>("SELECT * FROM nodes WHERE deleted_at IS NULL ORDER BY name").all().map(toNode);
+  }
+
+  /** True when espm created a node of this name at some time, live or deleted. */
+  everCreatedNode(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM nodes WHERE name = ? LIMIT 1").get(name) !== undefined;
+  }
+
+  insertNode(name: string, classification: Required<Classification>, now: string): Node {
+    this.db
+      .prepare(
+        `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        name,
+        classification.environment,
+        JSON.stringify(classification.groups),
+        JSON.stringify(classification.classes),
+        JSON.stringify(classification.parameters),
+        now,
+        now,
+      );
+    return this.liveNode(name)!;
+  }
+
+  updateNode(name: string, classification: Required<Classification>, now: string): Node | undefined {
+    const result = this.db
+      .prepare(
+        `UPDATE nodes SET environment = ?, groups = ?, classes = ?, parameters = ?, updated_at = ?
+         WHERE name = ? AND deleted_at IS NULL`,
+      )
+      .run(
+        classification.environment,
+        JSON.stringify(classification.groups),
+        JSON.stringify(classification.classes),
+        JSON.stringify(classification.parameters),
+        now,
+        name,
+      );
+    return result.changes === 1 ? this.liveNode(name) : undefined;
+  }
+
+  /** Marks the live node deleted; returns false when there was no live node of that name. */
+  deleteNode(name: string, now: string): boolean {
+    return this.db.prepare("UPDATE nodes SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL").run(now, name).changes === 1;
+  }
+
+  /** The newest certificate espm asked the CA for under this name. */
+  certificate(certname: string): CertificateRecord | undefined {
+    return this.db
+      .prepare<[string], CertificateRecord>(
+        `SELECT certname, state, serial, not_after AS notAfter FROM certificates
+         WHERE certname = ? ORDER BY id DESC LIMIT 1`,
+      )
+      .get(certname);
+  }
+
+  /** Records that espm is about to submit a CSR for this name, before it does. */
+  recordCertificateRequested(certname: string, now: string): void {
+    this.db
+      .prepare("INSERT INTO certificates (certname, state, created_at, updated_at) VALUES (?, 'requested', ?, ?)")
+      .run(certname, now, now);
+  }
+
+  recordCertificateSigned(certname: string, serial: string, notAfter: string, now: string): void {
+    this.db
+      .prepare(
+        `UPDATE certificates SET state = 'signed', serial = ?, not_after = ?, updated_at = ?
+         WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?)`,
+      )
+      .run(serial, notAfter, now, certname);
+  }
+
+  recordCertificateRevoked(certname: string, now: string): void {
+    this.db
+      .prepare(
+        `UPDATE certificates SET state = 'revoked', updated_at = ?
+         WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?)`,
+      )
+      .run(now, certname);
+  }
+
+  idempotency(key: string, nowMs: number): IdempotencyRecord | undefined {
+    const row = this.db
+      .prepare<[string, number], { scope: string; body_hash: string; status: number; response: string }>(
+        "SELECT scope, body_hash, status, response FROM idempotency WHERE key = ? AND created_at > ?",
+      )
+      .get(key, nowMs - IDEMPOTENCY_TTL_MS);
+    return row && { scope: row.scope, bodyHash: row.body_hash, status: row.status, response: JSON.parse(row.response) };
+  }
+
+  saveIdempotency(key: string, record: IdempotencyRecord, nowMs: number): void {
+    this.db.prepare("DELETE FROM idempotency WHERE created_at <= ?").run(nowMs - IDEMPOTENCY_TTL_MS);
+    this.db
+      .prepare("INSERT OR REPLACE INTO idempotency (key, scope, body_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+      .run(key, record.scope, record.bodyHash, record.status, JSON.stringify(record.response), nowMs);
+  }
+
+  audit(entry: AuditEntry, now: string): void {
+    this.db
+      .prepare("INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)")
+      .run(now, entry.actor, entry.action, entry.target ?? null, entry.outcome, entry.detail ?? null);
+  }
+
+  auditLog(limit = 1000): AuditRecord[] {
+    return this.db
+      .prepare<[number], { id: number; at: string; actor: string; action: string; target: string | null; outcome: string; detail: string | null }>(
+        "SELECT * FROM audit ORDER BY id DESC LIMIT ?",
+      )
+      .all(limit)
+      .reverse()
+      .map((r) => ({ ...r, target: r.target ?? undefined, detail: r.detail ?? undefined }));
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * EspmClient: the typed client of protocol v1, on undici.
+ *
+ * The server certificate is pinned: during the TLS handshake, before any request (and so the PSK)
+ * is sent, the certificate the server presents must have the pinned SHA-256 fingerprint. The host
+ * name need not match, since espm's certificate is self-signed and may be reached by IP.
+ *
+ * POSTs carry an Idempotency-Key made once per call and reused by that call's retries, so a retried
+ * create after a lost answer returns the first result instead of creating twice.
+ */
+import { randomBytes } from "node:crypto";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { Agent, request, type buildConnector, type Dispatcher } from "undici";
+import type { z } from "zod";
+import { EspmError } from "./errors";
+import {
+  ERROR_STATUS,
+  IDEMPOTENCY_HEADER,
+  protocol,
+  type CertificateIssued,
+  type CertificateStatus,
+  type ClassesResponse,
+  type ClassificationInput,
+  type CreateNodeInput,
+  type ErrorCode,
+  type GroupsResponse,
+  type Health,
+  type Node,
+} from "./protocol";
+import { certificateFingerprint, normalizeFingerprint } from "./x509";
+
+export interface EspmClientOptions {
+  /** Base URL, e.g. https://puppet.example.com:8443 */
+  url: string;
+  psk: string;
+  /** The server certificate (PEM) to pin; or give `fingerprint`. */
+  certificate?: string;
+  /** SHA-256 fingerprint of the server certificate, hex, colons optional, any case. */
+  fingerprint?: string;
+  /** Per-attempt timeout in milliseconds (default 30 s). */
+  timeoutMs?: number;
+  /** Attempts for network errors and 5xx answers (default 4). */
+  attempts?: number;
+  /** First backoff delay in milliseconds, doubled on each retry (default 250). */
+  backoffMs?: number;
+}
+
+const KNOWN_CODES = new Set(Object.keys(ERROR_STATUS));
+
+function pinnedFingerprint(options: EspmClientOptions): string {
+  if (options.certificate) {
+    try {
+      return certificateFingerprint(options.certificate);
+    } catch {
+      throw new EspmError(0, "bad_response", "the pinned espm certificate is not a PEM certificate; check espm:certificate");
+    }
+  }
+  const normalized = options.fingerprint ? normalizeFingerprint(options.fingerprint) : undefined;
+  if (!normalized) throw new EspmError(0, "bad_response", "pin espm's certificate: give its PEM (espm:certificate) or its SHA-256 fingerprint (espm:fingerprint, 64 hex digits)");
+  return normalized;
+}
+
+/** A TLS connector that accepts exactly the pinned certificate, checked before the socket is handed to undici. */
+function pinningConnector(fingerprint: string, timeoutMs: number): buildConnector.connector {
+  return (opts, callback) => {
+    const socket = tlsConnect({
+      host: opts.hostname,
+      port: Number(opts.port),
+      // Trust comes from the pin, not from a CA chain or the host name.
+      rejectUnauthorized: false,
+      ALPNProtocols: ["http/1.1"],
+      timeout: timeoutMs,
+    });
+    let settled = false;
+    const settle = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      if (err) {
+        socket.destroy();
+        callback(err, null);
+      } else callback(null, socket as TLSSocket);
+    };
+    socket.once("secureConnect", () => {
+      const presented = socket.getPeerCertificate().fingerprint256;
+      if (presented !== fingerprint) {
+        settle(new EspmError(0, "tls_pin_mismatch", `espm at ${opts.hostname}:${opts.port} presented a certificate with fingerprint ${presented ?? "none"}, not the pinned ${fingerprint}; check espm:certificate or espm:fingerprint`));
+        return;
+      }
+      settle(null);
+    });
+    socket.once("timeout", () => settle(new Error(`TLS handshake with ${opts.hostname}:${opts.port} timed out`)));
+    socket.once("error", (err) => settle(err));
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class EspmClient {
+  private readonly base: URL;
+  private readonly dispatcher: Dispatcher;
+  private readonly psk: string;
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly backoffMs: number;
+  private readonly p = protocol();
+
+  constructor(options: EspmClientOptions) {
+    try {
+      this.base = new URL(options.url);
+    } catch {
+      throw new EspmError(0, "bad_response", `espm URL ${JSON.stringify(options.url)} is not a URL; expected https://HOST:PORT`);
+    }
+    if (this.base.protocol !== "https:") throw new EspmError(0, "bad_response", `espm URL must be https://, not ${this.base.protocol}`);
+    this.psk = options.psk;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.attempts = Math.max(1, options.attempts ?? 4);
+    this.backoffMs = options.backoffMs ?? 250;
+    this.dispatcher = new Agent({
+      connect: pinningConnector(pinnedFingerprint(options), this.timeoutMs),
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
+  }
+
+  health(): Promise<Health> {
+    return this.call("GET", "/v1/health", this.p.health);
+  }
+
+  groups(): Promise<GroupsResponse> {
+    return this.call("GET", "/v1/groups", this.p.groupsResponse);
+  }
+
+  classes(environment?: string): Promise<ClassesResponse> {
+    const query = environment ? `?environment=${encodeURIComponent(environment)}` : "";
+    return this.call("GET", `/v1/classes${query}`, this.p.classesResponse);
+  }
+
+  registerNode(node: CreateNodeInput): Promise<Node> {
+    return this.call("POST", "/v1/nodes", this.p.node, node);
+  }
+
+  /** The node, or undefined when espm has no live node of that name. */
+  async getNode(name: string): Promise<Node | undefined> {
+    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}`, this.p.node));
+  }
+
+  updateNode(name: string, classification: ClassificationInput): Promise<Node> {
+    return this.call("PUT", `/v1/nodes/${encodeURIComponent(name)}`, this.p.node, classification);
+  }
+
+  async deleteNode(name: string): Promise<void> {
+    await this.call("DELETE", `/v1/nodes/${encodeURIComponent(name)}`);
+  }
+
+  signCertificate(certname: string, csr: string): Promise<CertificateIssued> {
+    return this.call("POST", `/v1/certificates/${encodeURIComponent(certname)}`, this.p.certificateIssued, { csr });
+  }
+
+  /** The certificate's state at the CA, or undefined when espm never signed one of that name. */
+  async certificateStatus(certname: string): Promise<CertificateStatus | undefined> {
+    return this.orUndefined(() => this.call("GET", `/v1/certificates/${encodeURIComponent(certname)}`, this.p.certificateStatus));
+  }
+
+  async revokeCertificate(certname: string): Promise<void> {
+    await this.call("DELETE", `/v1/certificates/${encodeURIComponent(certname)}`);
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  private async orUndefined<T>(call: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof EspmError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  private async call<S extends z.ZodType>(method: string, path: string, schema?: S, body?: unknown): Promise<z.output<S>> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.psk}`, accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (method === "POST") headers[IDEMPOTENCY_HEADER] = randomBytes(18).toString("base64url");
+    const url = new URL(path, this.base).toString();
+    const what = `${method} ${path}`;
+
+    let lastError: EspmError | undefined;
+    for (let attempt = 1; attempt <= this.attempts; attempt++) {
+      if (attempt > 1) await sleep(this.backoffMs * 2 ** (attempt - 2));
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await request(url, {
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          dispatcher: this.dispatcher,
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+      } catch (err) {
+        const cause = (err as { cause?: unknown }).cause;
+        if (err instanceof EspmError) throw err;
+        if (cause instanceof EspmError) throw cause;
+        lastError = new EspmError(0, "network", `${what} to espm at ${this.base.host} failed: ${(err as Error).message}`);
+        continue;
+      }
+      const text = await response.body.text();
+      if (response.statusCode >= 200 && response.statusCode < 300) {
+        if (!schema) return undefined as z.output<S>;
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          throw new EspmError(response.statusCode, "bad_response", `espm answered ${what} with a body that is not JSON`);
+        }
+        const parsed = schema.safeParse(json);
+        if (!parsed.success) throw new EspmError(response.statusCode, "bad_response", `espm answered ${what} with a body this client does not understand: ${parsed.error.issues[0]?.message}`);
+        return parsed.data;
+      }
+      lastError = this.errorFrom(response.statusCode, text, what);
+      if (response.statusCode < 500) throw lastError;
+    }
+    throw lastError!;
+  }
+
+  private errorFrom(status: number, text: string, what: string): EspmError {
+    try {
+      const parsed = this.p.errorBody.safeParse(JSON.parse(text));
+      if (parsed.success) {
+        const { code, message, details } = parsed.data.error;
+        return new EspmError(status, KNOWN_CODES.has(code) ? (code as ErrorCode) : "bad_response", `espm: ${message}`, details);
+      }
+    } catch {
+      // not JSON: fall through to a generic message
+    }
+    return new EspmError(status, "bad_response", `espm answered ${what} with HTTP ${status}`);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The espm wire contract, protocol v1. The agent validates every request with these schemas and
+ * the client parses every response with them, so the two sides cannot drift apart.
+ *
+ * Schemas are built by `protocol()` rather than at module scope: Pulumi's closure serializer cannot
+ * capture a live zod schema (its bound methods are native code), and provider code imports this module.
+ */
+import { z } from "zod";
+
+export const PROTOCOL_VERSION = "v1";
+
+/** Lowercase `[a-z0-9._-]`, no leading or trailing `.` or `-`, no `..`, at most 253 characters. */
+export const NAME_PATTERN = /^[a-z0-9](?:[a-z0-9._-]{0,251}[a-z0-9])?$/;
+
+/** Why `name` is not a valid node name or certname, or undefined when it is valid. */
+export function nameProblem(name: string): string | undefined {
+  if (name.length === 0) return "must not be empty";
+  if (name.length > 253) return `is ${name.length} characters long; at most 253 are allowed`;
+  if (!NAME_PATTERN.test(name)) {
+    return "must be lowercase letters, digits, '.', '_' or '-', and must not start or end with '.' or '-'";
+  }
+  if (name.includes("..")) return "must not contain '..'";
+  return undefined;
+}
+
+/** Every schema of protocol v1, built fresh for the caller. */
+export function protocol() {
+  const name = z.string().superRefine((value, ctx) => {
+    const problem = nameProblem(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+  const identifier = z.string().min(1).max(200).regex(/^[A-Za-z_][A-Za-z0-9_:]*$/, "must be a Puppet identifier");
+  const environment = z.string().regex(/^[a-z0-9_]{1,64}$/, "must be lowercase letters, digits or '_'");
+  const parameters = z.record(z.string().min(1).max(200), z.json());
+  const classes = z.record(identifier, parameters);
+
+  const classification = z.strictObject({
+    environment: environment.optional(),
+    groups: z.array(z.string().min(1).max(200)).max(100).default([]),
+    classes: classes.default({}),
+    parameters: parameters.default({}),
+  });
+  const createNodeRequest = classification.extend({ name });
+  const node = z.object({
+    name,
+    environment,
+    groups: z.array(z.string()),
+    classes,
+    parameters,
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  });
+
+  const group = z.object({
+    name: z.string(),
+    description: z.string().optional(),
+    environment: environment.optional(),
+    classes,
+    parameters,
+  });
+  const groupsResponse = z.object({ groups: z.array(group) });
+
+  const classParameter = z.object({
+    name: z.string(),
+    type: z.string().optional(),
+    default: z.string().optional(),
+  });
+  const puppetClass = z.object({ name: z.string(), parameters: z.array(classParameter) });
+  const classesResponse = z.object({ environment, classes: z.array(puppetClass) });
+
+  const csr = z
+    .string()
+    .max(32 * 1024)
+    .regex(/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----\s*$/, "must be one PEM certificate request");
+  const signRequest = z.strictObject({ csr });
+  const certificateIssued = z.object({
+    certname: name,
+    certificate: z.string(),
+    caCertificate: z.string(),
+    crl: z.string(),
+    serial: z.string(),
+    notAfter: z.string(),
+  });
+  const certificateStatus = z.object({
+    certname: name,
+    state: z.enum(["signed", "revoked", "requested", "absent"]),
+    serial: z.string().optional(),
+    notAfter: z.string().optional(),
+  });
+
+  const backendStatus = z.object({
+    status: z.enum(["ok", "down", "not_configured"]),
+    detail: z.string().optional(),
+  });
+  const health = z.object({
+    status: z.literal("ok"),
+    version: z.string(),
+    protocol: z.literal(PROTOCOL_VERSION),
+    backends: z.record(z.string(), backendStatus),
+  });
+
+  const errorBody = z.object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      details: z.unknown().optional(),
+    }),
+  });
+
+  return {
+    name,
+    environment,
+    classification,
+    createNodeRequest,
+    node,
+    group,
+    groupsResponse,
+    puppetClass,
+    classesResponse,
+    signRequest,
+    certificateIssued,
+    certificateStatus,
+    health,
+    errorBody,
+  };
+}
+
+export type Protocol = ReturnType<typeof protocol>;
+export type Classification = z.output<Protocol["classification"]>;
+export type ClassificationInput = z.input<Protocol["classification"]>;
+export type CreateNodeRequest = z.output<Protocol["createNodeRequest"]>;
+export type CreateNodeInput = z.input<Protocol["createNodeRequest"]>;
+export type Node = z.output<Protocol["node"]>;
+export type Group = z.output<Protocol["group"]>;
+export type GroupsResponse = z.output<Protocol["groupsResponse"]>;
+export type PuppetClass = z.output<Protocol["puppetClass"]>;
+export type ClassesResponse = z.output<Protocol["classesResponse"]>;
+export type SignRequest = z.output<Protocol["signRequest"]>;
+export type CertificateIssued = z.output<Protocol["certificateIssued"]>;
+export type CertificateStatus = z.output<Protocol["certificateStatus"]>;
+export type Health = z.output<Protocol["health"]>;
+export type BackendStatus = z.output<Protocol["health"]>["backends"][string];
+export type ErrorBody = z.output<Protocol["errorBody"]>;
+
+/** Error codes of protocol v1, each with the HTTP status it travels with. */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unprocessable: 422,
+  too_many_requests: 429,
+  internal: 500,
+  backend_unavailable: 503,
+  backend_error: 502,
+} as const;
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Header carrying the client's key for one logical create; reused only by that create's retries. */
+export const IDEMPOTENCY_HEADER = "idempotency-key";
+export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9_-]{16,128}$/;

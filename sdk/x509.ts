@@ -1,0 +1,254 @@
+/**
+ * All X.509 work of both sides: espm's self-signed TLS certificate, client CSRs, and reading
+ * certificates. Keys come from Node's native crypto (fast, constant-time); node-forge builds and signs
+ * the X.509 structures, which Node's crypto cannot.
+ */
+import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
+import forge from "node-forge";
+
+export type RsaKeySize = 2048 | 3072 | 4096;
+
+export interface KeyPairPem {
+  privateKeyPem: string;
+  publicKeyPem: string;
+}
+
+/** An RSA key pair made with Node's native crypto; the private key as PKCS#8 PEM. */
+export function generateRsaKeyPair(bits: RsaKeySize = 2048): KeyPairPem {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
+    modulusLength: bits,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+  return { privateKeyPem: privateKey, publicKeyPem: publicKey };
+}
+
+export interface SelfSignedOptions {
+  commonName: string;
+  /** DNS names and IP addresses the certificate is valid for. */
+  altNames: string[];
+  days?: number;
+  keyBits?: RsaKeySize;
+}
+
+/** A self-signed server certificate and its key, for espm's HTTPS listener. */
+export function createSelfSignedCertificate(options: SelfSignedOptions): { certificatePem: string; privateKeyPem: string } {
+  const keys = generateRsaKeyPair(options.keyBits ?? 2048);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
+  // A positive 128-bit serial: the top bit cleared so DER does not read it as negative.
+  const serial = randomBytes(16);
+  serial[0] = serial[0]! & 0x7f;
+  cert.serialNumber = serial.toString("hex");
+  const now = new Date();
+  cert.validity.notBefore = new Date(now.getTime() - 5 * 60 * 1000);
+  cert.validity.notAfter = new Date(now.getTime() + (options.days ?? 825) * 24 * 3600 * 1000);
+  const subject = [{ name: "commonName", value: options.commonName }];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: "basicConstraints", cA: false, critical: true },
+    { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: "extKeyUsage", serverAuth: true },
+    {
+      name: "subjectAltName",
+      altNames: options.altNames.map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n })),
+    },
+    { name: "subjectKeyIdentifier" },
+  ]);
+  cert.sign(forge.pki.privateKeyFromPem(keys.privateKeyPem), forge.md.sha256.create());
+  return { certificatePem: forge.pki.certificateToPem(cert), privateKeyPem: keys.privateKeyPem };
+}
+
+/** SHA-256 fingerprint of a certificate: uppercase hex pairs joined by colons, as OpenSSL and Node print it. */
+export function certificateFingerprint(certificatePem: string): string {
+  return new X509Certificate(certificatePem).fingerprint256;
+}
+
+/**
+ * Normalizes a SHA-256 fingerprint given in any case, with or without colons, to Node's form
+ * (`AB:CD:...`). Returns undefined when it is not 32 bytes of hex.
+ */
+export function normalizeFingerprint(fingerprint: string): string | undefined {
+  const hex = fingerprint.replace(/[:\s]/g, "").toUpperCase();
+  if (!/^[0-9A-F]{64}$/.test(hex)) return undefined;
+  return hex.match(/../g)!.join(":");
+}
+
+/** SHA-256 fingerprint of DER bytes, in Node's form. */
+export function derFingerprint(der: Buffer): string {
+  return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
+}
+
+export interface CertificateSummary {
+  subject: string;
+  serial: string;
+  notAfter: string;
+  fingerprint: string;
+}
+
+/** Serial (uppercase hex), not-after (ISO 8601) and fingerprint of a PEM certificate. */
+export function describeCertificate(certificatePem: string): CertificateSummary {
+  const cert = new X509Certificate(certificatePem);
+  return {
+    subject: cert.subject,
+    serial: cert.serialNumber.toUpperCase(),
+    notAfter: new Date(cert.validTo).toISOString(),
+    fingerprint: cert.fingerprint256,
+  };
+}
+
+/** Puppet's registered `pp_*` certificate extensions (OID arc 1.3.6.1.4.1.34380.1.1). */
+export const PUPPET_EXTENSIONS: Readonly<Record<string, string>> = {
+  pp_uuid: "1.3.6.1.4.1.34380.1.1.1",
+  pp_instance_id: "1.3.6.1.4.1.34380.1.1.2",
+  pp_image_name: "1.3.6.1.4.1.34380.1.1.3",
+  pp_preshared_key: "1.3.6.1.4.1.34380.1.1.4",
+  pp_cost_center: "1.3.6.1.4.1.34380.1.1.5",
+  pp_product: "1.3.6.1.4.1.34380.1.1.6",
+  pp_project: "1.3.6.1.4.1.34380.1.1.7",
+  pp_application: "1.3.6.1.4.1.34380.1.1.8",
+  pp_service: "1.3.6.1.4.1.34380.1.1.9",
+  pp_employee: "1.3.6.1.4.1.34380.1.1.10",
+  pp_created_by: "1.3.6.1.4.1.34380.1.1.11",
+  pp_environment: "1.3.6.1.4.1.34380.1.1.12",
+  pp_role: "1.3.6.1.4.1.34380.1.1.13",
+  pp_software_version: "1.3.6.1.4.1.34380.1.1.14",
+  pp_department: "1.3.6.1.4.1.34380.1.1.15",
+  pp_cluster: "1.3.6.1.4.1.34380.1.1.16",
+  pp_provisioner: "1.3.6.1.4.1.34380.1.1.17",
+  pp_region: "1.3.6.1.4.1.34380.1.1.18",
+  pp_datacenter: "1.3.6.1.4.1.34380.1.1.19",
+  pp_zone: "1.3.6.1.4.1.34380.1.1.20",
+  pp_network: "1.3.6.1.4.1.34380.1.1.21",
+  pp_securitypolicy: "1.3.6.1.4.1.34380.1.1.22",
+  pp_cloudplatform: "1.3.6.1.4.1.34380.1.1.23",
+  pp_apptier: "1.3.6.1.4.1.34380.1.1.24",
+  pp_hostname: "1.3.6.1.4.1.34380.1.1.25",
+};
+
+/**
+ * A PEM CSR for certname signed with an RSA private key, carrying the given `pp_*` extension
+ * requests (names from PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them).
+ */
+export function createCsr(certname: string, privateKeyPem: string, extensions: Record<string, string> = {}): string {
+  const privateKey = forge.pki.privateKeyFromPem(privateKeyPem) as forge.pki.rsa.PrivateKey;
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.setRsaPublicKey(privateKey.n, privateKey.e);
+  csr.setSubject([{ name: "commonName", value: certname }]);
+  const requested = Object.entries(extensions).map(([name, value]) => {
+    const id = PUPPET_EXTENSIONS[name];
+    if (!id) throw new Error(`unknown Puppet extension ${name}; known: ${Object.keys(PUPPET_EXTENSIONS).join(", ")}`);
+    const der = forge.asn1.toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.UTF8, false, forge.util.encodeUtf8(value))).getBytes();
+    return { id, critical: false, value: der };
+  });
+  if (requested.length) csr.setAttributes([{ name: "extensionRequest", extensions: requested }]);
+  csr.sign(privateKey, forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(csr);
+}
+
+export interface CsrSummary {
+  commonName: string | undefined;
+  keyType: "rsa" | "ec-p256" | "ec-p384" | "other";
+  /** OIDs of the requested extensions. */
+  extensions: string[];
+  /** DNS names of a requested subjectAltName extension. */
+  dnsAltNames: string[];
+  /** True when the SAN requests anything other than DNS names. */
+  otherAltNames: boolean;
+}
+
+const OID = {
+  commonName: "2.5.4.3",
+  rsaEncryption: "1.2.840.113549.1.1.1",
+  ecPublicKey: "1.2.840.10045.2.1",
+  p256: "1.2.840.10045.3.1.7",
+  p384: "1.3.132.0.34",
+  extensionRequest: "1.2.840.113549.1.9.14",
+  subjectAltName: "2.5.29.17",
+};
+
+/**
+ * Reads a PEM CSR's subject CN, key type and requested extensions. Works from the ASN.1 directly
+ * because node-forge's CSR parser accepts RSA keys only, and EC CSRs must be read too.
+ * Throws an Error with a plain message when the text is not a CSR.
+ */
+export function inspectCsr(pem: string): CsrSummary {
+  const { asn1 } = forge;
+  let root: forge.asn1.Asn1;
+  try {
+    const msg = forge.pem.decode(pem)[0];
+    if (!msg || msg.type !== "CERTIFICATE REQUEST") throw new Error("not a CERTIFICATE REQUEST block");
+    root = asn1.fromDer(msg.body);
+  } catch (err) {
+    throw new Error(`not a PEM certificate request (${(err as Error).message})`);
+  }
+  const children = (node: forge.asn1.Asn1 | undefined): forge.asn1.Asn1[] => (Array.isArray(node?.value) ? (node.value as forge.asn1.Asn1[]) : []);
+  const oid = (node: forge.asn1.Asn1 | undefined): string | undefined =>
+    node && node.type === asn1.Type.OID && typeof node.value === "string" ? asn1.derToOid(node.value) : undefined;
+
+  const info = children(root)[0];
+  const [, subject, spki, attributes] = children(info);
+  if (!subject || !spki) throw new Error("not a PEM certificate request (missing subject or public key)");
+
+  let commonName: string | undefined;
+  for (const rdn of children(subject)) {
+    for (const pair of children(rdn)) {
+      const [type, value] = children(pair);
+      if (oid(type) === OID.commonName && typeof value?.value === "string") commonName = forge.util.decodeUtf8(value.value);
+    }
+  }
+
+  const [algorithm] = children(spki);
+  const [keyOid, params] = children(algorithm);
+  let keyType: CsrSummary["keyType"] = "other";
+  if (oid(keyOid) === OID.rsaEncryption) keyType = "rsa";
+  else if (oid(keyOid) === OID.ecPublicKey) keyType = oid(params) === OID.p256 ? "ec-p256" : oid(params) === OID.p384 ? "ec-p384" : "other";
+
+  const extensions: string[] = [];
+  const dnsAltNames: string[] = [];
+  let otherAltNames = false;
+  for (const attribute of children(attributes)) {
+    const [type, values] = children(attribute);
+    if (oid(type) !== OID.extensionRequest) continue;
+    for (const list of children(values)) {
+      for (const extension of children(list)) {
+        const parts = children(extension);
+        const id = oid(parts[0]);
+        if (!id) continue;
+        extensions.push(id);
+        if (id === OID.subjectAltName) {
+          const octets = parts[parts.length - 1];
+          const names = typeof octets?.value === "string" ? children(asn1.fromDer(octets.value)) : [];
+          for (const name of names) {
+            // Context tag 2 is dNSName; anything else (IP, URI, email) Puppet Server refuses by default.
+            if (name.tagClass === asn1.Class.CONTEXT_SPECIFIC && name.type === 2 && typeof name.value === "string") dnsAltNames.push(name.value);
+            else otherAltNames = true;
+          }
+        }
+      }
+    }
+  }
+  return { commonName, keyType, extensions, dnsAltNames, otherAltNames };
+}
+
+/** Why Puppet Server would refuse this CSR for certname, or undefined when it is acceptable. */
+export function csrProblem(pem: string, certname: string): string | undefined {
+  let csr: CsrSummary;
+  try {
+    csr = inspectCsr(pem);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (csr.commonName !== certname) return `its subject CN is ${csr.commonName ?? "missing"}; it must be the certname ${certname}`;
+  if (csr.keyType === "other") return "its key must be RSA or EC on P-256 or P-384";
+  for (const id of csr.extensions) {
+    if (id === OID.subjectAltName) {
+      if (csr.otherAltNames || csr.dnsAltNames.some((n) => n !== certname)) return `its subjectAltName may name only DNS:${certname}`;
+    } else if (!id.startsWith("1.3.6.1.4.1.34380.1.1.") && !id.startsWith("1.3.6.1.4.1.34380.1.2.")) {
+      return `it requests extension ${id}; only Puppet's pp_* extensions (1.3.6.1.4.1.34380.1.1.* and 1.3.6.1.4.1.34380.1.2.*) are allowed`;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,200 @@
+/** The espm agent as a real process on a loopback port, set up by the real espm-setup. */
+import assert from "node:assert/strict";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { EspmClient } from "../sdk/client";
+import { EspmError } from "../sdk/errors";
+import { createSelfSignedCertificate, certificateFingerprint } from "../sdk/x509";
+import { EspmProcess, GROUPS_YAML, setupEspm } from "./helpers/espm";
+
+describe("espm agent (real process)", function () {
+  let espm: EspmProcess;
+  let client: EspmClient;
+
+  before(async () => {
+    espm = await EspmProcess.start(await setupEspm([], GROUPS_YAML));
+    client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate, attempts: 1 });
+  });
+
+  after(async () => {
+    await client.close();
+    assert.equal(await espm.stop(), 0);
+    rmSync(espm.setup.dir, { recursive: true });
+  });
+
+  describe("health and authentication", () => {
+    it("answers health without a PSK, reporting unconfigured backends", async () => {
+      const res = await espm.raw("GET", "/v1/health", { psk: null });
+      assert.equal(res.status, 200);
+      const body = res.json as unknown as { backends: Record<string, { status: string }> };
+      assert.equal(body.backends.ca!.status, "not_configured");
+      assert.equal(body.backends.store!.status, "ok");
+      assert.ok(!res.text.includes(espm.setup.psk));
+    });
+
+    it("rejects a wrong PSK with 401, then slows the address with 429, never the right PSK", async () => {
+      const wrong = await espm.raw("GET", "/v1/groups", { psk: "x".repeat(48) });
+      assert.equal(wrong.status, 401);
+      assert.equal(wrong.json.error!.code, "unauthorized");
+      let throttled = 0;
+      for (let i = 0; i < 8; i++) {
+        const res = await espm.raw("GET", "/v1/groups", { psk: `wrong-${i}` });
+        if (res.status === 429) {
+          throttled++;
+          assert.ok(Number(res.headers["retry-after"]) >= 1);
+        } else assert.equal(res.status, 401);
+      }
+      assert.ok(throttled >= 3, `expected 429s after repeated failures, got ${throttled}`);
+      const right = await espm.raw("GET", "/v1/groups");
+      assert.equal(right.status, 200);
+      const noHeader = await espm.raw("GET", "/v1/nodes/web-01", { psk: null });
+      assert.equal(noHeader.status, 429);
+    });
+
+    it("never logs the PSK", () => {
+      assert.ok(espm.logLines.length > 0);
+      assert.ok(!espm.logLines.some((line) => line.includes(espm.setup.psk)));
+    });
+
+    it("refuses to talk to a server whose certificate is not the pinned one", async () => {
+      const other = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] });
+      const requestsBefore = espm.logLines.filter((l) => l.includes("incoming request")).length;
+      const pinnedElsewhere = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: other.certificatePem, attempts: 1 });
+      await assert.rejects(pinnedElsewhere.groups(), (err: EspmError) => err instanceof EspmError && err.code === "tls_pin_mismatch" && !err.message.includes(espm.setup.psk));
+      await pinnedElsewhere.close();
+      // No request reached espm (so no PSK left the client): the handshake was refused first.
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(espm.logLines.filter((l) => l.includes("incoming request")).length, requestsBefore);
+    });
+
+    it("accepts a pin given as a fingerprint in any case, without colons", async () => {
+      const fingerprint = certificateFingerprint(espm.setup.certificate).replace(/:/g, "").toLowerCase();
+      const byFingerprint = new EspmClient({ url: espm.url.replace("127.0.0.1", "localhost"), psk: espm.setup.psk, fingerprint });
+      assert.equal((await byFingerprint.health()).status, "ok");
+      await byFingerprint.close();
+    });
+  });
+
+  describe("nodes", () => {
+    it("creates, reads, replaces and deletes a node", async () => {
+      const created = await client.registerNode({ name: "web-01.example.test", groups: ["web"], classes: { motd: { message: "hi" } }, parameters: { owner: "ops" } });
+      assert.equal(created.name, "web-01.example.test");
+      assert.equal(created.environment, "production");
+      assert.deepEqual(created.groups, ["web"]);
+      assert.deepEqual(await client.getNode("web-01.example.test"), created);
+
+      const updated = await client.updateNode("web-01.example.test", { environment: "staging", groups: ["base"], classes: {}, parameters: { owner: "dev" } });
+      assert.equal(updated.environment, "staging");
+      assert.deepEqual(updated.groups, ["base"]);
+      assert.deepEqual(updated.parameters, { owner: "dev" });
+      assert.equal(updated.createdAt, created.createdAt);
+
+      await client.deleteNode("web-01.example.test");
+      assert.equal(await client.getNode("web-01.example.test"), undefined);
+      await client.deleteNode("web-01.example.test"); // ours, already deleted: 204
+    });
+
+    it("answers 409 for a live name and frees the name once deleted", async () => {
+      await client.registerNode({ name: "db-01.example.test", groups: [], classes: { ntp: {} } });
+      await assert.rejects(client.registerNode({ name: "db-01.example.test", groups: [] }), (err: EspmError) => err.status === 409 && err.code === "conflict");
+      await client.deleteNode("db-01.example.test");
+      const again = await client.registerNode({ name: "db-01.example.test", groups: ["base"] });
+      assert.deepEqual(again.groups, ["base"]);
+    });
+
+    it("never reads, changes or deletes a node it did not create", async () => {
+      await assert.rejects(client.deleteNode("someone-else.example.test"), (err: EspmError) => err.status === 404);
+      assert.equal(await client.getNode("someone-else.example.test"), undefined);
+      await assert.rejects(client.updateNode("someone-else.example.test", { groups: [] }), (err: EspmError) => err.status === 404);
+      const list = await espm.raw("GET", "/v1/nodes");
+      assert.equal(list.status, 404, "there is no listing of nodes");
+    });
+
+    it("refuses an unknown group with 422 naming it", async () => {
+      await assert.rejects(client.registerNode({ name: "x-01", groups: ["web", "nosuch"] }), (err: EspmError) => err.status === 422 && err.message.includes("nosuch"));
+      assert.equal(await client.getNode("x-01"), undefined);
+    });
+
+    it("creates once for a retried POST with the same Idempotency-Key, and refuses the key with another body", async () => {
+      const body = JSON.stringify({ name: "idem-01.example.test", groups: ["web"] });
+      const headers = { "content-type": "application/json", "idempotency-key": "retry-key-0123456789" };
+      const [first, second] = await Promise.all([espm.raw("POST", "/v1/nodes", { body, headers }), espm.raw("POST", "/v1/nodes", { body, headers })]);
+      assert.equal(first.status, 201);
+      assert.equal(second.status, 201);
+      assert.deepEqual(first.json, second.json);
+      const third = await espm.raw("POST", "/v1/nodes", { body, headers });
+      assert.deepEqual(third.json, first.json);
+      const other = await espm.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "idem-02.example.test", groups: [] }), headers });
+      assert.equal(other.status, 422);
+      assert.equal(await client.getNode("idem-02.example.test"), undefined);
+      const fresh = await espm.raw("POST", "/v1/nodes", { body, headers: { ...headers, "idempotency-key": "another-key-0123456789" } });
+      assert.equal(fresh.status, 409, "a new key is a new create, and the name is taken");
+    });
+  });
+
+  describe("bad input", () => {
+    const json = { "content-type": "application/json" };
+
+    it("answers malformed JSON, wrong types, oversize bodies and hostile names with 4xx naming the field", async () => {
+      const malformed = await espm.raw("POST", "/v1/nodes", { body: '{"name": "a",', headers: json });
+      assert.equal(malformed.status, 400);
+      assert.equal(malformed.json.error!.code, "invalid_request");
+
+      const wrongTypes = await espm.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "ok-01", groups: "web", classes: [] }), headers: json });
+      assert.equal(wrongTypes.status, 400);
+      const fields = (wrongTypes.json.error!.details as Array<{ field: string }>).map((d) => d.field);
+      assert.ok(fields.includes("groups") && fields.includes("classes"), `fields named: ${fields}`);
+
+      const extra = await espm.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "ok-02", admin: true }), headers: json });
+      assert.equal(extra.status, 400);
+
+      const proto = await espm.raw("POST", "/v1/nodes", { body: '{"name":"ok-03","__proto__":{"x":1}}', headers: json });
+      assert.equal(proto.status, 400);
+
+      const huge = await espm.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "big-01", parameters: { blob: "x".repeat(200_000) } }), headers: json });
+      assert.equal(huge.status, 413);
+      assert.equal(huge.json.error!.code, "payload_too_large");
+
+      const notJson = await espm.raw("POST", "/v1/nodes", { body: "name=x", headers: { "content-type": "text/plain" } });
+      assert.equal(notJson.status, 415);
+
+      for (const name of ["../x", "a;rm -rf", "Web-01", "x".repeat(300), "-lead", "trail.", "a..b", "a b", "$(id)"]) {
+        const viaBody = await espm.raw("POST", "/v1/nodes", { body: JSON.stringify({ name, groups: [] }), headers: json });
+        assert.equal(viaBody.status, 400, `POST name ${name}`);
+        assert.ok((viaBody.json.error!.details as Array<{ field: string }>).some((d) => d.field === "name"));
+        const viaPath = await espm.raw("GET", `/v1/nodes/${encodeURIComponent(name)}`);
+        assert.ok(viaPath.status === 400 || viaPath.status === 404, `GET ${name}: ${viaPath.status}`);
+        const del = await espm.raw("DELETE", `/v1/certificates/${encodeURIComponent(name)}`);
+        assert.ok(del.status === 400 || del.status === 404, `DELETE certificate ${name}: ${del.status}`);
+      }
+      for (const name of ["big-01", "ok-01", "ok-02", "ok-03"]) assert.equal(await client.getNode(name), undefined);
+    });
+
+    it("keeps answering after all of that", async () => {
+      assert.equal((await client.health()).status, "ok");
+      assert.equal(espm.child.exitCode, null);
+    });
+
+    it("answers certificate calls with 503 when no CA is configured", async () => {
+      const res = await espm.raw("GET", "/v1/certificates/web-01.example.test");
+      assert.equal(res.status, 503);
+      assert.match(res.json.error!.message, /\[puppetserver\]/);
+    });
+  });
+
+  describe("groups", () => {
+    it("lists groups and reloads them on SIGHUP", async () => {
+      assert.deepEqual((await client.groups()).groups.map((g) => g.name).sort(), ["base", "web"]);
+      writeFileSync(join(espm.setup.configDir, "groups.yaml"), `${GROUPS_YAML}  db:\n    classes:\n      postgresql: {}\n`);
+      espm.child.kill("SIGHUP");
+      const deadline = Date.now() + 5000;
+      let names: string[] = [];
+      while (Date.now() < deadline) {
+        names = (await client.groups()).groups.map((g) => g.name).sort();
+        if (names.includes("db")) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.deepEqual(names, ["base", "db", "web"]);
+    });
+  });
+});
