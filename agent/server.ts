@@ -57,6 +57,16 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
         : { level: "info", redact: { paths: ["req.headers.authorization", "psk", "*.psk", "privateKey", "*.privateKey"], censor: "[redacted]" } },
   }) as unknown as FastifyInstance;
 
+  // On stop, in-flight requests finish; their answers close the connection, so that an idle
+  // keep-alive socket does not hold the process open for the keep-alive timeout.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    if (closing) reply.header("connection", "close");
+  });
+
   // JSON only: fastify's default text/plain parser would let a non-JSON body reach the routes.
   app.removeContentTypeParser("text/plain");
 

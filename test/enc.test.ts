@@ -1,0 +1,115 @@
+/** `espm enc` as Puppet Server runs it: a separate process, read-only, fast. */
+import assert from "node:assert/strict";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { parse as parseIni, stringify as stringifyIni } from "ini";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { EspmClient } from "../sdk/client";
+import { ESPM_BIN, EspmProcess, GROUPS_YAML, run, setupEspm } from "./helpers/espm";
+
+async function enc(ini: string, certname: string, asUser?: string) {
+  const argv = [process.execPath, ESPM_BIN, "enc", "-c", ini, certname];
+  const [cmd, ...args] = asUser ? ["runuser", "-u", asUser, "--", ...argv] : argv;
+  try {
+    const { stdout, stderr } = await run(cmd!, args);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe("espm enc", () => {
+  let espm: EspmProcess;
+  let client: EspmClient;
+
+  before(async () => {
+    espm = await EspmProcess.start(await setupEspm([], GROUPS_YAML));
+    client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
+    await client.registerNode({
+      name: "web-01.example.test",
+      groups: ["base", "web"],
+      classes: { motd: { message: "the node's own" }, apache: {} },
+      parameters: { tier: "back" },
+    });
+  });
+
+  after(async () => {
+    await client.close();
+    await espm.stop();
+    rmSync(espm.setup.dir, { recursive: true });
+  });
+
+  it("prints the merged classification, the node's own values winning", async () => {
+    const result = await enc(espm.setup.ini, "web-01.example.test");
+    assert.equal(result.code, 0);
+    assert.deepEqual(parse(result.stdout), {
+      environment: "production",
+      classes: { ssh: { port: 22 }, motd: { message: "the node's own" }, ntp: {}, apache: {} },
+      parameters: { role: "web", tier: "back" },
+    });
+  });
+
+  it("picks up a groups.yaml edit on the next call, without a restart", async () => {
+    writeFileSync(join(espm.setup.configDir, "groups.yaml"), GROUPS_YAML.replace("ntp: {}", "ntp: { servers: [pool.example] }").replace("role: web", "role: frontend"));
+    const result = parse((await enc(espm.setup.ini, "web-01.example.test")).stdout);
+    assert.deepEqual(result.classes.ntp, { servers: ["pool.example"] });
+    assert.equal(result.parameters.role, "frontend");
+  });
+
+  it("prints classes: {} for a node espm does not know, and exits 0", async () => {
+    const result = await enc(espm.setup.ini, "stranger.example.test");
+    assert.equal(result.code, 0);
+    assert.deepEqual(parse(result.stdout), { classes: {} });
+  });
+
+  it("passes a fallback ENC's output and exit code through for other nodes", async () => {
+    const fallback = join(espm.setup.dir, "fallback.sh");
+    writeFileSync(fallback, '#!/bin/sh\ncase "$1" in known*) echo "classes: { legacy: {} }";; *) echo "unknown $1" >&2; exit 3;; esac\n', { mode: 0o755 });
+    const ini = join(espm.setup.configDir, "fallback.ini");
+    const config = parseIni(readFileSync(espm.setup.ini, "utf8"));
+    config.classifier.fallback_enc = fallback;
+    writeFileSync(ini, stringifyIni(config));
+    const known = await enc(ini, "known-01");
+    assert.equal(known.code, 0);
+    assert.deepEqual(parse(known.stdout), { classes: { legacy: {} } });
+    const unknown = await enc(ini, "other-01");
+    assert.equal(unknown.code, 3);
+    assert.match(unknown.stderr, /unknown other-01/);
+    const ours = await enc(ini, "web-01.example.test");
+    assert.equal(parse(ours.stdout).classes.motd.message, "the node's own");
+  });
+
+  it("works as an unprivileged user who cannot write, or even read, the store", async () => {
+    const result = await enc(espm.setup.ini, "web-01.example.test", "nobody");
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(parse(result.stdout).classes.motd.message, "the node's own");
+    const write = await run("runuser", ["-u", "nobody", "--", "sh", "-c", `echo x >> ${join(espm.setup.configDir, "espm.db")}`]).then(
+      () => "written",
+      () => "refused",
+    );
+    assert.equal(write, "refused");
+  });
+
+  it("refuses a hostile certname without reading anything", async () => {
+    const result = await enc(espm.setup.ini, "../etc/passwd");
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /certname/);
+  });
+
+  it("keeps answering while the agent writes", async () => {
+    const writes = Array.from({ length: 40 }, (_, i) => client.registerNode({ name: `burst-${i}.example.test`, groups: ["web"] }));
+    const reads = Array.from({ length: 4 }, () => enc(espm.setup.ini, "web-01.example.test"));
+    const results = await Promise.all(reads);
+    await Promise.all(writes);
+    for (const r of results) assert.equal(parse(r.stdout).classes.motd.message, "the node's own");
+    assert.equal(parse((await enc(espm.setup.ini, "burst-39.example.test")).stdout).parameters.role, "frontend");
+  });
+
+  it("shows an update to the unprivileged user on the next call", async () => {
+    await client.updateNode("web-01.example.test", { groups: ["web"], classes: {}, parameters: {} });
+    const result = await enc(espm.setup.ini, "web-01.example.test", "nobody");
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(parse(result.stdout).classes, { motd: { message: "from the web group" }, ntp: { servers: ["pool.example"] } });
+  });
+});
