@@ -47,7 +47,7 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
     bodyLimit: ctx.config.server.body_limit,
     return503OnClosing: true,
     // Long enough for a 253-character name, so that a longer one gets our 400 naming the field.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // Forbid prototype pollution through JSON bodies outright.
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs what espm's tests and demo need on Debian 12 (Puppet 7) or Debian 13 (Puppet 8):
+# Debian's puppetserver and puppet-agent, and the build tools better-sqlite3 compiles with.
+# Idempotent: installs only what is missing. Run as root.
+set -eu
+
+missing=""
+command -v puppetserver >/dev/null 2>&1 || missing="$missing puppetserver"
+command -v puppet >/dev/null 2>&1 || missing="$missing puppet-agent"
+command -v g++ >/dev/null 2>&1 || missing="$missing g++"
+command -v make >/dev/null 2>&1 || missing="$missing make"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+ls /usr/lib/jvm/java-17-openjdk-*/bin/java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
+command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
+
+if [ -n "$missing" ]; then
+  echo "install-deps: installing$missing"
+  apt-get update -q
+  # shellcheck disable=SC2086 # a list of package names
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+echo "install-deps: puppetserver $(dpkg-query -W -f='${Version}' puppetserver), puppet-agent $(dpkg-query -W -f='${Version}' puppet-agent 2>/dev/null || dpkg-query -W -f='${Version}' puppet)"

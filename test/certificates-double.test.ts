@@ -1,0 +1,173 @@
+/**
+ * The certificate routes' validation and error paths, with a CA test double: states a real Puppet
+ * Server is hard to put in on demand (a foreign pending request, a crash between submit and sign,
+ * a CA that is down). The happy path runs against the real Puppet Server in puppet.test.ts.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { BackendError, type CaCertificateStatus, type CertificateAuthority } from "../agent/ca";
+import type { EspmConfig } from "../agent/config";
+import { Idempotency } from "../agent/idempotency";
+import { buildServer } from "../agent/server";
+import { Store } from "../agent/store";
+import { createCsr, createSelfSignedCertificate, describeCertificate, generateRsaKeyPair } from "../sdk/x509";
+
+class CaDouble implements CertificateAuthority {
+  held = new Map<string, CaCertificateStatus & { pem?: string }>();
+  calls: string[] = [];
+  down = false;
+  failSign = false;
+
+  private check(op: string, certname = "") {
+    this.calls.push(`${op} ${certname}`.trim());
+    if (this.down) throw new BackendError(503, "Puppet Server at https://127.0.0.1:1 cannot be reached: connect ECONNREFUSED");
+  }
+  async status(certname: string) {
+    this.check("status", certname);
+    return this.held.get(certname) ?? { state: "absent" as const };
+  }
+  async submit(certname: string) {
+    this.check("submit", certname);
+    if (this.held.has(certname)) throw new BackendError(502, `${certname} already has a requested certificate; ignoring certificate request`);
+    this.held.set(certname, { state: "requested" });
+  }
+  async sign(certname: string) {
+    this.check("sign", certname);
+    if (this.failSign) throw new BackendError(502, "sign failed");
+    const pem = createSelfSignedCertificate({ commonName: certname, altNames: [certname] }).certificatePem;
+    const { serial, notAfter } = describeCertificate(pem);
+    this.held.set(certname, { state: "signed", serial, notAfter, pem });
+  }
+  async certificate(certname: string) {
+    this.check("certificate", certname);
+    return this.held.get(certname)!.pem!;
+  }
+  async caBundle() {
+    return "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n";
+  }
+  async crl() {
+    return "-----BEGIN X509 CRL-----\nCRL\n-----END X509 CRL-----\n";
+  }
+  async clean(certname: string) {
+    this.check("clean", certname);
+    this.held.delete(certname);
+  }
+  async health() {
+    return { status: "ok" as const };
+  }
+}
+
+describe("certificate routes (CA test double)", () => {
+  let dir: string;
+  let store: Store;
+  let ca: CaDouble;
+  let app: FastifyInstance;
+  const key = generateRsaKeyPair(2048).privateKeyPem;
+  const csrFor = (name: string) => createCsr(name, key, { pp_role: "web" });
+  const post = (certname: string, body: unknown) =>
+    app.inject({ method: "POST", url: `/v1/certificates/${certname}`, headers: { authorization: "Bearer p".padEnd(40, "k"), "content-type": "application/json" }, payload: JSON.stringify(body) });
+  const call = (method: "GET" | "DELETE", certname: string) => app.inject({ method, url: `/v1/certificates/${certname}`, headers: { authorization: "Bearer p".padEnd(40, "k") } });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "espm-ca-"));
+    store = new Store(join(dir, "espm.db"));
+    ca = new CaDouble();
+    const config = {
+      server: { body_limit: 65536, auth_failures_allowed: 5, auth_failure_window_seconds: 60 },
+      store: { database: join(dir, "espm.db"), enc_export: dir },
+      classifier: { groups: join(dir, "groups.yaml"), default_environment: "production" },
+    } as EspmConfig;
+    app = buildServer({ config, store, idempotency: new Idempotency(store), groups: () => new Map(), ca, version: "test" }, { psk: "p".padEnd(33, "k"), logger: false });
+  });
+
+  afterEach(async () => {
+    await app.close();
+    store.close();
+    rmSync(dir, { recursive: true });
+  });
+
+  it("signs a CSR and revokes it, idempotently", async () => {
+    const res = await post("web-01.example.test", { csr: csrFor("web-01.example.test") });
+    assert.equal(res.statusCode, 201, res.body);
+    const issued = res.json();
+    assert.match(issued.serial, /^[0-9A-F]+$/);
+    assert.equal((await call("GET", "web-01.example.test")).json().state, "signed");
+    assert.equal((await call("DELETE", "web-01.example.test")).statusCode, 204);
+    assert.equal((await call("DELETE", "web-01.example.test")).statusCode, 204);
+    assert.equal(ca.calls.filter((c) => c === "clean web-01.example.test").length, 1, "the second delete does not touch the CA");
+    assert.equal((await call("GET", "web-01.example.test")).json().state, "revoked");
+  });
+
+  it("refuses a CSR whose CN is not the certname, or that is not a CSR, before calling the CA", async () => {
+    const wrongCn = await post("web-01.example.test", { csr: csrFor("other.example.test") });
+    assert.equal(wrongCn.statusCode, 400);
+    assert.match(wrongCn.json().error.message, /CN is other.example.test/);
+    const garbage = await post("web-01.example.test", { csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" });
+    assert.equal(garbage.statusCode, 400);
+    const missing = await post("web-01.example.test", {});
+    assert.equal(missing.statusCode, 400);
+    assert.equal(missing.json().error.details[0].field, "csr");
+    assert.deepEqual(ca.calls, []);
+  });
+
+  it("accepts EC P-256 CSRs and refuses extensions Puppet Server rejects", async () => {
+    const ecKey = join(dir, "ec.key");
+    execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ecKey]);
+    const ecCsr = execFileSync("openssl", ["req", "-new", "-key", ecKey, "-subj", "/CN=ec-01.example.test"]).toString();
+    assert.equal((await post("ec-01.example.test", { csr: ecCsr })).statusCode, 201);
+
+    const cnf = join(dir, "ku.cnf");
+    writeFileSync(cnf, "[req]\ndistinguished_name=dn\nreq_extensions=ext\n[dn]\n[ext]\nkeyUsage=digitalSignature\n");
+    const kuCsr = execFileSync("openssl", ["req", "-new", "-key", ecKey, "-subj", "/CN=ku-01.example.test", "-config", cnf]).toString();
+    const ku = await post("ku-01.example.test", { csr: kuCsr });
+    assert.equal(ku.statusCode, 400);
+    assert.match(ku.json().error.message, /2\.5\.29\.15/);
+  });
+
+  it("answers 409 for a certificate or request at the CA that espm did not make", async () => {
+    ca.held.set("taken.example.test", { state: "requested" });
+    const res = await post("taken.example.test", { csr: csrFor("taken.example.test") });
+    assert.equal(res.statusCode, 409);
+    assert.match(res.json().error.message, /pending certificate request .* that espm did not make/);
+    assert.equal((await call("DELETE", "taken.example.test")).statusCode, 404, "not espm's to revoke");
+    assert.equal((await call("GET", "taken.example.test")).statusCode, 404);
+    assert.ok(ca.held.has("taken.example.test"));
+  });
+
+  it("cleans its own pending request left by a crash between submit and sign, then signs", async () => {
+    ca.failSign = true;
+    const first = await post("crash-01.example.test", { csr: csrFor("crash-01.example.test") });
+    assert.equal(first.statusCode, 502);
+    assert.equal(ca.held.get("crash-01.example.test")?.state, "requested");
+    ca.failSign = false;
+    const second = await post("crash-01.example.test", { csr: csrFor("crash-01.example.test") });
+    assert.equal(second.statusCode, 201, second.body);
+    assert.ok(ca.calls.includes("clean crash-01.example.test"));
+  });
+
+  it("answers 503 naming the CA when it is down, and 409 when espm already signed the name", async () => {
+    assert.equal((await post("web-02.example.test", { csr: csrFor("web-02.example.test") })).statusCode, 201);
+    const again = await post("web-02.example.test", { csr: csrFor("web-02.example.test") });
+    assert.equal(again.statusCode, 409);
+    ca.down = true;
+    const down = await post("web-03.example.test", { csr: csrFor("web-03.example.test") });
+    assert.equal(down.statusCode, 503);
+    assert.match(down.json().error.message, /cannot be reached/);
+  });
+
+  it("replays a retried sign with the same Idempotency-Key without signing twice", async () => {
+    const headers = { authorization: "Bearer p".padEnd(40, "k"), "content-type": "application/json", "idempotency-key": "sign-key-0123456789abcdef" };
+    const payload = JSON.stringify({ csr: csrFor("web-04.example.test") });
+    const [a, b] = await Promise.all([
+      app.inject({ method: "POST", url: "/v1/certificates/web-04.example.test", headers, payload }),
+      app.inject({ method: "POST", url: "/v1/certificates/web-04.example.test", headers, payload }),
+    ]);
+    assert.equal(a.statusCode, 201);
+    assert.equal(b.body, a.body);
+    assert.equal(ca.calls.filter((c) => c === "sign web-04.example.test").length, 1);
+  });
+});
