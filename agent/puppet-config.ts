@@ -34,3 +34,30 @@ external_nodes = ${resolve(espmBin)} enc -c ${ini}
 # 3. reload Puppet Server (systemctl reload puppetserver, or kill -HUP its pid)
 `;
 }
+
+const ESPM_CLASSES_RULE = `
+        {
+            match-request: { path: "/puppet/v3/environment_classes", type: path, method: get }
+            allow: ["espm"]
+            sort-order: 500
+            name: "espm environment classes"
+        },`;
+
+/**
+ * Debian's (and Puppet's stock) auth.conf with espm allowed on exactly the CA endpoints it uses and
+ * on environment_classes. espm goes into the existing rules, because the first matching rule wins.
+ */
+export function authConfForEspm(original: string): string {
+  let replaced = 0;
+  const granted = original.replace(
+    /allow:\s*\{\s*extensions:\s*\{\s*pp_cli_auth:\s*"true"\s*\}\s*\}(\s*sort-order:\s*\d+\s*name:\s*"puppetlabs (?:cert status|cert statuses|cert clean)")/g,
+    (_match, rest: string) => {
+      replaced++;
+      return `allow: ["espm", { extensions: { pp_cli_auth: "true" } }]${rest}`;
+    },
+  );
+  if (replaced !== 3 || !/rules:\s*\[/.test(granted)) {
+    throw new Error("this auth.conf does not have Puppet's stock CA rules (cert status, cert statuses, cert clean); add espm to them by hand as `espm puppet-config` describes");
+  }
+  return granted.replace(/rules:\s*\[/, (m) => `${m}${ESPM_CLASSES_RULE}`);
+}

@@ -81,6 +81,11 @@ export function derFingerprint(der: Buffer): string {
   return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
 }
 
+/** Serials as uppercase hex without leading zeros, so that Node's "02" and Puppet's 2 compare equal. */
+export function normalizeSerial(hex: string): string {
+  return hex.toUpperCase().replace(/^0+(?=.)/, "");
+}
+
 export interface CertificateSummary {
   subject: string;
   serial: string;
@@ -93,7 +98,7 @@ export function describeCertificate(certificatePem: string): CertificateSummary 
   const cert = new X509Certificate(certificatePem);
   return {
     subject: cert.subject,
-    serial: cert.serialNumber.toUpperCase(),
+    serial: normalizeSerial(cert.serialNumber),
     notAfter: new Date(cert.validTo).toISOString(),
     fingerprint: cert.fingerprint256,
   };

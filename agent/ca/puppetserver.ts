@@ -36,7 +36,8 @@ export class PuppetServerCa implements CertificateAuthority {
     if (body.state !== "requested" && body.state !== "signed" && body.state !== "revoked") {
       throw new BackendError(502, `Puppet Server reported an unknown certificate state ${JSON.stringify(body.state)} for ${certname}`);
     }
-    const notAfter = body.not_after ? new Date(body.not_after) : undefined;
+    // Puppet prints times as "2031-11-26T00:30:11UTC", which Date does not read as is.
+    const notAfter = body.not_after ? new Date(body.not_after.replace(/UTC$/, "Z")) : undefined;
     return {
       state: body.state,
       serial: serialToHex(body.serial_number),

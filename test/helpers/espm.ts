@@ -43,8 +43,7 @@ export interface SetupResult {
   stdout: string;
 }
 
-export async function setupEspm(extraArgs: string[] = [], groupsYaml?: string): Promise<SetupResult> {
-  const dir = scratchDir("espm");
+export async function setupEspm(extraArgs: string[] = [], groupsYaml?: string, dir = scratchDir("espm")): Promise<SetupResult> {
   const configDir = join(dir, "etc");
   mkdirSync(join(configDir, "certs"), { recursive: true, mode: 0o755 });
   chmodSync(configDir, 0o755);

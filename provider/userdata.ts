@@ -1,0 +1,96 @@
+/**
+ * Userdata for an instance's first boot: the bootstrap script (scripts/bootstrap/puppet-bootstrap.sh)
+ * with the node's values. The certificate, key and CA bundle travel inside it; the CRL does not (the
+ * agent downloads it), to stay under EC2's 16 KB userdata limit. When the plain text is too big,
+ * it is gzip-compressed, which cloud-init unpacks; past that, rendering refuses.
+ */
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { nameProblem } from "../sdk/protocol";
+
+/** EC2 accepts at most 16 KB of userdata, counted before base64 encoding. */
+export const USERDATA_LIMIT = 16 * 1024;
+
+export interface UserDataInput {
+  nodeName: string;
+  /** The Puppet master's host name or IP address, as the instance reaches it. */
+  master: string;
+  masterPort?: number;
+  environment?: string;
+  certificatePem: string;
+  privateKeyPem: string;
+  caCertificatePem: string;
+}
+
+export interface RenderedUserData {
+  /** Base64 of the bytes EC2 should get (for `userDataBase64`). */
+  base64: string;
+  /** The plain script; also what the bytes are when `gzipped` is false. */
+  script: string;
+  gzipped: boolean;
+  /** Size in bytes of what EC2 gets, before base64. */
+  bytes: number;
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export function bootstrapScriptPath(): string {
+  // dist/provider/userdata.js and provider/userdata.ts both sit two levels below the package root.
+  return join(__dirname, "..", "..", "scripts", "bootstrap", "puppet-bootstrap.sh");
+}
+
+function pem(value: string, label: string, field: string): string {
+  const text = value.trim();
+  if (!text.startsWith(`-----BEGIN ${label}`) || !text.includes(`-----END ${label}`)) {
+    throw new Error(`${field} must be a PEM ${label}`);
+  }
+  return text;
+}
+
+/** The userdata script for one node. Throws naming the field for bad values, or the size when too big. */
+export function renderUserData(input: UserDataInput): RenderedUserData {
+  const problem = nameProblem(input.nodeName);
+  if (problem) throw new Error(`nodeName ${problem}`);
+  if (!isIP(input.master) && !HOSTNAME.test(input.master)) throw new Error(`master must be a host name or an IP address, not ${JSON.stringify(input.master)}`);
+  const port = input.masterPort ?? 8140;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`masterPort must be from 1 to 65535, not ${port}`);
+  if (input.environment !== undefined && !/^[a-z0-9_]{1,64}$/.test(input.environment)) throw new Error("environment must be lowercase letters, digits or '_'");
+  const certificate = pem(input.certificatePem, "CERTIFICATE", "certificatePem");
+  const key = pem(input.privateKeyPem, "", "privateKeyPem");
+  const ca = pem(input.caCertificatePem, "CERTIFICATE", "caCertificatePem");
+  const bootstrap = readFileSync(bootstrapScriptPath(), "utf8");
+
+  // Every value is validated above to characters that need no quoting beyond single quotes,
+  // and PEM text cannot contain the heredoc delimiters.
+  const script = `#!/bin/sh
+# espm first boot for ${input.nodeName}: installs its Puppet certificate and runs the agent once.
+# Extra arguments are passed to puppet-bootstrap.sh (e.g. --confdir for a sandboxed run).
+set -u
+d=$(mktemp -d /tmp/espm-bootstrap.XXXXXX)
+trap 'rm -rf "$d"' EXIT
+umask 077
+cat > "$d/cert.pem" <<'ESPM_CERTIFICATE'
+${certificate}
+ESPM_CERTIFICATE
+cat > "$d/key.pem" <<'ESPM_PRIVATE_KEY'
+${key}
+ESPM_PRIVATE_KEY
+cat > "$d/ca.pem" <<'ESPM_CA_BUNDLE'
+${ca}
+ESPM_CA_BUNDLE
+cat > "$d/puppet-bootstrap.sh" <<'ESPM_BOOTSTRAP_SCRIPT'
+${bootstrap.trimEnd()}
+ESPM_BOOTSTRAP_SCRIPT
+sh "$d/puppet-bootstrap.sh" --certname '${input.nodeName}' --master '${input.master}' --port '${port}'${input.environment ? ` --environment '${input.environment}'` : ""} \\
+  --cert "$d/cert.pem" --key "$d/key.pem" --ca "$d/ca.pem" "$@"
+`;
+  const plain = Buffer.from(script, "utf8");
+  if (plain.length <= USERDATA_LIMIT) return { base64: plain.toString("base64"), script, gzipped: false, bytes: plain.length };
+  const gzipped = gzipSync(plain, { level: 9 });
+  if (gzipped.length > USERDATA_LIMIT) {
+    throw new Error(`the userdata for ${input.nodeName} is ${gzipped.length} bytes even gzip-compressed (${plain.length} plain); EC2 accepts at most ${USERDATA_LIMIT}. Use a smaller CA bundle or key.`);
+  }
+  return { base64: gzipped.toString("base64"), script, gzipped: true, bytes: gzipped.length };
+}

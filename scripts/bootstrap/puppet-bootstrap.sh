@@ -1,0 +1,133 @@
+#!/bin/sh
+# puppet-bootstrap.sh: first boot of a Puppet node whose certificate espm signed in advance.
+#
+# Installs the node's certificate, key and CA bundle, points puppet.conf's [agent] at the master,
+# and runs the Puppet agent once. Running it again converges to the same state: files rewritten,
+# one hosts entry, the agent run again. POSIX sh; works with Puppet's AIO packages and Debian's.
+#
+# usage: puppet-bootstrap.sh --certname NAME --master HOST|IP --cert FILE --key FILE --ca FILE
+#          [--port 8140] [--environment ENV] [--logdest FILE]
+#          [--confdir DIR] [--vardir DIR] [--ssldir DIR]     (defaults: Puppet's own)
+#
+# Exit status: 0 when the agent exits 0 (no changes) or 2 (changes applied); the agent's own
+# code when it exits 1, 4 or 6 (failure); 64 for bad usage; 69 when puppet is missing.
+set -u
+
+die() { echo "puppet-bootstrap: $1" >&2; exit "${2:-64}"; }
+
+certname= master= port=8140 environment= cert= key= ca= logdest=/var/log/puppet-bootstrap.log
+confdir= vardir= ssldir=
+while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || die "option $1 needs a value"
+  case "$1" in
+    --certname) certname=$2 ;;
+    --master) master=$2 ;;
+    --port) port=$2 ;;
+    --environment) environment=$2 ;;
+    --cert) cert=$2 ;;
+    --key) key=$2 ;;
+    --ca) ca=$2 ;;
+    --logdest) logdest=$2 ;;
+    --confdir) confdir=$2 ;;
+    --vardir) vardir=$2 ;;
+    --ssldir) ssldir=$2 ;;
+    *) die "unknown option $1" ;;
+  esac
+  shift 2
+done
+
+[ -n "$certname" ] || die "--certname is required"
+[ -n "$master" ] || die "--master is required"
+for f in "$cert" "$key" "$ca"; do
+  [ -n "$f" ] && [ -r "$f" ] || die "--cert, --key and --ca must name readable PEM files (got '$f')"
+done
+case "$certname" in *[!a-z0-9._-]*|.*|-*|*.|*-|*..*) die "certname '$certname' is not a valid Puppet certname" ;; esac
+case "$port" in ''|*[!0-9]*) die "--port must be a number" ;; esac
+
+# Puppet's AIO packages live in /opt/puppetlabs/bin, which a first-boot PATH may lack.
+PATH="$PATH:/opt/puppetlabs/bin:/opt/puppetlabs/puppet/bin"
+command -v puppet >/dev/null 2>&1 || die "puppet is not installed on this image" 69
+
+# Path options passed to every puppet command, so a sandboxed run never touches the system's files.
+set --
+[ -n "$confdir" ] && set -- "$@" --confdir "$confdir"
+[ -n "$vardir" ] && set -- "$@" --vardir "$vardir"
+[ -n "$ssldir" ] && set -- "$@" --ssldir "$ssldir"
+
+# A puppet service the image started would race this run and leave a pending CSR at the master.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet puppet 2>/dev/null; then
+  systemctl stop puppet
+elif command -v service >/dev/null 2>&1 && service puppet status >/dev/null 2>&1; then
+  service puppet stop >/dev/null 2>&1 || true
+fi
+
+# Where this Puppet keeps its files, asked of Puppet itself (AIO and Debian differ).
+settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert --section agent "$@") || die "puppet config print failed" 69
+setting() { printf '%s\n' "$settings" | sed -n "s/^$1 = //p"; }
+confdir=$(setting confdir)
+certdir=$(setting certdir)
+privatekeydir=$(setting privatekeydir)
+localcacert=$(setting localcacert)
+ssldir=$(setting ssldir)
+
+# The master given as an IP address: agents reach it as "puppet" through one hosts line, as the
+# original espm did; the master's certificate must carry "puppet" among its names.
+server=$master
+case "$master" in
+  *[!0-9.]*) case "$master" in *:*) is_ip=yes ;; *) is_ip=no ;; esac ;;
+  *) is_ip=yes ;;
+esac
+if [ "$is_ip" = yes ]; then
+  server=puppet
+  hosts=/etc/hosts
+  tmp=$(mktemp)
+  grep -v '[[:space:]]puppet[[:space:]]puppetmaster[[:space:]]*\(#.*\)\{0,1\}$' "$hosts" > "$tmp" || true
+  printf '%s puppet puppetmaster # espm bootstrap\n' "$master" >> "$tmp"
+  # Rewrite in place rather than rename: /etc/hosts may be a bind mount (containers, sandboxes).
+  cat "$tmp" > "$hosts"
+  rm -f "$tmp"
+fi
+
+# SSL files: directories as Puppet makes them, the key readable by its owner (and group) only.
+umask 022
+mkdir -p "$certdir" "$privatekeydir" "$(dirname "$localcacert")"
+chmod 0771 "$ssldir" 2>/dev/null || true
+chmod 0750 "$privatekeydir"
+cp "$cert" "$certdir/$certname.pem" && chmod 0644 "$certdir/$certname.pem"
+(umask 027 && cp "$key" "$privatekeydir/$certname.pem") && chmod 0640 "$privatekeydir/$certname.pem"
+cp "$ca" "$localcacert" && chmod 0644 "$localcacert"
+if getent group puppet >/dev/null 2>&1; then
+  chgrp puppet "$privatekeydir" "$privatekeydir/$certname.pem" 2>/dev/null || true
+fi
+
+# puppet.conf: certname, server and port (and environment) in [agent], everything else kept.
+conf="$confdir/puppet.conf"
+mkdir -p "$confdir"
+[ -f "$conf" ] || : > "$conf"
+tmp=$(mktemp)
+awk -v certname="$certname" -v server="$server" -v port="$port" -v env="$environment" '
+  function ours() {
+    print "certname = " certname; print "server = " server; print "serverport = " port
+    if (env != "") print "environment = " env
+  }
+  /^[[:space:]]*\[/ { section = $0; gsub(/[[:space:]\[\]]/, "", section); print; if (section == "agent") { ours(); done = 1 }; next }
+  section == "agent" && /^[[:space:]]*(certname|server|serverport|environment)[[:space:]]*=/ { next }
+  { print }
+  END { if (!done) { print "[agent]"; ours() } }
+' "$conf" > "$tmp"
+cat "$tmp" > "$conf"
+rm -f "$tmp"
+
+mkdir -p "$(dirname "$logdest")"
+echo "puppet-bootstrap: running puppet agent for $certname against $server:$port (log: $logdest)"
+# --no-usecacheonfailure: a refused or failed catalog request must fail this run, not quietly
+# re-apply a catalog cached by an earlier run.
+puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 0 --no-usecacheonfailure --logdest "$logdest" "$@"
+code=$?
+case "$code" in
+  0|2) echo "puppet-bootstrap: first run succeeded (agent exit $code)"; exit 0 ;;
+  *)
+    echo "puppet-bootstrap: first run failed (agent exit $code); Puppet's errors from $logdest:" >&2
+    grep 'Puppet (err)' "$logdest" 2>/dev/null | tail -n 20 >&2
+    exit "$code" ;;
+esac

@@ -1,0 +1,239 @@
+/**
+ * An isolated Puppet Server as a child process: its own directories (CA, code, logs) under one
+ * folder, listening on loopback, started with Debian's OpenJDK 17 and the fast-start JVM flags
+ * measured in shared/notes/puppetserver.md (about 25 s to ready instead of 70). Used by the tests,
+ * the benchmark and the demo.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Agent, request } from "undici";
+import { authConfForEspm } from "../../agent/puppet-config";
+import { createCsr, generateRsaKeyPair } from "../../sdk/x509";
+
+const run = promisify(execFile);
+const DEBIAN_CONF = "/etc/puppet/puppetserver";
+
+export interface PuppetServerOptions {
+  /** Everything the server writes goes under this directory. */
+  dir: string;
+  port?: number;
+  certname?: string;
+  /** Command Puppet Server runs as its ENC (node_terminus = exec); none means plain nodes. */
+  enc?: string;
+  /** Modules copied into the production environment. */
+  modules?: string[];
+}
+
+export interface PuppetServerLab {
+  dir: string;
+  url: string;
+  port: number;
+  certname: string;
+  confFile: string;
+  caBundle: string;
+  /** espm's client certificate and key at this server (CN espm). */
+  espmCert: string;
+  espmKey: string;
+  environmentDir: string;
+  stop(): Promise<void>;
+}
+
+/** Debian's OpenJDK 17, even when another JDK is first on PATH (Puppet 7's JRuby wants 17). */
+export function findJava(): string {
+  const jvm = "/usr/lib/jvm";
+  const candidates = existsSync(jvm) ? readdirSync(jvm).filter((d) => /^java-17-openjdk/.test(d)) : [];
+  for (const d of candidates) {
+    const java = join(jvm, d, "bin/java");
+    if (existsSync(java)) return java;
+  }
+  throw new Error("OpenJDK 17 is not installed under /usr/lib/jvm; run scripts/install-deps.sh");
+}
+
+function writeLayout(o: Required<Omit<PuppetServerOptions, "enc" | "modules">> & Pick<PuppetServerOptions, "enc" | "modules">): { confFile: string; environmentDir: string } {
+  const S = o.dir;
+  for (const d of ["conf.d", "services.d", "puppet", "code/environments/production/manifests", "code/environments/production/modules", "var", "run", "log", "jruby-gems", "ssl", "ca", "enc"]) {
+    mkdirSync(join(S, d), { recursive: true });
+  }
+  writeFileSync(
+    join(S, "conf.d/webserver.conf"),
+    `webserver: { access-log-config: ${S}/request-logging.xml, client-auth: want, ssl-host: 127.0.0.1, ssl-port: ${o.port} }\n`,
+  );
+  writeFileSync(
+    join(S, "conf.d/puppetserver.conf"),
+    `jruby-puppet: {
+  ruby-load-path: [/usr/lib/puppetserver/ruby/vendor_ruby]
+  gem-home: ${S}/jruby-gems
+  gem-path: [\${jruby-puppet.gem-home}, "/usr/lib/puppetserver/vendored-jruby-gems"]
+  server-conf-dir: ${S}/puppet
+  server-code-dir: ${S}/code
+  server-var-dir: ${S}/var
+  server-run-dir: ${S}/run
+  server-log-dir: ${S}/log
+  max-active-instances: 1
+}
+http-client: {}
+profiler: { enabled: false }
+`,
+  );
+  writeFileSync(join(S, "conf.d/global.conf"), `global: { logging-config: ${S}/logback.xml }\n`);
+  writeFileSync(
+    join(S, "logback.xml"),
+    `<configuration scan="false">
+  <appender name="F1" class="ch.qos.logback.core.FileAppender">
+    <file>${S}/log/puppetserver.log</file>
+    <encoder><pattern>%d %-5p [%c{2}] %m%n</pattern></encoder>
+  </appender>
+  <root level="info"><appender-ref ref="F1"/></root>
+</configuration>
+`,
+  );
+  writeFileSync(join(S, "request-logging.xml"), readFileSync(join(DEBIAN_CONF, "request-logging.xml"), "utf8").replaceAll("/var/log/puppetserver", `${S}/log`));
+  for (const f of ["web-routes.conf", "ca.conf", "metrics.conf"]) copyFileSync(join(DEBIAN_CONF, "conf.d", f), join(S, "conf.d", f));
+  for (const f of ["bootstrap.cfg", "ca.cfg"]) copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
+  writeFileSync(join(S, "conf.d/auth.conf"), authConfForEspm(readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8")));
+
+  let enc = "";
+  if (o.enc) {
+    const wrapper = join(S, "enc/enc.sh");
+    // Puppet splits external_nodes on spaces; a wrapper keeps paths with any characters safe.
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${o.enc} "$1"\n`, { mode: 0o755 });
+    enc = `node_terminus = exec\nexternal_nodes = ${wrapper}\n`;
+  }
+  const confFile = join(S, "puppet/puppet.conf");
+  writeFileSync(
+    confFile,
+    `[main]
+certname = ${o.certname}
+server = localhost
+serverport = ${o.port}
+ssldir = ${S}/ssl
+logdir = ${S}/log
+rundir = ${S}/run
+[server]
+vardir = ${S}/var
+cadir = ${S}/ca
+dns_alt_names = puppet,puppetmaster,localhost,${o.certname},IP:127.0.0.1
+environmentpath = ${S}/code/environments
+basemodulepath = ${S}/code/modules:/usr/share/puppet/modules
+${enc}autosign = false
+reports = store
+`,
+  );
+  const environmentDir = join(S, "code/environments/production");
+  for (const module of o.modules ?? []) copyDir(module, join(environmentDir, "modules", module.split("/").pop()!));
+  return { confFile, environmentDir };
+}
+
+function copyDir(from: string, to: string): void {
+  mkdirSync(to, { recursive: true });
+  for (const entry of readdirSync(from, { withFileTypes: true })) {
+    if (entry.isDirectory()) copyDir(join(from, entry.name), join(to, entry.name));
+    else copyFileSync(join(from, entry.name), join(to, entry.name));
+  }
+}
+
+async function waitUntilRunning(url: string, ca: string, child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
+  const agent = new Agent({ connect: { ca } });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`Puppet Server exited with ${child.exitCode} while starting; see ${logFile}`);
+      try {
+        const res = await request(`${url}/status/v1/simple`, { dispatcher: agent });
+        if ((await res.body.text()).trim() === "running") return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new Error(`Puppet Server was not ready within ${timeoutMs / 1000} s; see ${logFile}`);
+  } finally {
+    await agent.close();
+  }
+}
+
+/**
+ * espm's client certificate: key and CSR made here, submitted through the open CSR endpoint, and
+ * signed with the server's own certificate, which carries pp_cli_auth.
+ */
+async function issueEspmCertificate(S: string, url: string, certname: string): Promise<{ cert: string; key: string }> {
+  const ssl = join(S, "ssl");
+  const ca = readFileSync(join(ssl, "certs/ca.pem"), "utf8");
+  const admin = new Agent({ connect: { ca, cert: readFileSync(join(ssl, `certs/${certname}.pem`)), key: readFileSync(join(ssl, `private_keys/${certname}.pem`)) } });
+  const { privateKeyPem } = generateRsaKeyPair(2048);
+  const call = async (method: "PUT" | "GET", path: string, body?: string, type = "application/json") => {
+    const res = await request(`${url}/puppet-ca/v1/${path}`, { method, dispatcher: admin, body, headers: body ? { "content-type": type } : {} });
+    const text = await res.body.text();
+    if (res.statusCode >= 300) throw new Error(`issuing espm's certificate: ${method} ${path} answered ${res.statusCode}: ${text}`);
+    return text;
+  };
+  try {
+    await call("PUT", "certificate_request/espm", createCsr("espm", privateKeyPem), "text/plain");
+    await call("PUT", "certificate_status/espm", JSON.stringify({ desired_state: "signed" }));
+    const cert = await call("GET", "certificate/espm");
+    const certFile = join(S, "espm-client.crt");
+    const keyFile = join(S, "espm-client.key");
+    writeFileSync(certFile, cert, { mode: 0o644 });
+    writeFileSync(keyFile, privateKeyPem, { mode: 0o600 });
+    return { cert: certFile, key: keyFile };
+  } finally {
+    await admin.close();
+  }
+}
+
+export async function startPuppetServer(options: PuppetServerOptions): Promise<PuppetServerLab> {
+  const o = { port: 8140, certname: "puppet.lab.test", ...options };
+  const S = o.dir;
+  const { confFile, environmentDir } = writeLayout(o);
+  await run("puppetserver", ["ca", "setup", "--config", confFile]);
+  writeFileSync(join(S, "run/restart"), "0");
+  const logFile = join(S, "log/stdout.log");
+  const { openSync } = await import("node:fs");
+  const out = openSync(logFile, "a");
+  const child = spawn(
+    findJava(),
+    [
+      "-Xms256m",
+      "-Xmx768m",
+      "-XX:TieredStopAtLevel=1",
+      "-XX:+UseSerialGC",
+      "--add-opens",
+      "java.base/sun.nio.ch=ALL-UNNAMED",
+      "--add-opens",
+      "java.base/java.io=ALL-UNNAMED",
+      "-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger",
+      "-Djruby.lib=/usr/share/jruby/lib",
+      "-XX:+CrashOnOutOfMemoryError",
+      "-jar",
+      "/usr/share/puppetserver/puppetserver.jar",
+      "--config",
+      join(S, "conf.d"),
+      "--bootstrap-config",
+      join(S, "services.d"),
+      "--restart-file",
+      join(S, "run/restart"),
+    ],
+    { stdio: ["ignore", out, out], detached: true },
+  );
+  writeFileSync(join(S, "run/server.pid"), String(child.pid));
+  const url = `https://127.0.0.1:${o.port}`;
+  const caBundle = join(S, "ssl/certs/ca.pem");
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  try {
+    await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000);
+    const espm = await issueEspmCertificate(S, url, o.certname);
+    return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
