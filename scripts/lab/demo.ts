@@ -1,0 +1,75 @@
+/**
+ * The main job: a local Puppet Server with a demo module, and espm configured against it with its
+ * embedded store, in the foreground. Prints the stack config that points a Pulumi stack at espm.
+ * Ctrl-C (or SIGTERM) stops both and leaves nothing running.
+ *
+ *   sudo npm run demo [-- --dir /var/tmp/espm-demo --port 8443 --puppet-port 8140]
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { startPuppetServer } from "./puppetserver";
+
+const ROOT = resolve(__dirname, "../../..");
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      dir: { type: "string", default: "/var/tmp/espm-demo" },
+      port: { type: "string", default: "8443" },
+      "puppet-port": { type: "string", default: "8140" },
+    },
+  });
+  if (process.getuid?.() !== 0) throw new Error("run the demo as root (it installs Debian packages and runs Puppet Server)");
+  execFileSync(join(ROOT, "scripts/install-deps.sh"), { stdio: "inherit" });
+
+  const dir = resolve(values.dir);
+  rmSync(dir, { recursive: true, force: true });
+  const configDir = join(dir, "espm/etc");
+  mkdirSync(join(configDir, "certs"), { recursive: true });
+  const ini = join(configDir, "espm.ini");
+  const espmBin = join(ROOT, "dist/agent/cli/espm.js");
+
+  console.log(`Starting Puppet Server in ${dir}/puppetserver (about 30 s)...`);
+  const lab = await startPuppetServer({
+    dir: join(dir, "puppetserver"),
+    port: Number(values["puppet-port"]),
+    enc: `${process.execPath} ${espmBin} enc -c ${ini}`,
+    modules: [join(ROOT, "scripts/lab/modules/espm_demo")],
+  });
+  const stopAll: Array<() => Promise<void>> = [lab.stop];
+  try {
+    const setup = execFileSync(process.execPath, [
+      join(ROOT, "dist/agent/cli/espm-setup.js"),
+      "-d", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
+      "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey,
+    ]).toString();
+    writeFileSync(join(configDir, "groups.yaml"), "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n");
+
+    const espm = spawn(process.execPath, [espmBin, "-c", ini], { stdio: ["ignore", "pipe", "inherit"] });
+    stopAll.unshift(() => new Promise((done) => (espm.exitCode !== null ? done() : (espm.once("exit", () => done()), espm.kill("SIGTERM")))));
+    await new Promise<void>((ready, failed) => {
+      espm.stdout!.on("data", (d: Buffer) => d.toString().includes('"espm ready"') && ready());
+      espm.once("exit", (code) => failed(new Error(`espm exited with ${code}`)));
+    });
+    espm.stdout!.pipe(createWriteStream(join(dir, "espm.log")));
+
+    console.log(`\nPuppet Server: ${lab.url} (CA and config in ${lab.dir}; puppet.conf ${lab.confFile})`);
+    console.log(`espm: https://127.0.0.1:${values.port} (config ${ini}, log ${join(dir, "espm.log")})\n`);
+    console.log(setup);
+    console.log("Press Ctrl-C to stop Puppet Server and espm.");
+    await new Promise<void>((stop) => {
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+  } finally {
+    for (const stop of stopAll) await stop();
+    console.log("Stopped Puppet Server and espm.");
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`demo: ${err.message}`);
+  process.exit(1);
+});
