@@ -3,12 +3,16 @@
  * paths of this installation. espm's client certificate must be named `espm` (its CN), which the
  * auth.conf rules below allow; nothing else is granted (no catalogs, no node data).
  */
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadConfig } from "./config";
 
-export function printPuppetConfig(configFile: string, espmBin = process.argv[1] ?? "/usr/local/bin/espm"): string {
+export function printPuppetConfig(configFile: string, authConfFile?: string, espmBin = process.argv[1] ?? "/usr/local/bin/espm"): string {
   const config = loadConfig(configFile);
   const ini = resolve(configFile);
+  const rewritten = authConfFile
+    ? `\n# ${authConfFile} with the changes of step 2 made (review it, then put it in place):\n${authConfForEspm(readFileSync(authConfFile, "utf8"))}`
+    : "";
   return `# 1. puppet.conf on the Puppet server, section [server] (Puppet Server runs espm enc as its own user;
 #    that user needs read access to ${ini}, ${config.classifier.groups} and ${config.store.enc_export}):
 [server]
@@ -32,7 +36,7 @@ external_nodes = ${resolve(espmBin)} enc -c ${ini}
         },
 
 # 3. reload Puppet Server (systemctl reload puppetserver, or kill -HUP its pid)
-`;
+${rewritten}`;
 }
 
 const ESPM_CLASSES_RULE = `

@@ -1,14 +1,28 @@
 /** `espm enc` as Puppet Server runs it: a separate process, read-only, fast. */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { EspmClient } from "../sdk/client";
-import { ESPM_BIN, EspmProcess, GROUPS_YAML, run, setupEspm } from "./helpers/espm";
+import { ESPM_BIN, EspmProcess, GROUPS_YAML, ROOT, run, setupEspm } from "./helpers/espm";
+
+/**
+ * A copy of what `espm enc` loads, in a directory every user can read, as an installed package would
+ * be: the checkout itself may sit under a directory other users cannot enter.
+ */
+function installedCopy(dir: string): string {
+  const pkg = join(dir, "pkg");
+  for (const part of ["package.json", "dist/agent", "dist/sdk", "node_modules/zod", "node_modules/yaml", "node_modules/ini"]) {
+    cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
+  }
+  return join(pkg, "dist/agent/cli/espm.js");
+}
+
+let installedBin = ESPM_BIN;
 
 async function enc(ini: string, certname: string, asUser?: string) {
-  const argv = [process.execPath, ESPM_BIN, "enc", "-c", ini, certname];
+  const argv = [process.execPath, asUser ? installedBin : ESPM_BIN, "enc", "-c", ini, certname];
   const [cmd, ...args] = asUser ? ["runuser", "-u", asUser, "--", ...argv] : argv;
   try {
     const { stdout, stderr } = await run(cmd!, args);
@@ -25,6 +39,7 @@ describe("espm enc", () => {
 
   before(async () => {
     espm = await EspmProcess.start(await setupEspm([], GROUPS_YAML));
+    installedBin = installedCopy(espm.setup.dir);
     client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
     await client.registerNode({
       name: "web-01.example.test",

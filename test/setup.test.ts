@@ -3,7 +3,7 @@ import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "ini";
 import { certificateFingerprint } from "../sdk/x509";
-import { run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
+import { ESPM_BIN, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 
 describe("espm-setup", () => {
   it("writes a 48-character PSK and a key readable by its owner only, and prints the stack config", async () => {
@@ -45,5 +45,18 @@ describe("espm-setup", () => {
       return true;
     });
     rmSync(dir, { recursive: true });
+  });
+});
+
+describe("espm puppet-config", () => {
+  it("prints the ENC setting for this config and Debian's auth.conf with espm allowed on the CA rules only", async () => {
+    const setup = await setupEspm();
+    const { stdout } = await run(process.execPath, [ESPM_BIN, "puppet-config", "-c", setup.ini, "--auth-conf", "/etc/puppet/puppetserver/conf.d/auth.conf"]);
+    assert.ok(stdout.includes(`external_nodes = ${ESPM_BIN} enc -c ${setup.ini}`));
+    const rewritten = stdout.slice(stdout.indexOf("authorization: {"));
+    assert.equal(rewritten.match(/allow: \["espm", \{ extensions: \{ pp_cli_auth: "true" \} \}\]/g)?.length, 3);
+    assert.match(rewritten, /name: "espm environment classes"/);
+    assert.equal(rewritten.match(/"espm"/g)?.length, 4, "espm appears in exactly four rules");
+    rmSync(setup.dir, { recursive: true });
   });
 });

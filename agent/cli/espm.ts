@@ -12,7 +12,9 @@ import { configPath } from "../config";
 const USAGE = `usage:
   espm [-c CONFIG]                       run the espm agent in the foreground
   espm enc [-c CONFIG] CERTNAME          print the ENC YAML for CERTNAME
-  espm puppet-config [-c CONFIG]         print the Puppet Server settings espm needs
+  espm puppet-config [-c CONFIG] [--auth-conf FILE]
+                                         print the Puppet Server settings espm needs; with
+                                         --auth-conf, also FILE rewritten to allow espm
 CONFIG defaults to $ESPM_CONFIG, else /opt/espm/etc/espm.ini.`;
 
 function fail(message: string, code = 2): never {
@@ -26,7 +28,7 @@ async function main(argv: string[]): Promise<void> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
+      options: { config: { type: "string", short: "c" }, "auth-conf": { type: "string" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
     });
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`);
@@ -55,7 +57,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case "puppet-config": {
       const { printPuppetConfig } = await import("../puppet-config");
-      process.stdout.write(printPuppetConfig(config));
+      process.stdout.write(printPuppetConfig(config, values["auth-conf"]));
       return;
     }
     case undefined:
