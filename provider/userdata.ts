@@ -41,11 +41,10 @@ export function bootstrapScriptPath(): string {
   return join(__dirname, "..", "..", "scripts", "bootstrap", "puppet-bootstrap.sh");
 }
 
-function pem(value: string, label: string, field: string): string {
+function pem(value: string, label: RegExp, what: string, field: string): string {
   const text = value.trim();
-  if (!text.startsWith(`-----BEGIN ${label}`) || !text.includes(`-----END ${label}`)) {
-    throw new Error(`${field} must be a PEM ${label}`);
-  }
+  const begin = text.match(/^-----BEGIN ([A-Z ]+)-----/);
+  if (!begin || !label.test(begin[1]!) || !text.endsWith(`-----END ${begin[1]}-----`)) throw new Error(`${field} must be a PEM ${what}`);
   return text;
 }
 
@@ -57,9 +56,9 @@ export function renderUserData(input: UserDataInput): RenderedUserData {
   const port = input.masterPort ?? 8140;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`masterPort must be from 1 to 65535, not ${port}`);
   if (input.environment !== undefined && !/^[a-z0-9_]{1,64}$/.test(input.environment)) throw new Error("environment must be lowercase letters, digits or '_'");
-  const certificate = pem(input.certificatePem, "CERTIFICATE", "certificatePem");
-  const key = pem(input.privateKeyPem, "", "privateKeyPem");
-  const ca = pem(input.caCertificatePem, "CERTIFICATE", "caCertificatePem");
+  const certificate = pem(input.certificatePem, /^CERTIFICATE$/, "certificate", "certificatePem");
+  const key = pem(input.privateKeyPem, /^(RSA |EC )?PRIVATE KEY$/, "private key", "privateKeyPem");
+  const ca = pem(input.caCertificatePem, /^CERTIFICATE$/, "certificate bundle", "caCertificatePem");
   const bootstrap = readFileSync(bootstrapScriptPath(), "utf8");
 
   // Every value is validated above to characters that need no quoting beyond single quotes,

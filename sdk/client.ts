@@ -52,11 +52,11 @@ function pinnedFingerprint(options: EspmClientOptions): string {
     try {
       return certificateFingerprint(options.certificate);
     } catch {
-      throw new EspmError(0, "bad_response", "the pinned espm certificate is not a PEM certificate; check espm:certificate");
+      throw new EspmError(0, "client_config", "the pinned espm certificate is not a PEM certificate; check espm:certificate");
     }
   }
   const normalized = options.fingerprint ? normalizeFingerprint(options.fingerprint) : undefined;
-  if (!normalized) throw new EspmError(0, "bad_response", "pin espm's certificate: give its PEM (espm:certificate) or its SHA-256 fingerprint (espm:fingerprint, 64 hex digits)");
+  if (!normalized) throw new EspmError(0, "client_config", "pin espm's certificate: give its PEM (espm:certificate) or its SHA-256 fingerprint (espm:fingerprint, 64 hex digits)");
   return normalized;
 }
 
@@ -108,9 +108,9 @@ export class EspmClient {
     try {
       this.base = new URL(options.url);
     } catch {
-      throw new EspmError(0, "bad_response", `espm URL ${JSON.stringify(options.url)} is not a URL; expected https://HOST:PORT`);
+      throw new EspmError(0, "client_config", `espm URL ${JSON.stringify(options.url)} is not a URL; expected https://HOST:PORT`);
     }
-    if (this.base.protocol !== "https:") throw new EspmError(0, "bad_response", `espm URL must be https://, not ${this.base.protocol}`);
+    if (this.base.protocol !== "https:") throw new EspmError(0, "client_config", `espm URL must be https://, not ${this.base.protocol}`);
     this.psk = options.psk;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.attempts = Math.max(1, options.attempts ?? 4);

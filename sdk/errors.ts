@@ -8,7 +8,7 @@ import type { ErrorCode } from "./protocol";
 export class EspmError extends Error {
   constructor(
     readonly status: number,
-    readonly code: ErrorCode | "network" | "tls_pin_mismatch" | "bad_response",
+    readonly code: ErrorCode | "network" | "tls_pin_mismatch" | "bad_response" | "client_config",
     message: string,
     readonly details?: unknown,
   ) {
