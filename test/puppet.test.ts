@@ -8,7 +8,7 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import type { CreateNodeInput } from "../sdk/protocol";
@@ -92,7 +92,7 @@ describe("with a real Puppet Server", function () {
   }
 
   async function crlSerials(): Promise<string[]> {
-    const res = await request(`${lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher: new (await import("undici")).Agent({ connect: { ca: readFileSync(lab.caBundle) } }) });
+    const res = await request(`${lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher: new Agent({ connect: { ca: readFileSync(lab.caBundle) } }) });
     const crl = join(dir, "crl.pem");
     writeFileSync(crl, await res.body.text());
     const { stdout } = await execFileP("openssl", ["crl", "-noout", "-text", "-in", crl]);
@@ -178,7 +178,7 @@ describe("with a real Puppet Server", function () {
       method: "PUT",
       body: createCsr(name, privateKeyPem),
       headers: { "content-type": "text/plain" },
-      dispatcher: new (await import("undici")).Agent({ connect: { ca: readFileSync(lab.caBundle) } }),
+      dispatcher: new Agent({ connect: { ca: readFileSync(lab.caBundle) } }),
     });
     assert.equal(res.statusCode, 200);
     await res.body.text();

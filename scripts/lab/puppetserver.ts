@@ -5,7 +5,7 @@
  * the benchmark and the demo.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
@@ -190,7 +190,6 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   await run("puppetserver", ["ca", "setup", "--config", confFile]);
   writeFileSync(join(S, "run/restart"), "0");
   const logFile = join(S, "log/stdout.log");
-  const { openSync } = await import("node:fs");
   const out = openSync(logFile, "a");
   const child = spawn(
     findJava(),
