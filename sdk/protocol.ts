@@ -23,6 +23,15 @@ export function nameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The name tried after a conflict: a millisecond timestamp appended to the first label, as the
+ * original espm did (`web-01.example.test` becomes `web-01-1732665600123.example.test`).
+ */
+export function suffixedName(name: string, timestampMs: number): string {
+  const dot = name.indexOf(".");
+  return dot < 0 ? `${name}-${timestampMs}` : `${name.slice(0, dot)}-${timestampMs}${name.slice(dot)}`;
+}
+
 /** Every schema of protocol v1, built fresh for the caller. */
 export function protocol() {
   const name = z.string().superRefine((value, ctx) => {

@@ -3,7 +3,7 @@
  * certificates. Keys come from Node's native crypto (fast, constant-time); node-forge builds and signs
  * the X.509 structures, which Node's crypto cannot.
  */
-import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { createHash, generateKeyPair, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
 
@@ -22,6 +22,17 @@ export function generateRsaKeyPair(bits: RsaKeySize = 2048): KeyPairPem {
     privateKeyEncoding: { type: "pkcs8", format: "pem" },
   });
   return { privateKeyPem: privateKey, publicKeyPem: publicKey };
+}
+
+/** As generateRsaKeyPair, off the event loop: a 4096-bit key takes seconds, and a provider host runs many operations at once. */
+export function generateRsaKeyPairAsync(bits: RsaKeySize = 2048): Promise<KeyPairPem> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair(
+      "rsa",
+      { modulusLength: bits, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } },
+      (err, publicKeyPem, privateKeyPem) => (err ? reject(err) : resolve({ privateKeyPem, publicKeyPem })),
+    );
+  });
 }
 
 export interface SelfSignedOptions {

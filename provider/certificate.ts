@@ -1,0 +1,213 @@
+/**
+ * PuppetCertificate: a Puppet client certificate signed by the Puppet CA through espm. The key pair
+ * is made here with Node's crypto and only the CSR goes to espm; the private key is a secret output.
+ * Any input change replaces the certificate, delete before replace, because a CA holds one
+ * certificate per name. Destroy revokes it (Puppet Server's clean), so the node is refused afterwards.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { EspmError } from "../sdk/errors";
+import { protocol } from "../sdk/protocol";
+import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
+import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
+import { changedProperties, checkWith, messageOf, ResourceInitError } from "./lifecycle";
+import * as runtime from "./runtime";
+
+export type CertificateKeyType = "rsa-2048" | "rsa-3072" | "rsa-4096";
+
+export interface PuppetCertificateArgs {
+  /** The certname: use the registration's `nodeName`. */
+  certname: pulumi.Input<string>;
+  /** `rsa-2048` (default), `rsa-3072` or `rsa-4096`. */
+  keyType?: pulumi.Input<CertificateKeyType>;
+  /** Puppet's `pp_*` extension requests known before the instance exists, e.g. `{ pp_role: "web" }`. */
+  extensions?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** This resource's own espm connection instead of the stack's `espm:*` config. Kept secret. */
+  connection?: pulumi.Input<EspmConnection>;
+}
+
+export interface CertificateState {
+  certname: string;
+  keyType: CertificateKeyType;
+  extensions: Record<string, string>;
+  connection?: EspmConnection;
+  certificatePem: string;
+  /** Secret: the resource class lists it in additionalSecretOutputs. */
+  privateKeyPem: string;
+  caCertificatePem: string;
+  crlPem: string;
+  /** Hex, lowercase, no leading zeros. */
+  serial: string;
+  notAfter: string;
+  /** `signed`; after a refresh, `revoked`, `requested` or `superseded` when the CA changed behind Pulumi's back. */
+  state: string;
+}
+
+const KEY_BITS: Record<CertificateKeyType, RsaKeySize> = { "rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096 };
+/** Every input but `connection` replaces: a new key, name or extension needs a new certificate. */
+const REPLACING = ["certname", "keyType", "extensions"] as const;
+
+function inputSchema() {
+  const known = Object.keys(PUPPET_EXTENSIONS);
+  return z.strictObject({
+    certname: protocol().name,
+    keyType: z
+      .string()
+      .refine((value) => value in KEY_BITS, { error: (issue) => `unknown key type ${JSON.stringify(issue.input)}: use rsa-2048, rsa-3072 or rsa-4096 (EC keys are not supported yet)` })
+      .default("rsa-2048"),
+    extensions: z
+      .record(
+        z.string().refine((name) => known.includes(name), { error: (issue) => `unknown Puppet extension ${JSON.stringify(issue.input)}; known: ${known.join(", ")}` }),
+        z.string().min(1).max(255),
+      )
+      .default({}),
+    connection: connectionSchema().optional(),
+  });
+}
+
+export const certificateLifecycle = {
+  async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+    const result = checkWith(inputSchema(), news);
+    return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
+  },
+
+  async diff(_id: string, olds: CertificateState, news: CertificateState): Promise<pulumi.dynamic.DiffResult> {
+    const replaces = changedProperties({ ...olds }, { ...news }, REPLACING);
+    // A refresh found the certificate revoked or superseded at the CA: only a new one helps.
+    if (olds.state !== "signed") replaces.push("state");
+    return { changes: replaces.length > 0, replaces, deleteBeforeReplace: true };
+  },
+
+  async create(inputs: CertificateState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
+    const client = openClient(inputs.connection, stack);
+    try {
+      const { privateKeyPem } = await generateRsaKeyPairAsync(KEY_BITS[inputs.keyType]);
+      const csr = createCsr(inputs.certname, privateKeyPem, inputs.extensions);
+      try {
+        const issued = await client.signCertificate(inputs.certname, csr);
+        const summary = describeCertificate(issued.certificate);
+        if (summary.serial !== normalizeSerial(issued.serial)) throw new Error(`espm answered serial ${issued.serial}, but the certificate's is ${summary.serial}`);
+        const outs: CertificateState = {
+          ...inputs,
+          certificatePem: issued.certificate,
+          privateKeyPem,
+          caCertificatePem: issued.caCertificate,
+          crlPem: issued.crl,
+          serial: summary.serial,
+          notAfter: summary.notAfter,
+          state: "signed",
+        };
+        return { id: inputs.certname, outs };
+      } catch (error) {
+        if (error instanceof EspmError && error.status >= 400 && error.status < 500) {
+          throw new Error(`signing a certificate for ${inputs.certname} through espm failed: ${messageOf(error)}`);
+        }
+        throw await revokeAfter(error, inputs, client);
+      }
+    } finally {
+      await client.close();
+    }
+  },
+
+  async read(id: string, state: CertificateState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.ReadResult<CertificateState>> {
+    const client = openClient(state.connection, stack);
+    try {
+      const status = await client.certificateStatus(id);
+      if (!status || status.state === "absent") return { id: "", props: {} as CertificateState };
+      const same = status.serial === undefined || normalizeSerial(status.serial) === state.serial;
+      return { id, props: { ...state, state: same ? status.state : "superseded" } };
+    } finally {
+      await client.close();
+    }
+  },
+
+  async update(_id: string, olds: CertificateState, news: CertificateState): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
+    // Only `connection` can change without a replacement; the certificate itself stays.
+    return { outs: { ...olds, connection: news.connection } };
+  },
+
+  async delete(id: string, state: CertificateState, stack: PartialConnection | undefined): Promise<void> {
+    const client = openClient(state.connection, stack);
+    try {
+      // Revoke and clean at the CA; espm answers 204 when it is already gone.
+      await client.revokeCertificate(id);
+    } catch (error) {
+      throw new Error(`revoking the certificate of ${id} through espm failed: ${messageOf(error)}`);
+    } finally {
+      await client.close();
+    }
+  },
+};
+
+/** After a sign that may have acted: revoke what espm may have signed, or keep it in state. */
+async function revokeAfter(error: unknown, inputs: CertificateState, client: ReturnType<typeof openClient>): Promise<Error> {
+  try {
+    await client.revokeCertificate(inputs.certname);
+    return new Error(`signing a certificate for ${inputs.certname} through espm failed, and nothing was left behind: ${messageOf(error)}`);
+  } catch {
+    const { certname, keyType, extensions } = inputs;
+    return new ResourceInitError(
+      `signing a certificate for ${certname} through espm failed and one may exist; it is kept in state so the next up or destroy revokes it: ${messageOf(error)}`,
+      certname,
+      { certname, keyType, extensions, state: "unknown" },
+    );
+  }
+}
+
+interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
+  stack?: PartialConnection;
+}
+
+/** Provider object that Pulumi serializes into state: thin calls into the stable runtime module. */
+export const certificateProvider: EspmDynamicProvider = {
+  async configure(request) {
+    this.stack = runtime.stackConnection(request.config as StackConfig);
+  },
+  check(olds, news) {
+    return runtime.certificate.check(olds, news);
+  },
+  diff(id, olds, news) {
+    return runtime.certificate.diff(id, olds, news);
+  },
+  create(inputs) {
+    return runtime.certificate.create(inputs, this.stack);
+  },
+  read(id, props) {
+    return runtime.certificate.read(id, props, this.stack);
+  },
+  update(id, olds, news) {
+    return runtime.certificate.update(id, olds, news);
+  },
+  delete(id, props) {
+    return runtime.certificate.delete(id, props, this.stack);
+  },
+};
+
+export class PuppetCertificate extends pulumi.dynamic.Resource {
+  declare readonly certname: pulumi.Output<string>;
+  declare readonly keyType: pulumi.Output<CertificateKeyType>;
+  declare readonly certificatePem: pulumi.Output<string>;
+  /** Secret in state and in outputs. */
+  declare readonly privateKeyPem: pulumi.Output<string>;
+  declare readonly caCertificatePem: pulumi.Output<string>;
+  declare readonly crlPem: pulumi.Output<string>;
+  declare readonly serial: pulumi.Output<string>;
+  declare readonly notAfter: pulumi.Output<string>;
+  declare readonly state: pulumi.Output<string>;
+
+  constructor(name: string, args: PuppetCertificateArgs, opts?: pulumi.CustomResourceOptions) {
+    const inputs = {
+      ...args,
+      connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
+      certificatePem: undefined,
+      privateKeyPem: undefined,
+      caCertificatePem: undefined,
+      crlPem: undefined,
+      serial: undefined,
+      notAfter: undefined,
+      state: undefined,
+    };
+    const secrets = ["privateKeyPem", "connection", ...(opts?.additionalSecretOutputs ?? [])];
+    super(certificateProvider, name, inputs, { ...opts, additionalSecretOutputs: secrets }, "espm", "PuppetCertificate");
+  }
+}

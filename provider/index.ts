@@ -1,0 +1,8 @@
+/**
+ * pulumi-espm: Puppet first-boot provisioning as Pulumi resources.
+ */
+export { PuppetNodeRegistration, registrationProvider, type PuppetNodeRegistrationArgs, type RegistrationState } from "./registration";
+export { PuppetCertificate, certificateProvider, type PuppetCertificateArgs, type CertificateState, type CertificateKeyType } from "./certificate";
+export { bootstrapUserData, type BootstrapUserDataArgs } from "./bootstrap";
+export { renderUserData, USERDATA_LIMIT, type RenderedUserData, type UserDataInput } from "./userdata";
+export { type EspmConnection } from "./connection";

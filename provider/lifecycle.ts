@@ -1,0 +1,81 @@
+/**
+ * Pieces every espm dynamic resource's lifecycle shares: unknown values during preview, check
+ * failures that name the property, diffs by property, and the init-failed error that records a
+ * half-made resource in state instead of orphaning it.
+ *
+ * Nothing here is live at module scope: Pulumi's closure serializer may walk this module.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { isDeepStrictEqual } from "node:util";
+import type { z } from "zod";
+
+/** The value the engine sends for an input not known until apply (`pulumi preview` with computed inputs). */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/** Whether a value is, or holds anywhere inside it, an unknown. */
+export function containsUnknown(value: unknown): boolean {
+  if (value === UNKNOWN) return true;
+  if (Array.isArray(value)) return value.some(containsUnknown);
+  if (value !== null && typeof value === "object") return Object.values(value).some(containsUnknown);
+  return false;
+}
+
+/** The engine's bookkeeping key in every dynamic resource's inputs and outputs. */
+export const PROVIDER_KEY = "__provider";
+
+/**
+ * Validates `news` with a zod object schema and reports problems as Pulumi check failures, each
+ * naming the property (`classes.apache.port`). Properties still unknown during a preview are left
+ * out of the check (they are checked again at apply, once known) and passed through as they are.
+ */
+export function checkWith(
+  schema: z.ZodObject,
+  news: Record<string, unknown>,
+): { inputs?: Record<string, unknown>; failures: pulumi.dynamic.CheckFailure[] } {
+  const unknowns: Record<string, unknown> = {};
+  const known: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(news)) {
+    if (key === PROVIDER_KEY) continue;
+    if (containsUnknown(value)) unknowns[key] = value;
+    else known[key] = value;
+  }
+  const mask: Record<string, true> & Record<number, never> = {};
+  for (const key of Object.keys(unknowns)) if (key in schema.shape) mask[key] = true;
+  const result = schema.partial(mask).safeParse(known);
+  if (!result.success) {
+    return {
+      failures: result.error.issues.map((issue) => ({
+        property: issue.path.length ? issue.path.map(String).join(".") : "(inputs)",
+        reason: issue.message,
+      })),
+    };
+  }
+  return { inputs: { ...result.data, ...unknowns }, failures: [] };
+}
+
+/** The properties among `keys` whose values differ between the old state and the new inputs. */
+export function changedProperties(olds: Record<string, unknown>, news: Record<string, unknown>, keys: readonly string[]): string[] {
+  return keys.filter((key) => containsUnknown(news[key]) || !isDeepStrictEqual(olds[key] ?? null, news[key] ?? null));
+}
+
+/**
+ * Thrown when espm (or AWS) acted but the resource did not finish: the dynamic-provider host sends
+ * the id and properties back as `ErrorResourceInitFailed`, so the engine records the resource in
+ * state (and a later `up` or `destroy` deals with it) instead of forgetting what exists.
+ */
+export class ResourceInitError extends Error {
+  constructor(
+    message: string,
+    readonly id: string,
+    readonly properties: Record<string, unknown>,
+    readonly reasons: string[] = [message],
+  ) {
+    super(message);
+    this.name = "ResourceInitError";
+  }
+}
+
+/** An error's message without a stack, for people. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,224 @@
+/**
+ * PuppetNodeRegistration: a node in espm's classifier, with its environment, groups, classes and
+ * parameters. Changing the classification updates the node in place; changing the name replaces it.
+ * With `onConflict: "suffix"` (the default) a taken name gets a millisecond timestamp on its first
+ * label and is tried again, as the original espm did; `nodeName` is the name that was registered.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { EspmError } from "../sdk/errors";
+import { protocol, suffixedName, type Node } from "../sdk/protocol";
+import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
+import { changedProperties, checkWith, messageOf, ResourceInitError } from "./lifecycle";
+import * as runtime from "./runtime";
+
+type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+export interface PuppetNodeRegistrationArgs {
+  /** The node name (Puppet's certname): lowercase letters, digits, '.', '_', '-'. */
+  name: pulumi.Input<string>;
+  /** The Puppet environment; espm's default (usually `production`) when not given. */
+  environment?: pulumi.Input<string>;
+  /** Groups from espm's groups.yaml. Give groups, classes, or both. */
+  groups?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Classes with their parameters, e.g. `{ "ntp": { "servers": ["pool.ntp.org"] } }`. */
+  classes?: pulumi.Input<Record<string, pulumi.Input<Record<string, JsonValue>>>>;
+  /** Node parameters (top-scope variables in manifests). */
+  parameters?: pulumi.Input<Record<string, pulumi.Input<JsonValue>>>;
+  /** What to do when the name is taken: `suffix` (default) appends a timestamp and retries; `fail` fails. */
+  onConflict?: pulumi.Input<"suffix" | "fail">;
+  /** This resource's own espm connection instead of the stack's `espm:*` config. Kept secret. */
+  connection?: pulumi.Input<EspmConnection>;
+}
+
+/** What the provider keeps in state: the inputs as checked, and what espm answered. */
+export interface RegistrationState {
+  name: string;
+  environment?: string;
+  groups: string[];
+  classes: Record<string, Record<string, JsonValue>>;
+  parameters: Record<string, JsonValue>;
+  onConflict: "suffix" | "fail";
+  connection?: EspmConnection;
+  /** The name espm registered: `name`, or `name` with a conflict suffix. */
+  nodeName: string;
+  /** The environment the node is in (espm's default when `environment` was not given). */
+  nodeEnvironment: string;
+  createdAt: string;
+}
+
+/** Inputs whose change the engine shows; `connection` is deliberately outside the diff. */
+const DIFFED = ["name", "environment", "groups", "classes", "parameters", "onConflict"] as const;
+/** Conflict suffixes tried before giving up; each is a fresh millisecond timestamp. */
+const SUFFIX_ATTEMPTS = 5;
+
+function inputSchema() {
+  const p = protocol();
+  return p.classification.extend({
+    name: p.name,
+    onConflict: z.enum(["suffix", "fail"]).default("suffix"),
+    connection: connectionSchema().optional(),
+  });
+}
+
+function classification(state: Pick<RegistrationState, "environment" | "groups" | "classes" | "parameters">) {
+  return { environment: state.environment, groups: state.groups, classes: state.classes, parameters: state.parameters };
+}
+
+function stateFrom(inputs: RegistrationState, node: Node): RegistrationState {
+  return { ...inputs, nodeName: node.name, nodeEnvironment: node.environment, createdAt: node.createdAt };
+}
+
+/** Whether an espm error means it refused before acting (so there is nothing to clean up). */
+function refusedBeforeActing(error: unknown): boolean {
+  return error instanceof EspmError && error.status >= 400 && error.status < 500;
+}
+
+export const registrationLifecycle = {
+  async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+    const result = checkWith(inputSchema(), news);
+    const empty = (value: unknown) => value === undefined || (Array.isArray(value) && value.length === 0) || (typeof value === "object" && value !== null && Object.keys(value).length === 0);
+    if (result.inputs && empty(result.inputs.groups) && empty(result.inputs.classes)) {
+      result.failures.push({ property: "groups", reason: "give at least one group or one class: a node with neither is classified with nothing" });
+    }
+    return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
+  },
+
+  async diff(_id: string, olds: RegistrationState, news: RegistrationState): Promise<pulumi.dynamic.DiffResult> {
+    const changes = changedProperties({ ...olds }, { ...news }, DIFFED);
+    return { changes: changes.length > 0, replaces: changes.filter((key) => key === "name") };
+  },
+
+  async create(inputs: RegistrationState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.CreateResult<RegistrationState>> {
+    const client = openClient(inputs.connection, stack);
+    let name = inputs.name;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const node = await client.registerNode({ name, ...classification(inputs) });
+          return { id: node.name, outs: stateFrom(inputs, node) };
+        } catch (error) {
+          const taken = error instanceof EspmError && error.code === "conflict";
+          if (taken && inputs.onConflict === "suffix" && attempt < SUFFIX_ATTEMPTS) {
+            name = suffixedName(inputs.name, Date.now());
+            continue;
+          }
+          if (refusedBeforeActing(error)) throw new Error(`registering node ${name} with espm failed: ${messageOf(error)}`);
+          throw await cleanUpAfter(error, name, client);
+        }
+      }
+    } finally {
+      await client.close();
+    }
+  },
+
+  async read(id: string, state: RegistrationState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.ReadResult<RegistrationState>> {
+    const client = openClient(state.connection, stack);
+    try {
+      const node = await client.getNode(id);
+      // Gone behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
+      if (!node) return { id: "", props: {} as RegistrationState };
+      return {
+        id,
+        props: {
+          ...state,
+          environment: state.environment === undefined ? undefined : node.environment,
+          groups: node.groups,
+          classes: node.classes as RegistrationState["classes"],
+          parameters: node.parameters as RegistrationState["parameters"],
+          nodeEnvironment: node.environment,
+        },
+      };
+    } finally {
+      await client.close();
+    }
+  },
+
+  async update(id: string, olds: RegistrationState, news: RegistrationState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
+    const client = openClient(news.connection ?? olds.connection, stack);
+    try {
+      const node = await client.updateNode(id, classification(news));
+      return { outs: { ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt } };
+    } catch (error) {
+      throw new Error(`updating node ${id} in espm failed: ${messageOf(error)}`);
+    } finally {
+      await client.close();
+    }
+  },
+
+  async delete(id: string, state: RegistrationState, stack: PartialConnection | undefined): Promise<void> {
+    const client = openClient(state.connection, stack);
+    try {
+      // espm answers 204 for its own node that is already gone, and the client maps 404 to success.
+      await client.deleteNode(id);
+    } catch (error) {
+      throw new Error(`deleting node ${id} from espm failed: ${messageOf(error)}`);
+    } finally {
+      await client.close();
+    }
+  },
+};
+
+/**
+ * The answer to a create that may have acted (no answer, a 5xx, a reply that did not parse): remove
+ * the node if espm made it, and if even that cannot be done, record it in state so nothing is orphaned.
+ */
+async function cleanUpAfter(error: unknown, name: string, client: ReturnType<typeof openClient>): Promise<Error> {
+  try {
+    await client.deleteNode(name);
+    return new Error(`registering node ${name} with espm failed, and nothing was left behind: ${messageOf(error)}`);
+  } catch {
+    return new ResourceInitError(`registering node ${name} with espm failed and it may exist; it is kept in state so the next up or destroy settles it: ${messageOf(error)}`, name, { name, nodeName: name });
+  }
+}
+
+/** Provider object that Pulumi serializes into state: thin calls into the stable runtime module. */
+interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
+  stack?: PartialConnection;
+}
+
+export const registrationProvider: EspmDynamicProvider = {
+  async configure(request) {
+    this.stack = runtime.stackConnection(request.config as StackConfig);
+  },
+  check(olds, news) {
+    return runtime.registration.check(olds, news);
+  },
+  diff(id, olds, news) {
+    return runtime.registration.diff(id, olds, news);
+  },
+  create(inputs) {
+    return runtime.registration.create(inputs, this.stack);
+  },
+  read(id, props) {
+    return runtime.registration.read(id, props, this.stack);
+  },
+  update(id, olds, news) {
+    return runtime.registration.update(id, olds, news, this.stack);
+  },
+  delete(id, props) {
+    return runtime.registration.delete(id, props, this.stack);
+  },
+};
+
+export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
+  /** The name espm registered: `name`, or `name` with a conflict suffix. Use this as the certname. */
+  declare readonly nodeName: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  declare readonly nodeEnvironment: pulumi.Output<string>;
+  declare readonly groups: pulumi.Output<string[]>;
+  declare readonly classes: pulumi.Output<Record<string, Record<string, JsonValue>>>;
+  declare readonly parameters: pulumi.Output<Record<string, JsonValue>>;
+  declare readonly createdAt: pulumi.Output<string>;
+
+  constructor(name: string, args: PuppetNodeRegistrationArgs, opts?: pulumi.CustomResourceOptions) {
+    const inputs = {
+      ...args,
+      connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
+      nodeName: undefined,
+      nodeEnvironment: undefined,
+      createdAt: undefined,
+    };
+    super(registrationProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "espm", "PuppetNodeRegistration");
+  }
+}
