@@ -44,10 +44,14 @@ export function checkWith(
   const result = schema.partial(mask).safeParse(known);
   if (!result.success) {
     return {
-      failures: result.error.issues.map((issue) => ({
-        property: issue.path.length ? issue.path.map(String).join(".") : "(inputs)",
-        reason: issue.message,
-      })),
+      failures: result.error.issues.flatMap((issue) => {
+        const at = issue.path.map(String);
+        if (issue.code === "unrecognized_keys") {
+          const known = Object.keys(schema.shape).join(", ");
+          return issue.keys.map((key) => ({ property: [...at, key].join("."), reason: `is not an input of this resource (known: ${known})` }));
+        }
+        return [{ property: at.length ? at.join(".") : "(inputs)", reason: issue.message }];
+      }),
     };
   }
   return { inputs: { ...result.data, ...unknowns }, failures: [] };

@@ -1,0 +1,120 @@
+/**
+ * One Puppet Server lab and one espm process, shared by every suite that needs them in a mocha run
+ * (the server takes about 40 s to start). Started on first use; stopped by the root hook in hooks.ts.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { randomBytes } from "node:crypto";
+import { EspmClient } from "../../sdk/client";
+import type { StackConfig } from "../../provider/connection";
+import { startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
+import { ESPM_BIN, EspmProcess, freePort, ROOT, scratchDir, setupEspm, type SetupResult } from "./espm";
+
+const execFileP = promisify(execFile);
+
+export interface BootResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  log: string;
+}
+
+export class World {
+  private constructor(
+    readonly dir: string,
+    readonly lab: PuppetServerLab,
+    public espm: EspmProcess,
+  ) {}
+
+  static async start(): Promise<World> {
+    const dir = scratchDir("espm-world");
+    const espmDir = join(dir, "espm");
+    mkdirSync(espmDir);
+    const lab = await startPuppetServer({
+      dir: join(dir, "puppetserver"),
+      port: await freePort(),
+      enc: `${process.execPath} ${ESPM_BIN} enc -c ${join(espmDir, "etc/espm.ini")}`,
+      modules: [join(ROOT, "test/fixtures/modules/espm_file")],
+    });
+    try {
+      const setup = await setupEspm(
+        ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey],
+        "groups:\n  base:\n    parameters:\n      managed_by: espm\n",
+        espmDir,
+      );
+      return new World(dir, lab, await EspmProcess.start(setup));
+    } catch (err) {
+      await lab.stop();
+      throw err;
+    }
+  }
+
+  get setup(): SetupResult {
+    return this.espm.setup;
+  }
+
+  /** The stack config a Pulumi program would have: `espm:url`, `espm:psk`, `espm:certificate`. */
+  stackConfig(overrides: Record<string, string | undefined> = {}): StackConfig {
+    const values: Record<string, string | undefined> = {
+      "espm:url": this.espm.url,
+      "espm:psk": this.setup.psk,
+      "espm:certificate": this.setup.certificate,
+      ...overrides,
+    };
+    return { get: (key) => values[key] };
+  }
+
+  client(): EspmClient {
+    return new EspmClient({ url: this.espm.url, psk: this.setup.psk, certificate: this.setup.certificate });
+  }
+
+  /** Writes a new PSK and restarts espm on the same port, as an operator rotating it would. */
+  async rotatePsk(): Promise<string> {
+    const psk = randomBytes(36).toString("base64url");
+    writeFileSync(join(this.setup.configDir, "psk"), `${psk}\n`, { mode: 0o600 });
+    await this.espm.stop();
+    this.espm = await EspmProcess.start({ ...this.setup, psk });
+    return psk;
+  }
+
+  /** Runs userdata as cloud-init would, with Puppet's directories under this world's folder. */
+  async boot(short: string, script: string): Promise<BootResult> {
+    const agent = join(this.dir, `agent-${short}`);
+    mkdirSync(agent, { recursive: true });
+    const file = join(agent, "userdata.sh");
+    writeFileSync(file, script, { mode: 0o700 });
+    const log = join(agent, "bootstrap.log");
+    const argv = [file, "--confdir", join(agent, "conf"), "--vardir", join(agent, "var"), "--ssldir", join(agent, "ssl"), "--logdest", log];
+    const read = () => (existsSync(log) ? readFileSync(log, "utf8") : "");
+    try {
+      const { stdout, stderr } = await execFileP("sh", argv, { timeout: 120_000 });
+      return { code: 0, stdout, stderr, log: read() };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr, log: read() };
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.espm.stop();
+    await this.lab.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+let shared: Promise<World> | undefined;
+
+/** The run's shared world, started on first call. */
+export function sharedWorld(): Promise<World> {
+  shared ??= World.start();
+  return shared;
+}
+
+export async function stopSharedWorld(): Promise<void> {
+  if (!shared) return;
+  const world = await shared.catch(() => undefined);
+  shared = undefined;
+  await world?.stop();
+}
