@@ -11,7 +11,7 @@ import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
 import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
 import { changedProperties, checkWith, messageOf, ResourceInitError } from "./lifecycle";
-import * as runtime from "./runtime";
+import { espmRuntime } from "./runtime";
 
 export type CertificateKeyType = "rsa-2048" | "rsa-3072" | "rsa-4096";
 
@@ -158,28 +158,28 @@ interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
   stack?: PartialConnection;
 }
 
-/** Provider object that Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
 export const certificateProvider: EspmDynamicProvider = {
   async configure(request) {
-    this.stack = runtime.stackConnection(request.config as StackConfig);
+    this.stack = espmRuntime().stackConnection(request.config as StackConfig);
   },
   check(olds, news) {
-    return runtime.certificate.check(olds, news);
+    return espmRuntime().certificate.check(olds, news);
   },
   diff(id, olds, news) {
-    return runtime.certificate.diff(id, olds, news);
+    return espmRuntime().certificate.diff(id, olds, news);
   },
   create(inputs) {
-    return runtime.certificate.create(inputs, this.stack);
+    return espmRuntime().certificate.create(inputs, this.stack);
   },
   read(id, props) {
-    return runtime.certificate.read(id, props, this.stack);
+    return espmRuntime().certificate.read(id, props, this.stack);
   },
   update(id, olds, news) {
-    return runtime.certificate.update(id, olds, news);
+    return espmRuntime().certificate.update(id, olds, news);
   },
   delete(id, props) {
-    return runtime.certificate.delete(id, props, this.stack);
+    return espmRuntime().certificate.delete(id, props, this.stack);
   },
 };
 

@@ -10,7 +10,7 @@ import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
 import { changedProperties, checkWith, messageOf, ResourceInitError } from "./lifecycle";
-import * as runtime from "./runtime";
+import { espmRuntime } from "./runtime";
 
 type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -172,32 +172,32 @@ async function cleanUpAfter(error: unknown, name: string, client: ReturnType<typ
   }
 }
 
-/** Provider object that Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
 interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
   stack?: PartialConnection;
 }
 
 export const registrationProvider: EspmDynamicProvider = {
   async configure(request) {
-    this.stack = runtime.stackConnection(request.config as StackConfig);
+    this.stack = espmRuntime().stackConnection(request.config as StackConfig);
   },
   check(olds, news) {
-    return runtime.registration.check(olds, news);
+    return espmRuntime().registration.check(olds, news);
   },
   diff(id, olds, news) {
-    return runtime.registration.diff(id, olds, news);
+    return espmRuntime().registration.diff(id, olds, news);
   },
   create(inputs) {
-    return runtime.registration.create(inputs, this.stack);
+    return espmRuntime().registration.create(inputs, this.stack);
   },
   read(id, props) {
-    return runtime.registration.read(id, props, this.stack);
+    return espmRuntime().registration.read(id, props, this.stack);
   },
   update(id, olds, news) {
-    return runtime.registration.update(id, olds, news, this.stack);
+    return espmRuntime().registration.update(id, olds, news, this.stack);
   },
   delete(id, props) {
-    return runtime.registration.delete(id, props, this.stack);
+    return espmRuntime().registration.delete(id, props, this.stack);
   },
 };
 

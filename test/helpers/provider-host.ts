@@ -1,0 +1,58 @@
+/**
+ * A fresh Node process that does what Pulumi's two halves do with a dynamic provider, for tests:
+ *
+ *   node provider-host.js serialize MODULE   serializes the module's providers as `pulumi up` does
+ *                                            (MODULE resolved from the working directory) and prints
+ *                                            {registration, certificate} as {text, containsSecrets}
+ *   node provider-host.js call               reads {text, config, steps} on stdin, loads the text as
+ *                                            the dynamic-provider host does (require-from-string, from
+ *                                            the working directory), configures it and runs the steps
+ *
+ * Secrets travel on stdin, never in argv.
+ */
+import { readFileSync } from "node:fs";
+
+interface Step {
+  method: "check" | "create" | "read" | "delete";
+  id?: string;
+  props?: Record<string, unknown>;
+}
+
+async function serialize(specifier: string): Promise<void> {
+  const modulePath = require.resolve(specifier, { paths: [process.cwd()] });
+  const pulumi = require(require.resolve("@pulumi/pulumi", { paths: [modulePath] })) as typeof import("@pulumi/pulumi");
+  const espm = require(modulePath) as typeof import("../../provider");
+  const out: Record<string, { text: string; containsSecrets: boolean }> = {};
+  for (const [name, captured] of [["registration", espm.registrationProvider], ["certificate", espm.certificateProvider]] as const) {
+    // As `new dynamic.Resource(provider, …)` does: a closure over the provider object itself.
+    const provider = captured;
+    const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
+    out[name] = { text: serialized.text, containsSecrets: serialized.containsSecrets };
+  }
+  process.stdout.write(JSON.stringify(out));
+}
+
+async function call(): Promise<void> {
+  const request = JSON.parse(readFileSync(0, "utf8")) as { text: string; config: Record<string, string>; steps: Step[] };
+  const requireFromString = require(require.resolve("require-from-string", { paths: [process.cwd()] })) as (code: string) => { handler: () => import("@pulumi/pulumi").dynamic.ResourceProvider };
+  const provider = requireFromString(request.text).handler();
+  await provider.configure?.({ config: { get: (key: string) => request.config[key], require: (key: string) => request.config[key]! } } as never);
+  const results: unknown[] = [];
+  for (const step of request.steps) {
+    try {
+      if (step.method === "check") results.push(await provider.check!({}, step.props!));
+      else if (step.method === "create") results.push(await provider.create(step.props!));
+      else if (step.method === "read") results.push(await provider.read!(step.id!, step.props!));
+      else results.push((await provider.delete!(step.id!, step.props!)) ?? "deleted");
+    } catch (err) {
+      results.push({ error: (err as Error).message });
+    }
+  }
+  process.stdout.write(JSON.stringify(results));
+}
+
+const [command, argument] = process.argv.slice(2);
+(command === "serialize" ? serialize(argument!) : call()).catch((err: Error) => {
+  process.stderr.write(`${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,125 @@
+/**
+ * The providers as Pulumi stores them: serialized to text, then loaded in another process (the
+ * dynamic-provider host) from the project's directory, and run against live espm. Once from this
+ * checkout, once from an installed copy of the package as users get it from npm.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { certificateProvider, registrationProvider } from "../provider";
+import { run, ROOT } from "./helpers/espm";
+import { sharedWorld, type World } from "./helpers/world";
+
+const HOST = join(ROOT, "dist/test/helpers/provider-host.js");
+
+interface Serialized {
+  text: string;
+  containsSecrets: boolean;
+}
+
+/** Runs provider-host.js in `cwd`, with the request on stdin; resolves its parsed stdout. */
+function host<T>(cwd: string, args: string[], stdin = ""): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [HOST, ...args], { cwd, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(stdout) as T) : reject(new Error(`provider host exited ${code}: ${stderr}`))));
+    child.stdin.end(stdin);
+  });
+}
+
+/** What `new dynamic.Resource(provider, …)` stores in `__provider`: a closure over the provider object itself. */
+async function serializeAsPulumiDoes(provider: pulumi.dynamic.ResourceProvider): Promise<string> {
+  const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
+  assert.equal(serialized.containsSecrets, false);
+  return serialized.text;
+}
+
+function config(world: World): Record<string, string> {
+  return { "espm:url": world.espm.url, "espm:psk": world.setup.psk, "espm:certificate": world.setup.certificate };
+}
+
+describe("serialized providers in a fresh process", function () {
+  this.timeout(180_000);
+  let world: World;
+
+  before(async () => {
+    world = await sharedWorld();
+  });
+
+  it("serializes without secrets and runs create in one process and delete in another, from this checkout", async () => {
+    const text = await serializeAsPulumiDoes(registrationProvider);
+    assert.ok(!text.includes(world.setup.psk), "no PSK in the provider text");
+    const inputs = { name: "ser-01.serialization.test", groups: ["base"] };
+    const [checked, created] = await host<[{ inputs: Record<string, unknown> }, { id: string; outs: Record<string, unknown> }]>(
+      ROOT,
+      ["call"],
+      JSON.stringify({ text, config: config(world), steps: [{ method: "check", props: inputs }, { method: "create", props: { ...inputs, groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" } }] }),
+    );
+    assert.equal(checked.inputs?.onConflict, "suffix", JSON.stringify([checked, created]));
+    assert.equal(created.id, "ser-01.serialization.test", JSON.stringify(created));
+    const client = world.client();
+    assert.equal((await client.getNode(created.id))?.name, created.id);
+    const [deleted] = await host<[string]>(ROOT, ["call"], JSON.stringify({ text, config: config(world), steps: [{ method: "delete", id: created.id, props: created.outs }] }));
+    assert.equal(deleted, "deleted");
+    assert.equal(await client.getNode(created.id), undefined);
+
+    const certText = await serializeAsPulumiDoes(certificateProvider);
+    const [cert] = await host<[{ id: string; outs: { privateKeyPem: string; serial: string } }]>(
+      ROOT,
+      ["call"],
+      JSON.stringify({ text: certText, config: config(world), steps: [{ method: "create", props: { certname: "ser-01.serialization.test", keyType: "rsa-2048", extensions: {} } }, { method: "delete", id: "ser-01.serialization.test", props: {} }] }),
+    );
+    assert.match(cert.outs.privateKeyPem, /BEGIN PRIVATE KEY/);
+    assert.equal((await client.certificateStatus(cert.id))?.state, "revoked");
+    await client.close();
+  });
+
+  describe("from an installed copy of the package", () => {
+    let project: string;
+
+    before(async () => {
+      // Inside the checkout, so the copy's own dependencies resolve from this node_modules, as npm
+      // would have hoisted them; the package itself is what `npm pack` puts in the tarball.
+      mkdirSync(join(ROOT, ".tmp"), { recursive: true });
+      project = mkdtempSync(join(ROOT, ".tmp/installed-"));
+      const installed = join(project, "node_modules/pulumi-espm");
+      mkdirSync(installed, { recursive: true });
+      await run("npm", ["pack", "--silent", "--pack-destination", project], { cwd: ROOT });
+      const tarball = readdirSync(project).find((f) => f.endsWith(".tgz"))!;
+      await run("tar", ["xzf", join(project, tarball), "-C", installed, "--strip-components", "1"]);
+    });
+
+    after(() => rmSync(project, { recursive: true, force: true }));
+
+    it("serializes to one require of the stable runtime module plus a few lines, and runs", async () => {
+      const serialized = await host<Record<"registration" | "certificate", Serialized>>(project, ["serialize", "pulumi-espm"]);
+      for (const [name, { text, containsSecrets }] of Object.entries(serialized)) {
+        assert.equal(containsSecrets, false, name);
+        assert.ok(text.length < 4096, `${name} provider text is ${text.length} characters`);
+        // The only module it loads is the stable runtime module, by package path.
+        assert.deepEqual([...text.matchAll(/require\(([^)]*)\)/g)].map((m) => m[1]), ['"pulumi-espm/dist/provider/runtime.js"'], name);
+      }
+      const [created, read, deleted] = await host<[{ id: string; outs: { certificatePem: string } }, { id: string }, string]>(
+        project,
+        ["call"],
+        JSON.stringify({
+          text: serialized.certificate.text,
+          config: config(world),
+          steps: [
+            { method: "create", props: { certname: "installed.serialization.test", keyType: "rsa-2048", extensions: { pp_role: "web" } } },
+            { method: "read", id: "installed.serialization.test", props: {} },
+            { method: "delete", id: "installed.serialization.test", props: {} },
+          ],
+        }),
+      );
+      assert.match(created.outs.certificatePem, /BEGIN CERTIFICATE/);
+      assert.equal(read.id, "installed.serialization.test");
+      assert.equal(deleted, "deleted");
+    });
+  });
+});
