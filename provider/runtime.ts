@@ -38,5 +38,6 @@ export function espmRuntime(): typeof import("./runtime") {
   // A plain require by a captured name, resolved where it runs (in the dynamic-provider host, from
   // the project directory), never serialized. A checkout's path is relative to that directory.
   const specifier = RUNTIME_MODULE.startsWith(".") ? resolve(RUNTIME_MODULE) : RUNTIME_MODULE;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded by name on purpose, see above
   return require(specifier) as typeof import("./runtime");
 }

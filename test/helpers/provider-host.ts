@@ -11,6 +11,11 @@
  * Secrets travel on stdin, never in argv.
  */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+/** require() as a module in the working directory would have it: how Pulumi's two halves resolve. */
+const fromProject = createRequire(join(process.cwd(), "index.js"));
 
 interface Step {
   method: "check" | "create" | "read" | "delete";
@@ -19,9 +24,9 @@ interface Step {
 }
 
 async function serialize(specifier: string): Promise<void> {
-  const modulePath = require.resolve(specifier, { paths: [process.cwd()] });
-  const pulumi = require(require.resolve("@pulumi/pulumi", { paths: [modulePath] })) as typeof import("@pulumi/pulumi");
-  const espm = require(modulePath) as typeof import("../../provider");
+  const modulePath = fromProject.resolve(specifier);
+  const pulumi = createRequire(modulePath)("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
+  const espm = fromProject(modulePath) as typeof import("../../provider");
   const out: Record<string, { text: string; containsSecrets: boolean }> = {};
   for (const [name, captured] of [["registration", espm.registrationProvider], ["certificate", espm.certificateProvider]] as const) {
     // As `new dynamic.Resource(provider, …)` does: a closure over the provider object itself.
@@ -34,7 +39,7 @@ async function serialize(specifier: string): Promise<void> {
 
 async function call(): Promise<void> {
   const request = JSON.parse(readFileSync(0, "utf8")) as { text: string; config: Record<string, string>; steps: Step[] };
-  const requireFromString = require(require.resolve("require-from-string", { paths: [process.cwd()] })) as (code: string) => { handler: () => import("@pulumi/pulumi").dynamic.ResourceProvider };
+  const requireFromString = fromProject("require-from-string") as (code: string) => { handler: () => import("@pulumi/pulumi").dynamic.ResourceProvider };
   const provider = requireFromString(request.text).handler();
   await provider.configure?.({ config: { get: (key: string) => request.config[key], require: (key: string) => request.config[key]! } } as never);
   const results: unknown[] = [];
