@@ -10,7 +10,7 @@ import { EspmError } from "../sdk/errors";
 import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
 import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
-import { changedProperties, checkWith, messageOf, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
 import { espmRuntime } from "./runtime";
 
 export type CertificateKeyType = "rsa-2048" | "rsa-3072" | "rsa-4096";
@@ -123,7 +123,7 @@ export const certificateLifecycle = {
 
   async update(_id: string, olds: CertificateState, news: CertificateState): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
     // Only `connection` can change without a replacement; the certificate itself stays.
-    return { outs: { ...olds, connection: news.connection } };
+    return { outs: defined({ ...olds, connection: news.connection }) };
   },
 
   async delete(id: string, state: CertificateState, stack: PartialConnection | undefined): Promise<void> {

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
-import { changedProperties, checkWith, messageOf, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
 import { espmRuntime } from "./runtime";
 
 type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -66,7 +66,7 @@ function classification(state: Pick<RegistrationState, "environment" | "groups" 
 }
 
 function stateFrom(inputs: RegistrationState, node: Node): RegistrationState {
-  return { ...inputs, nodeName: node.name, nodeEnvironment: node.environment, createdAt: node.createdAt };
+  return defined({ ...inputs, nodeName: node.name, nodeEnvironment: node.environment, createdAt: node.createdAt });
 }
 
 /** Whether an espm error means it refused before acting (so there is nothing to clean up). */
@@ -77,8 +77,8 @@ function refusedBeforeActing(error: unknown): boolean {
 export const registrationLifecycle = {
   async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
-    const empty = (value: unknown) => value === undefined || (Array.isArray(value) && value.length === 0) || (typeof value === "object" && value !== null && Object.keys(value).length === 0);
-    if (result.inputs && empty(result.inputs.groups) && empty(result.inputs.classes)) {
+    const empty = (value: unknown) => value === undefined || value === null || (typeof value === "object" && Object.keys(value).length === 0);
+    if (empty(news.groups) && empty(news.classes)) {
       result.failures.push({ property: "groups", reason: "give at least one group or one class: a node with neither is classified with nothing" });
     }
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
@@ -120,14 +120,14 @@ export const registrationLifecycle = {
       if (!node) return { id: "", props: {} as RegistrationState };
       return {
         id,
-        props: {
+        props: defined({
           ...state,
           environment: state.environment === undefined ? undefined : node.environment,
           groups: node.groups,
           classes: node.classes as RegistrationState["classes"],
           parameters: node.parameters as RegistrationState["parameters"],
           nodeEnvironment: node.environment,
-        },
+        }),
       };
     } finally {
       await client.close();
@@ -138,7 +138,7 @@ export const registrationLifecycle = {
     const client = openClient(news.connection ?? olds.connection, stack);
     try {
       const node = await client.updateNode(id, classification(news));
-      return { outs: { ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt } };
+      return { outs: defined({ ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt }) };
     } catch (error) {
       throw new Error(`updating node ${id} in espm failed: ${messageOf(error)}`);
     } finally {

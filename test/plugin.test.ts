@@ -1,0 +1,97 @@
+/**
+ * Both providers through Pulumi's real dynamic-provider plugin, over gRPC, in the order the engine
+ * calls it for create, a change, a refresh and destroy: Configure, Check, Create, Diff, Update,
+ * Read, Delete. Against live espm and Puppet Server.
+ */
+import assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { certificateProvider, registrationProvider } from "../provider";
+import { ROOT } from "./helpers/espm";
+import { DynamicProviderPlugin } from "./helpers/plugin";
+import { sharedWorld, type World } from "./helpers/world";
+
+const urn = (type: string, name: string) => `urn:pulumi:test::espm-test::pulumi-nodejs:dynamic/espm:${type}::${name}`;
+
+async function providerText(provider: pulumi.dynamic.ResourceProvider): Promise<string> {
+  return (await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true })).text;
+}
+
+describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
+  this.timeout(180_000);
+  let world: World;
+  let plugin: DynamicProviderPlugin;
+
+  before(async () => {
+    world = await sharedWorld();
+    plugin = await DynamicProviderPlugin.start(ROOT);
+    await plugin.configure({ "espm:url": world.espm.url, "espm:psk": world.setup.psk, "espm:certificate": world.setup.certificate });
+  });
+
+  after(async () => {
+    await plugin?.stop();
+  });
+
+  it("runs a registration's whole lifecycle", async () => {
+    const __provider = await providerText(registrationProvider);
+    const at = urn("PuppetNodeRegistration", "web");
+    const refused = await plugin.check(at, {}, { __provider, name: "Web!" });
+    assert.deepEqual(refused.failures.map((f) => f.property).sort(), ["groups", "name"]);
+
+    const { inputs } = await plugin.check(at, {}, { __provider, name: "plugin-01.plugin.test", groups: ["base"], parameters: { tier: "front" } });
+    assert.equal(inputs.__provider, __provider);
+    const created = await plugin.create(at, inputs);
+    assert.equal(created.id, "plugin-01.plugin.test");
+    assert.equal(created.properties.nodeName, "plugin-01.plugin.test");
+
+    const { inputs: changed } = await plugin.check(at, inputs, { __provider, name: "plugin-01.plugin.test", groups: ["base"], parameters: { tier: "back" } });
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, changed), { changes: "some", replaces: [], deleteBeforeReplace: false });
+    const renamed = (await plugin.check(at, inputs, { ...changed, name: "plugin-02.plugin.test" })).inputs;
+    assert.deepEqual((await plugin.diff(at, created.id, created.properties, renamed)).replaces, ["name"]);
+
+    const updated = await plugin.update(at, created.id, created.properties, changed);
+    assert.deepEqual(updated.properties.parameters, { tier: "back" });
+    assert.equal(updated.properties.__provider, __provider);
+
+    const read = await plugin.read(at, created.id, updated.properties, changed);
+    assert.equal(read.id, created.id);
+    assert.deepEqual(read.properties.parameters, { tier: "back" });
+
+    await plugin.delete(at, created.id, updated.properties);
+    const gone = await plugin.read(at, created.id, updated.properties, changed);
+    assert.equal(gone.id, "", "refresh sees it gone");
+    await plugin.delete(at, created.id, updated.properties);
+  });
+
+  it("runs a certificate's whole lifecycle, replacing delete-before-replace", async () => {
+    const __provider = await providerText(certificateProvider);
+    const at = urn("PuppetCertificate", "web");
+    const { inputs } = await plugin.check(at, {}, { __provider, certname: "plugin-03.plugin.test", extensions: { pp_role: "web" } });
+    const created = await plugin.create(at, inputs);
+    assert.equal(created.id, "plugin-03.plugin.test");
+    assert.match(String(created.properties.privateKeyPem), /BEGIN PRIVATE KEY/);
+    assert.equal(created.properties.state, "signed");
+
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, inputs), { changes: "none", replaces: [], deleteBeforeReplace: true });
+    const bigger = (await plugin.check(at, inputs, { ...inputs, keyType: "rsa-3072" })).inputs;
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, bigger), { changes: "some", replaces: ["keyType"], deleteBeforeReplace: true });
+
+    const read = await plugin.read(at, created.id, created.properties, inputs);
+    assert.equal(read.properties.serial, created.properties.serial);
+    await plugin.delete(at, created.id, created.properties);
+    const revoked = await plugin.read(at, created.id, created.properties, inputs);
+    assert.equal(revoked.properties.state, "revoked");
+    await plugin.delete(at, created.id, created.properties);
+  });
+
+  it("fails a create with espm's reason and no secret in the message", async () => {
+    const __provider = await providerText(registrationProvider);
+    const at = urn("PuppetNodeRegistration", "dup");
+    const { inputs } = await plugin.check(at, {}, { __provider, name: "plugin-04.plugin.test", groups: ["no-such-group"], onConflict: "fail" });
+    await assert.rejects(plugin.create(at, inputs), (err: Error & { code: number }) => {
+      assert.equal(err.code, 2);
+      assert.match(err.message, /no-such-group/);
+      assert.ok(!err.message.includes(world.setup.psk));
+      return true;
+    });
+  });
+});
