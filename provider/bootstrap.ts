@@ -4,13 +4,18 @@
  * secret, because it carries the private key.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { PuppetCertificate } from "./certificate";
-import type { PuppetNodeRegistration } from "./registration";
 import { renderUserData, type RenderedUserData } from "./userdata";
 
 export interface BootstrapUserDataArgs {
-  registration: PuppetNodeRegistration;
-  certificate: PuppetCertificate;
+  /** A PuppetNodeRegistration, or anything with its `nodeName` (and optionally `nodeEnvironment`). */
+  registration: { nodeName: pulumi.Input<string>; nodeEnvironment?: pulumi.Input<string> };
+  /** A PuppetCertificate, or anything with its certname and PEM outputs. */
+  certificate: {
+    certname: pulumi.Input<string>;
+    certificatePem: pulumi.Input<string>;
+    privateKeyPem: pulumi.Input<string>;
+    caCertificatePem: pulumi.Input<string>;
+  };
   /** The Puppet master's host name or IP address as the instance reaches it. An IP gets a hosts entry for `puppet`. */
   master: pulumi.Input<string>;
   /** Puppet Server's port (default 8140). */
@@ -19,13 +24,14 @@ export interface BootstrapUserDataArgs {
 
 /** The rendered userdata (`.base64` for `userDataBase64`, `.bytes` to check EC2's 16 KB limit), as a secret. */
 export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<RenderedUserData> {
+  const { registration, certificate } = args;
   const values = pulumi.all([
-    args.registration.nodeName,
-    args.registration.nodeEnvironment,
-    args.certificate.certname,
-    args.certificate.certificatePem,
-    args.certificate.privateKeyPem,
-    args.certificate.caCertificatePem,
+    registration.nodeName,
+    registration.nodeEnvironment,
+    certificate.certname,
+    certificate.certificatePem,
+    certificate.privateKeyPem,
+    certificate.caCertificatePem,
     args.master,
     args.masterPort,
   ]);

@@ -1,0 +1,75 @@
+/**
+ * One EC2 instance that Puppet configures on first boot, with no autosigning and no hand work:
+ * espm registers the node with its classification and has the Puppet CA sign a key made here; the
+ * instance's userdata installs both and runs Puppet once. `pulumi destroy` terminates the instance,
+ * then removes the node and revokes its certificate.
+ */
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration } from "pulumi-espm";
+
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+const config = new pulumi.Config();
+const nodeName = config.require("nodeName");
+const ami = config.require("ami");
+const master = config.require("puppetMaster");
+const masterPort = config.getNumber("puppetMasterPort") ?? 8140;
+const instanceType = config.get("instanceType") ?? "t3.micro";
+const subnetId = config.get("subnetId");
+const vpcId = config.get("vpcId");
+const sshCidr = config.get("sshCidr");
+const role = config.get("role");
+
+// Classification from stack config: `pulumi config set --path 'groups[0]' web`,
+// `pulumi config set --path 'classes.ntp.servers[0]' pool.ntp.org`, `pulumi config set --path parameters.tier front`.
+const registration = new PuppetNodeRegistration("node", {
+  name: nodeName,
+  environment: config.get("environment"),
+  groups: config.getObject<string[]>("groups") ?? [],
+  classes: config.getObject<Record<string, Record<string, Json>>>("classes") ?? {},
+  parameters: config.getObject<Record<string, Json>>("parameters") ?? {},
+});
+
+const certificate = new PuppetCertificate("node", {
+  certname: registration.nodeName,
+  extensions: { pp_image_name: ami, ...(role ? { pp_role: role } : {}) },
+});
+
+const userData = bootstrapUserData({ registration, certificate, master, masterPort });
+
+// The instance talks to the Puppet master and to package mirrors; SSH in only when asked for.
+const masterCidr = /^\d+\.\d+\.\d+\.\d+$/.test(master) ? `${master}/32` : "0.0.0.0/0";
+const securityGroup = new aws.ec2.SecurityGroup("node", {
+  description: `Puppet node ${nodeName}`,
+  vpcId,
+  ingress: sshCidr ? [{ description: "SSH", protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [sshCidr] }] : [],
+  egress: [
+    { description: "Puppet Server", protocol: "tcp", fromPort: masterPort, toPort: masterPort, cidrBlocks: [masterCidr] },
+    { description: "HTTPS (packages)", protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"] },
+    { description: "HTTP (packages)", protocol: "tcp", fromPort: 80, toPort: 80, cidrBlocks: ["0.0.0.0/0"] },
+    { description: "DNS", protocol: "udp", fromPort: 53, toPort: 53, cidrBlocks: ["0.0.0.0/0"] },
+  ],
+});
+
+const instance = new aws.ec2.Instance(
+  "node",
+  {
+    ami,
+    instanceType,
+    subnetId,
+    vpcSecurityGroupIds: [securityGroup.id],
+    userDataBase64: userData.base64,
+    // A new certificate means new userdata, and userdata runs only on first boot: a new instance.
+    userDataReplaceOnChange: true,
+    metadataOptions: { httpTokens: "required" },
+    tags: { Name: nodeName, "espm:node": registration.nodeName },
+  },
+  // Issued before the instance boots; on destroy the instance goes first, then the certificate is revoked.
+  { dependsOn: [registration, certificate] },
+);
+
+export const node = registration.nodeName;
+export const instanceId = instance.id;
+export const certificateSerial = certificate.serial;
+export const userDataBytes = userData.bytes;

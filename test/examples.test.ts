@@ -1,0 +1,136 @@
+/**
+ * The example programs under `pulumi.runtime.setMocks`: what the instance receives, and the order
+ * the engine will create and destroy things in. The providers are serialized here as in a real
+ * run, so a provider Pulumi cannot serialize fails these tests.
+ */
+import assert from "node:assert/strict";
+import { gunzipSync } from "node:zlib";
+import * as pulumi from "@pulumi/pulumi";
+import { createSelfSignedCertificate } from "../sdk/x509";
+import { mockProgram, unwrapSecret, valueOf, type Registered } from "./helpers/mocks";
+
+const REGISTRATION = "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration";
+const CERTIFICATE = "pulumi-nodejs:dynamic/espm:PuppetCertificate";
+
+/** What espm would answer, without espm: the providers' create never runs under mocks. */
+function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+  const inputs = args.inputs as Record<string, unknown>;
+  if (args.type === REGISTRATION) return { ...inputs, id: inputs.name, nodeName: inputs.name, nodeEnvironment: inputs.environment ?? "production" };
+  if (args.type === CERTIFICATE) {
+    const ca = createSelfSignedCertificate({ commonName: "Puppet CA: mock", altNames: [] });
+    const leaf = createSelfSignedCertificate({ commonName: String(inputs.certname), altNames: [] });
+    return { ...inputs, id: inputs.certname, certificatePem: leaf.certificatePem, privateKeyPem: leaf.privateKeyPem, caCertificatePem: ca.certificatePem, serial: "1f", notAfter: "2031-01-01T00:00:00.000Z", state: "signed" };
+  }
+  if (args.type === "aws:ec2/instance:Instance") return { ...inputs, id: "i-0123456789abcdef0" };
+  return { ...inputs };
+}
+
+function script(userDataBase64: unknown): string {
+  const bytes = Buffer.from(String(unwrapSecret(userDataBase64).value), "base64");
+  return (bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes).toString("utf8");
+}
+
+function one(registered: Registered[], type: string): Registered {
+  const found = registered.filter((r) => r.type === type);
+  assert.equal(found.length, 1, `one ${type}`);
+  return found[0]!;
+}
+
+describe("examples/ec2-puppet-node under mocks", function () {
+  this.timeout(60_000);
+  let registered: Registered[];
+  let program: typeof import("../examples/ec2-puppet-node/index");
+
+  before(async () => {
+    registered = await mockProgram(
+      "ec2-puppet-node",
+      {
+        nodeName: "web-01.example.test",
+        ami: "ami-0123456789abcdef0",
+        puppetMaster: "10.0.0.5",
+        sshCidr: "192.0.2.0/24",
+        groups: ["web"],
+        classes: { ntp: { servers: ["pool.ntp.org"] } },
+        parameters: { tier: "front" },
+        role: "web",
+      },
+      espmState,
+    );
+    program = await import("../examples/ec2-puppet-node/index");
+    assert.equal(await valueOf(program.instanceId), "i-0123456789abcdef0");
+  });
+
+  it("registers the node with the classification from stack config", () => {
+    const registration = one(registered, REGISTRATION);
+    assert.equal(registration.inputs.name, "web-01.example.test");
+    assert.deepEqual(registration.inputs.groups, ["web"]);
+    assert.deepEqual(registration.inputs.classes, { ntp: { servers: ["pool.ntp.org"] } });
+    assert.deepEqual(registration.inputs.parameters, { tier: "front" });
+    const certificate = one(registered, CERTIFICATE);
+    assert.deepEqual(certificate.inputs.extensions, { pp_image_name: "ami-0123456789abcdef0", pp_role: "web" });
+  });
+
+  it("gives the instance userdata with the node name, master and certificate, secret and under 16 KB", async () => {
+    const instance = one(registered, "aws:ec2/instance:Instance");
+    assert.equal(unwrapSecret(instance.inputs.userDataBase64).secret, true, "userdata is secret: it holds the key");
+    const text = script(instance.inputs.userDataBase64);
+    assert.match(text, /web-01\.example\.test/);
+    assert.match(text, /10\.0\.0\.5/);
+    assert.match(text, /-----BEGIN CERTIFICATE-----/);
+    assert.match(text, /-----BEGIN PRIVATE KEY-----/);
+    assert.ok(!text.includes("X509 CRL"), "the CRL is not embedded");
+    assert.ok(Buffer.from(String(unwrapSecret(instance.inputs.userDataBase64).value), "base64").length < 16 * 1024);
+    assert.ok((await valueOf(program.userDataBytes)) < 16 * 1024);
+    assert.equal(instance.inputs.userDataReplaceOnChange, true);
+    assert.equal(instance.inputs.ami, "ami-0123456789abcdef0");
+  });
+
+  it("lets SSH in only from the given CIDR, and out only to Puppet, packages and DNS", () => {
+    const group = one(registered, "aws:ec2/securityGroup:SecurityGroup");
+    const rule = (r: Record<string, unknown>) => `${r.protocol} ${r.fromPort}-${r.toPort} ${(r.cidrBlocks as string[]).join(",")}`;
+    assert.deepEqual((group.inputs.ingress as Record<string, unknown>[]).map(rule), ["tcp 22-22 192.0.2.0/24"]);
+    assert.deepEqual((group.inputs.egress as Record<string, unknown>[]).map(rule), ["tcp 8140-8140 10.0.0.5/32", "tcp 443-443 0.0.0.0/0", "tcp 80-80 0.0.0.0/0", "udp 53-53 0.0.0.0/0"]);
+  });
+
+  it("orders the certificate before the instance, so it is revoked only after the instance is gone", () => {
+    const instance = one(registered, "aws:ec2/instance:Instance");
+    const certificate = one(registered, CERTIFICATE);
+    const registration = one(registered, REGISTRATION);
+    assert.ok(instance.dependencies.includes(certificate.urn), `instance depends on ${certificate.urn}: ${instance.dependencies}`);
+    assert.ok(instance.dependencies.includes(registration.urn));
+    assert.ok(certificate.dependencies.includes(registration.urn), "the certname comes from the registration");
+  });
+
+  it("exports the node name and certificate serial, and stores a small provider without secrets", async () => {
+    assert.equal(await valueOf(program.node), "web-01.example.test");
+    assert.equal(await valueOf(program.certificateSerial), "1f");
+    for (const type of [REGISTRATION, CERTIFICATE]) {
+      const provider = one(registered, type).inputs.__provider;
+      assert.equal(typeof provider, "string", "the provider serialized");
+      assert.ok(String(provider).length < 8192);
+      assert.ok(!/PRIVATE KEY|psk/i.test(String(provider).replace(/espm:psk/g, "")));
+    }
+  });
+});
+
+describe("the main program (index.ts) under mocks", function () {
+  this.timeout(60_000);
+  let registered: Registered[];
+  let program: typeof import("../index");
+
+  before(async () => {
+    registered = await mockProgram("espm-demo", { nodeName: "demo-01.example.test", puppetMaster: "puppet.example.test", groups: ["base"], keyType: "rsa-3072", extensions: { pp_role: "demo" } }, espmState);
+    program = await import("../index");
+  });
+
+  it("registers and signs the node and exports its first-boot script as a secret", async () => {
+    assert.equal(one(registered, REGISTRATION).inputs.name, "demo-01.example.test");
+    assert.equal(one(registered, CERTIFICATE).inputs.keyType, "rsa-3072");
+    assert.equal(await valueOf(program.nodeName), "demo-01.example.test");
+    assert.equal(await pulumi.isSecret(program.bootstrapScript), true);
+    const text = await valueOf(program.bootstrapScript);
+    assert.match(text, /^#!\/bin\/sh/);
+    assert.match(text, /demo-01\.example\.test/);
+    assert.match(text, /puppet\.example\.test/);
+  });
+});
