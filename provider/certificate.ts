@@ -56,10 +56,12 @@ function inputSchema() {
       .refine((value) => value in KEY_BITS, { error: (issue) => `unknown key type ${JSON.stringify(issue.input)}: use rsa-2048, rsa-3072 or rsa-4096 (EC keys are not supported yet)` })
       .default("rsa-2048"),
     extensions: z
-      .record(
-        z.string().refine((name) => known.includes(name), { error: (issue) => `unknown Puppet extension ${JSON.stringify(issue.input)}; known: ${known.join(", ")}` }),
-        z.string().min(1).max(255),
-      )
+      .record(z.string(), z.string().min(1).max(255))
+      .superRefine((value, ctx) => {
+        for (const name of Object.keys(value)) {
+          if (!known.includes(name)) ctx.addIssue({ code: "custom", path: [name], message: `unknown Puppet extension; known: ${known.join(", ")}` });
+        }
+      })
       .default({}),
     connection: connectionSchema().optional(),
   });

@@ -88,3 +88,12 @@ export function messageOf(error: unknown): string {
 export function defined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
+
+/**
+ * A progress line for the person running `pulumi up`. A dynamic provider has no engine connection
+ * (pulumi.log goes nowhere from it); since Pulumi 3.146 the engine shows the provider process's
+ * stdout lines as info diagnostics, so that is the channel.
+ */
+export function progress(message: string): void {
+  console.log(message);
+}

@@ -11,6 +11,7 @@ import { relative, resolve, sep } from "node:path";
 export { stackConnection } from "./connection";
 export { registrationLifecycle as registration } from "./registration";
 export { certificateLifecycle as certificate } from "./certificate";
+export { awsSettings, imageLifecycle as image } from "./image";
 
 /**
  * Where serialized providers load the runtime module from, decided once when the program loads

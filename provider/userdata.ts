@@ -36,6 +36,11 @@ export interface RenderedUserData {
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
+/** Whether userdata (already base64-decoded and gunzipped) is espm's bootstrap, which carries a node's key. */
+export function isEspmBootstrap(userdata: string): boolean {
+  return /^# espm first boot for /m.test(userdata) || userdata.includes("ESPM_PRIVATE_KEY");
+}
+
 export function bootstrapScriptPath(): string {
   // dist/provider/userdata.js and provider/userdata.ts both sit two levels below the package root.
   return join(__dirname, "..", "..", "scripts", "bootstrap", "puppet-bootstrap.sh");

@@ -57,6 +57,7 @@ describe("providers against live espm and Puppet Server", function () {
       const props = bad.failures?.map((f) => f.property).sort();
       assert.deepEqual(props, ["extensions.pp_colour", "keyType"]);
       assert.match(bad.failures!.find((f) => f.property === "keyType")!.reason, /rsa-2048, rsa-3072 or rsa-4096/);
+      assert.match(bad.failures!.find((f) => f.property === "extensions.pp_colour")!.reason, /unknown Puppet extension; known: pp_uuid/);
       const good = await certificateProvider.check!({}, { certname: "web-01.example.test", __provider: "code" });
       assert.deepEqual(good.inputs, { certname: "web-01.example.test", keyType: "rsa-2048", extensions: {} });
     });

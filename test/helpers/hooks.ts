@@ -1,4 +1,5 @@
 /** Root hooks (loaded by .mocharc.json): stop what suites shared, and fail loudly on lost rejections. */
+import { stopSharedMoto } from "./moto";
 import { stopSharedWorld } from "./world";
 
 // Pulumi reports a provider it cannot serialize only as an unhandled rejection; without this,
@@ -10,6 +11,6 @@ process.on("unhandledRejection", (reason) => {
 export const mochaHooks = {
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
-    await stopSharedWorld();
+    await Promise.all([stopSharedWorld(), stopSharedMoto()]);
   },
 };
