@@ -5,8 +5,9 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, registrationProvider } from "../provider";
+import { certificateProvider, imageProvider, registrationProvider } from "../provider";
 import { ROOT } from "./helpers/espm";
+import { sharedMoto, type Moto } from "./helpers/moto";
 import { DynamicProviderPlugin } from "./helpers/plugin";
 import { sharedWorld, type World } from "./helpers/world";
 
@@ -20,11 +21,12 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   this.timeout(180_000);
   let world: World;
   let plugin: DynamicProviderPlugin;
+  let moto: Moto;
 
   before(async () => {
-    world = await sharedWorld();
+    [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
     plugin = await DynamicProviderPlugin.start(ROOT);
-    await plugin.configure({ "espm:url": world.espm.url, "espm:psk": world.setup.psk, "espm:certificate": world.setup.certificate });
+    await plugin.configure({ "espm:url": world.espm.url, "espm:psk": world.setup.psk, "espm:certificate": world.setup.certificate, ...moto.config() });
   });
 
   after(async () => {
@@ -93,5 +95,28 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
       assert.ok(!err.message.includes(world.setup.psk));
       return true;
     });
+  });
+
+  it("runs an image's whole lifecycle against moto, and shows progress on the host's stdout", async () => {
+    await moto.reset();
+    const __provider = await providerText(imageProvider);
+    const at = urn("RegisteredImage", "base");
+    const instanceId = await moto.runInstance();
+    const { inputs, failures } = await plugin.check(at, {}, { __provider, scope: "espm-test/test/base", instanceId, name: "plugin-image", tags: { team: "a" } });
+    assert.deepEqual(failures, []);
+    const created = await plugin.create(at, inputs);
+    assert.match(created.id, /^ami-/);
+    assert.equal(created.properties.region, "us-east-1");
+    assert.match(plugin.stdout(), new RegExp(`RegisteredImage plugin-image: ${created.id} is available after \\d+s`));
+
+    const retagged = (await plugin.check(at, inputs, { ...inputs, tags: { team: "b" } })).inputs;
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, retagged), { changes: "some", replaces: [], deleteBeforeReplace: true });
+    const updated = await plugin.update(at, created.id, created.properties, retagged);
+    assert.equal((updated.properties.appliedTags as Record<string, string>).team, "b");
+    const read = await plugin.read(at, created.id, updated.properties, retagged);
+    assert.equal((read.properties.appliedTags as Record<string, string>).team, "b");
+    await plugin.delete(at, created.id, updated.properties);
+    assert.equal((await plugin.read(at, created.id, updated.properties, retagged)).id, "");
+    await plugin.delete(at, created.id, updated.properties);
   });
 });

@@ -5,11 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, registrationProvider } from "../provider";
+import { certificateProvider, imageProvider, registrationProvider } from "../provider";
 import { run, ROOT } from "./helpers/espm";
+import { sharedMoto, type Moto } from "./helpers/moto";
 import { sharedWorld, type World } from "./helpers/world";
 
 const HOST = join(ROOT, "dist/test/helpers/provider-host.js");
@@ -27,7 +28,8 @@ function host<T>(cwd: string, args: string[], stdin = ""): Promise<T> {
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(stdout) as T) : reject(new Error(`provider host exited ${code}: ${stderr}`))));
+    // The result is the last line; progress lines a provider prints come before it.
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(stdout.trimEnd().split("\n").at(-1)!) as T) : reject(new Error(`provider host exited ${code}: ${stderr}`))));
     child.stdin.end(stdin);
   });
 }
@@ -46,9 +48,10 @@ function config(world: World): Record<string, string> {
 describe("serialized providers in a fresh process", function () {
   this.timeout(180_000);
   let world: World;
+  let moto: Moto;
 
   before(async () => {
-    world = await sharedWorld();
+    [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
   });
 
   it("serializes without secrets and runs create in one process and delete in another, from this checkout", async () => {
@@ -79,6 +82,21 @@ describe("serialized providers in a fresh process", function () {
     await client.close();
   });
 
+  it("runs the image provider's create and delete in fresh processes against moto", async () => {
+    await moto.reset();
+    const text = await serializeAsPulumiDoes(imageProvider);
+    const props = { scope: "espm-test/test/base", instanceId: await moto.runInstance(), name: "serialized-image", noReboot: false, tags: {}, snapshotTags: {}, timeouts: { create: "5m", delete: "5m" }, allowBootstrappedSource: false };
+    const [created] = await host<[{ id: string; outs: { snapshotIds: string[] } }]>(ROOT, ["call"], JSON.stringify({ text, config: moto.config(), steps: [{ method: "create", props }] }));
+    assert.match(created.id, /^ami-/, JSON.stringify(created));
+    const [deleted, read] = await host<[string, { id: string }]>(
+      ROOT,
+      ["call"],
+      JSON.stringify({ text, config: moto.config(), steps: [{ method: "delete", id: created.id, props: created.outs }, { method: "read", id: created.id, props: created.outs }] }),
+    );
+    assert.equal(deleted, "deleted");
+    assert.equal(read.id, "");
+  });
+
   describe("from an installed copy of the package", () => {
     let project: string;
 
@@ -87,6 +105,9 @@ describe("serialized providers in a fresh process", function () {
       // would have hoisted them; the package itself is what `npm pack` puts in the tarball.
       mkdirSync(join(ROOT, ".tmp"), { recursive: true });
       project = mkdtempSync(join(ROOT, ".tmp/installed-"));
+      // A project of its own, as a user's is; without it this checkout's package.json would be the
+      // package scope and "pulumi-espm" would resolve to the checkout itself.
+      writeFileSync(join(project, "package.json"), JSON.stringify({ name: "espm-installed-test", private: true }));
       const installed = join(project, "node_modules/pulumi-espm");
       mkdirSync(installed, { recursive: true });
       await run("npm", ["pack", "--silent", "--pack-destination", project], { cwd: ROOT });
@@ -97,7 +118,7 @@ describe("serialized providers in a fresh process", function () {
     after(() => rmSync(project, { recursive: true, force: true }));
 
     it("serializes to one require of the stable runtime module plus a few lines, and runs", async () => {
-      const serialized = await host<Record<"registration" | "certificate", Serialized>>(project, ["serialize", "pulumi-espm"]);
+      const serialized = await host<Record<"registration" | "certificate" | "image", Serialized>>(project, ["serialize", "pulumi-espm"]);
       for (const [name, { text, containsSecrets }] of Object.entries(serialized)) {
         assert.equal(containsSecrets, false, name);
         assert.ok(text.length < 4096, `${name} provider text is ${text.length} characters`);

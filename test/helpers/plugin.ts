@@ -22,6 +22,7 @@ export class DynamicProviderPlugin {
     private readonly child: ChildProcess,
     private readonly client: ResourceProviderClient,
     readonly stderr: () => string,
+    readonly stdout: () => string,
   ) {}
 
   /** Starts the plugin in `projectDir`, where the engine starts it and where its requires resolve. */
@@ -31,8 +32,8 @@ export class DynamicProviderPlugin {
     const child = spawn(process.execPath, [entry, "127.0.0.1:1"], { cwd: projectDir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PULUMI_NODEJS_PROJECT: "espm-test" } });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    let out = "";
     const port = await new Promise<number>((resolve, reject) => {
-      let out = "";
       const timer = setTimeout(() => reject(new Error(`plugin printed no port within 20 s: ${stderr}`)), 20_000);
       child.stdout!.on("data", (d: Buffer) => {
         out += d.toString();
@@ -45,7 +46,7 @@ export class DynamicProviderPlugin {
       child.once("exit", (code) => reject(new Error(`plugin exited ${code}: ${stderr}`)));
     });
     const client = new ResourceProviderClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    return new DynamicProviderPlugin(child, client, () => stderr);
+    return new DynamicProviderPlugin(child, client, () => stderr, () => out);
   }
 
   private unary<Req, Res>(method: (request: Req, callback: (error: grpc.ServiceError | null, response: Res) => void) => unknown, request: Req): Promise<Res> {

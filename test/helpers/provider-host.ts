@@ -3,7 +3,7 @@
  *
  *   node provider-host.js serialize MODULE   serializes the module's providers as `pulumi up` does
  *                                            (MODULE resolved from the working directory) and prints
- *                                            {registration, certificate} as {text, containsSecrets}
+ *                                            {registration, certificate, image} as {text, containsSecrets}
  *   node provider-host.js call               reads {text, config, steps} on stdin, loads the text as
  *                                            the dynamic-provider host does (require-from-string, from
  *                                            the working directory), configures it and runs the steps
@@ -28,7 +28,7 @@ async function serialize(specifier: string): Promise<void> {
   const pulumi = createRequire(modulePath)("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
   const espm = fromProject(modulePath) as typeof import("../../provider");
   const out: Record<string, { text: string; containsSecrets: boolean }> = {};
-  for (const [name, captured] of [["registration", espm.registrationProvider], ["certificate", espm.certificateProvider]] as const) {
+  for (const [name, captured] of [["registration", espm.registrationProvider], ["certificate", espm.certificateProvider], ["image", espm.imageProvider]] as const) {
     // As `new dynamic.Resource(provider, …)` does: a closure over the provider object itself.
     const provider = captured;
     const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
@@ -53,7 +53,7 @@ async function call(): Promise<void> {
       results.push({ error: (err as Error).message });
     }
   }
-  process.stdout.write(JSON.stringify(results));
+  process.stdout.write(`\n${JSON.stringify(results)}\n`);
 }
 
 const [command, argument] = process.argv.slice(2);
