@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what espm's tests and demo need on Debian 12 (Puppet 7) or Debian 13 (Puppet 8):
-# Debian's puppetserver and puppet-agent, and the build tools better-sqlite3 compiles with.
+# Debian's puppetserver and puppet-agent, the build tools better-sqlite3 compiles with, and moto.
 # Idempotent: installs only what is missing. Run as root.
 set -eu
 
@@ -12,6 +12,7 @@ command -v make >/dev/null 2>&1 || missing="$missing make"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 ls /usr/lib/jvm/java-17-openjdk-*/bin/java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 
 if [ -n "$missing" ]; then
   echo "install-deps: installing$missing"
@@ -19,4 +20,6 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086 # a list of package names
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
+# moto (for the RegisteredImage tests) comes from PyPI, not Debian: install it only where it is missing.
+python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]>=5.1,<6'
 echo "install-deps: puppetserver $(dpkg-query -W -f='${Version}' puppetserver), puppet-agent $(dpkg-query -W -f='${Version}' puppet-agent 2>/dev/null || dpkg-query -W -f='${Version}' puppet)"
