@@ -11,6 +11,7 @@ import { mockProgram, unwrapSecret, valueOf, type Registered } from "./helpers/m
 
 const REGISTRATION = "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration";
 const CERTIFICATE = "pulumi-nodejs:dynamic/espm:PuppetCertificate";
+const IMAGE = "pulumi-nodejs:dynamic/espm:RegisteredImage";
 
 /** What espm would answer, without espm: the providers' create never runs under mocks. */
 function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
@@ -21,6 +22,7 @@ function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
     const leaf = createSelfSignedCertificate({ commonName: String(inputs.certname), altNames: [] });
     return { ...inputs, id: inputs.certname, certificatePem: leaf.certificatePem, privateKeyPem: leaf.privateKeyPem, caCertificatePem: ca.certificatePem, serial: "1f", notAfter: "2031-01-01T00:00:00.000Z", state: "signed" };
   }
+  if (args.type === IMAGE) return { ...inputs, id: "ami-0fedcba9876543210", imageId: "ami-0fedcba9876543210", snapshotIds: ["snap-0123456789abcdef0"], region: "us-east-1", state: "available" };
   if (args.type === "aws:ec2/instance:Instance") return { ...inputs, id: "i-0123456789abcdef0" };
   return { ...inputs };
 }
@@ -132,5 +134,36 @@ describe("the main program (index.ts) under mocks", function () {
     assert.match(text, /^#!\/bin\/sh/);
     assert.match(text, /demo-01\.example\.test/);
     assert.match(text, /puppet\.example\.test/);
+  });
+});
+
+describe("examples/register-image under mocks", function () {
+  this.timeout(60_000);
+  let registered: Registered[];
+  let program: typeof import("../examples/register-image/index");
+
+  before(async () => {
+    registered = await mockProgram("register-image", { builderInstanceId: "i-0aaaaaaaaaaaaaaaa", imageName: "puppet-base-2026.11", nodeName: "img-01.example.test", puppetMaster: "puppet.example.test" }, espmState);
+    program = await import("../examples/register-image/index");
+    assert.equal(await valueOf(program.instanceId), "i-0123456789abcdef0");
+  });
+
+  it("images the builder, scoped to project, stack and name for the create token", () => {
+    const image = one(registered, IMAGE);
+    assert.equal(image.inputs.instanceId, "i-0aaaaaaaaaaaaaaaa");
+    assert.equal(image.inputs.name, "puppet-base-2026.11");
+    assert.equal(image.inputs.scope, "register-image/test/base");
+    assert.deepEqual(image.inputs.tags, { role: "puppet-base" });
+  });
+
+  it("launches the node from the registered image with the bootstrap userdata", async () => {
+    const node = one(registered, "aws:ec2/instance:Instance");
+    const image = one(registered, IMAGE);
+    assert.equal(node.inputs.ami, "ami-0fedcba9876543210");
+    assert.ok(node.dependencies.includes(image.urn));
+    assert.ok(node.dependencies.includes(one(registered, CERTIFICATE).urn));
+    assert.match(script(node.inputs.userDataBase64), /img-01\.example\.test/);
+    assert.deepEqual(one(registered, CERTIFICATE).inputs.extensions, { pp_image_name: "ami-0fedcba9876543210" });
+    assert.deepEqual(await valueOf(program.snapshotIds), ["snap-0123456789abcdef0"]);
   });
 });

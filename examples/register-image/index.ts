@@ -1,0 +1,46 @@
+/**
+ * Turn a prepared builder instance (Puppet agent installed, never bootstrapped) into a registered
+ * AMI, then launch a Puppet node from that image, booted by espm's bootstrap.
+ *
+ * The builder must never have run the bootstrap: its image would carry that node's key and
+ * certificate into every instance launched from it. RegisteredImage refuses such a source.
+ */
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "pulumi-espm";
+
+const config = new pulumi.Config();
+const nodeName = config.require("nodeName");
+const master = config.require("puppetMaster");
+
+const image = new RegisteredImage("base", {
+  instanceId: config.require("builderInstanceId"),
+  name: config.require("imageName"),
+  description: "Puppet agent installed, never bootstrapped; registered by espm",
+  tags: { role: "puppet-base" },
+  snapshotTags: { role: "puppet-base" },
+  timeouts: { create: config.get("imageTimeout") ?? "40m" },
+});
+
+const registration = new PuppetNodeRegistration("node", { name: nodeName, groups: config.getObject<string[]>("groups") ?? ["base"] });
+const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_image_name: image.imageId } });
+const userData = bootstrapUserData({ registration, certificate, master, masterPort: config.getNumber("puppetMasterPort") });
+
+const node = new aws.ec2.Instance(
+  "node",
+  {
+    ami: image.imageId,
+    instanceType: config.get("instanceType") ?? "t3.micro",
+    subnetId: config.get("subnetId"),
+    userDataBase64: userData.base64,
+    userDataReplaceOnChange: true,
+    metadataOptions: { httpTokens: "required" },
+    tags: { Name: nodeName },
+  },
+  { dependsOn: [certificate] },
+);
+
+export const imageId = image.imageId;
+export const snapshotIds = image.snapshotIds;
+export const instanceId = node.id;
+export const nodeNameRegistered = registration.nodeName;
