@@ -43,6 +43,8 @@ function configSchema() {
         cert: path,
         key: path,
         class_cache_seconds: z.coerce.number().int().min(0).default(30),
+        /** Where Puppet Server stores reports (`reports = store`); espm reads its own nodes' runs there. */
+        reportdir: path.optional(),
       })
       .optional(),
   });
@@ -83,6 +85,7 @@ export function loadConfig(path: string): EspmConfig {
     config.puppetserver.ca_bundle = at(config.puppetserver.ca_bundle);
     config.puppetserver.cert = at(config.puppetserver.cert);
     config.puppetserver.key = at(config.puppetserver.key);
+    if (config.puppetserver.reportdir) config.puppetserver.reportdir = at(config.puppetserver.reportdir);
   }
   return config;
 }

@@ -3,6 +3,7 @@ import type { Group } from "../sdk/protocol";
 import type { CertificateAuthority, ClassDiscovery } from "./ca";
 import type { EspmConfig } from "./config";
 import type { Idempotency } from "./idempotency";
+import type { ReportReader } from "./reports";
 import type { AuditEntry, Store } from "./store";
 
 /** What every route group is handed: the config, the store, the backends and the current groups. */
@@ -14,6 +15,8 @@ export interface AgentContext {
   groups(): Map<string, Group>;
   ca?: CertificateAuthority;
   classes?: ClassDiscovery;
+  /** Puppet Server's stored reports, when espm.ini names the report directory. */
+  reports?: ReportReader;
   version: string;
 }
 

@@ -11,6 +11,7 @@ import { syncExport } from "./enc-export";
 import { loadGroups } from "./groups";
 import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
+import { ReportReader } from "./reports";
 import { Store } from "./store";
 import { VERSION } from "./version";
 
@@ -42,6 +43,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     idempotency: new Idempotency(store),
     groups: () => groups,
     version: VERSION,
+    reports: config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : undefined,
     ...makeBackends(config),
   };
   const app = buildServer(ctx, { psk, tls });

@@ -11,6 +11,7 @@ import { certificateRoutes } from "./routes/certificates";
 import { discoveryRoutes } from "./routes/discovery";
 import { healthRoutes } from "./routes/health";
 import { nodeRoutes } from "./routes/nodes";
+import { runRoutes } from "./routes/runs";
 
 export interface ServerOptions {
   psk: string;
@@ -105,6 +106,7 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
   healthRoutes(app, ctx);
   discoveryRoutes(app, ctx);
   nodeRoutes(app, ctx);
+  runRoutes(app, ctx);
   certificateRoutes(app, ctx);
   return app;
 }

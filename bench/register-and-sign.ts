@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const espmDir = join(dir, "espm");
   mkdirSync(espmDir);
   const espm = await EspmProcess.start(
-    await setupEspm(["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey], "groups: {}\n", espmDir),
+    await setupEspm(["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir], "groups: {}\n", espmDir),
   );
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
   try {

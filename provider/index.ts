@@ -4,6 +4,7 @@
 export { PuppetNodeRegistration, registrationProvider, type PuppetNodeRegistrationArgs, type RegistrationState } from "./registration";
 export { PuppetCertificate, certificateProvider, type PuppetCertificateArgs, type CertificateState, type CertificateKeyType } from "./certificate";
 export { RegisteredImage, imageProvider, type RegisteredImageArgs, type ImageState } from "./image";
+export { PuppetFirstRun, firstRunProvider, type PuppetFirstRunArgs, type FirstRunState } from "./first-run";
 export { bootstrapUserData, type BootstrapUserDataArgs } from "./bootstrap";
 export { renderUserData, USERDATA_LIMIT, type RenderedUserData, type UserDataInput } from "./userdata";
 export { type EspmConnection } from "./connection";

@@ -12,6 +12,7 @@ export { stackConnection } from "./connection";
 export { registrationLifecycle as registration } from "./registration";
 export { certificateLifecycle as certificate } from "./certificate";
 export { awsSettings, imageLifecycle as image } from "./image";
+export { firstRunLifecycle as firstRun } from "./first-run";
 
 /**
  * Where serialized providers load the runtime module from, decided once when the program loads

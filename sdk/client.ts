@@ -26,6 +26,7 @@ import {
   type GroupsResponse,
   type Health,
   type Node,
+  type RunsResponse,
 } from "./protocol";
 import { certificateFingerprint, normalizeFingerprint } from "./x509";
 
@@ -163,6 +164,12 @@ export class EspmClient {
 
   async revokeCertificate(certname: string): Promise<void> {
     await this.call("DELETE", `/v1/certificates/${encodeURIComponent(certname)}`);
+  }
+
+  /** The node's Puppet runs as espm read them from Puppet Server's reports, newest first; undefined for a node espm did not create. */
+  async nodeRuns(name: string, limit?: number): Promise<RunsResponse | undefined> {
+    const query = limit === undefined ? "" : `?limit=${limit}`;
+    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}/runs${query}`, this.p.runsResponse));
   }
 
   async close(): Promise<void> {

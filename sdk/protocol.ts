@@ -97,6 +97,20 @@ export function protocol() {
     notAfter: z.string().optional(),
   });
 
+  const count = z.number().int().min(0);
+  const puppetRun = z.object({
+    /** When the run started, ISO 8601. */
+    time: z.string(),
+    status: z.enum(["changed", "unchanged", "failed"]),
+    transactionUuid: z.string().optional(),
+    environment: z.string().optional(),
+    puppetVersion: z.string().optional(),
+    resources: z.object({ total: count, changed: count, failed: count, skipped: count, outOfSync: count }),
+    /** The run's error lines (level err and above), deduplicated and bounded; empty unless failed. */
+    errors: z.array(z.string()),
+  });
+  const runsResponse = z.object({ name, runs: z.array(puppetRun) });
+
   const backendStatus = z.object({
     status: z.enum(["ok", "down", "not_configured"]),
     detail: z.string().optional(),
@@ -129,6 +143,8 @@ export function protocol() {
     signRequest,
     certificateIssued,
     certificateStatus,
+    puppetRun,
+    runsResponse,
     health,
     errorBody,
   };
@@ -147,6 +163,8 @@ export type ClassesResponse = z.output<Protocol["classesResponse"]>;
 export type SignRequest = z.output<Protocol["signRequest"]>;
 export type CertificateIssued = z.output<Protocol["certificateIssued"]>;
 export type CertificateStatus = z.output<Protocol["certificateStatus"]>;
+export type PuppetRun = z.output<Protocol["puppetRun"]>;
+export type RunsResponse = z.output<Protocol["runsResponse"]>;
 export type Health = z.output<Protocol["health"]>;
 export type BackendStatus = z.output<Protocol["health"]>["backends"][string];
 export type ErrorBody = z.output<Protocol["errorBody"]>;

@@ -50,7 +50,7 @@ describe("with a real Puppet Server", function () {
       modules: [join(ROOT, "test/fixtures/modules/espm_file")],
     });
     const setup = await setupEspm(
-      ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey],
+      ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir],
       groupsYaml(join(dir, "agent-web-01/managed.txt")),
       espmDir,
     );

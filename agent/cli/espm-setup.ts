@@ -23,6 +23,8 @@ const USAGE = `usage: espm-setup [options]
       --puppetserver-ca FILE         its CA bundle
       --puppetserver-cert FILE       espm's client certificate at Puppet Server (CN espm)
       --puppetserver-key FILE        its key
+      --puppetserver-reportdir DIR   where Puppet Server stores reports (reports = store), read for
+                                     PuppetFirstRun (default /var/lib/puppetserver/reports)
       --fallback-enc FILE      ENC to run for nodes espm did not create
   -h, --help`;
 
@@ -51,6 +53,7 @@ function main(argv: string[]): void {
         "puppetserver-ca": { type: "string" },
         "puppetserver-cert": { type: "string" },
         "puppetserver-key": { type: "string" },
+        "puppetserver-reportdir": { type: "string" },
         "fallback-enc": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -99,6 +102,7 @@ function main(argv: string[]): void {
       ca_bundle: resolve(o["puppetserver-ca"]!),
       cert: resolve(o["puppetserver-cert"]!),
       key: resolve(o["puppetserver-key"]!),
+      reportdir: resolve(o["puppetserver-reportdir"] ?? "/var/lib/puppetserver/reports"),
     };
   }
 

@@ -20,7 +20,11 @@ async function probe(check: (() => Promise<BackendStatus>) | undefined): Promise
 
 export function healthRoutes(app: FastifyInstance, ctx: AgentContext): void {
   app.get("/v1/health", async (): Promise<Health> => {
-    const [ca, classes] = await Promise.all([probe(ctx.ca && (() => ctx.ca!.health())), probe(ctx.classes && (() => ctx.classes!.health()))]);
+    const [ca, classes, reports] = await Promise.all([
+      probe(ctx.ca && (() => ctx.ca!.health())),
+      probe(ctx.classes && (() => ctx.classes!.health())),
+      probe(ctx.reports && (() => ctx.reports!.health())),
+    ]);
     let store: BackendStatus = { status: "ok" };
     try {
       ctx.store.liveNode("health-check.invalid");
@@ -28,6 +32,6 @@ export function healthRoutes(app: FastifyInstance, ctx: AgentContext): void {
       store = { status: "down", detail: (err as Error).message };
     }
     const groups: BackendStatus = { status: "ok", detail: `${ctx.groups().size} groups` };
-    return { status: "ok", version: ctx.version, protocol: PROTOCOL_VERSION, backends: { store, groups, ca, classes } };
+    return { status: "ok", version: ctx.version, protocol: PROTOCOL_VERSION, backends: { store, groups, ca, classes, reports } };
   });
 }

@@ -37,6 +37,8 @@ export interface PuppetServerLab {
   espmCert: string;
   espmKey: string;
   environmentDir: string;
+  /** Where the server stores agents' reports (reports = store). */
+  reportDir: string;
   stop(): Promise<void>;
 }
 
@@ -230,7 +232,7 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   try {
     await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000);
     const espm = await issueEspmCertificate(S, url, o.certname);
-    return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, stop };
+    return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, reportDir: join(S, "var/reports"), stop };
   } catch (err) {
     await stop();
     throw err;

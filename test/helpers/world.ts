@@ -40,7 +40,7 @@ export class World {
     });
     try {
       const setup = await setupEspm(
-        ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey],
+        ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir],
         "groups:\n  base:\n    parameters:\n      managed_by: espm\n",
         espmDir,
       );

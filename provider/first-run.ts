@@ -1,0 +1,177 @@
+/**
+ * PuppetFirstRun: waits, after the instance, for the node's first Puppet run as espm learns it from
+ * Puppet Server's stored reports. `changed` or `unchanged` succeeds and records the run; `failed`
+ * fails `pulumi up` with the run's error lines, as the original espm failed a launch on agent exit
+ * codes 1, 4 and 6; no run within the timeout fails saying what to check. delete does nothing remote.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { protocol, type PuppetRun } from "../sdk/protocol";
+import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
+import { changedProperties, checkWith, defined, progress } from "./lifecycle";
+import { espmRuntime } from "./runtime";
+
+export interface PuppetFirstRunArgs {
+  /** The node whose run to wait for: the registration's `nodeName`. */
+  nodeName: pulumi.Input<string>;
+  /** The instance that runs Puppet: orders this after it and replaces this with it. */
+  instanceId: pulumi.Input<string>;
+  /** How long to wait for the run (default 30). */
+  timeoutMinutes?: pulumi.Input<number>;
+  /**
+   * Runs that started before this time are not the first run of this instance (ISO 8601). Default:
+   * one minute before this resource's create began, which follows the instance's create.
+   */
+  notBefore?: pulumi.Input<string>;
+  /** This resource's own espm connection instead of the stack's `espm:*` config. Kept secret. */
+  connection?: pulumi.Input<EspmConnection>;
+}
+
+export interface FirstRunState {
+  nodeName: string;
+  instanceId: string;
+  timeoutMinutes: number;
+  notBefore?: string;
+  connection?: EspmConnection;
+  /** `changed` or `unchanged`. */
+  status: string;
+  /** When the run started. */
+  runAt: string;
+  transactionUuid?: string;
+  resources: PuppetRun["resources"];
+}
+
+const REPLACING = ["nodeName", "instanceId", "notBefore"] as const;
+/** Reports are stored when the run ends, so the run's own start time may precede this create a little. */
+const CLOCK_GRACE_MS = 60_000;
+
+function inputSchema() {
+  return z.strictObject({
+    nodeName: protocol().name,
+    instanceId: z.string().min(1),
+    timeoutMinutes: z.number().positive().max(24 * 60).default(30),
+    notBefore: z.iso.datetime({ offset: true }).optional(),
+    connection: connectionSchema().optional(),
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const elapsed = (since: number) => {
+  const seconds = Math.round((Date.now() - since) / 1000);
+  return seconds < 60 ? `${seconds}s` : `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, "0")}s`;
+};
+
+function noRunMessage(inputs: FirstRunState): string {
+  return (
+    `no Puppet run of ${inputs.nodeName} reached espm within ${inputs.timeoutMinutes} minutes. Check: the instance's console output ` +
+    `(aws ec2 get-console-output --instance-id ${inputs.instanceId}) for the bootstrap's messages; that the instance reaches the Puppet master ` +
+    "at the address and port its userdata names; and that Puppet Server stores reports (reports = store in puppet.conf's [server] section) " +
+    "in the directory espm.ini's reportdir names, readable by espm."
+  );
+}
+
+export const firstRunLifecycle = {
+  async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+    const result = checkWith(inputSchema(), news);
+    return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
+  },
+
+  async diff(_id: string, olds: FirstRunState, news: FirstRunState): Promise<pulumi.dynamic.DiffResult> {
+    const replaces = changedProperties({ ...olds }, { ...news }, REPLACING);
+    const changes = [...replaces, ...changedProperties({ ...olds }, { ...news }, ["timeoutMinutes"])];
+    return { changes: changes.length > 0, replaces };
+  },
+
+  async create(inputs: FirstRunState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.CreateResult<FirstRunState>> {
+    const client = openClient(inputs.connection, stack);
+    const started = Date.now();
+    const notBefore = inputs.notBefore ? Date.parse(inputs.notBefore) : started - CLOCK_GRACE_MS;
+    const deadline = started + inputs.timeoutMinutes * 60_000;
+    let delay = 1000;
+    try {
+      for (;;) {
+        const answer = await client.nodeRuns(inputs.nodeName, 5);
+        if (!answer) throw new Error(`espm has no node ${inputs.nodeName}: register it with PuppetNodeRegistration and give its nodeName`);
+        // The oldest run since the instance started is its first.
+        const run = answer.runs.filter((r) => Date.parse(r.time) >= notBefore).at(-1);
+        if (run?.status === "failed") {
+          const lines = run.errors.length ? run.errors.map((line) => `\n  ${line}`).join("") : "\n  (the report has no error lines; see the instance's /var/log/puppet-bootstrap.log)";
+          throw new Error(`Puppet's first run on ${inputs.nodeName} (${run.time}) failed:${lines}`);
+        }
+        if (run) {
+          progress(`PuppetFirstRun ${inputs.nodeName}: ${run.status}, ${run.resources.changed} of ${run.resources.total} resources changed, after ${elapsed(started)}`);
+          const outs = { ...inputs, status: run.status, runAt: run.time, transactionUuid: run.transactionUuid, resources: run.resources };
+          return { id: `${inputs.nodeName}@${run.time}`, outs: defined(outs) };
+        }
+        if (Date.now() + delay > deadline) throw new Error(noRunMessage(inputs));
+        progress(`PuppetFirstRun ${inputs.nodeName}: waiting for the first Puppet run, ${elapsed(started)} elapsed`);
+        await sleep(delay);
+        delay = Math.min(delay * 1.5, 15_000);
+      }
+    } finally {
+      await client.close();
+    }
+  },
+
+  async read(id: string, state: FirstRunState): Promise<pulumi.dynamic.ReadResult<FirstRunState>> {
+    // The first run happened or it did not; nothing later changes that.
+    return { id, props: state };
+  },
+
+  async update(_id: string, olds: FirstRunState, news: FirstRunState): Promise<pulumi.dynamic.UpdateResult<FirstRunState>> {
+    return { outs: defined({ ...olds, timeoutMinutes: news.timeoutMinutes, connection: news.connection }) };
+  },
+
+  async delete(): Promise<void> {
+    // Nothing remote: the run is history, and the node and certificate have their own resources.
+  },
+};
+
+interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
+  stack?: PartialConnection;
+}
+
+/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
+export const firstRunProvider: EspmDynamicProvider = {
+  async configure(request) {
+    this.stack = espmRuntime().stackConnection(request.config as StackConfig);
+  },
+  check(olds, news) {
+    return espmRuntime().firstRun.check(olds, news);
+  },
+  diff(id, olds, news) {
+    return espmRuntime().firstRun.diff(id, olds, news);
+  },
+  create(inputs) {
+    return espmRuntime().firstRun.create(inputs, this.stack);
+  },
+  read(id, props) {
+    return espmRuntime().firstRun.read(id, props);
+  },
+  update(id, olds, news) {
+    return espmRuntime().firstRun.update(id, olds, news);
+  },
+  delete() {
+    return espmRuntime().firstRun.delete();
+  },
+};
+
+export class PuppetFirstRun extends pulumi.dynamic.Resource {
+  /** `changed` or `unchanged`. */
+  declare readonly status: pulumi.Output<string>;
+  declare readonly runAt: pulumi.Output<string>;
+  declare readonly transactionUuid: pulumi.Output<string | undefined>;
+  declare readonly resources: pulumi.Output<PuppetRun["resources"]>;
+
+  constructor(name: string, args: PuppetFirstRunArgs, opts?: pulumi.CustomResourceOptions) {
+    const inputs = {
+      ...args,
+      connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
+      status: undefined,
+      runAt: undefined,
+      transactionUuid: undefined,
+      resources: undefined,
+    };
+    super(firstRunProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "espm", "PuppetFirstRun");
+  }
+}
