@@ -12,6 +12,7 @@ import { mockProgram, unwrapSecret, valueOf, type Registered } from "./helpers/m
 const REGISTRATION = "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration";
 const CERTIFICATE = "pulumi-nodejs:dynamic/espm:PuppetCertificate";
 const IMAGE = "pulumi-nodejs:dynamic/espm:RegisteredImage";
+const FIRST_RUN = "pulumi-nodejs:dynamic/espm:PuppetFirstRun";
 
 /** What espm would answer, without espm: the providers' create never runs under mocks. */
 function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
@@ -24,6 +25,7 @@ function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
   }
   if (args.type === IMAGE) return { ...inputs, id: "ami-0fedcba9876543210", imageId: "ami-0fedcba9876543210", snapshotIds: ["snap-0123456789abcdef0"], region: "us-east-1", state: "available" };
   if (args.type === "aws:ec2/instance:Instance") return { ...inputs, id: "i-0123456789abcdef0" };
+  if (args.type === FIRST_RUN) return { ...inputs, status: "changed", runAt: "2026-11-27T00:00:00.000Z" };
   return { ...inputs };
 }
 
@@ -103,10 +105,20 @@ describe("examples/ec2-puppet-node under mocks", function () {
     assert.ok(certificate.dependencies.includes(registration.urn), "the certname comes from the registration");
   });
 
+  it("waits for the node's first Puppet run after the instance", async () => {
+    const firstRun = one(registered, FIRST_RUN);
+    const instance = one(registered, "aws:ec2/instance:Instance");
+    assert.equal(firstRun.inputs.nodeName, "web-01.example.test");
+    assert.equal(firstRun.inputs.instanceId, "i-0123456789abcdef0");
+    assert.equal(firstRun.inputs.timeoutMinutes, 30);
+    assert.ok(firstRun.dependencies.includes(instance.urn), "ordered after the instance and replaced with it");
+    assert.equal(await valueOf(program.firstRunStatus!), "changed");
+  });
+
   it("exports the node name and certificate serial, and stores a small provider without secrets", async () => {
     assert.equal(await valueOf(program.node), "web-01.example.test");
     assert.equal(await valueOf(program.certificateSerial), "1f");
-    for (const type of [REGISTRATION, CERTIFICATE]) {
+    for (const type of [REGISTRATION, CERTIFICATE, FIRST_RUN]) {
       const provider = one(registered, type).inputs.__provider;
       assert.equal(typeof provider, "string", "the provider serialized");
       assert.ok(String(provider).length < 8192);
@@ -165,5 +177,6 @@ describe("examples/register-image under mocks", function () {
     assert.match(script(node.inputs.userDataBase64), /img-01\.example\.test/);
     assert.deepEqual(one(registered, CERTIFICATE).inputs.extensions, { pp_image_name: "ami-0fedcba9876543210" });
     assert.deepEqual(await valueOf(program.snapshotIds), ["snap-0123456789abcdef0"]);
+    assert.ok(one(registered, FIRST_RUN).dependencies.includes(node.urn));
   });
 });

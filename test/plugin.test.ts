@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, imageProvider, registrationProvider } from "../provider";
+import { certificateProvider, firstRunProvider, imageProvider, registrationProvider, renderUserData } from "../provider";
+import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { DynamicProviderPlugin } from "./helpers/plugin";
@@ -118,5 +119,35 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     await plugin.delete(at, created.id, updated.properties);
     assert.equal((await plugin.read(at, created.id, updated.properties, retagged)).id, "");
     await plugin.delete(at, created.id, updated.properties);
+  });
+
+  it("waits for a first Puppet run and fails on a failed one", async () => {
+    const __provider = await providerText(firstRunProvider);
+    const client = world.client();
+    const boots: Record<string, string> = {};
+    for (const [short, classes] of [["plugin-run-ok", { espm_file: { path: `${world.dir}/agent-plugin-run-ok/f.txt`, content: "via plugin" } }], ["plugin-run-bad", { missing_class: {} }]] as const) {
+      const name = `${short}.plugin.test`;
+      await client.registerNode({ name, classes });
+      const { privateKeyPem } = generateRsaKeyPair(2048);
+      const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
+      boots[short] = renderUserData({ nodeName: name, master: "localhost", masterPort: world.lab.port, certificatePem: issued.certificate, privateKeyPem, caCertificatePem: issued.caCertificate }).script;
+    }
+    await client.close();
+
+    const at = urn("PuppetFirstRun", "ok");
+    const { inputs } = await plugin.check(at, {}, { __provider, nodeName: "plugin-run-ok.plugin.test", instanceId: "i-0123456789abcdef0", timeoutMinutes: 3 });
+    const [created, boot] = await Promise.all([plugin.create(at, inputs), world.boot("plugin-run-ok", boots["plugin-run-ok"]!)]);
+    assert.equal(boot.code, 0);
+    assert.equal(created.properties.status, "changed");
+    assert.match(plugin.stdout(), /PuppetFirstRun plugin-run-ok\.plugin\.test: changed/);
+    const moved = (await plugin.check(at, inputs, { ...inputs, instanceId: "i-0fedcba9876543210" })).inputs;
+    assert.deepEqual((await plugin.diff(at, created.id, created.properties, moved)).replaces, ["instanceId"]);
+    await plugin.delete(at, created.id, created.properties);
+
+    const bad = urn("PuppetFirstRun", "bad");
+    const badInputs = (await plugin.check(bad, {}, { __provider, nodeName: "plugin-run-bad.plugin.test", instanceId: "i-0123456789abcdef1", timeoutMinutes: 3 })).inputs;
+    const [failed] = await Promise.all([plugin.create(bad, badInputs).then(() => undefined, (err: Error) => err), world.boot("plugin-run-bad", boots["plugin-run-bad"]!)]);
+    assert.ok(failed, "the create failed");
+    assert.match(failed.message, /Could not find class (::)?missing_class for plugin-run-bad\.plugin\.test/);
   });
 });

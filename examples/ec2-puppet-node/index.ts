@@ -6,7 +6,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration } from "pulumi-espm";
+import { bootstrapUserData, PuppetCertificate, PuppetFirstRun, PuppetNodeRegistration } from "pulumi-espm";
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
@@ -69,7 +69,15 @@ const instance = new aws.ec2.Instance(
   { dependsOn: [registration, certificate] },
 );
 
+// `pulumi up` ends when the node's first Puppet run has reached the Puppet Server, and fails if that
+// run failed (agent exit 1, 4 or 6). `pulumi config set waitForFirstRun false` turns the wait off.
+const firstRun =
+  config.getBoolean("waitForFirstRun") === false
+    ? undefined
+    : new PuppetFirstRun("node", { nodeName: registration.nodeName, instanceId: instance.id, timeoutMinutes: config.getNumber("firstRunTimeoutMinutes") ?? 30 });
+
 export const node = registration.nodeName;
+export const firstRunStatus = firstRun?.status;
 export const instanceId = instance.id;
 export const certificateSerial = certificate.serial;
 export const userDataBytes = userData.bytes;

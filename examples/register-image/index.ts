@@ -7,7 +7,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "pulumi-espm";
+import { bootstrapUserData, PuppetCertificate, PuppetFirstRun, PuppetNodeRegistration, RegisteredImage } from "pulumi-espm";
 
 const config = new pulumi.Config();
 const nodeName = config.require("nodeName");
@@ -40,7 +40,11 @@ const node = new aws.ec2.Instance(
   { dependsOn: [certificate] },
 );
 
+// The node launched from the image is only done when its first Puppet run succeeded.
+const firstRun = new PuppetFirstRun("node", { nodeName: registration.nodeName, instanceId: node.id, timeoutMinutes: config.getNumber("firstRunTimeoutMinutes") ?? 30 });
+
 export const imageId = image.imageId;
+export const firstRunStatus = firstRun.status;
 export const snapshotIds = image.snapshotIds;
 export const instanceId = node.id;
 export const nodeNameRegistered = registration.nodeName;
