@@ -7,8 +7,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { renderUserData, type RenderedUserData } from "./userdata";
 
 export interface BootstrapUserDataArgs {
-  /** A PuppetNodeRegistration, or anything with its `nodeName` (and optionally `nodeEnvironment`). */
-  registration: { nodeName: pulumi.Input<string>; nodeEnvironment?: pulumi.Input<string> };
+  /**
+   * A PuppetNodeRegistration, or anything with its `nodeName` (and optionally its `environment`
+   * input: without one, the agent takes the environment espm's ENC gives it).
+   */
+  registration: { nodeName: pulumi.Input<string>; environment?: pulumi.Input<string | undefined> };
   /** A PuppetCertificate, or anything with its certname and PEM outputs. */
   certificate: {
     certname: pulumi.Input<string>;
@@ -27,7 +30,7 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
   const { registration, certificate } = args;
   const values = pulumi.all([
     registration.nodeName,
-    registration.nodeEnvironment,
+    registration.environment,
     certificate.certname,
     certificate.certificatePem,
     certificate.privateKeyPem,

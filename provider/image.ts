@@ -299,7 +299,8 @@ export const imageLifecycle = {
       if (!image) return { id: "", props: {} as ImageState };
       return {
         id,
-        props: defined({ ...state, description: image.Description, state: image.State ?? state.state, snapshotIds: snapshotsOf(image), appliedTags: tagMap(image.Tags) }),
+        // EC2 answers an unset description as empty: that is no drift from an unset input.
+        props: defined({ ...state, description: image.Description || (state.description === "" ? "" : undefined), state: image.State ?? state.state, snapshotIds: snapshotsOf(image), appliedTags: tagMap(image.Tags) }),
       };
     } finally {
       client.destroy();
@@ -364,7 +365,8 @@ export const imageProvider: ImageProvider = {
 };
 
 export class RegisteredImage extends pulumi.dynamic.Resource {
-  declare readonly imageId: pulumi.Output<string>;
+  /** The AMI id: the resource's id, so it stays known while a preview shows a tag update. */
+  readonly imageId: pulumi.Output<string>;
   declare readonly snapshotIds: pulumi.Output<string[]>;
   declare readonly region: pulumi.Output<string>;
   declare readonly registeredAt: pulumi.Output<string>;
@@ -373,8 +375,9 @@ export class RegisteredImage extends pulumi.dynamic.Resource {
   declare readonly appliedSnapshotTags: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: RegisteredImageArgs, opts?: pulumi.CustomResourceOptions) {
-    const outputs = { imageId: undefined, snapshotIds: undefined, region: undefined, registeredAt: undefined, state: undefined, appliedTags: undefined, appliedSnapshotTags: undefined };
+    const outputs = { snapshotIds: undefined, region: undefined, registeredAt: undefined, state: undefined, appliedTags: undefined, appliedSnapshotTags: undefined };
     const scope = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
     super(imageProvider, name, { ...args, scope, ...outputs }, opts, "espm", "RegisteredImage");
+    this.imageId = this.id;
   }
 }

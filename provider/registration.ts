@@ -202,9 +202,15 @@ export const registrationProvider: EspmDynamicProvider = {
 };
 
 export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
-  /** The name espm registered: `name`, or `name` with a conflict suffix. Use this as the certname. */
-  declare readonly nodeName: pulumi.Output<string>;
+  /**
+   * The name espm registered: `name`, or `name` with a conflict suffix. Use this as the certname.
+   * It is the resource's id, so it stays known while a preview shows an in-place update (a
+   * dynamic resource's other outputs are unknown then, which would show its dependents replaced).
+   */
+  readonly nodeName: pulumi.Output<string>;
   declare readonly name: pulumi.Output<string>;
+  /** The `environment` input (undefined when espm's default applies). */
+  declare readonly environment: pulumi.Output<string | undefined>;
   declare readonly nodeEnvironment: pulumi.Output<string>;
   declare readonly groups: pulumi.Output<string[]>;
   declare readonly classes: pulumi.Output<Record<string, Record<string, JsonValue>>>;
@@ -215,10 +221,10 @@ export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
     const inputs = {
       ...args,
       connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
-      nodeName: undefined,
       nodeEnvironment: undefined,
       createdAt: undefined,
     };
     super(registrationProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "espm", "PuppetNodeRegistration");
+    this.nodeName = this.id;
   }
 }

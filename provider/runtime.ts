@@ -6,7 +6,7 @@
  * releases and existing stacks use the installed version. Moving or renaming what this module
  * exports would break `pulumi destroy` of existing stacks: it is a public contract.
  */
-import { relative, resolve, sep } from "node:path";
+import { sep } from "node:path";
 
 export { stackConnection } from "./connection";
 export { registrationLifecycle as registration } from "./registration";
@@ -18,8 +18,9 @@ export { firstRunLifecycle as firstRun } from "./first-run";
  * Where serialized providers load the runtime module from, decided once when the program loads
  * this package. Installed from npm (the usual case) it is the package path,
  * `pulumi-espm/dist/provider/runtime.js`, which the dynamic-provider host resolves from the
- * project's node_modules. From a checkout of this repository it is the path relative to the
- * project directory, where the host also runs.
+ * project's node_modules. From a checkout of this repository (espm's own tests and demo) it is the
+ * absolute path of this file: the host's working directory is the project's, which need not be
+ * the checkout.
  *
  * Loading by name at call time, rather than capturing the module, keeps the code Pulumi stores in
  * state to a few lines: Pulumi would otherwise serialize a local module by value, classes and all,
@@ -27,19 +28,15 @@ export { firstRunLifecycle as firstRun } from "./first-run";
  */
 export const RUNTIME_MODULE = runtimeModuleSpecifier(__filename);
 
-export function runtimeModuleSpecifier(file: string, projectDir = process.cwd()): string {
+export function runtimeModuleSpecifier(file: string): string {
   const marker = `${sep}node_modules${sep}`;
   const at = file.lastIndexOf(marker);
-  if (at >= 0) return file.slice(at + marker.length).split(sep).join("/");
-  const path = relative(projectDir, file).split(sep).join("/");
-  return path.startsWith(".") ? path : `./${path}`;
+  return at >= 0 ? file.slice(at + marker.length).split(sep).join("/") : file;
 }
 
 /** The runtime module, loaded by the provider code Pulumi stored (see RUNTIME_MODULE). */
 export function espmRuntime(): typeof import("./runtime") {
-  // A plain require by a captured name, resolved where it runs (in the dynamic-provider host, from
-  // the project directory), never serialized. A checkout's path is relative to that directory.
-  const specifier = RUNTIME_MODULE.startsWith(".") ? resolve(RUNTIME_MODULE) : RUNTIME_MODULE;
+  // A plain require by a captured name, resolved where it runs (in the dynamic-provider host), never serialized.
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded by name on purpose, see above
-  return require(specifier) as typeof import("./runtime");
+  return require(RUNTIME_MODULE) as typeof import("./runtime");
 }

@@ -1,0 +1,210 @@
+/**
+ * The real Pulumi engine (the CLI built from Go modules by scripts/build-pulumi.sh) driving our
+ * dynamic resources against live espm, Puppet Server and moto: up, preview --diff, refresh and
+ * destroy, with a local file backend and a passphrase secrets provider.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2";
+import type * as automation from "@pulumi/pulumi/automation";
+import Database from "better-sqlite3";
+import { Agent, request } from "undici";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../provider";
+import { normalizeSerial } from "../sdk/x509";
+import { ROOT } from "./helpers/espm";
+import { engineStack, pulumiBin } from "./helpers/engine";
+import { sharedMoto, type Moto } from "./helpers/moto";
+import { sharedWorld, type World } from "./helpers/world";
+
+const execFileP = promisify(execFile);
+
+interface Settings {
+  nodeName: string;
+  content: string;
+}
+
+describe("the real Pulumi engine", function () {
+  this.timeout(600_000);
+  let world: World;
+  let moto: Moto;
+  let dir: string;
+  let stack: automation.Stack;
+  let instanceId: string;
+  const settings: Settings = { nodeName: "engine-01.engine.test", content: "from pulumi up" };
+
+  /** The stack: a registration, its certificate, a registered image, and the node's first-boot script. */
+  function program(): automation.PulumiFn {
+    return async () => {
+      const registration = new PuppetNodeRegistration("node", {
+        name: settings.nodeName,
+        groups: ["base"],
+        classes: { espm_file: { path: join(world.dir, "agent-engine/managed.txt"), content: settings.content } },
+      });
+      const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_role: "engine" } });
+      const image = new RegisteredImage("base", { instanceId, name: "engine-base", tags: { team: "espm" } });
+      const userData = bootstrapUserData({ registration, certificate, master: "localhost", masterPort: world.lab.port });
+      return { nodeName: registration.nodeName, serial: certificate.serial, imageId: image.imageId, snapshotIds: image.snapshotIds, bootstrapScript: userData.script };
+    };
+  }
+
+  function audit(target: string): string[] {
+    const db = new Database(join(world.setup.configDir, "espm.db"), { readonly: true, fileMustExist: true });
+    try {
+      return (db.prepare("SELECT action FROM audit WHERE target = ? ORDER BY id").all(target) as { action: string }[]).map((row) => row.action);
+    } finally {
+      db.close();
+    }
+  }
+
+  const requestsServed = () => world.espm.logLines.filter((line) => line.includes('"request completed"')).length;
+
+  async function crlSerials(): Promise<string[]> {
+    const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher: new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } }) });
+    const file = join(dir, "crl.pem");
+    writeFileSync(file, await res.body.text());
+    const { stdout } = await execFileP("openssl", ["crl", "-noout", "-text", "-in", file]);
+    return [...stdout.matchAll(/Serial Number: ([0-9A-F]+)/gi)].map((m) => normalizeSerial(m[1]!));
+  }
+
+  before(async function () {
+    if (!pulumiBin()) {
+      // .ci/run always builds the CLI; a developer without Go can still run the rest.
+      console.log("    (no Pulumi CLI: run scripts/build-pulumi.sh; skipping the engine tests)");
+      this.skip();
+    }
+    [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
+    await moto.reset();
+    instanceId = await moto.runInstance();
+    // Inside the checkout, so the engine's dynamic-provider host finds @pulumi/pulumi from its working directory.
+    mkdirSync(join(ROOT, ".tmp"), { recursive: true });
+    dir = mkdtempSync(join(ROOT, ".tmp/engine-"));
+    stack = await engineStack({
+      dir,
+      projectName: "espm-engine",
+      stackName: "test",
+      program: program(),
+      config: {
+        "espm:url": { value: world.espm.url },
+        "espm:psk": { value: world.setup.psk, secret: true },
+        "espm:certificate": { value: world.setup.certificate },
+        "aws:region": { value: "us-east-1" },
+        "espm:ec2Endpoint": { value: moto.url },
+      },
+    });
+  });
+
+  after(async () => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("up creates the registration, the certificate and the image, with the key and PSK only encrypted in state", async () => {
+    const result = await stack.up();
+    assert.equal(result.summary.result, "succeeded");
+    assert.deepEqual(result.summary.resourceChanges, { create: 4 });
+    assert.equal(result.outputs.nodeName!.value, settings.nodeName);
+    assert.equal(result.outputs.bootstrapScript!.secret, true);
+    // A dynamic provider's progress lines reach `pulumi up`'s output.
+    assert.match(result.stdout, /RegisteredImage engine-base: ami-\w+ is available after \d+s/);
+
+    // The state as the file backend keeps it (Automation's exportStack adds --show-secrets).
+    const state = readFileSync(join(dir, "state/.pulumi/stacks/espm-engine/test.json"), "utf8");
+    assert.ok(!state.includes(world.setup.psk), "no plaintext PSK in state");
+    assert.ok(!state.includes("PRIVATE KEY"), "no plaintext private key in state");
+    const resources = (JSON.parse(state) as { checkpoint: { latest: { resources: { type: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[] } } }).checkpoint.latest.resources;
+    const encrypted = (value: unknown) => typeof value === "object" && value !== null && "ciphertext" in value;
+    const certificate = resources.find((r) => r.type.endsWith("PuppetCertificate"))!;
+    assert.ok(encrypted(certificate.outputs!.privateKeyPem), "privateKeyPem is an encrypted secret");
+    const provider = resources.find((r) => r.type === "pulumi:providers:pulumi-nodejs");
+    if (provider?.inputs?.["espm:psk"] !== undefined) assert.ok(encrypted(provider.inputs["espm:psk"]), "the PSK the engine hands the provider stays encrypted");
+    const client = world.client();
+    assert.equal((await client.getNode(settings.nodeName))?.name, settings.nodeName);
+    assert.equal((await client.certificateStatus(settings.nodeName))?.state, "signed");
+    await client.close();
+  });
+
+  it("boots a node from the stack's bootstrap output (agent exit 2)", async () => {
+    const outputs = await stack.outputs();
+    const boot = await world.boot("engine", String(outputs.bootstrapScript!.value));
+    assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
+    assert.match(boot.stdout, /agent exit 2/);
+    assert.equal(readFileSync(join(world.dir, "agent-engine/managed.txt"), "utf8"), "from pulumi up\n");
+  });
+
+  it("previews a class parameter change as an in-place update, and up updates without replacing", async () => {
+    settings.content = "changed by pulumi";
+    const preview = await stack.preview({ diff: true });
+    assert.deepEqual(preview.changeSummary, { same: 3, update: 1 }, preview.stdout);
+    assert.match(preview.stdout, /~ .*PuppetNodeRegistration/);
+    assert.match(preview.stdout, /from pulumi up/);
+    assert.match(preview.stdout, /changed by pulumi/);
+
+    const result = await stack.up();
+    assert.deepEqual(result.summary.resourceChanges, { same: 3, update: 1 });
+    assert.deepEqual(audit(settings.nodeName).filter((action) => action.startsWith("node.")), ["node.create", "node.update"], "an update, not a delete and create");
+  });
+
+  it("refresh shows a node deleted behind Pulumi's back, and the next up recreates it", async () => {
+    const client = world.client();
+    await client.deleteNode(settings.nodeName);
+    const refreshed = await stack.refresh();
+    assert.equal(refreshed.summary.resourceChanges?.delete, 1, JSON.stringify(refreshed.summary.resourceChanges));
+    const result = await stack.up();
+    assert.equal(result.summary.resourceChanges?.create, 1);
+    assert.equal((await client.getNode(settings.nodeName))?.name, settings.nodeName);
+    await client.close();
+  });
+
+  it("an unchanged stack's preview makes no espm calls", async () => {
+    const before = requestsServed();
+    const preview = await stack.preview({ diff: true });
+    assert.deepEqual(preview.changeSummary, { same: 4 }, preview.stdout);
+    assert.equal(requestsServed() - before, 0, "check and diff work from inputs and state alone");
+  });
+
+  it("replaces the certificate delete-before-replace when the certname changes, and revokes the old one", async () => {
+    const oldName = settings.nodeName;
+    const oldSerial = String((await stack.outputs()).serial!.value);
+    settings.nodeName = "engine-02.engine.test";
+    const ops: string[] = [];
+    const result = await stack.up({
+      onEvent: (event) => {
+        const meta = event.resourcePreEvent?.metadata;
+        if (meta?.type.endsWith("PuppetCertificate")) ops.push(meta.op);
+      },
+    });
+    assert.equal(result.summary.result, "succeeded");
+    assert.ok(ops.indexOf("delete-replaced") >= 0 && ops.indexOf("delete-replaced") < ops.indexOf("create-replacement"), `certificate steps: ${ops}`);
+    assert.ok((await crlSerials()).includes(oldSerial), "the old serial is in the CRL");
+    const client = world.client();
+    assert.equal((await client.certificateStatus(oldName))?.state, "revoked");
+    assert.equal(await client.getNode(oldName), undefined);
+    assert.equal((await client.certificateStatus(settings.nodeName))?.state, "signed");
+    await client.close();
+  });
+
+  it("destroy removes everything: node gone, certificate revoked, image deregistered, snapshots deleted; the agent is refused", async () => {
+    const outputs = await stack.outputs();
+    const imageId = String(outputs.imageId!.value);
+    const snapshotIds = outputs.snapshotIds!.value as string[];
+    const script = String(outputs.bootstrapScript!.value);
+    const result = await stack.destroy();
+    assert.equal(result.summary.result, "succeeded");
+
+    const client = world.client();
+    assert.equal(await client.getNode(settings.nodeName), undefined);
+    assert.equal((await client.certificateStatus(settings.nodeName))?.state, "revoked");
+    await client.close();
+    const ec2 = moto.ec2();
+    assert.deepEqual((await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images, []);
+    const { Snapshots } = await ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: snapshotIds }] }));
+    ec2.destroy();
+    assert.deepEqual(Snapshots, []);
+
+    const refused = await world.boot("engine-after", script);
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.log, /is revoked|certificate unknown|certificate revoked|SSL/i);
+  });
+});

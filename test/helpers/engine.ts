@@ -1,0 +1,57 @@
+/**
+ * The real Pulumi engine for tests: the CLI built by scripts/build-pulumi.sh, driven through the
+ * Automation API with an inline program, a local file backend and a passphrase secrets provider.
+ * No Pulumi service and no cloud account.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import * as automation from "@pulumi/pulumi/automation";
+import { ROOT } from "./espm";
+
+export const PASSPHRASE = "espm-engine-tests-passphrase";
+
+/** The directory with `pulumi` and the dynamic-provider shim, or undefined when none was built. */
+export function pulumiBin(): string | undefined {
+  const version = (require(join(ROOT, "node_modules/@pulumi/pulumi/package.json")) as { version: string }).version;
+  const candidates = [process.env.ESPM_PULUMI_BIN, join(process.env.ESPM_PULUMI_CACHE ?? "/var/cache/espm-pulumi", `v${version}`, "bin")];
+  return candidates.find((dir): dir is string => !!dir && existsSync(join(dir, "pulumi")));
+}
+
+export interface EngineStackOptions {
+  /** Where state, the workspace and Pulumi's home go. */
+  dir: string;
+  projectName: string;
+  stackName: string;
+  program: automation.PulumiFn;
+  /** Stack config; `secret: true` values are encrypted with the passphrase. */
+  config: Record<string, automation.ConfigValue>;
+}
+
+export async function engineStack(options: EngineStackOptions): Promise<automation.Stack> {
+  const bin = pulumiBin();
+  if (!bin) throw new Error("no Pulumi CLI: run scripts/build-pulumi.sh (or set ESPM_PULUMI_BIN)");
+  const state = join(options.dir, "state");
+  const home = join(options.dir, "home");
+  const work = join(options.dir, "work");
+  for (const d of [state, home, work]) mkdirSync(d, { recursive: true });
+  const pulumiCommand = await automation.PulumiCommand.get({ root: join(bin, "..") });
+  const stack = await automation.LocalWorkspace.createOrSelectStack(
+    { stackName: options.stackName, projectName: options.projectName, program: options.program },
+    {
+      workDir: work,
+      pulumiHome: home,
+      pulumiCommand,
+      projectSettings: { name: options.projectName, runtime: "nodejs", backend: { url: `file://${state}` } },
+      secretsProvider: "passphrase",
+      envVars: {
+        PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+        // The engine finds pulumi-resource-pulumi-nodejs (dynamic providers) on PATH.
+        PATH: `${bin}:${process.env.PATH ?? ""}`,
+      },
+    },
+  );
+  await stack.setAllConfig(options.config);
+  return stack;
+}
