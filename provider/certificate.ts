@@ -36,7 +36,7 @@ export interface CertificateState {
   privateKeyPem: string;
   caCertificatePem: string;
   crlPem: string;
-  /** Hex, lowercase, no leading zeros. */
+  /** Hex, uppercase, no leading zeros (as the CRL and `openssl` show it). */
   serial: string;
   notAfter: string;
   /** `signed`; after a refresh, `revoked`, `requested` or `superseded` when the CA changed behind Pulumi's back. */

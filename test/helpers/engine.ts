@@ -3,7 +3,7 @@
  * Automation API with an inline program, a local file backend and a passphrase secrets provider.
  * No Pulumi service and no cloud account.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as automation from "@pulumi/pulumi/automation";
 import { ROOT } from "./espm";
@@ -12,7 +12,7 @@ export const PASSPHRASE = "espm-engine-tests-passphrase";
 
 /** The directory with `pulumi` and the dynamic-provider shim, or undefined when none was built. */
 export function pulumiBin(): string | undefined {
-  const version = (require(join(ROOT, "node_modules/@pulumi/pulumi/package.json")) as { version: string }).version;
+  const version = (JSON.parse(readFileSync(join(ROOT, "node_modules/@pulumi/pulumi/package.json"), "utf8")) as { version: string }).version;
   const candidates = [process.env.ESPM_PULUMI_BIN, join(process.env.ESPM_PULUMI_CACHE ?? "/var/cache/espm-pulumi", `v${version}`, "bin")];
   return candidates.find((dir): dir is string => !!dir && existsSync(join(dir, "pulumi")));
 }
