@@ -1,14 +1,18 @@
 /**
  * The main job: a local Puppet Server with a demo module, and espm configured against it with its
- * embedded store, in the foreground. Prints the stack config that points a Pulumi stack at espm.
- * Ctrl-C (or SIGTERM) stops both and leaves nothing running.
+ * embedded store, in the foreground. Where the Pulumi CLI can be had (built from Go modules by
+ * scripts/build-pulumi.sh), it then runs `pulumi up` on a local demo stack of espm's resources
+ * against them and moto's EC2, and boots the node from the stack's output (see demo-stack.ts).
+ * Otherwise it prints the stack config that points a Pulumi stack at espm. Ctrl-C (or SIGTERM)
+ * destroys the demo stack and stops everything, leaving nothing running.
  *
- *   sudo npm run demo [-- --dir /var/tmp/espm-demo --port 8443 --puppet-port 8140]
+ *   sudo npm run demo [-- --dir /var/tmp/espm-demo --port 8443 --puppet-port 8140 --no-pulumi]
  */
 import { execFileSync, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { buildPulumi, runDemoStack } from "./demo-stack";
 import { startPuppetServer } from "./puppetserver";
 
 const ROOT = resolve(__dirname, "../../..");
@@ -19,6 +23,7 @@ async function main(): Promise<void> {
       dir: { type: "string", default: "/var/tmp/espm-demo" },
       port: { type: "string", default: "8443" },
       "puppet-port": { type: "string", default: "8140" },
+      "no-pulumi": { type: "boolean", default: false },
     },
   });
   if (process.getuid?.() !== 0) throw new Error("run the demo as root (it installs Debian packages and runs Puppet Server)");
@@ -58,14 +63,36 @@ async function main(): Promise<void> {
     console.log(`\nPuppet Server: ${lab.url} (CA and config in ${lab.dir}; puppet.conf ${lab.confFile})`);
     console.log(`espm: https://127.0.0.1:${values.port} (config ${ini}, log ${join(dir, "espm.log")})\n`);
     console.log(setup);
-    console.log("Press Ctrl-C to stop Puppet Server and espm.");
+
+    const pulumi = values["no-pulumi"] ? { why: "--no-pulumi" } : buildPulumi(ROOT);
+    if (pulumi.bin) {
+      const demo = await runDemoStack(pulumi.bin, {
+        root: ROOT,
+        dir,
+        espmUrl: `https://127.0.0.1:${values.port}`,
+        psk: readFileSync(join(configDir, "psk"), "utf8").trim(),
+        certificate: readFileSync(join(configDir, "certs/espm.crt"), "utf8"),
+        masterPort: lab.port,
+      });
+      stopAll.unshift(demo.destroy);
+      console.log(demo.summary);
+    } else {
+      console.log(`No pulumi up in this demo: ${pulumi.why}. Point your own stack at espm with the lines above.`);
+    }
+    console.log("\nPress Ctrl-C to stop.");
     await new Promise<void>((stop) => {
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
   } finally {
-    for (const stop of stopAll) await stop();
-    console.log("Stopped Puppet Server and espm.");
+    for (const stop of stopAll) {
+      try {
+        await stop();
+      } catch (err) {
+        console.error(`demo: while stopping: ${(err as Error).message}`);
+      }
+    }
+    console.log("Stopped everything the demo started.");
   }
 }
 

@@ -1,0 +1,159 @@
+/**
+ * The demo's Pulumi part, when the Pulumi CLI can be had (scripts/build-pulumi.sh builds it from Go
+ * modules): `pulumi up` of a local stack made only of espm's resources (a node registration, its
+ * certificate, and a registered image on moto's EC2), then the node's first boot from the stack's
+ * output in a sandbox directory. The @pulumi/aws provider plugin cannot be had here, so there is no
+ * EC2 instance; examples/ec2-puppet-node is covered by its mocks tests.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import * as automation from "@pulumi/pulumi/automation";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../../provider";
+
+const execFileP = promisify(execFile);
+const PASSPHRASE = "espm-demo";
+const NODE = "demo-01.espm.demo";
+
+export interface DemoStackOptions {
+  root: string;
+  dir: string;
+  espmUrl: string;
+  psk: string;
+  certificate: string;
+  masterPort: number;
+}
+
+export interface DemoStack {
+  summary: string;
+  destroy(): Promise<void>;
+}
+
+/** The Pulumi CLI directory from scripts/build-pulumi.sh, or why there is none. */
+export function buildPulumi(root: string): { bin?: string; why?: string } {
+  try {
+    execFileSync("go", ["version"], { stdio: "ignore" });
+  } catch {
+    return { why: "Go is not installed, so the Pulumi CLI cannot be built" };
+  }
+  try {
+    return { bin: execFileSync(join(root, "scripts/build-pulumi.sh"), { stdio: ["ignore", "pipe", "inherit"] }).toString().trim() };
+  } catch (err) {
+    return { why: `building the Pulumi CLI failed: ${(err as Error).message}` };
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startMoto(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 150; i++) {
+    try {
+      if ((await fetch(`${url}/moto-api/`)).ok) return { url, child };
+    } catch {
+      // not yet listening
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill();
+  throw new Error("moto_server did not start within 30 s");
+}
+
+export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<DemoStack> {
+  process.env.AWS_ACCESS_KEY_ID ??= "demo";
+  process.env.AWS_SECRET_ACCESS_KEY ??= "demo";
+  const moto = await startMoto();
+  const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.url });
+  const builder = await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
+  ec2.destroy();
+  const builderId = builder.Instances![0]!.InstanceId!;
+
+  const state = join(o.dir, "pulumi-state");
+  // Inside the checkout: the engine starts the dynamic-provider host here, and it needs this node_modules.
+  const work = join(o.root, ".tmp/demo-stack");
+  rmSync(work, { recursive: true, force: true });
+  for (const d of [state, work, join(o.dir, "pulumi-home")]) mkdirSync(d, { recursive: true });
+  const program: automation.PulumiFn = async () => {
+    const registration = new PuppetNodeRegistration("node", { name: NODE, groups: ["demo"], classes: { espm_demo: { path: join(o.dir, "node/demo.txt") } } });
+    const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_role: "demo" } });
+    const image = new RegisteredImage("base", { instanceId: builderId, name: "espm-demo-base", tags: { demo: "espm" } });
+    const userData = bootstrapUserData({ registration, certificate, master: "localhost", masterPort: o.masterPort });
+    return { nodeName: registration.nodeName, certificateSerial: certificate.serial, imageId: image.imageId, bootstrapScript: userData.script };
+  };
+  const env = { PULUMI_CONFIG_PASSPHRASE: PASSPHRASE, PULUMI_SKIP_UPDATE_CHECK: "true", PATH: `${bin}:${process.env.PATH ?? ""}` };
+  const stack = await automation.LocalWorkspace.createOrSelectStack(
+    { stackName: "demo", projectName: "espm-demo-local", program },
+    {
+      workDir: work,
+      pulumiHome: join(o.dir, "pulumi-home"),
+      pulumiCommand: await automation.PulumiCommand.get({ root: join(bin, "..") }),
+      projectSettings: { name: "espm-demo-local", runtime: "nodejs", backend: { url: `file://${state}` } },
+      secretsProvider: "passphrase",
+      envVars: env,
+    },
+  );
+  await stack.setAllConfig({
+    "espm:url": { value: o.espmUrl },
+    "espm:psk": { value: o.psk, secret: true },
+    "espm:certificate": { value: o.certificate },
+    "aws:region": { value: "us-east-1" },
+    "espm:ec2Endpoint": { value: moto.url },
+  });
+
+  console.log("\npulumi up (local file backend, passphrase secrets)...");
+  const up = await stack.up({ onOutput: (line) => process.stdout.write(line) });
+  const script = String(up.outputs.bootstrapScript!.value);
+  const nodeDir = join(o.dir, "node");
+  mkdirSync(nodeDir, { recursive: true });
+  writeFileSync(join(nodeDir, "userdata.sh"), script, { mode: 0o700 });
+
+  console.log(`\nFirst boot of ${NODE} from the stack's bootstrapScript output, in ${nodeDir}...`);
+  const log = join(nodeDir, "bootstrap.log");
+  const argv = [join(nodeDir, "userdata.sh"), "--confdir", join(nodeDir, "conf"), "--vardir", join(nodeDir, "var"), "--ssldir", join(nodeDir, "ssl"), "--logdest", log];
+  let exit = 0;
+  let output = "";
+  try {
+    output = (await execFileP("sh", argv, { timeout: 180_000 })).stdout;
+  } catch (err) {
+    exit = (err as { code: number }).code;
+    output = (err as { stdout: string }).stdout;
+  }
+  const file = join(nodeDir, "demo.txt");
+  const lines = [
+    "",
+    "Provisioned through `pulumi up`:",
+    `  node ${up.outputs.nodeName!.value} registered in espm (group demo, class espm_demo)`,
+    `  certificate serial ${up.outputs.certificateSerial!.value} signed by the Puppet CA; its private key only in the stack's state, encrypted`,
+    `  image ${up.outputs.imageId!.value} made from ${builderId} on moto's EC2 and tagged espm:registered=true`,
+    `  first boot: bootstrap exit ${exit} (${output.trim().split("\n").pop() ?? ""}); ${existsSync(file) ? `${file} says: ${readFileSync(file, "utf8").trim()}` : `no ${file}; see ${log}`}`,
+    "",
+    "Ctrl-C runs `pulumi destroy` on this stack (node removed, certificate revoked, image deregistered),",
+    "then stops moto, espm and Puppet Server. The same by hand, while this demo runs:",
+    `  cd ${work} && PATH=${bin}:$PATH PULUMI_CONFIG_PASSPHRASE=${PASSPHRASE} PULUMI_HOME=${join(o.dir, "pulumi-home")} \\`,
+    `    AWS_ACCESS_KEY_ID=${process.env.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${process.env.AWS_SECRET_ACCESS_KEY} pulumi destroy --stack demo --yes`,
+  ];
+  return {
+    summary: lines.join("\n"),
+    async destroy() {
+      try {
+        await stack.destroy({ onOutput: (line) => process.stdout.write(line) });
+      } finally {
+        moto.child.kill("SIGTERM");
+      }
+    },
+  };
+}
