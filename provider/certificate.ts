@@ -9,9 +9,10 @@ import { z } from "zod";
 import { EspmError } from "../sdk/errors";
 import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
-import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
+import { connectionSchema, openClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
-import { espmRuntime } from "./runtime";
+import { thinProvider } from "./runtime";
+import type { StackSettings } from "./settings";
 
 export type CertificateKeyType = "rsa-2048" | "rsa-3072" | "rsa-4096";
 
@@ -80,8 +81,8 @@ export const certificateLifecycle = {
     return { changes: replaces.length > 0, replaces, deleteBeforeReplace: true };
   },
 
-  async create(inputs: CertificateState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
-    const client = openClient(inputs.connection, stack);
+  async create(inputs: CertificateState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
+    const client = openClient(inputs.connection, settings?.espm);
     try {
       const { privateKeyPem } = await generateRsaKeyPairAsync(KEY_BITS[inputs.keyType]);
       const csr = createCsr(inputs.certname, privateKeyPem, inputs.extensions);
@@ -111,8 +112,8 @@ export const certificateLifecycle = {
     }
   },
 
-  async read(id: string, state: CertificateState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.ReadResult<CertificateState>> {
-    const client = openClient(state.connection, stack);
+  async read(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<CertificateState>> {
+    const client = openClient(state.connection, settings?.espm);
     try {
       const status = await client.certificateStatus(id);
       if (!status || status.state === "absent") return { id: "", props: {} as CertificateState };
@@ -128,8 +129,8 @@ export const certificateLifecycle = {
     return { outs: defined({ ...olds, connection: news.connection }) };
   },
 
-  async delete(id: string, state: CertificateState, stack: PartialConnection | undefined): Promise<void> {
-    const client = openClient(state.connection, stack);
+  async delete(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<void> {
+    const client = openClient(state.connection, settings?.espm);
     try {
       // Revoke and clean at the CA; espm answers 204 when it is already gone.
       await client.revokeCertificate(id);
@@ -156,34 +157,8 @@ async function revokeAfter(error: unknown, inputs: CertificateState, client: Ret
   }
 }
 
-interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
-  stack?: PartialConnection;
-}
-
 /** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
-export const certificateProvider: EspmDynamicProvider = {
-  async configure(request) {
-    this.stack = espmRuntime().stackConnection(request.config as StackConfig);
-  },
-  check(olds, news) {
-    return espmRuntime().certificate.check(olds, news);
-  },
-  diff(id, olds, news) {
-    return espmRuntime().certificate.diff(id, olds, news);
-  },
-  create(inputs) {
-    return espmRuntime().certificate.create(inputs, this.stack);
-  },
-  read(id, props) {
-    return espmRuntime().certificate.read(id, props, this.stack);
-  },
-  update(id, olds, news) {
-    return espmRuntime().certificate.update(id, olds, news);
-  },
-  delete(id, props) {
-    return espmRuntime().certificate.delete(id, props, this.stack);
-  },
-};
+export const certificateProvider = thinProvider("certificate");
 
 export class PuppetCertificate extends pulumi.dynamic.Resource {
   declare readonly certname: pulumi.Output<string>;

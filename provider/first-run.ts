@@ -7,9 +7,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { protocol, type PuppetRun } from "../sdk/protocol";
-import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
+import { connectionSchema, openClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, progress } from "./lifecycle";
-import { espmRuntime } from "./runtime";
+import { thinProvider } from "./runtime";
+import type { StackSettings } from "./settings";
 
 export interface PuppetFirstRunArgs {
   /** The node whose run to wait for: the registration's `nodeName`. */
@@ -82,8 +83,8 @@ export const firstRunLifecycle = {
     return { changes: changes.length > 0, replaces };
   },
 
-  async create(inputs: FirstRunState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.CreateResult<FirstRunState>> {
-    const client = openClient(inputs.connection, stack);
+  async create(inputs: FirstRunState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<FirstRunState>> {
+    const client = openClient(inputs.connection, settings?.espm);
     const started = Date.now();
     const notBefore = inputs.notBefore ? Date.parse(inputs.notBefore) : started - CLOCK_GRACE_MS;
     const deadline = started + inputs.timeoutMinutes * 60_000;
@@ -127,34 +128,8 @@ export const firstRunLifecycle = {
   },
 };
 
-interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
-  stack?: PartialConnection;
-}
-
 /** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
-export const firstRunProvider: EspmDynamicProvider = {
-  async configure(request) {
-    this.stack = espmRuntime().stackConnection(request.config as StackConfig);
-  },
-  check(olds, news) {
-    return espmRuntime().firstRun.check(olds, news);
-  },
-  diff(id, olds, news) {
-    return espmRuntime().firstRun.diff(id, olds, news);
-  },
-  create(inputs) {
-    return espmRuntime().firstRun.create(inputs, this.stack);
-  },
-  read(id, props) {
-    return espmRuntime().firstRun.read(id, props);
-  },
-  update(id, olds, news) {
-    return espmRuntime().firstRun.update(id, olds, news);
-  },
-  delete() {
-    return espmRuntime().firstRun.delete();
-  },
-};
+export const firstRunProvider = thinProvider("firstRun");
 
 export class PuppetFirstRun extends pulumi.dynamic.Resource {
   /** `changed` or `unchanged`. */

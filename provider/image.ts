@@ -25,8 +25,8 @@ import {
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { changedProperties, checkWith, defined, messageOf, progress, ResourceInitError } from "./lifecycle";
-import { espmRuntime } from "./runtime";
-import type { StackConfig } from "./connection";
+import { thinProvider } from "./runtime";
+import type { AwsSettings, StackSettings } from "./settings";
 import { isEspmBootstrap } from "./userdata";
 
 export interface RegisteredImageArgs {
@@ -69,26 +69,10 @@ export interface ImageState {
   appliedSnapshotTags: Record<string, string>;
 }
 
-/** Where EC2 is: the stack's `aws:region` (else the AWS_REGION environment), and an endpoint for tests. */
-export interface AwsSettings {
-  region?: string;
-  profile?: string;
-  /** `espm:ec2Endpoint`: another EC2 API endpoint, such as moto's for tests. */
-  endpoint?: string;
-}
-
 export const REGISTERED_TAG = "espm:registered";
 export const TOKEN_TAG = "espm:create-token";
 const REPLACING = ["instanceId", "name", "noReboot"] as const;
 const UPDATING = ["description", "tags", "snapshotTags", "timeouts", "allowBootstrappedSource"] as const;
-
-export function awsSettings(config: StackConfig): AwsSettings {
-  return {
-    region: config.get("aws:region") ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION,
-    profile: config.get("aws:profile"),
-    endpoint: config.get("espm:ec2Endpoint"),
-  };
-}
 
 /** Seconds in a duration such as `40m`, `90s`, `1h`, or undefined when it is not one. */
 export function durationSeconds(text: string): number | undefined {
@@ -249,9 +233,9 @@ async function applyTags(client: EC2Client, imageId: string, snapshotIds: string
 }
 
 export const imageLifecycle = {
-  async check(olds: Partial<ImageState>, news: Record<string, unknown>, aws: AwsSettings | undefined): Promise<pulumi.dynamic.CheckResult> {
+  async check(olds: Partial<ImageState>, news: Record<string, unknown>, settings: StackSettings | undefined): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
-    if (!olds.region && !aws?.region) {
+    if (!olds.region && !settings?.aws.region) {
       result.failures.push({ property: "region", reason: "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION" });
     }
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
@@ -266,9 +250,8 @@ export const imageLifecycle = {
     return { changes: changes.length > 0, replaces, deleteBeforeReplace: olds.name === news.name };
   },
 
-  async create(inputs: ImageState, aws: AwsSettings | undefined): Promise<pulumi.dynamic.CreateResult<ImageState>> {
-    const settings = aws ?? {};
-    const client = ec2(settings);
+  async create(inputs: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<ImageState>> {
+    const client = ec2(settings?.aws ?? {});
     const region = await client.config.region();
     const token = createToken(inputs);
     try {
@@ -291,8 +274,8 @@ export const imageLifecycle = {
     }
   },
 
-  async read(id: string, state: ImageState, aws: AwsSettings | undefined): Promise<pulumi.dynamic.ReadResult<ImageState>> {
-    const client = ec2(aws ?? {}, state.region);
+  async read(id: string, state: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<ImageState>> {
+    const client = ec2(settings?.aws ?? {}, state.region);
     try {
       const image = await describeImage(client, id);
       // Deregistered behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
@@ -307,8 +290,8 @@ export const imageLifecycle = {
     }
   },
 
-  async update(id: string, olds: ImageState, news: ImageState, aws: AwsSettings | undefined): Promise<pulumi.dynamic.UpdateResult<ImageState>> {
-    const client = ec2(aws ?? {}, olds.region);
+  async update(id: string, olds: ImageState, news: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<ImageState>> {
+    const client = ec2(settings?.aws ?? {}, olds.region);
     try {
       if (news.description !== olds.description) {
         await client.send(new ModifyImageAttributeCommand({ ImageId: id, Description: { Value: news.description ?? "" } }));
@@ -322,8 +305,8 @@ export const imageLifecycle = {
     }
   },
 
-  async delete(id: string, state: ImageState, aws: AwsSettings | undefined): Promise<void> {
-    const client = ec2(aws ?? {}, state.region);
+  async delete(id: string, state: ImageState, settings: StackSettings | undefined): Promise<void> {
+    const client = ec2(settings?.aws ?? {}, state.region);
     try {
       // Describe first: a create whose wait failed may never have recorded the snapshots.
       const image = await describeImage(client, id);
@@ -335,34 +318,8 @@ export const imageLifecycle = {
   },
 };
 
-interface ImageProvider extends pulumi.dynamic.ResourceProvider {
-  aws?: AwsSettings;
-}
-
 /** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
-export const imageProvider: ImageProvider = {
-  async configure(request) {
-    this.aws = espmRuntime().awsSettings(request.config as StackConfig);
-  },
-  check(olds, news) {
-    return espmRuntime().image.check(olds, news, this.aws);
-  },
-  diff(id, olds, news) {
-    return espmRuntime().image.diff(id, olds, news);
-  },
-  create(inputs) {
-    return espmRuntime().image.create(inputs, this.aws);
-  },
-  read(id, props) {
-    return espmRuntime().image.read(id, props, this.aws);
-  },
-  update(id, olds, news) {
-    return espmRuntime().image.update(id, olds, news, this.aws);
-  },
-  delete(id, props) {
-    return espmRuntime().image.delete(id, props, this.aws);
-  },
-};
+export const imageProvider = thinProvider("image");
 
 export class RegisteredImage extends pulumi.dynamic.Resource {
   /** The AMI id: the resource's id, so it stays known while a preview shows a tag update. */

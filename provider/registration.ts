@@ -8,9 +8,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
-import { connectionSchema, openClient, type EspmConnection, type PartialConnection, type StackConfig } from "./connection";
+import { connectionSchema, openClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
-import { espmRuntime } from "./runtime";
+import { thinProvider } from "./runtime";
+import type { StackSettings } from "./settings";
 
 type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -89,8 +90,8 @@ export const registrationLifecycle = {
     return { changes: changes.length > 0, replaces: changes.filter((key) => key === "name") };
   },
 
-  async create(inputs: RegistrationState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.CreateResult<RegistrationState>> {
-    const client = openClient(inputs.connection, stack);
+  async create(inputs: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<RegistrationState>> {
+    const client = openClient(inputs.connection, settings?.espm);
     let name = inputs.name;
     try {
       for (let attempt = 1; ; attempt++) {
@@ -112,8 +113,8 @@ export const registrationLifecycle = {
     }
   },
 
-  async read(id: string, state: RegistrationState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.ReadResult<RegistrationState>> {
-    const client = openClient(state.connection, stack);
+  async read(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<RegistrationState>> {
+    const client = openClient(state.connection, settings?.espm);
     try {
       const node = await client.getNode(id);
       // Gone behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
@@ -134,8 +135,8 @@ export const registrationLifecycle = {
     }
   },
 
-  async update(id: string, olds: RegistrationState, news: RegistrationState, stack: PartialConnection | undefined): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
-    const client = openClient(news.connection ?? olds.connection, stack);
+  async update(id: string, olds: RegistrationState, news: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
+    const client = openClient(news.connection ?? olds.connection, settings?.espm);
     try {
       const node = await client.updateNode(id, classification(news));
       return { outs: defined({ ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt }) };
@@ -146,8 +147,8 @@ export const registrationLifecycle = {
     }
   },
 
-  async delete(id: string, state: RegistrationState, stack: PartialConnection | undefined): Promise<void> {
-    const client = openClient(state.connection, stack);
+  async delete(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<void> {
+    const client = openClient(state.connection, settings?.espm);
     try {
       // espm answers 204 for its own node that is already gone, and the client maps 404 to success.
       await client.deleteNode(id);
@@ -173,33 +174,7 @@ async function cleanUpAfter(error: unknown, name: string, client: ReturnType<typ
 }
 
 /** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
-interface EspmDynamicProvider extends pulumi.dynamic.ResourceProvider {
-  stack?: PartialConnection;
-}
-
-export const registrationProvider: EspmDynamicProvider = {
-  async configure(request) {
-    this.stack = espmRuntime().stackConnection(request.config as StackConfig);
-  },
-  check(olds, news) {
-    return espmRuntime().registration.check(olds, news);
-  },
-  diff(id, olds, news) {
-    return espmRuntime().registration.diff(id, olds, news);
-  },
-  create(inputs) {
-    return espmRuntime().registration.create(inputs, this.stack);
-  },
-  read(id, props) {
-    return espmRuntime().registration.read(id, props, this.stack);
-  },
-  update(id, olds, news) {
-    return espmRuntime().registration.update(id, olds, news, this.stack);
-  },
-  delete(id, props) {
-    return espmRuntime().registration.delete(id, props, this.stack);
-  },
-};
+export const registrationProvider = thinProvider("registration");
 
 export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
   /**

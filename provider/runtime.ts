@@ -7,11 +7,14 @@
  * exports would break `pulumi destroy` of existing stacks: it is a public contract.
  */
 import { sep } from "node:path";
+import type * as pulumi from "@pulumi/pulumi";
+import type { StackConfig } from "./connection";
+import type { StackSettings } from "./settings";
 
-export { stackConnection } from "./connection";
+export { stackSettings } from "./settings";
 export { registrationLifecycle as registration } from "./registration";
 export { certificateLifecycle as certificate } from "./certificate";
-export { awsSettings, imageLifecycle as image } from "./image";
+export { imageLifecycle as image } from "./image";
 export { firstRunLifecycle as firstRun } from "./first-run";
 
 /**
@@ -39,4 +42,53 @@ export function espmRuntime(): typeof import("./runtime") {
   // A plain require by a captured name, resolved where it runs (in the dynamic-provider host), never serialized.
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded by name on purpose, see above
   return require(RUNTIME_MODULE) as typeof import("./runtime");
+}
+
+/** The resources whose lifecycles this module exports, by export name. */
+export type LifecycleName = "registration" | "certificate" | "image" | "firstRun";
+
+/** The shape every lifecycle here has: check → diff → create → read → update → delete, each given the stack's settings. */
+interface Lifecycle {
+  check(olds: object, news: Record<string, unknown>, settings?: StackSettings): Promise<pulumi.dynamic.CheckResult>;
+  diff(id: string, olds: object, news: object): Promise<pulumi.dynamic.DiffResult>;
+  create(inputs: object, settings?: StackSettings): Promise<pulumi.dynamic.CreateResult>;
+  read(id: string, props: object, settings?: StackSettings): Promise<pulumi.dynamic.ReadResult>;
+  update(id: string, olds: object, news: object, settings?: StackSettings): Promise<pulumi.dynamic.UpdateResult>;
+  delete(id: string, props: object, settings?: StackSettings): Promise<void>;
+}
+
+export interface ThinProvider extends pulumi.dynamic.ResourceProvider {
+  /** The stack's settings, from `configure`; the host calls it before anything else. */
+  settings?: StackSettings;
+}
+
+/**
+ * The provider object a resource class hands Pulumi, which Pulumi serializes into state: every
+ * method is one call into the named lifecycle of the runtime module, loaded where it runs.
+ */
+export function thinProvider(name: LifecycleName): ThinProvider {
+  const lifecycle = () => espmRuntime()[name] as unknown as Lifecycle;
+  return {
+    async configure(request) {
+      this.settings = espmRuntime().stackSettings(request.config as StackConfig);
+    },
+    check(olds, news) {
+      return lifecycle().check(olds, news, this.settings);
+    },
+    diff(id, olds, news) {
+      return lifecycle().diff(id, olds, news);
+    },
+    create(inputs) {
+      return lifecycle().create(inputs, this.settings);
+    },
+    read(id, props) {
+      return lifecycle().read(id, props, this.settings);
+    },
+    update(id, olds, news) {
+      return lifecycle().update(id, olds, news, this.settings);
+    },
+    delete(id, props) {
+      return lifecycle().delete(id, props, this.settings);
+    },
+  };
 }
