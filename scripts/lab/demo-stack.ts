@@ -76,6 +76,7 @@ async function startMoto(): Promise<{ url: string; child: ChildProcess }> {
 export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<DemoStack> {
   process.env.AWS_ACCESS_KEY_ID ??= "demo";
   process.env.AWS_SECRET_ACCESS_KEY ??= "demo";
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const moto = await startMoto();
   const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.url });
   const builder = await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));

@@ -12,6 +12,8 @@ import { freePort, ROOT } from "./espm";
 // The AWS SDK's default chain finds these, in this process and in every process it starts.
 process.env.AWS_ACCESS_KEY_ID ??= "testing";
 process.env.AWS_SECRET_ACCESS_KEY ??= "testing";
+// The SDK's notice that it will want Node 22 after January 2027: noise in test output, not a failure.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 export const REGION = "us-east-1";
 export const LAUNCHER = join(ROOT, "test/fixtures/moto/launcher.py");
