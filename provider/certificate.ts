@@ -6,11 +6,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { EspmError } from "../sdk/errors";
 import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
 import { connectionSchema, openClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
 
@@ -102,7 +101,7 @@ export const certificateLifecycle = {
         };
         return { id: inputs.certname, outs };
       } catch (error) {
-        if (error instanceof EspmError && error.status >= 400 && error.status < 500) {
+        if (refusedBeforeActing(error)) {
           throw new Error(`signing a certificate for ${inputs.certname} through espm failed: ${messageOf(error)}`);
         }
         throw await revokeAfter(error, inputs, client);

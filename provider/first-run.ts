@@ -4,11 +4,12 @@
  * fails `pulumi up` with the run's error lines, as the original espm failed a launch on agent exit
  * codes 1, 4 and 6; no run within the timeout fails saying what to check. delete does nothing remote.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { protocol, type PuppetRun } from "../sdk/protocol";
 import { connectionSchema, openClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, progress } from "./lifecycle";
+import { changedProperties, checkWith, defined, elapsed, progress } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
 
@@ -56,11 +57,6 @@ function inputSchema() {
   });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const elapsed = (since: number) => {
-  const seconds = Math.round((Date.now() - since) / 1000);
-  return seconds < 60 ? `${seconds}s` : `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, "0")}s`;
-};
 
 function noRunMessage(inputs: FirstRunState): string {
   return (

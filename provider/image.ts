@@ -8,6 +8,7 @@
  * sees its URN) and the inputs that force replacement, so a replacement never adopts its predecessor.
  */
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { gunzipSync } from "node:zlib";
 import {
   CreateImageCommand,
@@ -24,7 +25,7 @@ import {
 } from "@aws-sdk/client-ec2";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { changedProperties, checkWith, defined, messageOf, progress, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, elapsed, messageOf, progress, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { AwsSettings, StackSettings } from "./settings";
 import { isEspmBootstrap } from "./userdata";
@@ -116,11 +117,6 @@ function ec2(settings: AwsSettings, region = settings.region): EC2Client {
 const tagList = (tags: Record<string, string>): Tag[] => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
 const tagMap = (tags: Tag[] | undefined): Record<string, string> => Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
 const snapshotsOf = (image: Image): string[] => (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const elapsed = (since: number) => {
-  const seconds = Math.round((Date.now() - since) / 1000);
-  return seconds < 60 ? `${seconds}s` : `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, "0")}s`;
-};
 
 function errorName(error: unknown): string {
   return error instanceof Error ? error.name : "";

@@ -1,13 +1,14 @@
 /**
  * Pieces every espm dynamic resource's lifecycle shares: unknown values during preview, check
- * failures that name the property, diffs by property, and the init-failed error that records a
- * half-made resource in state instead of orphaning it.
+ * failures that name the property, diffs by property, the init-failed error that records a
+ * half-made resource in state instead of orphaning it, and how waits report their progress.
  *
  * Nothing here is live at module scope: Pulumi's closure serializer may walk this module.
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "node:util";
 import type { z } from "zod";
+import { EspmError } from "../sdk/errors";
 
 /** The value the engine sends for an input not known until apply (`pulumi preview` with computed inputs). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -96,4 +97,15 @@ export function defined<T extends object>(value: T): T {
  */
 export function progress(message: string): void {
   console.log(message);
+}
+
+/** Whether an espm error means it refused before acting (a 4xx), so there is nothing to clean up. */
+export function refusedBeforeActing(error: unknown): boolean {
+  return error instanceof EspmError && error.status >= 400 && error.status < 500;
+}
+
+/** Time since `since` (ms), for progress lines: `42s`, `3m07s`. */
+export function elapsed(since: number): string {
+  const seconds = Math.round((Date.now() - since) / 1000);
+  return seconds < 60 ? `${seconds}s` : `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, "0")}s`;
 }

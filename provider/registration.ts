@@ -9,7 +9,7 @@ import { z } from "zod";
 import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, openClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
 
@@ -68,11 +68,6 @@ function classification(state: Pick<RegistrationState, "environment" | "groups" 
 
 function stateFrom(inputs: RegistrationState, node: Node): RegistrationState {
   return defined({ ...inputs, nodeName: node.name, nodeEnvironment: node.environment, createdAt: node.createdAt });
-}
-
-/** Whether an espm error means it refused before acting (so there is nothing to clean up). */
-function refusedBeforeActing(error: unknown): boolean {
-  return error instanceof EspmError && error.status >= 400 && error.status < 500;
 }
 
 export const registrationLifecycle = {
