@@ -5,14 +5,14 @@
  * output in a sandbox directory. The @pulumi/aws provider plugin cannot be had here, so there is no
  * EC2 instance; examples/ec2-puppet-node is covered by its mocks tests.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import * as automation from "@pulumi/pulumi/automation";
 import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../../provider";
+import { startMotoServer } from "./moto";
 
 const execFileP = promisify(execFile);
 const PASSPHRASE = "espm-demo";
@@ -46,38 +46,11 @@ export function buildPulumi(root: string): { bin?: string; why?: string } {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startMoto(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 150; i++) {
-    try {
-      if ((await fetch(`${url}/moto-api/`)).ok) return { url, child };
-    } catch {
-      // not yet listening
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  child.kill();
-  throw new Error("moto_server did not start within 30 s");
-}
-
 export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<DemoStack> {
   process.env.AWS_ACCESS_KEY_ID ??= "demo";
   process.env.AWS_SECRET_ACCESS_KEY ??= "demo";
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const moto = await startMoto();
+  const moto = await startMotoServer("moto_server");
   const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.url });
   const builder = await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
   ec2.destroy();
@@ -153,7 +126,7 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
       try {
         await stack.destroy({ onOutput: (line) => process.stdout.write(line) });
       } finally {
-        moto.child.kill("SIGTERM");
+        await moto.stop();
       }
     },
   };

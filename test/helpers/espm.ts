@@ -3,28 +3,19 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
+import { freePort } from "../../scripts/lab/moto";
+
+export { freePort };
 
 export const ROOT = resolve(__dirname, "../../..");
 export const ESPM_BIN = join(ROOT, "dist/agent/cli/espm.js");
 export const SETUP_BIN = join(ROOT, "dist/agent/cli/espm-setup.js");
 
 export const run = promisify(execFile);
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 /** A fresh directory readable by other users (espm enc is tested as an unprivileged user). */
 export function scratchDir(prefix: string): string {

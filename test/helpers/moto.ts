@@ -3,11 +3,11 @@
  * our own on a loopback port. Either way it is test/fixtures/moto/launcher.py, moto with images that
  * can stay pending or fail (see there).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { request } from "undici";
-import { freePort, ROOT } from "./espm";
+import { startMotoServer, type MotoServer } from "../../scripts/lab/moto";
+import { ROOT } from "./espm";
 
 // The AWS SDK's default chain finds these, in this process and in every process it starts.
 process.env.AWS_ACCESS_KEY_ID ??= "testing";
@@ -21,30 +21,14 @@ export const LAUNCHER = join(ROOT, "test/fixtures/moto/launcher.py");
 export class Moto {
   private constructor(
     readonly url: string,
-    private readonly child?: ChildProcess,
+    private readonly server?: MotoServer,
   ) {}
 
   static async start(): Promise<Moto> {
     const given = process.env.ESPM_TEST_MOTO_URL;
     if (given) return new Moto(given);
-    const port = await freePort();
-    const child = spawn("python3", [LAUNCHER, "-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    const moto = new Moto(`http://127.0.0.1:${port}`, child);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`moto exited ${child.exitCode}: ${stderr}`);
-      try {
-        const res = await request(`${moto.url}/moto-api/`);
-        await res.body.dump();
-        if (res.statusCode === 200) return moto;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`moto did not answer within 30 s: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const server = await startMotoServer("python3", [LAUNCHER]);
+    return new Moto(server.url, server);
   }
 
   /** The stack config a program using RegisteredImage against this moto would have. */
@@ -84,10 +68,7 @@ export class Moto {
   }
 
   async stop(): Promise<void> {
-    if (!this.child || this.child.exitCode !== null) return;
-    const exited = new Promise((done) => this.child!.once("exit", done));
-    this.child.kill("SIGTERM");
-    await exited;
+    await this.server?.stop();
   }
 }
 

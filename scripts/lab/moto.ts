@@ -1,0 +1,52 @@
+/**
+ * moto's EC2 server on a loopback port, for the demo (stock `moto_server`) and the tests (our
+ * launcher, test/fixtures/moto/launcher.py, which takes moto_server's arguments).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface MotoServer {
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts `command [...args] -H 127.0.0.1 -p PORT` and waits until /moto-api/ answers (at most 30 s). */
+export async function startMotoServer(command: string, args: string[] = []): Promise<MotoServer> {
+  const port = await freePort();
+  const child = spawn(command, [...args, "-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((done) => child.once("exit", done));
+    child.kill("SIGTERM");
+    await exited;
+  };
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${command} exited ${child.exitCode}: ${stderr}`);
+    try {
+      if ((await fetch(`${url}/moto-api/`)).ok) return { url, child, stop };
+    } catch {
+      // not listening yet
+    }
+    await sleep(200);
+  }
+  await stop();
+  throw new Error(`${command} did not answer within 30 s: ${stderr}`);
+}
