@@ -10,6 +10,7 @@ import { bootstrapUserData, certificateProvider, registrationProvider } from "..
 import type { CertificateState } from "../provider/certificate";
 import type { RegistrationState } from "../provider/registration";
 import { valueOf } from "./helpers/mocks";
+import { configuredProvider } from "./helpers/providers";
 import { sharedWorld, type World } from "./helpers/world";
 
 describe("first boot through the providers", function () {
@@ -21,11 +22,8 @@ describe("first boot through the providers", function () {
   });
 
   it("boots a node the providers made (agent exit 2), and after delete the agent is refused", async () => {
-    const config = { config: world.stackConfig() } as never;
-    const registrations = { ...registrationProvider };
-    const certificates = { ...certificateProvider };
-    await registrations.configure!(config);
-    await certificates.configure!(config);
+    const registrations = await configuredProvider(registrationProvider, world.stackConfig());
+    const certificates = await configuredProvider(certificateProvider, world.stackConfig());
     const managed = join(world.dir, "agent-pboot/managed.txt");
 
     const regInputs = await registrations.check!({}, { name: "pboot-01.first-boot.test", groups: ["base"], classes: { espm_file: { path: managed, content: "made by the providers" } } });

@@ -11,6 +11,7 @@ import type { FirstRunState } from "../provider/first-run";
 import type { RegistrationState } from "../provider/registration";
 import type { ClassificationInput } from "../sdk/protocol";
 import { valueOf } from "./helpers/mocks";
+import { configuredProvider } from "./helpers/providers";
 import { sharedWorld, type World } from "./helpers/world";
 
 type Provider = typeof registrationProvider;
@@ -22,11 +23,7 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
   let certificates: Provider;
   let firstRuns: Provider;
 
-  async function configured(provider: Provider): Promise<Provider> {
-    const copy = { ...provider };
-    await copy.configure!({ config: world.stackConfig() } as never);
-    return copy;
-  }
+  const configured = (provider: Provider) => configuredProvider(provider, world.stackConfig());
 
   /** A node registered and signed through the providers; returns its userdata script. */
   async function provision(name: string, classification: Omit<ClassificationInput, "environment">): Promise<string> {

@@ -9,14 +9,12 @@ import { createToken, TOKEN_TAG, type ImageState } from "../provider/image";
 import { ResourceInitError } from "../provider/lifecycle";
 import { createSelfSignedCertificate } from "../sdk/x509";
 import { sharedMoto, type Moto } from "./helpers/moto";
+import { configuredProvider } from "./helpers/providers";
 
 type Provider = typeof imageProvider;
 
-async function configured(moto: Moto, overrides: Record<string, string | undefined> = {}): Promise<Provider> {
-  const copy = { ...imageProvider };
-  const config: Record<string, string | undefined> = { ...moto.config(), ...overrides };
-  await copy.configure!({ config: { get: (key: string) => config[key] } } as never);
-  return copy;
+function configured(moto: Moto, overrides: Record<string, string | undefined> = {}): Promise<Provider> {
+  return configuredProvider(imageProvider, { ...moto.config(), ...overrides });
 }
 
 async function checked(provider: Provider, news: Record<string, unknown>): Promise<ImageState> {

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { certificateProvider, registrationProvider } from "../provider";
 import { ResourceInitError } from "../provider/lifecycle";
 import { createSelfSignedCertificate } from "../sdk/x509";
+import { configuredProvider } from "./helpers/providers";
 
 const PSK = "stand-in-psk-0123456789abcdefghijklmnop";
 
@@ -35,11 +36,8 @@ async function standIn(answer: (method: string, path: string) => number | "drop"
   return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, certificate: certificatePem, seen, server };
 }
 
-async function configured(provider: typeof registrationProvider, espm: StandIn) {
-  const copy = { ...provider };
-  const config: Record<string, string> = { "espm:url": espm.url, "espm:psk": PSK, "espm:certificate": espm.certificate };
-  await copy.configure!({ config: { get: (key: string) => config[key] } } as never);
-  return copy;
+function configured(provider: typeof registrationProvider, espm: StandIn) {
+  return configuredProvider(provider, { "espm:url": espm.url, "espm:psk": PSK, "espm:certificate": espm.certificate });
 }
 
 const registration = { name: "lost.failures.test", groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" };

@@ -7,16 +7,14 @@ import { createPublicKey, X509Certificate } from "node:crypto";
 import { certificateProvider, registrationProvider } from "../provider";
 import type { CertificateState } from "../provider/certificate";
 import type { RegistrationState } from "../provider/registration";
+import { configuredProvider } from "./helpers/providers";
 import { sharedWorld, type World } from "./helpers/world";
 
 type Provider = typeof registrationProvider;
 type Inputs = Record<string, unknown>;
 
-/** What the host does before any call: configure with the stack's config. */
-async function configured<P extends Provider>(provider: P, world: World, overrides: Record<string, string | undefined> = {}): Promise<P> {
-  const copy = { ...provider };
-  await copy.configure!({ config: world.stackConfig(overrides) } as never);
-  return copy;
+async function configured(provider: Provider, world: World, overrides: Record<string, string | undefined> = {}): Promise<Provider> {
+  return configuredProvider(provider, world.stackConfig(overrides));
 }
 
 async function checked(provider: Provider, news: Inputs): Promise<Inputs> {
