@@ -6,9 +6,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import type { EspmClient } from "../sdk/client";
 import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
-import { connectionSchema, openClient, type EspmConnection } from "./connection";
+import { connectionSchema, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
@@ -81,8 +82,7 @@ export const certificateLifecycle = {
   },
 
   async create(inputs: CertificateState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
-    const client = openClient(inputs.connection, settings?.espm);
-    try {
+    return withClient(inputs.connection, settings?.espm, async (client) => {
       const { privateKeyPem } = await generateRsaKeyPairAsync(KEY_BITS[inputs.keyType]);
       const csr = createCsr(inputs.certname, privateKeyPem, inputs.extensions);
       try {
@@ -106,21 +106,16 @@ export const certificateLifecycle = {
         }
         throw await revokeAfter(error, inputs, client);
       }
-    } finally {
-      await client.close();
-    }
+    });
   },
 
   async read(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<CertificateState>> {
-    const client = openClient(state.connection, settings?.espm);
-    try {
+    return withClient(state.connection, settings?.espm, async (client) => {
       const status = await client.certificateStatus(id);
       if (!status || status.state === "absent") return { id: "", props: {} as CertificateState };
       const same = status.serial === undefined || normalizeSerial(status.serial) === state.serial;
       return { id, props: { ...state, state: same ? status.state : "superseded" } };
-    } finally {
-      await client.close();
-    }
+    });
   },
 
   async update(_id: string, olds: CertificateState, news: CertificateState): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
@@ -129,20 +124,19 @@ export const certificateLifecycle = {
   },
 
   async delete(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<void> {
-    const client = openClient(state.connection, settings?.espm);
-    try {
-      // Revoke and clean at the CA; espm answers 204 when it is already gone.
-      await client.revokeCertificate(id);
-    } catch (error) {
-      throw new Error(`revoking the certificate of ${id} through espm failed: ${messageOf(error)}`);
-    } finally {
-      await client.close();
-    }
+    await withClient(state.connection, settings?.espm, async (client) => {
+      try {
+        // Revoke and clean at the CA; espm answers 204 when it is already gone.
+        await client.revokeCertificate(id);
+      } catch (error) {
+        throw new Error(`revoking the certificate of ${id} through espm failed: ${messageOf(error)}`);
+      }
+    });
   },
 };
 
 /** After a sign that may have acted: revoke what espm may have signed, or keep it in state. */
-async function revokeAfter(error: unknown, inputs: CertificateState, client: ReturnType<typeof openClient>): Promise<Error> {
+async function revokeAfter(error: unknown, inputs: CertificateState, client: EspmClient): Promise<Error> {
   try {
     await client.revokeCertificate(inputs.certname);
     return new Error(`signing a certificate for ${inputs.certname} through espm failed, and nothing was left behind: ${messageOf(error)}`);

@@ -57,7 +57,7 @@ export function connectionSchema() {
  * A client for the resource's own connection when it has one, else for the stack's. Throws a
  * message naming the missing config keys.
  */
-export function openClient(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
+function openClient(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
   const chosen = own ?? stack ?? {};
   const missing: string[] = [];
   if (!chosen.url) missing.push("espm:url");
@@ -70,4 +70,14 @@ export function openClient(own: EspmConnection | undefined, stack: PartialConnec
     );
   }
   return new EspmClient({ url: chosen.url, psk: chosen.psk, certificate: chosen.certificate, fingerprint: chosen.fingerprint });
+}
+
+/** Runs `use` with a client for the resource's own connection or the stack's, and closes it after. */
+export async function withClient<T>(own: EspmConnection | undefined, stack: PartialConnection | undefined, use: (client: EspmClient) => Promise<T>): Promise<T> {
+  const client = openClient(own, stack);
+  try {
+    return await use(client);
+  } finally {
+    await client.close();
+  }
 }

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { protocol, type PuppetRun } from "../sdk/protocol";
-import { connectionSchema, openClient, type EspmConnection } from "./connection";
+import { connectionSchema, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, elapsed, progress } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
@@ -80,13 +80,11 @@ export const firstRunLifecycle = {
   },
 
   async create(inputs: FirstRunState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<FirstRunState>> {
-    const client = openClient(inputs.connection, settings?.espm);
-    const started = Date.now();
-    const notBefore = inputs.notBefore ? Date.parse(inputs.notBefore) : started - CLOCK_GRACE_MS;
-    const deadline = started + inputs.timeoutMinutes * 60_000;
-    let delay = 1000;
-    try {
-      for (;;) {
+    return withClient(inputs.connection, settings?.espm, async (client) => {
+      const started = Date.now();
+      const notBefore = inputs.notBefore ? Date.parse(inputs.notBefore) : started - CLOCK_GRACE_MS;
+      const deadline = started + inputs.timeoutMinutes * 60_000;
+      for (let delay = 1000; ; delay = Math.min(delay * 1.5, 15_000)) {
         const answer = await client.nodeRuns(inputs.nodeName, 5);
         if (!answer) throw new Error(`espm has no node ${inputs.nodeName}: register it with PuppetNodeRegistration and give its nodeName`);
         // The oldest run since the instance started is its first.
@@ -103,11 +101,8 @@ export const firstRunLifecycle = {
         if (Date.now() + delay > deadline) throw new Error(noRunMessage(inputs));
         progress(`PuppetFirstRun ${inputs.nodeName}: waiting for the first Puppet run, ${elapsed(started)} elapsed`);
         await sleep(delay);
-        delay = Math.min(delay * 1.5, 15_000);
       }
-    } finally {
-      await client.close();
-    }
+    });
   },
 
   async read(id: string, state: FirstRunState): Promise<pulumi.dynamic.ReadResult<FirstRunState>> {

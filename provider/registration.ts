@@ -6,9 +6,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import type { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
-import { connectionSchema, openClient, type EspmConnection } from "./connection";
+import { connectionSchema, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
@@ -86,9 +87,8 @@ export const registrationLifecycle = {
   },
 
   async create(inputs: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<RegistrationState>> {
-    const client = openClient(inputs.connection, settings?.espm);
-    let name = inputs.name;
-    try {
+    return withClient(inputs.connection, settings?.espm, async (client) => {
+      let name = inputs.name;
       for (let attempt = 1; ; attempt++) {
         try {
           const node = await client.registerNode({ name, ...classification(inputs) });
@@ -103,14 +103,11 @@ export const registrationLifecycle = {
           throw await cleanUpAfter(error, name, client);
         }
       }
-    } finally {
-      await client.close();
-    }
+    });
   },
 
   async read(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<RegistrationState>> {
-    const client = openClient(state.connection, settings?.espm);
-    try {
+    return withClient(state.connection, settings?.espm, async (client) => {
       const node = await client.getNode(id);
       // Gone behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
       if (!node) return { id: "", props: {} as RegistrationState };
@@ -125,33 +122,29 @@ export const registrationLifecycle = {
           nodeEnvironment: node.environment,
         }),
       };
-    } finally {
-      await client.close();
-    }
+    });
   },
 
   async update(id: string, olds: RegistrationState, news: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
-    const client = openClient(news.connection ?? olds.connection, settings?.espm);
-    try {
-      const node = await client.updateNode(id, classification(news));
-      return { outs: defined({ ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt }) };
-    } catch (error) {
-      throw new Error(`updating node ${id} in espm failed: ${messageOf(error)}`);
-    } finally {
-      await client.close();
-    }
+    return withClient(news.connection ?? olds.connection, settings?.espm, async (client) => {
+      try {
+        const node = await client.updateNode(id, classification(news));
+        return { outs: defined({ ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt }) };
+      } catch (error) {
+        throw new Error(`updating node ${id} in espm failed: ${messageOf(error)}`);
+      }
+    });
   },
 
   async delete(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<void> {
-    const client = openClient(state.connection, settings?.espm);
-    try {
-      // espm answers 204 for its own node that is already gone, and the client maps 404 to success.
-      await client.deleteNode(id);
-    } catch (error) {
-      throw new Error(`deleting node ${id} from espm failed: ${messageOf(error)}`);
-    } finally {
-      await client.close();
-    }
+    await withClient(state.connection, settings?.espm, async (client) => {
+      try {
+        // espm answers 204 for its own node that is already gone, and the client maps 404 to success.
+        await client.deleteNode(id);
+      } catch (error) {
+        throw new Error(`deleting node ${id} from espm failed: ${messageOf(error)}`);
+      }
+    });
   },
 };
 
@@ -159,7 +152,7 @@ export const registrationLifecycle = {
  * The answer to a create that may have acted (no answer, a 5xx, a reply that did not parse): remove
  * the node if espm made it, and if even that cannot be done, record it in state so nothing is orphaned.
  */
-async function cleanUpAfter(error: unknown, name: string, client: ReturnType<typeof openClient>): Promise<Error> {
+async function cleanUpAfter(error: unknown, name: string, client: EspmClient): Promise<Error> {
   try {
     await client.deleteNode(name);
     return new Error(`registering node ${name} with espm failed, and nothing was left behind: ${messageOf(error)}`);
