@@ -109,9 +109,19 @@ export function createToken(inputs: Pick<ImageState, "scope" | "instanceId" | "n
   return createHash("sha256").update(JSON.stringify([inputs.scope, inputs.instanceId, inputs.name, inputs.noReboot])).digest("hex").slice(0, 32);
 }
 
-function ec2(settings: AwsSettings, region = settings.region): EC2Client {
-  if (!region) throw new Error("no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION");
-  return new EC2Client({ region, endpoint: settings.endpoint, profile: settings.profile });
+const NO_REGION = "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION";
+
+/** Runs `use` with an EC2 client for `region` (the stack's when not given), and destroys it after. */
+async function withEc2<T>(settings: StackSettings | undefined, region: string | undefined, use: (client: EC2Client) => Promise<T>): Promise<T> {
+  const aws: AwsSettings = settings?.aws ?? {};
+  const where = region ?? aws.region;
+  if (!where) throw new Error(NO_REGION);
+  const client = new EC2Client({ region: where, endpoint: aws.endpoint, profile: aws.profile });
+  try {
+    return await use(client);
+  } finally {
+    client.destroy();
+  }
 }
 
 const tagList = (tags: Record<string, string>): Tag[] => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
@@ -232,7 +242,7 @@ export const imageLifecycle = {
   async check(olds: Partial<ImageState>, news: Record<string, unknown>, settings: StackSettings | undefined): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
     if (!olds.region && !settings?.aws.region) {
-      result.failures.push({ property: "region", reason: "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION" });
+      result.failures.push({ property: "region", reason: NO_REGION });
     }
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
   },
@@ -247,10 +257,9 @@ export const imageLifecycle = {
   },
 
   async create(inputs: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<ImageState>> {
-    const client = ec2(settings?.aws ?? {});
-    const region = await client.config.region();
-    const token = createToken(inputs);
-    try {
+    return withEc2(settings, undefined, async (client) => {
+      const region = await client.config.region();
+      const token = createToken(inputs);
       await refuseBootstrappedSource(client, inputs);
       const imageId = await adoptOrCreate(client, inputs, token, durationSeconds(inputs.timeouts.delete)!);
       const waited = await waitAvailable(client, inputs.name, imageId, durationSeconds(inputs.timeouts.create)!);
@@ -265,14 +274,11 @@ export const imageLifecycle = {
       } catch (error) {
         throw new ResourceInitError(`image ${imageId} (${inputs.name}) is available but could not be tagged as registered: ${messageOf(error)}`, imageId, defined({ ...base, state: "available" }));
       }
-    } finally {
-      client.destroy();
-    }
+    });
   },
 
   async read(id: string, state: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<ImageState>> {
-    const client = ec2(settings?.aws ?? {}, state.region);
-    try {
+    return withEc2(settings, state.region, async (client) => {
       const image = await describeImage(client, id);
       // Deregistered behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
       if (!image) return { id: "", props: {} as ImageState };
@@ -281,36 +287,30 @@ export const imageLifecycle = {
         // EC2 answers an unset description as empty: that is no drift from an unset input.
         props: defined({ ...state, description: image.Description || (state.description === "" ? "" : undefined), state: image.State ?? state.state, snapshotIds: snapshotsOf(image), appliedTags: tagMap(image.Tags) }),
       };
-    } finally {
-      client.destroy();
-    }
+    });
   },
 
   async update(id: string, olds: ImageState, news: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<ImageState>> {
-    const client = ec2(settings?.aws ?? {}, olds.region);
-    try {
-      if (news.description !== olds.description) {
-        await client.send(new ModifyImageAttributeCommand({ ImageId: id, Description: { Value: news.description ?? "" } }));
+    return withEc2(settings, olds.region, async (client) => {
+      try {
+        if (news.description !== olds.description) {
+          await client.send(new ModifyImageAttributeCommand({ ImageId: id, Description: { Value: news.description ?? "" } }));
+        }
+        const applied = await applyTags(client, id, olds.snapshotIds, news, createToken(olds), olds);
+        return { outs: defined({ ...olds, ...news, ...applied, imageId: olds.imageId, snapshotIds: olds.snapshotIds, region: olds.region, registeredAt: olds.registeredAt, state: olds.state, scope: olds.scope }) };
+      } catch (error) {
+        throw new Error(`updating image ${id} failed: ${messageOf(error)}`);
       }
-      const applied = await applyTags(client, id, olds.snapshotIds, news, createToken(olds), olds);
-      return { outs: defined({ ...olds, ...news, ...applied, imageId: olds.imageId, snapshotIds: olds.snapshotIds, region: olds.region, registeredAt: olds.registeredAt, state: olds.state, scope: olds.scope }) };
-    } catch (error) {
-      throw new Error(`updating image ${id} failed: ${messageOf(error)}`);
-    } finally {
-      client.destroy();
-    }
+    });
   },
 
   async delete(id: string, state: ImageState, settings: StackSettings | undefined): Promise<void> {
-    const client = ec2(settings?.aws ?? {}, state.region);
-    try {
+    return withEc2(settings, state.region, async (client) => {
       // Describe first: a create whose wait failed may never have recorded the snapshots.
       const image = await describeImage(client, id);
       const snapshotIds = [...new Set([...(state.snapshotIds ?? []), ...(image ? snapshotsOf(image) : [])])];
       await removeImage(client, id, snapshotIds, durationSeconds(state.timeouts?.delete ?? "40m") ?? 2400);
-    } finally {
-      client.destroy();
-    }
+    });
   },
 };
 
