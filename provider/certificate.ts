@@ -9,7 +9,7 @@ import { z } from "zod";
 import type { EspmClient } from "../sdk/client";
 import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
-import { connectionSchema, withClient, type EspmConnection } from "./connection";
+import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
@@ -168,7 +168,7 @@ export class PuppetCertificate extends pulumi.dynamic.Resource {
   constructor(name: string, args: PuppetCertificateArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs = {
       ...args,
-      connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
+      connection: secretConnection(args.connection),
       certificatePem: undefined,
       privateKeyPem: undefined,
       caCertificatePem: undefined,
@@ -177,7 +177,6 @@ export class PuppetCertificate extends pulumi.dynamic.Resource {
       notAfter: undefined,
       state: undefined,
     };
-    const secrets = ["privateKeyPem", "connection", ...(opts?.additionalSecretOutputs ?? [])];
-    super(certificateProvider, name, inputs, { ...opts, additionalSecretOutputs: secrets }, "espm", "PuppetCertificate");
+    super(certificateProvider, name, inputs, keepingSecret(opts, "privateKeyPem"), "espm", "PuppetCertificate");
   }
 }

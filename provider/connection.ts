@@ -6,6 +6,7 @@
  *
  * Nothing here logs or repeats the PSK: errors name config keys, never values.
  */
+import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { EspmClient } from "../sdk/client";
 import { normalizeFingerprint } from "../sdk/x509";
@@ -80,4 +81,14 @@ export async function withClient<T>(own: EspmConnection | undefined, stack: Part
   } finally {
     await client.close();
   }
+}
+
+/** A resource's own `connection` input, wrapped as a secret so that state keeps the PSK encrypted. */
+export function secretConnection(connection: pulumi.Input<EspmConnection> | undefined): pulumi.Output<EspmConnection> | undefined {
+  return connection === undefined ? undefined : pulumi.secret(connection);
+}
+
+/** Resource options that keep `connection`, and the named outputs, secret in state and outputs. */
+export function keepingSecret(opts: pulumi.CustomResourceOptions | undefined, ...outputs: string[]): pulumi.CustomResourceOptions {
+  return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...outputs, "connection"] };
 }

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { protocol, type PuppetRun } from "../sdk/protocol";
-import { connectionSchema, withClient, type EspmConnection } from "./connection";
+import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, elapsed, progress } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
@@ -132,12 +132,12 @@ export class PuppetFirstRun extends pulumi.dynamic.Resource {
   constructor(name: string, args: PuppetFirstRunArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs = {
       ...args,
-      connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
+      connection: secretConnection(args.connection),
       status: undefined,
       runAt: undefined,
       transactionUuid: undefined,
       resources: undefined,
     };
-    super(firstRunProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "espm", "PuppetFirstRun");
+    super(firstRunProvider, name, inputs, keepingSecret(opts), "espm", "PuppetFirstRun");
   }
 }

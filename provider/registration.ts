@@ -9,7 +9,7 @@ import { z } from "zod";
 import type { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
-import { connectionSchema, withClient, type EspmConnection } from "./connection";
+import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
@@ -183,11 +183,11 @@ export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
   constructor(name: string, args: PuppetNodeRegistrationArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs = {
       ...args,
-      connection: args.connection === undefined ? undefined : pulumi.secret(args.connection),
+      connection: secretConnection(args.connection),
       nodeEnvironment: undefined,
       createdAt: undefined,
     };
-    super(registrationProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "espm", "PuppetNodeRegistration");
+    super(registrationProvider, name, inputs, keepingSecret(opts), "espm", "PuppetNodeRegistration");
     this.nodeName = this.id;
   }
 }
