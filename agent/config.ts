@@ -7,10 +7,16 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "ini";
 import { z } from "zod";
+import { patternProblem } from "./certname-policy";
 
 export const DEFAULT_CONFIG_DIR = "/opt/espm/etc";
 export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
 export const DEFAULT_PORT = 8443;
+
+/** An ini list: `key[] = a` lines give an array; a plain `key = a` gives one value. */
+function list<T extends z.ZodType<string>>(item: T) {
+  return z.preprocess((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]), z.array(item));
+}
 
 function configSchema() {
   const path = z.string().min(1);
@@ -25,11 +31,28 @@ function configSchema() {
       body_limit: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
       auth_failures_allowed: z.coerce.number().int().min(1).default(5),
       auth_failure_window_seconds: z.coerce.number().int().min(1).default(60),
+      /** A client must send its request headers within this time (slowloris). */
+      headers_timeout_seconds: z.coerce.number().int().min(1).max(60).default(5),
+      /** ... and its whole request, body included, within this time (slow bodies). */
+      request_timeout_seconds: z.coerce.number().int().min(1).max(300).default(10),
+      /** On SIGTERM, requests still running after this grace period are cut off. */
+      stop_grace_seconds: z.coerce.number().int().min(0).max(60).default(2),
     }),
     store: z.object({
       database: path,
       enc_export: path,
+      /** The group that may read the export (Puppet Server's, which runs espm enc); files are 0640. */
+      export_group: z.string().regex(/^[a-z_][a-z0-9_-]*$/).optional(),
     }),
+    certnames: z
+      .object({
+        allow: list(z.string().refine((p) => patternProblem(p) === undefined, { error: (issue) => `${JSON.stringify(issue.input)} ${patternProblem(String(issue.input))}` })),
+        deny: list(z.string()),
+        allow_any: z.preprocess((v) => (v === undefined || v === "false" ? false : v === "true" ? true : v), z.boolean()),
+        /** How often espm relearns the names of Puppet Server and its compile masters. */
+        refresh_seconds: z.coerce.number().int().min(1).default(300),
+      })
+      .default({ allow: [], deny: [], allow_any: false, refresh_seconds: 300 }),
     classifier: z
       .object({
         groups: path,
@@ -65,6 +88,7 @@ export function loadConfig(path: string): EspmConfig {
     throw new ConfigError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass the config with -c or set ESPM_CONFIG`);
   }
   const raw = parse(text);
+  if (raw.store && raw.store.export_group === "") delete raw.store.export_group;
   if (raw.classifier && raw.classifier.fallback_enc === "") delete raw.classifier.fallback_enc;
   const result = configSchema().safeParse(raw);
   if (!result.success) {

@@ -1,7 +1,9 @@
 import type { FastifyRequest } from "fastify";
 import type { Group } from "../sdk/protocol";
 import type { CertificateAuthority, ClassDiscovery } from "./ca";
+import type { CertnamePolicy } from "./certname-policy";
 import type { EspmConfig } from "./config";
+import type { EncExport } from "./enc-export";
 import type { Idempotency } from "./idempotency";
 import type { ReportReader } from "./reports";
 import type { AuditEntry, Store } from "./store";
@@ -11,8 +13,12 @@ export interface AgentContext {
   config: EspmConfig;
   store: Store;
   idempotency: Idempotency;
-  /** The groups as last loaded from groups.yaml (SIGHUP reloads them). */
+  /** The groups as last validated from groups.yaml (reloaded on change and on SIGHUP). */
   groups(): Map<string, Group>;
+  /** Which certnames espm may sign and classify. */
+  policy: CertnamePolicy;
+  /** What `espm enc` reads: the per-node files and the groups snapshot. */
+  export: EncExport;
   ca?: CertificateAuthority;
   classes?: ClassDiscovery;
   /** Puppet Server's stored reports, when espm.ini names the report directory. */

@@ -1,14 +1,16 @@
 /**
- * `espm -c espm.ini`: the long-running agent. Foreground, JSON log lines on stdout, a clean stop on
- * SIGTERM/SIGINT (fastify lets in-flight requests finish), and SIGHUP reloads groups.yaml.
+ * `espm -c espm.ini`: the long-running agent. Foreground, JSON log lines on stdout, and a stop on
+ * SIGTERM/SIGINT that never waits on a client: in-flight requests get a short grace period, then
+ * every connection is closed. groups.yaml is watched (and reloaded on SIGHUP); Puppet Server's own
+ * names are learned at start and relearned periodically, for the certname policy.
  */
 import { readFileSync } from "node:fs";
-import type { Group } from "../sdk/protocol";
-import type { CertificateAuthority, ClassDiscovery } from "./ca";
+import type { CertificateAuthority, ClassDiscovery, ServerNameSource } from "./ca";
+import { CertnamePolicy } from "./certname-policy";
 import { loadConfig, type EspmConfig } from "./config";
 import type { AgentContext } from "./context";
-import { syncExport } from "./enc-export";
-import { loadGroups } from "./groups";
+import { EncExport, readGroupsSnapshot } from "./enc-export";
+import { GroupsSource } from "./groups";
 import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
 import { ReportReader } from "./reports";
@@ -18,7 +20,13 @@ import { VERSION } from "./version";
 export interface Backends {
   ca?: CertificateAuthority;
   classes?: ClassDiscovery;
+  names?: ServerNameSource;
 }
+
+/** While Puppet Server's own names are unknown, espm retries learning them this often. */
+const NAMES_RETRY_MS = 5000;
+/** How long start-up waits for the first attempt to learn them. */
+const FIRST_LEARN_WAIT_MS = 5000;
 
 function readSecret(path: string, what: string): string {
   try {
@@ -28,55 +36,144 @@ function readSecret(path: string, what: string): string {
   }
 }
 
+/** espm signs nothing until the operator has said which names it may sign. */
+function certnamePolicy(config: EspmConfig, configFile: string, needsServerNames: boolean): CertnamePolicy {
+  const { allow, deny, allow_any } = config.certnames;
+  if (allow.length === 0 && !allow_any) {
+    throw new Error(
+      `${configFile} names no certname patterns, so espm would not know which names it may sign. ` +
+        `Add one under [certnames] (allow[] = *.nodes.example.com), or set espm up with espm-setup --certname-pattern '*.nodes.example.com' (repeatable); ` +
+        `a lab may use --allow-any-certname (allow_any = true)`,
+    );
+  }
+  return new CertnamePolicy({ patterns: allow, deny, allowAny: allow_any }, needsServerNames);
+}
+
 export async function runAgent(configFile: string, makeBackends: (config: EspmConfig) => Backends): Promise<void> {
   const config = loadConfig(configFile);
   const psk = readSecret(config.server.psk_file, "PSK file");
   if (psk.length < 32) throw new Error(`the PSK in ${config.server.psk_file} is shorter than 32 characters; make a new one with espm-setup`);
   const tls = { key: readSecret(config.server.key, "TLS key"), cert: readSecret(config.server.cert, "TLS certificate") };
+  const backends = makeBackends(config);
+  const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
-  let groups: Map<string, Group> = loadGroups(config.classifier.groups);
   const store = new Store(config.store.database);
-  syncExport(config.store.enc_export, store.liveNodes());
+  const encExport = new EncExport(config.store.enc_export, config.store.export_group);
+  encExport.sync(store.liveNodes());
+  let log: AgentLog | undefined;
+  const groups = new GroupsSource(
+    config.classifier.groups,
+    (g) => encExport.writeGroups(g),
+    { info: (details, message) => log?.info(details, message), error: (details, message) => (log ? log.error(details, message) : console.error(message, details)) },
+    readGroupsSnapshot(config.store.enc_export),
+  );
+  const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : undefined;
   const ctx: AgentContext = {
     config,
     store,
     idempotency: new Idempotency(store),
-    groups: () => groups,
+    groups: () => groups.groups,
+    policy,
+    export: encExport,
     version: VERSION,
-    reports: config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : undefined,
-    ...makeBackends(config),
+    reports,
+    ...backends,
   };
   const app = buildServer(ctx, { psk, tls });
+  log = app.log;
 
-  process.on("SIGHUP", () => {
-    try {
-      groups = loadGroups(config.classifier.groups);
-      app.log.info({ groups: groups.size, file: config.classifier.groups }, "reloaded groups");
-    } catch (err) {
-      app.log.error({ err: (err as Error).message }, "kept the previous groups: the new groups file is not valid");
-    }
-  });
+  if (config.certnames.allow_any) {
+    app.log.warn(
+      { certnames: "allow_any" },
+      "ANY CERTNAME MAY BE SIGNED: allow_any is set in espm.ini, so whoever holds the PSK can have any name outside Puppet's own signed and classified. Use this only in a lab; production sets certname patterns.",
+    );
+  }
+  groups.watch();
+  process.on("SIGHUP", () => groups.reload("SIGHUP"));
+  const learning = backends.names ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log) : undefined;
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    app.log.info({ signal }, "stopping: finishing in-flight requests");
+    const graceMs = config.server.stop_grace_seconds * 1000;
+    app.log.info({ signal, graceMs }, "stopping: finishing in-flight requests");
+    learning?.stop();
+    groups.close();
+    // Requests still running after the grace period (a slow client) are cut off: a stop never waits on a client.
+    const cutOff = setTimeout(() => {
+      app.log.warn("closing the connections still open after the grace period");
+      app.server.closeAllConnections();
+    }, graceMs);
+    const finish = (code: number) => {
+      clearTimeout(cutOff);
+      store.close();
+      void reports?.close();
+      process.exit(code);
+    };
+    // Whatever else happens, the process is gone shortly after the grace period.
+    setTimeout(() => {
+      app.log.warn("stopped with connections still open");
+      finish(0);
+    }, graceMs + 2000).unref();
     app
       .close()
       .then(() => {
-        store.close();
         app.log.info("stopped");
-        process.exit(0);
+        finish(0);
       })
       .catch((err: Error) => {
         app.log.error({ err: err.message }, "unclean stop");
-        process.exit(1);
+        finish(1);
       });
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
 
+  // Wait briefly for the first lesson, so a fresh espm can sign at once; if Puppet Server is down,
+  // espm starts anyway and refuses names with 503 until it has learned them.
+  await Promise.race([learning?.first, new Promise((r) => setTimeout(r, FIRST_LEARN_WAIT_MS).unref())]);
   await app.listen({ host: config.server.host, port: config.server.port });
-  app.log.info({ version: VERSION, host: config.server.host, port: config.server.port, ca: ctx.ca ? "puppetserver" : "not configured" }, "espm ready");
+  app.log.info(
+    { version: VERSION, host: config.server.host, port: config.server.port, ca: ctx.ca ? "puppetserver" : "not configured", certnames: policy.describe().detail },
+    "espm ready",
+  );
+}
+
+type AgentLog = ReturnType<typeof buildServer>["log"];
+
+/**
+ * Learns Puppet Server's names now and then every `refreshMs` (every few seconds until the server's
+ * own names are known: until then the policy refuses every name with 503).
+ */
+function learnServerNames(source: ServerNameSource, policy: CertnamePolicy, refreshMs: number, log: AgentLog): { first: Promise<void>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let known = false;
+  const refresh = async () => {
+    const problems: string[] = [];
+    try {
+      policy.learn({ server: await source.serverNames() });
+      known = true;
+    } catch (err) {
+      problems.push(`server certificate: ${(err as Error).message}`);
+    }
+    try {
+      policy.learn({ altNamed: await source.altNamed() });
+    } catch (err) {
+      problems.push(`certificate list: ${(err as Error).message}`);
+    }
+    policy.noteProblem(problems.length ? problems.join("; ") : undefined);
+    if (problems.length) log.error({ problems }, "could not learn Puppet Server's names for the certname policy");
+    else log.info({ policy: policy.describe().detail }, "learned Puppet Server's names");
+    if (!stopped) timer = setTimeout(() => void refresh(), known ? refreshMs : NAMES_RETRY_MS).unref();
+  };
+  const first = refresh();
+  return {
+    first,
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }

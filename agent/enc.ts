@@ -1,49 +1,42 @@
 /**
  * `espm enc CERTNAME`: the external node classifier Puppet Server runs (node_terminus = exec) for
- * every catalog compile. It reads only espm.ini, groups.yaml and the classification export, never
- * the store, so it runs as Puppet Server's user with read access alone, and starts fast.
+ * every catalog compile. It reads only espm.ini and the export the daemon publishes (the node's
+ * file and the validated groups snapshot), never the store and never groups.yaml itself, so it runs
+ * as Puppet Server's user with read access alone, starts fast, and a broken groups.yaml cannot
+ * break a Puppet run.
  */
-import { execFile } from "node:child_process";
 import { stringify } from "yaml";
 import { nameProblem } from "../sdk/protocol";
 import { loadConfig } from "./config";
-import { readNodeExport } from "./enc-export";
-import { loadGroups, mergeClassification, type EncClassification } from "./groups";
+import { readGroupsSnapshot, readNodeExport } from "./enc-export";
+import { runFallbackEnc, type EncResult } from "./fallback-enc";
+import { mergeClassification, type EncClassification } from "./groups";
 
-export interface EncResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
+export type { EncResult };
 
 /** Puppet treats empty ENC output as an unknown node, so an unclassified node gets an explicit empty class list. */
 const UNCLASSIFIED = "---\nclasses: {}\n";
+
+/** How long Puppet Server's compile may wait on the site's fallback ENC. */
+const FALLBACK_TIMEOUT_MS = 30_000;
 
 export function renderEnc(classification: EncClassification): string {
   return `---\n${stringify(classification, { lineWidth: 0 })}`;
 }
 
-function runFallback(fallback: string, certname: string): Promise<EncResult> {
-  return new Promise((resolve) => {
-    execFile(fallback, [certname], { timeout: 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number") {
-        resolve({ stdout: "", stderr: `espm enc: cannot run the fallback ENC ${fallback}: ${err.message}\n`, exitCode: 1 });
-        return;
-      }
-      resolve({ stdout, stderr, exitCode: err ? (err.code as number) : 0 });
-    });
-  });
-}
-
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
-  const problem = nameProblem(certname);
-  if (problem) return { stdout: "", stderr: `espm enc: the certname ${JSON.stringify(certname)} ${problem}\n`, exitCode: 1 };
   const config = loadConfig(configFile);
-  const node = readNodeExport(config.store.enc_export, certname);
+  // A certname Puppet allows but espm's name rule does not (`x_`, `a..b`) is never espm's node:
+  // it goes to the fallback like any other node espm did not create, and never reaches a file path.
+  const node = nameProblem(certname) === undefined ? readNodeExport(config.store.enc_export, certname) : undefined;
   if (node) {
-    const classification = mergeClassification(node, loadGroups(config.classifier.groups));
+    const classification = mergeClassification(node, readGroupsSnapshot(config.store.enc_export));
     return { stdout: renderEnc(classification), stderr: "", exitCode: 0 };
   }
-  if (config.classifier.fallback_enc) return runFallback(config.classifier.fallback_enc, certname);
+  if (config.classifier.fallback_enc) {
+    const { timedOut, ...result } = await runFallbackEnc(config.classifier.fallback_enc, certname, FALLBACK_TIMEOUT_MS);
+    if (timedOut) result.stderr += `espm enc: the fallback ENC ${config.classifier.fallback_enc} gave no answer within ${FALLBACK_TIMEOUT_MS / 1000} s\n`;
+    return result;
+  }
   return { stdout: UNCLASSIFIED, stderr: "", exitCode: 0 };
 }

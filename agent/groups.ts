@@ -11,7 +11,7 @@
  *       parameters:
  *         role: web
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, unwatchFile, watchFile } from "node:fs";
 import { parse } from "yaml";
 import { z } from "zod";
 import type { Group, Node } from "../sdk/protocol";
@@ -95,4 +95,67 @@ export function mergeClassification(node: Pick<Node, "environment" | "groups" | 
     Object.assign(parameters, layer.parameters);
   }
   return { environment: node.environment, classes, parameters };
+}
+
+export interface GroupsLog {
+  info(details: object, message: string): void;
+  error(details: object, message: string): void;
+}
+
+/**
+ * The groups the daemon serves and publishes: loaded from groups.yaml at start, then again within
+ * seconds of every change (and on SIGHUP). Only a file that validates replaces them; a broken or
+ * deleted file keeps the last good groups, and the log says why. Every accepted version is published
+ * to the export, which is all `espm enc` reads.
+ */
+export class GroupsSource {
+  private current: Map<string, Group>;
+
+  constructor(
+    readonly path: string,
+    private readonly publish: (groups: Map<string, Group>) => void,
+    private readonly log: GroupsLog,
+    /** The groups last published, kept at start-up when the file is gone. */
+    previous?: Map<string, Group>,
+  ) {
+    if (!existsSync(path) && previous && previous.size > 0) {
+      this.current = previous;
+      log.error({ file: path, groups: previous.size }, "kept the last published groups: the groups file is gone");
+    } else {
+      this.current = loadGroups(path);
+      publish(this.current);
+    }
+  }
+
+  get groups(): Map<string, Group> {
+    return this.current;
+  }
+
+  /** Loads the file again; keeps the current groups if it is missing or invalid. Returns whether they changed. */
+  reload(reason: string): boolean {
+    if (!existsSync(this.path)) {
+      this.log.error({ file: this.path, reason }, "kept the last good groups: the groups file is gone");
+      return false;
+    }
+    try {
+      this.current = loadGroups(this.path);
+    } catch (err) {
+      this.log.error({ file: this.path, reason, err: (err as Error).message }, "kept the last good groups: the groups file is not valid");
+      return false;
+    }
+    this.publish(this.current);
+    this.log.info({ file: this.path, reason, groups: this.current.size }, "published groups");
+    return true;
+  }
+
+  /** Polls the file's metadata (which survives editors that replace the file by rename). */
+  watch(intervalMs = 1000): void {
+    watchFile(this.path, { interval: intervalMs, persistent: false }, (now, before) => {
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) this.reload("changed");
+    });
+  }
+
+  close(): void {
+    unwatchFile(this.path);
+  }
 }

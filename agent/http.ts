@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import type { FastifyReply } from "fastify";
 import type { z } from "zod";
 import { ERROR_STATUS, nameProblem, type ErrorCode } from "../sdk/protocol";
+import type { CertnamePolicy } from "./certname-policy";
 
 export class ApiError extends Error {
   constructor(
@@ -45,6 +46,17 @@ export function checkName(value: string, field: string): string {
   const problem = nameProblem(value);
   if (problem) throw new ApiError("invalid_request", `${field} ${problem}`, [{ field, message: problem }]);
   return value;
+}
+
+/**
+ * Throws unless the certname policy lets espm sign and classify `name`: a 403 naming the rule that
+ * refused it, or a 503 while Puppet Server's own names are not yet known. Called before any backend.
+ */
+export function checkAllowed(policy: CertnamePolicy, name: string, field: string): void {
+  const refusal = policy.refusal(name);
+  if (!refusal) return;
+  if (refusal.unknown) throw new ApiError("backend_unavailable", refusal.message);
+  throw new ApiError("forbidden", `${field} refused by the certname policy (${refusal.rule}): ${refusal.message}`, [{ field, message: `refused: ${refusal.rule}` }]);
 }
 
 /** JSON with object keys sorted, so that equal bodies hash equally whatever their key order. */

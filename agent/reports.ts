@@ -4,67 +4,66 @@
  * from instances to espm: Puppet Server already receives every agent's report, including the report
  * of a run that never got a catalog.
  *
- * Report YAML carries Ruby object tags (`!ruby/object:Puppet::Transaction::Report`); the yaml library
- * is told about them and reads them as plain maps.
+ * A node controls its own report, so espm treats it as hostile input: files over a small cap are
+ * skipped, and parsing happens in a worker thread with its own memory limit, so that a huge or
+ * slow report never holds up health checks or other requests.
  */
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { parse, YAMLMap, type Tags } from "yaml";
+import { Worker } from "node:worker_threads";
 import type { PuppetRun } from "../sdk/protocol";
 
-/** Report files bigger than this are skipped: a run's report is tens of KB. */
-const MAX_REPORT_BYTES = 16 * 1024 * 1024;
-const MAX_ERROR_LINES = 20;
-const MAX_ERROR_LENGTH = 500;
-const ERROR_LEVELS = new Set(["err", "alert", "emerg", "crit"]);
+/** Report files bigger than this are skipped: a run's report is tens of KB, a large one a few hundred. */
+export const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 
-/** The Ruby classes Puppet writes into reports, across report formats. */
-const RUBY_CLASSES = ["Puppet::Transaction::Report", "Puppet::Util::Log", "Puppet::Resource::Status", "Puppet::Transaction::Event", "Puppet::Util::Metric"];
+/** The one worker thread that parses reports, started on first use and not keeping the process alive. */
+class ReportParser {
+  private worker: Worker | undefined;
+  private next = 0;
+  private readonly pending = new Map<number, { resolve: (run: PuppetRun | undefined) => void; reject: (err: Error) => void }>();
 
-function rubyTags(): Tags {
-  // A tagged mapping stays a mapping: the tag only names the Ruby class Puppet serialized.
-  return RUBY_CLASSES.map((name) => ({ tag: `!ruby/object:${name}`, collection: "map" as const, nodeClass: YAMLMap, resolve: (map: unknown) => map }));
-}
-
-interface RawReport {
-  host?: string;
-  time?: string | Date;
-  status?: string;
-  transaction_uuid?: string;
-  environment?: string;
-  puppet_version?: string;
-  logs?: { level?: string; message?: string; source?: string }[];
-  metrics?: { resources?: { values?: [string, string, number][] } };
-}
-
-/** One report as a run: status, counts and, for a failed run, its error lines. */
-export function runFromReport(text: string): PuppetRun | undefined {
-  const raw = parse(text, { customTags: rubyTags() }) as RawReport | null;
-  if (!raw || typeof raw !== "object" || !raw.time) return undefined;
-  const status = raw.status === "changed" || raw.status === "unchanged" || raw.status === "failed" ? raw.status : "failed";
-  const metric = (key: string) => Number(raw.metrics?.resources?.values?.find((v) => v[0] === key)?.[2] ?? 0);
-  const errors = new Map<string, number>();
-  if (status === "failed") {
-    for (const log of raw.logs ?? []) {
-      if (!log.level || !ERROR_LEVELS.has(log.level) || !log.message) continue;
-      const line = `${log.source && log.source !== "Puppet" ? `${log.source}: ` : ""}${log.message}`.replace(/\s+/g, " ").slice(0, MAX_ERROR_LENGTH);
-      errors.set(line, (errors.get(line) ?? 0) + 1);
-    }
+  parse(path: string): Promise<PuppetRun | undefined> {
+    const worker = this.start();
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.ref();
+      worker.postMessage({ id, path });
+    });
   }
-  return {
-    time: new Date(raw.time).toISOString(),
-    status,
-    transactionUuid: raw.transaction_uuid ?? undefined,
-    environment: raw.environment ?? undefined,
-    puppetVersion: raw.puppet_version ?? undefined,
-    resources: { total: metric("total"), changed: metric("changed"), failed: metric("failed"), skipped: metric("skipped"), outOfSync: metric("out_of_sync") },
-    errors: [...errors].slice(0, MAX_ERROR_LINES).map(([line, times]) => (times > 1 ? `${line} (${times} times)` : line)),
-  };
+
+  async close(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(join(__dirname, "report-worker.js"), { resourceLimits: { maxOldGenerationSizeMb: 256 } });
+    worker.on("message", (message: { id: number; run?: PuppetRun; error?: string }) => {
+      const waiting = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (this.pending.size === 0) worker.unref();
+      if (!waiting) return;
+      if (message.error !== undefined) waiting.reject(new Error(message.error));
+      else waiting.resolve(message.run);
+    });
+    const failAll = (err: Error) => {
+      this.worker = undefined;
+      for (const waiting of this.pending.values()) waiting.reject(err);
+      this.pending.clear();
+    };
+    worker.on("error", failAll);
+    worker.on("exit", (code) => failAll(new Error(`the report worker stopped (exit ${code})`)));
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
 }
 
 export class ReportReader {
   /** Parsed runs by file path, kept while the file's size and mtime stay the same. */
   private readonly cache = new Map<string, { key: string; run: PuppetRun | undefined }>();
+  private readonly parser = new ReportParser();
 
   constructor(readonly dir: string) {}
 
@@ -92,6 +91,10 @@ export class ReportReader {
     return { status: "ok", detail: this.dir };
   }
 
+  async close(): Promise<void> {
+    await this.parser.close();
+  }
+
   private async read(path: string): Promise<PuppetRun | undefined> {
     const info = await stat(path);
     if (info.size > MAX_REPORT_BYTES) return undefined;
@@ -100,7 +103,7 @@ export class ReportReader {
     if (cached?.key === key) return cached.run;
     let run: PuppetRun | undefined;
     try {
-      run = runFromReport(await readFile(path, "utf8"));
+      run = await this.parser.parse(path);
     } catch {
       run = undefined; // a report being written, or not a report: skip it
     }

@@ -10,9 +10,7 @@ import { closeSync, existsSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { Classification, Node } from "../sdk/protocol";
 
-const SCHEMA_VERSION = 1;
-
-const SCHEMA = `
+const SCHEMA_V1 = `
 CREATE TABLE nodes (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL,
@@ -63,9 +61,19 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 `;
 
+/**
+ * Each step brings the schema from version i to i + 1. Version 2: the public key of the CSR espm
+ * submitted (SHA-256 of its SPKI), so that a pending request at the CA is recognised as espm's own
+ * by its key, not by its name alone.
+ */
+const MIGRATIONS = [SCHEMA_V1, "ALTER TABLE certificates ADD COLUMN public_key TEXT;"];
+const SCHEMA_VERSION = MIGRATIONS.length;
+
 export interface CertificateRecord {
   certname: string;
   state: "requested" | "signed" | "revoked";
+  /** SHA-256 (hex) of the submitted CSR's public key; null for records older than schema 2. */
+  publicKey: string | null;
   serial: string | null;
   notAfter: string | null;
 }
@@ -132,12 +140,10 @@ export class Store {
     if (version > SCHEMA_VERSION) {
       throw new Error(`the store was written by a newer espm (schema ${version}, this one knows ${SCHEMA_VERSION})`);
     }
-    if (version < 1) {
-      this.db.transaction(() => {
-        this.db.exec(SCHEMA);
-        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      })();
-    }
+    this.db.transaction(() => {
+      for (let step = version; step < SCHEMA_VERSION; step++) this.db.exec(MIGRATIONS[step]!);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
   }
 
   /** Runs `work` in one transaction: all of its writes land, or none. */
@@ -209,17 +215,33 @@ export class Store {
   certificate(certname: string): CertificateRecord | undefined {
     return this.db
       .prepare<[string], CertificateRecord>(
-        `SELECT certname, state, serial, not_after AS notAfter FROM certificates
+        `SELECT certname, state, public_key AS publicKey, serial, not_after AS notAfter FROM certificates
          WHERE certname = ? ORDER BY id DESC LIMIT 1`,
       )
       .get(certname);
   }
 
-  /** Records that espm is about to submit a CSR for this name, before it does. */
-  recordCertificateRequested(certname: string, now: string): void {
-    this.db
-      .prepare("INSERT INTO certificates (certname, state, created_at, updated_at) VALUES (?, 'requested', ?, ?)")
-      .run(certname, now, now);
+  /**
+   * Records that espm is about to submit a CSR with this public key for this name, before it does.
+   * A newer attempt replaces an unfinished one, so failed attempts leave one `requested` record.
+   */
+  recordCertificateRequested(certname: string, publicKey: string, now: string): void {
+    const replaced = this.db
+      .prepare(
+        `UPDATE certificates SET public_key = ?, updated_at = ?
+         WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?) AND state = 'requested'`,
+      )
+      .run(publicKey, now, certname).changes;
+    if (replaced === 0) {
+      this.db
+        .prepare("INSERT INTO certificates (certname, state, public_key, created_at, updated_at) VALUES (?, 'requested', ?, ?, ?)")
+        .run(certname, publicKey, now, now);
+    }
+  }
+
+  /** How many certificate records espm keeps for this name (one per signed attempt, at most one unfinished). */
+  certificateRecordCount(certname: string): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM certificates WHERE certname = ?").get(certname) as { n: number }).n;
   }
 
   recordCertificateSigned(certname: string, serial: string, notAfter: string, now: string): void {

@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     const names = Array.from({ length: count }, (_, i) => i);
     let started = process.hrtime.bigint();
     await pool(names, concurrency, async (i) => {
-      const name = `espm-${i}.bench.test`;
+      const name = `bench-${i}.example.test`;
       await client.registerNode({ name, classes: { espm_demo: {} } });
       const { privateKeyPem } = generateRsaKeyPair(2048);
       await client.signCertificate(name, createCsr(name, privateKeyPem));

@@ -115,11 +115,12 @@ export function protocol() {
     status: z.enum(["ok", "down", "not_configured"]),
     detail: z.string().optional(),
   });
+  // Without the PSK, health says only up ("ok") or down; the rest comes with the PSK.
   const health = z.object({
-    status: z.literal("ok"),
-    version: z.string(),
-    protocol: z.literal(PROTOCOL_VERSION),
-    backends: z.record(z.string(), backendStatus),
+    status: z.enum(["ok", "down"]),
+    version: z.string().optional(),
+    protocol: z.literal(PROTOCOL_VERSION).optional(),
+    backends: z.record(z.string(), backendStatus).optional(),
   });
 
   const errorBody = z.object({
@@ -145,6 +146,7 @@ export function protocol() {
     certificateStatus,
     puppetRun,
     runsResponse,
+    backendStatus,
     health,
     errorBody,
   };
@@ -166,13 +168,14 @@ export type CertificateStatus = z.output<Protocol["certificateStatus"]>;
 export type PuppetRun = z.output<Protocol["puppetRun"]>;
 export type RunsResponse = z.output<Protocol["runsResponse"]>;
 export type Health = z.output<Protocol["health"]>;
-export type BackendStatus = z.output<Protocol["health"]>["backends"][string];
+export type BackendStatus = z.output<Protocol["backendStatus"]>;
 export type ErrorBody = z.output<Protocol["errorBody"]>;
 
 /** Error codes of protocol v1, each with the HTTP status it travels with. */
 export const ERROR_STATUS = {
   invalid_request: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,

@@ -3,7 +3,7 @@
  * certificates. Keys come from Node's native crypto (fast, constant-time); node-forge builds and signs
  * the X.509 structures, which Node's crypto cannot.
  */
-import { createHash, generateKeyPair, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPair, generateKeyPairSync, randomBytes, verify, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
 
@@ -165,7 +165,14 @@ export function createCsr(certname: string, privateKeyPem: string, extensions: R
 }
 
 export interface CsrSummary {
+  /** The subject's first CN, the one Puppet uses. */
   commonName: string | undefined;
+  /** Every CN in the subject: Puppet reads the first, so a CSR with more is refused. */
+  commonNames: string[];
+  /** SHA-256 (hex) of the CSR's public key (its SubjectPublicKeyInfo, DER). */
+  publicKeySha256: string;
+  /** Why the CSR's own signature does not verify with its public key, or undefined when it does. */
+  signatureProblem: string | undefined;
   keyType: "rsa" | "ec-p256" | "ec-p384" | "other";
   /** OIDs of the requested extensions. */
   extensions: string[];
@@ -208,11 +215,11 @@ export function inspectCsr(pem: string): CsrSummary {
   const [, subject, spki, attributes] = children(info);
   if (!subject || !spki) throw new Error("not a PEM certificate request (missing subject or public key)");
 
-  let commonName: string | undefined;
+  const commonNames: string[] = [];
   for (const rdn of children(subject)) {
     for (const pair of children(rdn)) {
       const [type, value] = children(pair);
-      if (oid(type) === OID.commonName && typeof value?.value === "string") commonName = forge.util.decodeUtf8(value.value);
+      if (oid(type) === OID.commonName) commonNames.push(typeof value?.value === "string" ? forge.util.decodeUtf8(value.value) : "");
     }
   }
 
@@ -246,10 +253,92 @@ export function inspectCsr(pem: string): CsrSummary {
       }
     }
   }
-  return { commonName, keyType, extensions, dnsAltNames, otherAltNames };
+  const der = Buffer.from(forge.pem.decode(pem)[0]!.body, "binary");
+  const signatureOid = oid(children(children(root)[1])[0]);
+  const signed = csrParts(der);
+  return {
+    commonName: commonNames[0],
+    commonNames,
+    publicKeySha256: createHash("sha256").update(signed.spki).digest("hex"),
+    signatureProblem: signatureProblem(signatureOid, signed.info, signed.spki, signed.signature),
+    keyType,
+    extensions,
+    dnsAltNames,
+    otherAltNames,
+  };
 }
 
-/** Why Puppet Server would refuse this CSR for certname, or undefined when it is acceptable. */
+/** One DER element at `at`: where its contents start and where it ends. */
+function derElement(der: Buffer, at: number): { contents: number; end: number } {
+  if (at + 2 > der.length) throw new Error("truncated DER");
+  const first = der[at + 1]!;
+  let length = first;
+  let contents = at + 2;
+  if (first & 0x80) {
+    const bytes = first & 0x7f;
+    if (bytes === 0 || bytes > 4) throw new Error("unsupported DER length");
+    length = 0;
+    for (let i = 0; i < bytes; i++) length = length * 256 + der[contents + i]!;
+    contents += bytes;
+  }
+  const end = contents + length;
+  if (end > der.length) throw new Error("truncated DER");
+  return { contents, end };
+}
+
+/**
+ * The exact bytes a CSR's signature covers (CertificationRequestInfo), its public key (SPKI) and
+ * its signature. The signed bytes are sliced from the original DER, never re-encoded, so a
+ * signature is checked against what the requester really signed.
+ */
+function csrParts(der: Buffer): { info: Buffer; spki: Buffer; signature: Buffer } {
+  const outer = derElement(der, 0);
+  const info = derElement(der, outer.contents);
+  const algorithm = derElement(der, info.end);
+  const signature = derElement(der, algorithm.end);
+  const version = derElement(der, info.contents);
+  const subject = derElement(der, version.end);
+  const spki = derElement(der, subject.end);
+  return {
+    info: der.subarray(outer.contents, info.end),
+    spki: der.subarray(subject.end, spki.end),
+    // A BIT STRING's first content byte counts unused bits (0 for signatures).
+    signature: der.subarray(signature.contents + 1, signature.end),
+  };
+}
+
+/** Signature algorithms a CSR may use, with the hash each implies (RSA PKCS#1 v1.5 and ECDSA). */
+const SIGNATURE_HASHES: Readonly<Record<string, string>> = {
+  "1.2.840.113549.1.1.11": "sha256",
+  "1.2.840.113549.1.1.12": "sha384",
+  "1.2.840.113549.1.1.13": "sha512",
+  "1.2.840.10045.4.3.2": "sha256",
+  "1.2.840.10045.4.3.3": "sha384",
+  "1.2.840.10045.4.3.4": "sha512",
+};
+
+function signatureProblem(algorithm: string | undefined, info: Buffer, spki: Buffer, signature: Buffer): string | undefined {
+  const hash = algorithm && SIGNATURE_HASHES[algorithm];
+  if (!hash) return `its signature algorithm ${algorithm ?? "(missing)"} is not one espm checks (RSA or ECDSA with SHA-256, -384 or -512)`;
+  try {
+    const key = createPublicKey({ key: spki, format: "der", type: "spki" });
+    return verify(hash, info, key, signature) ? undefined : "its signature does not verify with its own public key (no proof that the requester holds the private key)";
+  } catch (err) {
+    return `its signature cannot be checked: ${(err as Error).message}`;
+  }
+}
+
+/** SHA-256 (hex) of a PEM certificate's public key, comparable with CsrSummary.publicKeySha256. */
+export function certificatePublicKeySha256(certificatePem: string): string {
+  const spki = new X509Certificate(certificatePem).publicKey.export({ type: "spki", format: "der" });
+  return createHash("sha256").update(spki).digest("hex");
+}
+
+/**
+ * Why this CSR must not be signed for certname, or undefined when it may: read the way Puppet
+ * reads it (the first CN is the certname, so exactly one CN), signed by the key it carries (proof
+ * of possession), and asking for nothing Puppet Server would refuse.
+ */
 export function csrProblem(pem: string, certname: string): string | undefined {
   let csr: CsrSummary;
   try {
@@ -257,11 +346,15 @@ export function csrProblem(pem: string, certname: string): string | undefined {
   } catch (err) {
     return (err as Error).message;
   }
-  if (csr.commonName !== certname) return `its subject CN is ${csr.commonName ?? "missing"}; it must be the certname ${certname}`;
+  if (csr.commonNames.length !== 1) {
+    return `its subject has ${csr.commonNames.length} CNs; it must have exactly one, the certname ${certname} (Puppet reads only the first)`;
+  }
+  if (csr.commonName !== certname) return `its subject CN is ${csr.commonName}; it must be the certname ${certname}`;
+  if (csr.signatureProblem) return csr.signatureProblem;
   if (csr.keyType === "other") return "its key must be RSA or EC on P-256 or P-384";
   for (const id of csr.extensions) {
     if (id === OID.subjectAltName) {
-      if (csr.otherAltNames || csr.dnsAltNames.some((n) => n !== certname)) return `its subjectAltName may name only DNS:${certname}`;
+      if (csr.otherAltNames || csr.dnsAltNames.length !== 1 || csr.dnsAltNames[0] !== certname) return `its subjectAltName, if any, must be exactly DNS:${certname}`;
     } else if (!id.startsWith("1.3.6.1.4.1.34380.1.1.") && !id.startsWith("1.3.6.1.4.1.34380.1.2.")) {
       return `it requests extension ${id}; only Puppet's pp_* extensions (1.3.6.1.4.1.34380.1.1.* and 1.3.6.1.4.1.34380.1.2.*) are allowed`;
     }

@@ -23,13 +23,37 @@ describe("espm agent (real process)", function () {
   });
 
   describe("health and authentication", () => {
-    it("answers health without a PSK, reporting unconfigured backends", async () => {
-      const res = await espm.raw("GET", "/v1/health", { psk: null });
-      assert.equal(res.status, 200);
-      const body = res.json as unknown as { backends: Record<string, { status: string }> };
+    it("answers health without a PSK with up or down only, and the backends with it", async () => {
+      const anonymous = await espm.raw("GET", "/v1/health", { psk: null });
+      assert.equal(anonymous.status, 200);
+      assert.deepEqual(anonymous.json, { status: "ok" }, "no version, paths or backends without the PSK");
+      const res = await espm.raw("GET", "/v1/health");
+      const body = res.json as unknown as { version: string; backends: Record<string, { status: string; detail?: string }> };
       assert.equal(body.backends.ca!.status, "not_configured");
       assert.equal(body.backends.store!.status, "ok");
+      assert.match(body.backends.certnames!.detail!, /patterns \*\.example\.test/);
+      assert.ok(body.version);
       assert.ok(!res.text.includes(espm.setup.psk));
+    });
+
+    it("offers only AEAD ciphers: a client that offers AES128-SHA alone gets no connection", async () => {
+      const { connect } = await import("node:tls");
+      const outcome = await new Promise<string>((resolve) => {
+        const socket = connect({ host: "127.0.0.1", port: espm.setup.port, ca: espm.setup.certificate, ciphers: "AES128-SHA", maxVersion: "TLSv1.2" }, () => {
+          resolve(`connected with ${socket.getCipher().name}`);
+          socket.end();
+        });
+        socket.on("error", (err) => resolve(`refused: ${err.message}`));
+      });
+      assert.match(outcome, /^refused: .*handshake failure|no shared cipher|alert/i);
+      const modern = await new Promise<string>((resolve, reject) => {
+        const socket = connect({ host: "127.0.0.1", port: espm.setup.port, ca: espm.setup.certificate, maxVersion: "TLSv1.2" }, () => {
+          resolve(socket.getCipher().name);
+          socket.end();
+        });
+        socket.on("error", reject);
+      });
+      assert.match(modern, /GCM|CHACHA20/);
     });
 
     it("rejects a wrong PSK with 401, then slows the address with 429, never the right PSK", async () => {
@@ -112,8 +136,8 @@ describe("espm agent (real process)", function () {
     });
 
     it("refuses an unknown group with 422 naming it", async () => {
-      await assert.rejects(client.registerNode({ name: "x-01", groups: ["web", "nosuch"] }), (err: EspmError) => err.status === 422 && err.message.includes("nosuch"));
-      assert.equal(await client.getNode("x-01"), undefined);
+      await assert.rejects(client.registerNode({ name: "x-01.example.test", groups: ["web", "nosuch"] }), (err: EspmError) => err.status === 422 && err.message.includes("nosuch"));
+      assert.equal(await client.getNode("x-01.example.test"), undefined);
     });
 
     it("creates once for a retried POST with the same Idempotency-Key, and refuses the key with another body", async () => {
@@ -155,6 +179,7 @@ describe("espm agent (real process)", function () {
       const huge = await espm.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "big-01", parameters: { blob: "x".repeat(200_000) } }), headers: json });
       assert.equal(huge.status, 413);
       assert.equal(huge.json.error!.code, "payload_too_large");
+      assert.equal(huge.json.error!.message, "the request body is larger than espm accepts (65536 bytes at most)");
 
       const notJson = await espm.raw("POST", "/v1/nodes", { body: "name=x", headers: { "content-type": "text/plain" } });
       assert.equal(notJson.status, 415);

@@ -9,18 +9,37 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { BackendError, type CaCertificateStatus, type CertificateAuthority } from "../agent/ca";
+import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../agent/ca";
+import { CertnamePolicy } from "../agent/certname-policy";
+import { EncExport } from "../agent/enc-export";
 import type { EspmConfig } from "../agent/config";
 import { Idempotency } from "../agent/idempotency";
 import { buildServer } from "../agent/server";
 import { Store } from "../agent/store";
-import { createCsr, createSelfSignedCertificate, describeCertificate, generateRsaKeyPair } from "../sdk/x509";
+import { createCsr, describeCertificate, generateRsaKeyPair } from "../sdk/x509";
+
+/** Signs CSRs of any key type with a throw-away CA, through openssl, as Puppet's CA would. */
+function testCa(dir: string): (csrPem: string) => string {
+  const key = join(dir, "test-ca.key");
+  const cert = join(dir, "test-ca.pem");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=Test CA", "-days", "1"], { stdio: "ignore" });
+  let serial = 1;
+  return (csrPem) => {
+    const csr = join(dir, "sign.csr");
+    writeFileSync(csr, csrPem);
+    return execFileSync("openssl", ["x509", "-req", "-in", csr, "-CA", cert, "-CAkey", key, "-set_serial", String(++serial), "-days", "1"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+  };
+}
 
 class CaDouble implements CertificateAuthority {
-  held = new Map<string, CaCertificateStatus & { pem?: string }>();
+  held = new Map<string, CaCertificateStatus & { pem?: string; csr?: string }>();
   calls: string[] = [];
   down = false;
   failSign = false;
+  /** A reason the CA gives when it refuses to sign (Puppet Server keeps the refused request pending). */
+  refuseSign: string | undefined;
+
+  constructor(private readonly signCsr: (csrPem: string) => string) {}
 
   private check(op: string, certname = "") {
     this.calls.push(`${op} ${certname}`.trim());
@@ -30,17 +49,22 @@ class CaDouble implements CertificateAuthority {
     this.check("status", certname);
     return this.held.get(certname) ?? { state: "absent" as const };
   }
-  async submit(certname: string) {
+  async submit(certname: string, csr: string) {
     this.check("submit", certname);
-    if (this.held.has(certname)) throw new BackendError(502, `${certname} already has a requested certificate; ignoring certificate request`);
-    this.held.set(certname, { state: "requested" });
+    if (this.held.has(certname)) throw new CaRefusal(certname, `${certname} already has a requested certificate; ignoring certificate request`);
+    this.held.set(certname, { state: "requested", csr });
   }
   async sign(certname: string) {
     this.check("sign", certname);
     if (this.failSign) throw new BackendError(502, "sign failed");
-    const pem = createSelfSignedCertificate({ commonName: certname, altNames: [certname] }).certificatePem;
+    if (this.refuseSign) throw new CaRefusal(certname, this.refuseSign);
+    const pem = this.signCsr(this.held.get(certname)!.csr!);
     const { serial, notAfter } = describeCertificate(pem);
     this.held.set(certname, { state: "signed", serial, notAfter, pem });
+  }
+  async request(certname: string) {
+    this.check("request", certname);
+    return this.held.get(certname)?.csr;
   }
   async certificate(certname: string) {
     this.check("certificate", certname);
@@ -75,13 +99,15 @@ describe("certificate routes (CA test double)", () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "espm-ca-"));
     store = new Store(join(dir, "espm.db"));
-    ca = new CaDouble();
+    ca = new CaDouble(testCa(dir));
     const config = {
-      server: { body_limit: 65536, auth_failures_allowed: 5, auth_failure_window_seconds: 60 },
+      server: { body_limit: 65536, auth_failures_allowed: 5, auth_failure_window_seconds: 60, headers_timeout_seconds: 5, request_timeout_seconds: 10, stop_grace_seconds: 2 },
       store: { database: join(dir, "espm.db"), enc_export: dir },
       classifier: { groups: join(dir, "groups.yaml"), default_environment: "production" },
     } as EspmConfig;
-    app = buildServer({ config, store, idempotency: new Idempotency(store), groups: () => new Map(), ca, version: "test" }, { psk: "p".padEnd(33, "k"), logger: false });
+    const policy = new CertnamePolicy({ patterns: ["*.example.test"], allowAny: false, deny: [] }, false);
+    const ctx = { config, store, idempotency: new Idempotency(store), groups: () => new Map(), policy, export: new EncExport(dir), ca, version: "test" };
+    app = buildServer(ctx, { psk: "p".padEnd(33, "k"), logger: false });
   });
 
   afterEach(async () => {
@@ -147,6 +173,41 @@ describe("certificate routes (CA test double)", () => {
     const second = await post("crash-01.example.test", { csr: csrFor("crash-01.example.test") });
     assert.equal(second.statusCode, 201, second.body);
     assert.ok(ca.calls.includes("clean crash-01.example.test"));
+  });
+
+  it("passes a CA's refusal of the CSR on as 422 with the CA's reason, and removes the refused request", async () => {
+    ca.refuseSign = "Found extensions that are not permitted: 1.3.6.1.4.1.34380.1.2.99";
+    const res = await post("refused-01.example.test", { csr: csrFor("refused-01.example.test") });
+    assert.equal(res.statusCode, 422, res.body);
+    assert.match(res.json().error.message, /the Puppet CA refused the request for refused-01\.example\.test: Found extensions that are not permitted/);
+    assert.equal(ca.held.has("refused-01.example.test"), false, "the refused request does not block the name");
+    ca.refuseSign = undefined;
+    assert.equal((await post("refused-01.example.test", { csr: csrFor("refused-01.example.test") })).statusCode, 201);
+  });
+
+  it("keeps one requested record however often signing fails", async () => {
+    ca.failSign = true;
+    for (let i = 0; i < 3; i++) assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 502);
+    assert.equal(store.certificateRecordCount("retry-01.example.test"), 1);
+    ca.failSign = false;
+    assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 201);
+    assert.equal(store.certificateRecordCount("retry-01.example.test"), 1);
+    assert.equal(store.certificate("retry-01.example.test")?.state, "signed");
+  });
+
+  it("never removes a pending request that is not espm's, even under a name espm once requested", async () => {
+    ca.failSign = true;
+    assert.equal((await post("swap-01.example.test", { csr: csrFor("swap-01.example.test") })).statusCode, 502);
+    // Someone removes espm's request and submits their own, with another key.
+    const other = generateRsaKeyPair(2048).privateKeyPem;
+    ca.held.set("swap-01.example.test", { state: "requested", csr: createCsr("swap-01.example.test", other) });
+    ca.failSign = false;
+    const res = await post("swap-01.example.test", { csr: csrFor("swap-01.example.test") });
+    assert.equal(res.statusCode, 409, res.body);
+    assert.match(res.json().error.message, /pending certificate request .* that espm did not make/);
+    assert.equal((await call("DELETE", "swap-01.example.test")).statusCode, 204);
+    assert.ok(ca.held.has("swap-01.example.test"), "the other request is untouched");
+    assert.ok(!ca.calls.includes("clean swap-01.example.test"));
   });
 
   it("answers 503 naming the CA when it is down, and 409 when espm already signed the name", async () => {

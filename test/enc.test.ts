@@ -1,6 +1,6 @@
 /** `espm enc` as Puppet Server runs it: a separate process, read-only, fast. */
 import assert from "node:assert/strict";
-import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -65,11 +65,45 @@ describe("espm enc", () => {
     });
   });
 
-  it("picks up a groups.yaml edit on the next call, without a restart", async () => {
+  /** The node's classification as espm enc prints it, once `accept` says it shows what a test waits for (within 5 s). */
+  async function encUntil(certname: string, accept: (classification: { classes: Record<string, unknown>; parameters: Record<string, unknown> }) => boolean) {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const result = await enc(espm.setup.ini, certname);
+      assert.equal(result.code, 0, result.stderr);
+      const classification = parse(result.stdout);
+      if (accept(classification) || Date.now() > deadline) return classification;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it("picks up a groups.yaml edit within 5 s, without a restart", async () => {
+    const started = Date.now();
     writeFileSync(join(espm.setup.configDir, "groups.yaml"), GROUPS_YAML.replace("ntp: {}", "ntp: { servers: [pool.example] }").replace("role: web", "role: frontend"));
-    const result = parse((await enc(espm.setup.ini, "web-01.example.test")).stdout);
+    const result = await encUntil("web-01.example.test", (c) => c.parameters.role === "frontend");
     assert.deepEqual(result.classes.ntp, { servers: ["pool.example"] });
     assert.equal(result.parameters.role, "frontend");
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  });
+
+  it("keeps printing the last good classification when groups.yaml is broken or deleted", async () => {
+    const file = join(espm.setup.configDir, "groups.yaml");
+    const good = readFileSync(file, "utf8");
+    const before = (await enc(espm.setup.ini, "web-01.example.test")).stdout;
+    writeFileSync(file, "groups:\n  web: [this is: not: valid\n");
+    await new Promise((r) => setTimeout(r, 2500));
+    const broken = await enc(espm.setup.ini, "web-01.example.test");
+    assert.equal(broken.code, 0, broken.stderr);
+    assert.equal(broken.stdout, before);
+    assert.ok(espm.logLines.some((l) => l.includes("kept the last good groups: the groups file is not valid")), "the log says why");
+    rmSync(file);
+    await new Promise((r) => setTimeout(r, 2500));
+    const deleted = await enc(espm.setup.ini, "web-01.example.test");
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.equal(deleted.stdout, before);
+    assert.ok(espm.logLines.some((l) => l.includes("kept the last good groups: the groups file is gone")), "the log says why");
+    writeFileSync(file, good);
+    await encUntil("web-01.example.test", () => espm.logLines.filter((l) => l.includes('"published groups"')).length >= 2);
   });
 
   it("prints classes: {} for a node espm does not know, and exits 0", async () => {
@@ -95,21 +129,43 @@ describe("espm enc", () => {
     assert.equal(parse(ours.stdout).classes.motd.message, "the node's own");
   });
 
-  it("works as an unprivileged user who cannot write, or even read, the store", async () => {
-    const result = await enc(espm.setup.ini, "web-01.example.test", "nobody");
+  it("works as Puppet Server's user, who cannot write, or even read, the store; others cannot read the export", async () => {
+    const result = await enc(espm.setup.ini, "web-01.example.test", "puppet");
     assert.equal(result.code, 0, result.stderr);
     assert.equal(parse(result.stdout).classes.motd.message, "the node's own");
-    const write = await run("runuser", ["-u", "nobody", "--", "sh", "-c", `echo x >> ${join(espm.setup.configDir, "espm.db")}`]).then(
+    const write = await run("runuser", ["-u", "puppet", "--", "sh", "-c", `echo x >> ${join(espm.setup.configDir, "espm.db")}`]).then(
       () => "written",
       () => "refused",
     );
     assert.equal(write, "refused");
+    const exported = join(espm.setup.configDir, "enc-nodes/web-01.example.test.json");
+    const info = statSync(exported);
+    assert.equal(info.mode & 0o777, 0o640, "parameters can hold secrets: not world-readable");
+    assert.equal(info.gid, Number((await run("getent", ["group", "puppet"])).stdout.split(":")[2]));
+    const stranger = await enc(espm.setup.ini, "web-01.example.test", "nobody");
+    assert.notEqual(stranger.code, 0, "a user outside Puppet Server's group reads nothing");
   });
 
-  it("refuses a hostile certname without reading anything", async () => {
-    const result = await enc(espm.setup.ini, "../etc/passwd");
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /certname/);
+  it("sends certnames that Puppet allows but espm's name rule does not to the fallback, and never to a file path", async () => {
+    const fallback = join(espm.setup.dir, "fallback-names.sh");
+    writeFileSync(fallback, '#!/bin/sh\nprintf -- "---\\nclasses: {}\\nparameters:\\n  asked: \"%s\"\\n" "$1"\n', { mode: 0o755 });
+    const ini = join(espm.setup.configDir, "fallback-names.ini");
+    const config = parseIni(readFileSync(espm.setup.ini, "utf8"));
+    config.classifier.fallback_enc = fallback;
+    writeFileSync(ini, stringifyIni(config));
+    for (const certname of ["x_", "a..b", "../etc/passwd", "Upper.example.test"]) {
+      const result = await enc(ini, certname);
+      assert.equal(result.code, 0, `${certname}: ${result.stderr}`);
+      assert.deepEqual(parse(result.stdout), { classes: {}, parameters: { asked: certname } });
+    }
+    const plain = await enc(espm.setup.ini, "a..b");
+    assert.deepEqual(parse(plain.stdout), { classes: {} });
+  });
+
+  it("treats espm enc --help as a request for help, not a certname", async () => {
+    const result = await enc(espm.setup.ini, "--help");
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /usage:/);
   });
 
   it("keeps answering while the agent writes", async () => {
@@ -123,7 +179,7 @@ describe("espm enc", () => {
 
   it("shows an update to the unprivileged user on the next call", async () => {
     await client.updateNode("web-01.example.test", { groups: ["web"], classes: {}, parameters: {} });
-    const result = await enc(espm.setup.ini, "web-01.example.test", "nobody");
+    const result = await enc(espm.setup.ini, "web-01.example.test", "puppet");
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(parse(result.stdout).classes, { motd: { message: "from the web group" }, ntp: { servers: ["pool.example"] } });
   });

@@ -49,14 +49,36 @@ describe("espm-setup", () => {
 });
 
 describe("espm puppet-config", () => {
-  it("prints the ENC setting for this config and Debian's auth.conf with espm allowed on the CA rules only", async () => {
-    const setup = await setupEspm();
+  it("prints the ENC setting and Debian's auth.conf with espm's own rules first, limited to the certname patterns", async () => {
+    const setup = await setupEspm(["--certname-pattern", "*.nodes.example.com", "--certname-pattern", "db-01.example.org", "--deny-certname", "old.nodes.example.com"]);
     const { stdout } = await run(process.execPath, [ESPM_BIN, "puppet-config", "-c", setup.ini, "--auth-conf", "/etc/puppet/puppetserver/conf.d/auth.conf"]);
     assert.ok(stdout.includes(`external_nodes = ${ESPM_BIN} enc -c ${setup.ini}`));
     const rewritten = stdout.slice(stdout.indexOf("authorization: {"));
-    assert.equal(rewritten.match(/allow: \["espm", \{ extensions: \{ pp_cli_auth: "true" \} \}\]/g)?.length, 3);
+    assert.ok(
+      rewritten.includes(
+        'path: "^/puppet-ca/v1/certificate_status/(?!(?:ca|espm|puppet|puppetmaster|localhost|old\\\\.nodes\\\\.example\\\\.com)$)(?:[a-z0-9_-]+\\\\.nodes\\\\.example\\\\.com|db-01\\\\.example\\\\.org)$", type: regex, method: [get, put, delete] }',
+      ),
+      rewritten.slice(0, 1200),
+    );
+    assert.match(rewritten, /name: "espm certificates"/);
+    assert.match(rewritten, /name: "espm certificate list"/);
     assert.match(rewritten, /name: "espm environment classes"/);
-    assert.equal(rewritten.match(/"espm"/g)?.length, 4, "espm appears in exactly four rules");
+    assert.equal(rewritten.match(/"espm"/g)?.length, 3, "espm appears in its own three rules and no stock rule");
+    assert.doesNotMatch(rewritten, /\/puppet-ca\/v1\/clean[^\n]*\n[^}]*"espm"/, "no rule lets espm use /clean");
     rmSync(setup.dir, { recursive: true });
+  });
+
+  it("turns patterns into regexes that match exactly one label for each '*'", async () => {
+    const { certnamePathRegex } = await import("../agent/puppet-config");
+    const regex = new RegExp(certnamePathRegex({ patterns: ["*.nodes.example.com"], allowAny: false, deny: [] }));
+    const path = (name: string) => `/puppet-ca/v1/certificate_status/${name}`;
+    assert.ok(regex.test(path("web-01.nodes.example.com")));
+    for (const name of ["a.b.nodes.example.com", "nodes.example.com", "webXnodes.example.com", "web.nodes.example.com.evil", "puppet"]) {
+      assert.ok(!regex.test(path(name)), name);
+    }
+    const any = new RegExp(certnamePathRegex({ patterns: [], allowAny: true, deny: [] }));
+    assert.ok(any.test(path("anything.example.org")));
+    for (const name of ["puppet", "ca", "localhost", "espm", "puppetmaster"]) assert.ok(!any.test(path(name)), name);
+    assert.ok(any.test(path("puppet.example.org")), "only the exact reserved names are excluded");
   });
 });

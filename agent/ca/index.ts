@@ -24,14 +24,46 @@ export interface CertificateAuthority {
   caBundle(): Promise<string>;
   /** The CA's current revocation list chain, PEM. */
   crl(): Promise<string>;
-  /** Revokes certname's certificate if it has one, then removes it and any request; succeeds when nothing is there. */
+  /** The pending request's CSR (PEM), or undefined when there is none. */
+  request(certname: string): Promise<string | undefined>;
+  /**
+   * Revokes certname's certificate if it has a signed one, then removes it and any pending request
+   * (revoke, then DELETE certificate_status: both on the certname's own path, which auth.conf can
+   * limit to the allowed names, unlike /clean, whose names travel in the body). Succeeds when nothing is there.
+   */
   clean(certname: string): Promise<void>;
   health(): Promise<BackendStatus>;
+}
+
+/** The names Puppet Server and its compile masters go by, which espm must never sign. */
+export interface ServerNameSource {
+  /** Puppet Server's certname and the DNS names and IPs of the certificate on its TLS port. */
+  serverNames(): Promise<string[]>;
+  /** Certnames and DNS alt names of every certificate the CA lists with dns_alt_names. */
+  altNamed(): Promise<string[]>;
 }
 
 export interface ClassDiscovery {
   classes(environment: string): Promise<PuppetClass[]>;
   health(): Promise<BackendStatus>;
+}
+
+/**
+ * The CA refused a request because of what the caller sent (its CSR, or the name's state at the
+ * CA): espm passes it on as a 4xx with the CA's own reason, not as a backend failure.
+ */
+export class CaRefusal extends Error {
+  override name = "CaRefusal";
+  constructor(
+    readonly certname: string,
+    readonly reason: string,
+  ) {
+    super(`the Puppet CA refused the request for ${certname}: ${reason}`);
+  }
+  /** The CA refuses a CSR for a name that already has a request or certificate (a state conflict). */
+  get isConflict(): boolean {
+    return /already has/i.test(this.reason);
+  }
 }
 
 /**

@@ -3,6 +3,8 @@
  * Puppet CA bundle as the only trust anchor, keep-alive, and errors turned into BackendError.
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { connect, type PeerCertificate } from "node:tls";
 import { Agent, request } from "undici";
 import type { EspmConfig } from "../config";
 import { BackendError } from "./index";
@@ -18,6 +20,7 @@ export interface PuppetResponse {
 export class PuppetServerHttp {
   private readonly agent: Agent;
   private readonly base: string;
+  private readonly tls: { ca: string; cert: string; key: string };
 
   constructor(config: PuppetServerConfig) {
     const read = (path: string, what: string) => {
@@ -28,8 +31,9 @@ export class PuppetServerHttp {
       }
     };
     this.base = config.url.replace(/\/+$/, "");
+    this.tls = { ca: read(config.ca_bundle, "CA bundle"), cert: read(config.cert, "client certificate"), key: read(config.key, "client key") };
     this.agent = new Agent({
-      connect: { ca: read(config.ca_bundle, "CA bundle"), cert: read(config.cert, "client certificate"), key: read(config.key, "client key") },
+      connect: this.tls,
       connections: 32,
       headersTimeout: 30_000,
       bodyTimeout: 30_000,
@@ -54,6 +58,21 @@ export class PuppetServerHttp {
       throw new BackendError(502, `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}: ${text.trim().slice(0, 500)}`);
     }
     return { status: response.statusCode, headers: response.headers, text };
+  }
+
+  /** The certificate Puppet Server presents on its TLS port, verified against the CA bundle. */
+  peerCertificate(timeoutMs = 10_000): Promise<PeerCertificate> {
+    const url = new URL(this.base);
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host, port: Number(url.port || 443), ...this.tls, servername: isIP(host) ? undefined : host, timeout: timeoutMs }, () => {
+        const cert = socket.getPeerCertificate();
+        socket.end();
+        resolve(cert);
+      });
+      socket.once("timeout", () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
+      socket.once("error", (err) => reject(new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${err.message}`)));
+    });
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,14 @@
 /**
  * The CA and class discovery of Puppet Server, over its HTTP APIs (see shared notes/puppetserver.md).
- * Destroy is always `PUT /puppet-ca/v1/clean`, which revokes and then deletes: a plain DELETE of
- * certificate_status removes the files without revoking, and the certificate would keep working.
+ * Destroy is always revoke, then DELETE certificate_status: a plain DELETE removes the files without
+ * revoking, and the certificate would keep working. espm never uses `PUT /clean`: its certnames
+ * travel in the body, where no auth.conf path rule can limit them to the names espm may touch.
  */
 import type { BackendStatus, PuppetClass } from "../../sdk/protocol";
 import type { EspmConfig } from "../config";
 import type { Backends } from "../daemon";
-import { BackendError, type CaCertificateStatus, type CertificateAuthority, type ClassDiscovery } from "./index";
-import { PuppetServerHttp, type PuppetServerConfig } from "./puppetserver-http";
+import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority, type ClassDiscovery, type ServerNameSource } from "./index";
+import { PuppetServerHttp, type PuppetServerConfig, type PuppetResponse } from "./puppetserver-http";
 
 const CA = "/puppet-ca/v1";
 
@@ -46,15 +47,23 @@ export class PuppetServerCa implements CertificateAuthority {
   }
 
   async submit(certname: string, csrPem: string): Promise<void> {
-    await this.http.call("PUT", `${CA}/certificate_request/${certname}`, { body: csrPem, contentType: "text/plain", expected: [200] });
+    refusedBy(certname, await this.http.call("PUT", `${CA}/certificate_request/${certname}`, { body: csrPem, contentType: "text/plain", expected: [200, 400, 409] }));
   }
 
   async sign(certname: string): Promise<void> {
-    await this.http.call("PUT", `${CA}/certificate_status/${certname}`, {
-      body: JSON.stringify({ desired_state: "signed" }),
-      contentType: "application/json",
-      expected: [204],
-    });
+    refusedBy(
+      certname,
+      await this.http.call("PUT", `${CA}/certificate_status/${certname}`, {
+        body: JSON.stringify({ desired_state: "signed" }),
+        contentType: "application/json",
+        expected: [204, 400, 409],
+      }),
+    );
+  }
+
+  async request(certname: string): Promise<string | undefined> {
+    const response = await this.http.call("GET", `${CA}/certificate_request/${certname}`, { expected: [200, 404] });
+    return response.status === 200 ? response.text : undefined;
   }
 
   async certificate(certname: string): Promise<string> {
@@ -70,13 +79,60 @@ export class PuppetServerCa implements CertificateAuthority {
   }
 
   async clean(certname: string): Promise<void> {
-    // 200 also when nothing is there ("do not exist and cannot be revoked"): clean is idempotent.
-    await this.http.call("PUT", `${CA}/clean`, { body: JSON.stringify({ certnames: [certname] }), contentType: "application/json", expected: [200] });
+    const { state } = await this.status(certname);
+    if (state === "absent") return;
+    if (state === "signed") {
+      await this.http.call("PUT", `${CA}/certificate_status/${certname}`, {
+        body: JSON.stringify({ desired_state: "revoked" }),
+        contentType: "application/json",
+        expected: [204],
+      });
+    }
+    // 404: gone since the status call (another clean): the outcome wanted.
+    await this.http.call("DELETE", `${CA}/certificate_status/${certname}`, { expected: [204, 404] });
   }
 
   async health(): Promise<BackendStatus> {
     const response = await this.http.call("GET", "/status/v1/simple", { expected: [200, 503] });
     return response.text.trim() === "running" ? { status: "ok" } : { status: "down", detail: `Puppet Server status: ${response.text.trim().slice(0, 100)}` };
+  }
+}
+
+/** A 4xx from the CA for a submit or sign is a refusal of what the caller sent: pass on the CA's reason. */
+function refusedBy(certname: string, response: PuppetResponse): void {
+  if (response.status >= 400) throw new CaRefusal(certname, response.text.trim().slice(0, 500) || `HTTP ${response.status}`);
+}
+
+/**
+ * Puppet Server's own names, from the certificate it presents on its TLS port, and the names of the
+ * certificates its CA signed with dns_alt_names (compile masters), from the CA's certificate list.
+ */
+export class PuppetServerNames implements ServerNameSource {
+  constructor(private readonly http: PuppetServerHttp) {}
+
+  async serverNames(): Promise<string[]> {
+    const cert = await this.http.peerCertificate();
+    const names = new Set<string>();
+    if (typeof cert.subject?.CN === "string") names.add(cert.subject.CN);
+    for (const entry of (cert.subjectaltname ?? "").split(/,\s*/)) {
+      const match = /^(?:DNS|IP Address):(.+)$/.exec(entry.trim());
+      if (match) names.add(match[1]!.toLowerCase());
+    }
+    if (names.size === 0) throw new BackendError(502, "Puppet Server's TLS certificate names no host");
+    return [...names];
+  }
+
+  async altNamed(): Promise<string[]> {
+    const response = await this.http.call("GET", `${CA}/certificate_statuses/any`, { expected: [200] });
+    const list = parseJson(response.text, "the certificate list");
+    if (!Array.isArray(list)) throw new BackendError(502, "Puppet Server sent a certificate list that is not a list");
+    const names = new Set<string>();
+    for (const entry of list as Array<{ name?: unknown; dns_alt_names?: unknown }>) {
+      if (!Array.isArray(entry.dns_alt_names) || entry.dns_alt_names.length === 0) continue;
+      if (typeof entry.name === "string") names.add(entry.name);
+      for (const alt of entry.dns_alt_names) if (typeof alt === "string") names.add(alt.replace(/^(?:DNS|IP Address|IP):/i, ""));
+    }
+    return [...names];
   }
 }
 
@@ -130,5 +186,5 @@ export function puppetServerBackends(config: EspmConfig): Backends {
   const settings: PuppetServerConfig | undefined = config.puppetserver;
   if (!settings) return {};
   const http = new PuppetServerHttp(settings);
-  return { ca: new PuppetServerCa(http), classes: new PuppetServerClasses(http, settings.class_cache_seconds * 1000) };
+  return { ca: new PuppetServerCa(http), classes: new PuppetServerClasses(http, settings.class_cache_seconds * 1000), names: new PuppetServerNames(http) };
 }

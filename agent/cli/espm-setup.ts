@@ -10,7 +10,9 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "ini";
+import { patternProblem } from "../certname-policy";
 import { DEFAULT_CONFIG_DIR, DEFAULT_PORT } from "../config";
+import { groupId } from "../enc-export";
 import { certificateFingerprint, createSelfSignedCertificate } from "../../sdk/x509";
 
 const USAGE = `usage: espm-setup [options]
@@ -26,11 +28,27 @@ const USAGE = `usage: espm-setup [options]
       --puppetserver-reportdir DIR   where Puppet Server stores reports (reports = store), read for
                                      PuppetFirstRun (default /var/lib/puppetserver/reports)
       --fallback-enc FILE      ENC to run for nodes espm did not create
+      --certname-pattern PATTERN     a certname pattern espm may sign and classify, such as
+                                     '*.nodes.example.com' ('*' is exactly one whole label);
+                                     repeat for more. At least one is required, or:
+      --allow-any-certname           allow any certname outside Puppet's own (labs only)
+      --deny-certname NAME           a name espm must never sign, besides Puppet's own; repeatable
+      --export-group GROUP     the group that may read the ENC export (Puppet Server's; default
+                               puppet when that group exists)
   -h, --help`;
 
 /** 48 URL-safe characters: 36 random bytes in base64url, 288 bits. */
 export function generatePsk(): string {
   return randomBytes(36).toString("base64url");
+}
+
+function hasGroup(name: string): boolean {
+  try {
+    groupId(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function fail(message: string): never {
@@ -55,6 +73,10 @@ function main(argv: string[]): void {
         "puppetserver-key": { type: "string" },
         "puppetserver-reportdir": { type: "string" },
         "fallback-enc": { type: "string" },
+        "certname-pattern": { type: "string", multiple: true },
+        "allow-any-certname": { type: "boolean" },
+        "deny-certname": { type: "string", multiple: true },
+        "export-group": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -89,11 +111,23 @@ function main(argv: string[]): void {
     if (existsSync(path)) fail(`${path} already exists; espm-setup never overwrites. Remove it yourself to start over, or keep the setup you have.`);
   }
 
+  const patterns = o["certname-pattern"] ?? [];
+  if (patterns.length === 0 && !o["allow-any-certname"]) {
+    fail("say which certnames espm may sign: --certname-pattern '*.nodes.example.com' (repeatable; '*' is one whole label), or --allow-any-certname for a lab");
+  }
+  for (const pattern of patterns) {
+    const problem = patternProblem(pattern);
+    if (problem) fail(`--certname-pattern ${pattern}: ${problem}`);
+  }
+  const exportGroup = o["export-group"] ?? (hasGroup("puppet") ? "puppet" : undefined);
+  if (exportGroup !== undefined && !hasGroup(exportGroup)) fail(`--export-group ${exportGroup}: no such group in /etc/group`);
+
   const psk = generatePsk();
   const tls = createSelfSignedCertificate({ commonName: hosts[0]!, altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])] });
-  const ini: Record<string, Record<string, string | number>> = {
+  const ini: Record<string, Record<string, string | number | string[]>> = {
     server: { host: o.listen, port, cert: files.cert, key: files.key, psk_file: files.psk },
-    store: { database: join(configDir, "espm.db"), enc_export: join(configDir, "enc-nodes") },
+    store: { database: join(configDir, "espm.db"), enc_export: join(configDir, "enc-nodes"), ...(exportGroup ? { export_group: exportGroup } : {}) },
+    certnames: { allow: patterns, ...(o["deny-certname"]?.length ? { deny: o["deny-certname"] } : {}), allow_any: o["allow-any-certname"] ? "true" : "false" },
     classifier: { groups: join(configDir, "groups.yaml"), default_environment: "production", ...(o["fallback-enc"] ? { fallback_enc: resolve(o["fallback-enc"]) } : {}) },
   };
   if (o["puppetserver-url"]) {
@@ -125,9 +159,13 @@ function main(argv: string[]): void {
   }
 
   const url = `https://${hosts[0]}:${port}`;
+  const policy = o["allow-any-certname"]
+    ? "ANY certname outside Puppet's own (--allow-any-certname: for labs only)"
+    : `certnames matching ${patterns.join(", ")}`;
   const pem = tls.certificatePem.trim();
   process.stdout.write(`espm is set up in ${configDir}.
 Start it with: espm -c ${files.config}
+espm will sign and classify ${policy}.
 
 PSK (also in ${files.psk}, mode 0600):
 ${psk}

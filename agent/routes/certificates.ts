@@ -1,13 +1,15 @@
 /**
  * /v1/certificates/:certname: sign a CSR through the CA, report its state, revoke and clean it.
- * espm only ever touches certificates it asked for itself: the store records each request before
- * the CSR is submitted, so even a crash between submit and sign leaves a trace that frees the name.
+ * espm only ever touches certificates it asked for itself: the store records each request (with
+ * the CSR's public key) before the CSR is submitted, so even a crash between submit and sign leaves
+ * a trace that frees the name, and a pending request someone else made is never mistaken for espm's.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { describeCertificate, csrProblem } from "../../sdk/x509";
+import { certificatePublicKeySha256, csrProblem, describeCertificate, inspectCsr } from "../../sdk/x509";
 import { IDEMPOTENCY_HEADER, protocol, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
-import type { CertificateAuthority } from "../ca";
-import { ApiError, checkName, parseInput } from "../http";
+import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../ca";
+import type { CertificateRecord } from "../store";
+import { ApiError, checkAllowed, checkName, parseInput } from "../http";
 import { auditEntry, now, type AgentContext } from "../context";
 
 type Params = { Params: { certname: string } };
@@ -20,20 +22,41 @@ function requireCa(ctx: AgentContext): CertificateAuthority {
 }
 
 /**
- * What the CA holds for this name and whether it is espm's. A pending request espm recorded is
- * espm's; a certificate is espm's when its serial is the one espm recorded. `foreign` says why the
- * holding is not espm's, and is undefined when the CA holds nothing or only what espm made.
+ * Whether what the CA holds for the name is what espm made: a certificate by the serial espm
+ * recorded, a pending request by the public key of the CSR espm recorded (records from before
+ * espm kept keys count as espm's by name, as they always did).
+ */
+async function isOurs(ca: CertificateAuthority, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined): Promise<boolean> {
+  if (!ours || held.state === "absent") return false;
+  if (held.state === "requested") {
+    if (ours.state !== "requested") return false;
+    if (ours.publicKey === null) return true;
+    const pending = await ca.request(certname);
+    if (pending === undefined) return false;
+    try {
+      return inspectCsr(pending).publicKeySha256 === ours.publicKey;
+    } catch {
+      return false;
+    }
+  }
+  return held.serial !== undefined && ours.serial === held.serial;
+}
+
+/**
+ * What the CA holds for this name and whether it is espm's. `foreign` says why the holding is not
+ * espm's, and is undefined when the CA holds nothing or only what espm made.
  */
 export async function caHolding(ctx: AgentContext, certname: string) {
-  const held = await requireCa(ctx).status(certname);
+  const ca = requireCa(ctx);
+  const held = await ca.status(certname);
   const ours = ctx.store.certificate(certname);
-  const isOurs = ours !== undefined && (ours.state === "requested" || (held.serial !== undefined && ours.serial === held.serial));
+  const mine = await isOurs(ca, certname, held, ours);
   let foreign: string | undefined;
-  if (held.state !== "absent" && !isOurs) {
+  if (held.state !== "absent" && !mine) {
     const what = held.state === "requested" ? "a pending certificate request" : `a ${held.state} certificate`;
     foreign = `the Puppet CA holds ${what} for ${certname} that espm did not make; clean it on the Puppet server (puppetserver ca clean --certname ${certname}) or choose another name`;
   }
-  return { held, ours, foreign };
+  return { held, ours, mine, foreign };
 }
 
 export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void {
@@ -41,6 +64,7 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
 
   app.post("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
+    checkAllowed(ctx.policy, certname, "certname");
     const { csr } = parseInput(p.signRequest, request.body, "certificate request");
     const ca = requireCa(ctx);
     const outcome = await ctx.idempotency.run(
@@ -48,18 +72,19 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
       async (remember) => {
         const problem = csrProblem(csr, certname);
         if (problem) throw new ApiError("invalid_request", `csr: ${problem}`, [{ field: "csr", message: problem }]);
+        const publicKey = inspectCsr(csr).publicKeySha256;
 
-        const { held, ours, foreign } = await caHolding(ctx, certname);
+        const { held, mine, foreign } = await caHolding(ctx, certname);
         if (foreign) throw new ApiError("conflict", foreign, [{ field: "certname", message: "held by the CA for another owner" }]);
         if (held.state === "signed") {
           throw new ApiError("conflict", `espm already holds a signed certificate for ${certname}; delete it first (DELETE /v1/certificates/${certname})`);
         }
         // A pending request or revoked certificate of ours (a crash between submit and sign, or a
-        // revoke without clean) would make Puppet Server ignore the new CSR: clean it first.
-        if (held.state !== "absent" && ours) await ca.clean(certname);
+        // revoke without clean) would make Puppet Server ignore the new CSR: remove it first.
+        if (mine) await ca.clean(certname);
 
         ctx.store.transaction(() => {
-          ctx.store.recordCertificateRequested(certname, now());
+          ctx.store.recordCertificateRequested(certname, publicKey, now());
           ctx.store.audit(auditEntry(request, { action: "certificate.request", target: certname, outcome: "submitting" }), now());
         });
         try {
@@ -67,9 +92,15 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
           await ca.sign(certname);
         } catch (err) {
           ctx.store.audit(auditEntry(request, { action: "certificate.sign", target: certname, outcome: "failed", detail: (err as Error).message }), now());
+          // The CA keeps a refused request pending, which would block the name: remove ours.
+          // (The server answers the refusal as the caller's error: 409 or 422 with the CA's reason.)
+          if (err instanceof CaRefusal) await removeOurPending(ctx, ca, certname);
           throw err;
         }
         const [certificate, caCertificate, crl] = await Promise.all([ca.certificate(certname), ca.caBundle(), ca.crl()]);
+        if (certificatePublicKeySha256(certificate) !== publicKey) {
+          throw new BackendError(502, `the Puppet CA returned a certificate for ${certname} that does not carry the submitted CSR's key; espm does not pass it on`);
+        }
         const { serial, notAfter } = describeCertificate(certificate);
         const issued: CertificateIssued = { certname, certificate, caCertificate, crl, serial, notAfter };
         ctx.store.transaction(() => {
@@ -102,7 +133,7 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
     if (!ours) throw new ApiError("not_found", `espm has no certificate for ${certname}; it revokes only certificates it signed`);
     if (ours.state !== "revoked") {
       const held = await ca.status(certname);
-      const stillOurs = held.state !== "absent" && (ours.state === "requested" || held.serial === ours.serial);
+      const stillOurs = await isOurs(ca, certname, held, ours);
       if (stillOurs) await ca.clean(certname);
       ctx.store.transaction(() => {
         ctx.store.recordCertificateRevoked(certname, now());
@@ -111,4 +142,14 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
     }
     return reply.code(204).send();
   });
+}
+
+/** Removes the pending request espm just submitted (never anyone else's), after the CA refused to sign it. */
+async function removeOurPending(ctx: AgentContext, ca: CertificateAuthority, certname: string): Promise<void> {
+  try {
+    const held = await ca.status(certname);
+    if (held.state === "requested" && (await isOurs(ca, certname, held, ctx.store.certificate(certname)))) await ca.clean(certname);
+  } catch {
+    // The next attempt finds the request by its key and removes it then.
+  }
 }

@@ -1,9 +1,15 @@
-/** GET /v1/health: always 200, reporting each backend's state and never a secret. */
+/**
+ * GET /v1/health. Without the PSK it says only whether espm is up: an unauthenticated caller learns
+ * nothing about versions, paths or backends. With the PSK it reports each backend's state, from a
+ * cache that is refreshed at most every few seconds, so health checks never load Puppet Server.
+ */
 import type { FastifyInstance } from "fastify";
 import { PROTOCOL_VERSION, type BackendStatus, type Health } from "../../sdk/protocol";
 import type { AgentContext } from "../context";
 
 const BACKEND_CHECK_TIMEOUT_MS = 3000;
+/** Backend states younger than this are served from the cache. */
+const BACKEND_CACHE_MS = 10_000;
 
 async function probe(check: (() => Promise<BackendStatus>) | undefined): Promise<BackendStatus> {
   if (!check) return { status: "not_configured" };
@@ -18,20 +24,41 @@ async function probe(check: (() => Promise<BackendStatus>) | undefined): Promise
   }
 }
 
+function storeStatus(ctx: AgentContext): BackendStatus {
+  try {
+    ctx.store.liveNode("health-check.invalid");
+    return { status: "ok" };
+  } catch (err) {
+    return { status: "down", detail: (err as Error).message };
+  }
+}
+
 export function healthRoutes(app: FastifyInstance, ctx: AgentContext): void {
-  app.get("/v1/health", async (): Promise<Health> => {
-    const [ca, classes, reports] = await Promise.all([
-      probe(ctx.ca && (() => ctx.ca!.health())),
-      probe(ctx.classes && (() => ctx.classes!.health())),
-      probe(ctx.reports && (() => ctx.reports!.health())),
-    ]);
-    let store: BackendStatus = { status: "ok" };
-    try {
-      ctx.store.liveNode("health-check.invalid");
-    } catch (err) {
-      store = { status: "down", detail: (err as Error).message };
+  let cached: { at: number; backends: Promise<Record<string, BackendStatus>> } | undefined;
+
+  /** One probe of the remote backends at a time, shared by every caller within the cache's life. */
+  const remoteBackends = (): Promise<Record<string, BackendStatus>> => {
+    if (!cached || Date.now() - cached.at > BACKEND_CACHE_MS) {
+      const backends = Promise.all([
+        probe(ctx.ca && (() => ctx.ca!.health())),
+        probe(ctx.classes && (() => ctx.classes!.health())),
+        probe(ctx.reports && (() => ctx.reports!.health())),
+      ]).then(([ca, classes, reports]) => ({ ca, classes, reports }));
+      cached = { at: Date.now(), backends };
     }
+    return cached.backends;
+  };
+
+  app.get("/v1/health", async (request): Promise<Health> => {
+    const store = storeStatus(ctx);
+    if (!request.authenticated) return { status: store.status === "ok" ? "ok" : "down" };
     const groups: BackendStatus = { status: "ok", detail: `${ctx.groups().size} groups` };
-    return { status: "ok", version: ctx.version, protocol: PROTOCOL_VERSION, backends: { store, groups, ca, classes, reports } };
+    const names = ctx.policy.describe();
+    return {
+      status: store.status === "ok" ? "ok" : "down",
+      version: ctx.version,
+      protocol: PROTOCOL_VERSION,
+      backends: { store, groups, certnames: names, ...(await remoteBackends()) },
+    };
   });
 }

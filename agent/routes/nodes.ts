@@ -1,13 +1,18 @@
 /**
  * /v1/nodes: espm's own nodes. It never lists nodes, and answers 404 for any name it did not create,
- * so a caller learns nothing about nodes classified by other means.
+ * so a caller learns nothing about nodes classified by other means. It creates a node only for a
+ * name the certname policy allows and no other classifier knows: not the CA (a certificate or
+ * request espm did not make) and not the site's fallback ENC.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { IDEMPOTENCY_HEADER, protocol, type Classification, type Node } from "../../sdk/protocol";
-import { removeNodeExport, writeNodeExport } from "../enc-export";
-import { ApiError, checkName, parseInput } from "../http";
+import { classifiesNode, runFallbackEnc } from "../fallback-enc";
+import { ApiError, checkAllowed, checkName, parseInput } from "../http";
 import { auditEntry, now, type AgentContext } from "../context";
 import { caHolding } from "./certificates";
+
+/** How long a create waits for the fallback ENC's answer before it refuses to guess (503). */
+const FALLBACK_TIMEOUT_MS = 5000;
 
 function checkGroups(ctx: AgentContext, groups: string[]): void {
   const known = ctx.groups();
@@ -18,6 +23,21 @@ function checkGroups(ctx: AgentContext, groups: string[]): void {
       `unknown group${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: define ${unknown.length > 1 ? "them" : "it"} in ${ctx.config.classifier.groups} or remove ${unknown.length > 1 ? "them" : "it"} from groups`,
       unknown.map((g) => ({ field: "groups", message: `unknown group ${g}` })),
     );
+  }
+}
+
+/** Refuses a name the site's own ENC already classifies: espm never takes a node over. */
+async function checkFallbackEnc(ctx: AgentContext, name: string): Promise<void> {
+  const fallback = ctx.config.classifier.fallback_enc;
+  if (!fallback) return;
+  const answer = await runFallbackEnc(fallback, name, FALLBACK_TIMEOUT_MS);
+  if (answer.timedOut) {
+    throw new ApiError("backend_unavailable", `the fallback ENC ${fallback} gave no answer for ${name} within ${FALLBACK_TIMEOUT_MS / 1000} s, so espm cannot tell whether another classifier owns it; retry later`);
+  }
+  if (classifiesNode(answer)) {
+    throw new ApiError("conflict", `the fallback ENC ${fallback} already classifies ${name}; espm never takes over a node another classifier knows. Choose another name, or remove the node from that classifier`, [
+      { field: "name", message: "classified by the fallback ENC" },
+    ]);
   }
 }
 
@@ -44,6 +64,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
 
   app.post("/v1/nodes", async (request, reply) => {
     const input = parseInput(p.createNodeRequest, request.body, "node");
+    checkAllowed(ctx.policy, input.name, "name");
     const outcome = await ctx.idempotency.run(
       { key: request.headers[IDEMPOTENCY_HEADER] as string | undefined, scope: "POST /v1/nodes", body: request.body },
       async (remember) => {
@@ -54,6 +75,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
           const { foreign } = await caHolding(ctx, name);
           if (foreign) throw new ApiError("conflict", foreign, [{ field: "name", message: "held by the CA for another owner" }]);
         }
+        await checkFallbackEnc(ctx, name);
         let node: Node;
         try {
           node = ctx.store.transaction(() => {
@@ -66,7 +88,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
           if (isUniqueViolation(err)) throw liveConflict(name);
           throw err;
         }
-        writeNodeExport(ctx.config.store.enc_export, node);
+        ctx.export.writeNode(node);
         return { status: 201, body: node };
       },
     );
@@ -91,7 +113,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
       return updated;
     });
     if (!node) throw notOurs(name);
-    writeNodeExport(ctx.config.store.enc_export, node);
+    ctx.export.writeNode(node);
     return node;
   });
 
@@ -103,7 +125,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
       return gone;
     });
     if (!deleted && !ctx.store.everCreatedNode(name)) throw notOurs(name);
-    removeNodeExport(ctx.config.store.enc_export, name);
+    ctx.export.removeNode(name);
     return reply.code(204).send();
   });
 }

@@ -13,7 +13,7 @@ import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } fro
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildPulumi, runDemoStack } from "./demo-stack";
-import { startPuppetServer } from "./puppetserver";
+import { LAB_CERTNAME_PATTERNS, startPuppetServer } from "./puppetserver";
 
 const ROOT = resolve(__dirname, "../../..");
 
@@ -49,6 +49,7 @@ async function main(): Promise<void> {
       join(ROOT, "dist/agent/cli/espm-setup.js"),
       "-d", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
       "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir,
+      ...LAB_CERTNAME_PATTERNS.flatMap((p) => ["--certname-pattern", p]),
     ]).toString();
     writeFileSync(join(configDir, "groups.yaml"), "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n");
 

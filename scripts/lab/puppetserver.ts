@@ -9,11 +9,14 @@ import { copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSyn
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
-import { authConfForEspm } from "../../agent/puppet-config";
+import { authConfForEspm, type CertnameRules } from "../../agent/puppet-config";
 import { createCsr, generateRsaKeyPair } from "../../sdk/x509";
 
 const run = promisify(execFile);
 const DEBIAN_CONF = "/etc/puppet/puppetserver";
+
+/** The certname patterns of the lab: tests, the demo and the benchmark name their nodes under these. */
+export const LAB_CERTNAME_PATTERNS = ["*.example.test", "*.lab.test", "*.provider.test", "*.plugin.test", "*.engine.test", "*.failures.test", "*.serialization.test", "*.first-boot.test", "*.first-run.test"];
 
 export interface PuppetServerOptions {
   /** Everything the server writes goes under this directory. */
@@ -24,6 +27,8 @@ export interface PuppetServerOptions {
   enc?: string;
   /** Modules copied into the production environment. */
   modules?: string[];
+  /** The names espm may sign, which auth.conf enforces (default: the lab patterns). */
+  certnames?: CertnameRules;
 }
 
 export interface PuppetServerLab {
@@ -94,7 +99,7 @@ profiler: { enabled: false }
   writeFileSync(join(S, "request-logging.xml"), readFileSync(join(DEBIAN_CONF, "request-logging.xml"), "utf8").replaceAll("/var/log/puppetserver", `${S}/log`));
   for (const f of ["web-routes.conf", "ca.conf", "metrics.conf"]) copyFileSync(join(DEBIAN_CONF, "conf.d", f), join(S, "conf.d", f));
   for (const f of ["bootstrap.cfg", "ca.cfg"]) copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
-  writeFileSync(join(S, "conf.d/auth.conf"), authConfForEspm(readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8")));
+  writeFileSync(join(S, "conf.d/auth.conf"), authConfForEspm(readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8"), o.certnames));
 
   let enc = "";
   if (o.enc) {
@@ -186,7 +191,7 @@ async function issueEspmCertificate(S: string, url: string, certname: string): P
 }
 
 export async function startPuppetServer(options: PuppetServerOptions): Promise<PuppetServerLab> {
-  const o = { port: 8140, certname: "puppet.lab.test", ...options };
+  const o = { port: 8140, certname: "puppet.lab.test", certnames: { patterns: LAB_CERTNAME_PATTERNS, allowAny: false, deny: [] }, ...options };
   const S = o.dir;
   const { confFile, environmentDir } = writeLayout(o);
   await run("puppetserver", ["ca", "setup", "--config", confFile]);

@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { freePort } from "../../scripts/lab/moto";
+import { LAB_CERTNAME_PATTERNS } from "../../scripts/lab/puppetserver";
 
 export { freePort };
 
@@ -34,12 +35,19 @@ export interface SetupResult {
   stdout: string;
 }
 
+/** espm-setup's certname arguments for the lab's names, unless a test gives its own. */
+function certnameArgs(extraArgs: string[]): string[] {
+  if (extraArgs.some((a) => a === "--certname-pattern" || a === "--allow-any-certname")) return [];
+  return LAB_CERTNAME_PATTERNS.flatMap((p) => ["--certname-pattern", p]);
+}
+
 export async function setupEspm(extraArgs: string[] = [], groupsYaml?: string, dir = scratchDir("espm")): Promise<SetupResult> {
   const configDir = join(dir, "etc");
   mkdirSync(join(configDir, "certs"), { recursive: true, mode: 0o755 });
   chmodSync(configDir, 0o755);
   const port = await freePort();
-  const { stdout } = await run(process.execPath, [SETUP_BIN, "-d", configDir, "-p", String(port), "--host", "127.0.0.1", "--listen", "127.0.0.1", ...extraArgs]);
+  const argv = [SETUP_BIN, "-d", configDir, "-p", String(port), "--host", "127.0.0.1", "--listen", "127.0.0.1", ...certnameArgs(extraArgs), ...extraArgs];
+  const { stdout } = await run(process.execPath, argv);
   if (groupsYaml !== undefined) writeFileSync(join(configDir, "groups.yaml"), groupsYaml, { mode: 0o644 });
   return {
     dir,
