@@ -81,6 +81,13 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   };
   const app = buildServer(ctx, { psk, tls });
   log = app.log;
+  // Every socket, including those still in their TLS handshake (which the HTTP server does not
+  // track), so that a stop can cut them all off.
+  const sockets = new Set<import("node:net").Socket>();
+  app.server.on("connection", (socket: import("node:net").Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
 
   if (config.certnames.allow_any) {
     app.log.warn(
@@ -102,8 +109,9 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     groups.close();
     // Requests still running after the grace period (a slow client) are cut off: a stop never waits on a client.
     const cutOff = setTimeout(() => {
-      app.log.warn("closing the connections still open after the grace period");
+      app.log.warn({ connections: sockets.size }, "closing the connections still open after the grace period");
       app.server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
     }, graceMs);
     const finish = (code: number) => {
       clearTimeout(cutOff);

@@ -36,9 +36,10 @@ export function espmAuthRules(rules: CertnameRules): string {
   const path = certnamePathRegex(rules).replaceAll("\\", "\\\\");
   return `
         {
-            # espm signs, revokes and deletes certificates only of the names its certname policy allows
+            # espm signs, revokes and deletes certificates only of the names its certname policy allows;
+            # the CA CLI (pp_cli_auth) keeps the access the stock "puppetlabs cert status" rule gives it
             match-request: { path: "${path}", type: regex, method: [get, put, delete] }
-            allow: ["espm"]
+            allow: ["espm", { extensions: { pp_cli_auth: "true" } }]
             sort-order: 400
             name: "espm certificates"
         },

@@ -78,15 +78,15 @@ describe("security: what the PSK can and cannot do", function () {
     await espm?.stop();
   });
 
-  /** Asserts that Puppet Server never received a request naming `certname` on a CA path. */
+  /** Asserts that Puppet Server never received a request from espm (its User-Agent) naming `certname` on a CA path. */
   function caNeverSaw(certname: string): void {
     const log = existsSync(accessLog) ? readFileSync(accessLog, "utf8") : "";
-    assert.ok(log.length > 0, "Puppet Server's access log has lines");
+    assert.ok(log.includes('"espm/'), "Puppet Server's access log has espm's requests");
     const escaped = certname.replace(/[.]/g, "\\.");
     // `certificate/ca` is the CA bundle every client fetches: for `ca` only the per-certname paths count.
     const paths = certname === "ca" ? "certificate_(?:status|request)" : "certificate(?:_status|_request)?";
-    const seen = new RegExp(`/puppet-ca/v1/${paths}/${escaped}[ ?"]`).exec(log);
-    assert.equal(seen, null, `the CA saw a request for ${certname}: ${seen?.[0]}`);
+    const seen = new RegExp(`/puppet-ca/v1/${paths}/${escaped}[ ?].*"espm/`).exec(log);
+    assert.equal(seen, null, `the CA saw a request from espm for ${certname}: ${seen?.[0]}`);
   }
 
   const post = (path: string, body: unknown) => espm.raw("POST", path, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
@@ -143,8 +143,12 @@ describe("security: what the PSK can and cannot do", function () {
           const res = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name, classes: { motd: {} } }), headers: { "content-type": "application/json" } });
           assert.equal(res.status, 403, `${name}: ${res.text}`);
         }
-        const anything = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "anything.else.test", classes: { motd: {} } }), headers: { "content-type": "application/json" } });
+        const anything = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "any-01.example.test", classes: { motd: {} } }), headers: { "content-type": "application/json" } });
         assert.equal(anything.status, 201, anything.text);
+        // Outside the patterns Puppet Server's auth.conf allows, the CA refuses espm itself: defence in depth.
+        const outside = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "anything.else.test", classes: { motd: {} } }), headers: { "content-type": "application/json" } });
+        assert.equal(outside.status, 502, outside.text);
+        assert.match(outside.json.error!.message, /auth\.conf does not allow espm this path/);
       } finally {
         await open.stop();
       }
@@ -317,6 +321,8 @@ describe("security: what the PSK can and cannot do", function () {
       for (const s of sockets) s.destroy();
       assert.equal(code, 0);
       assert.ok(took < 5000, `espm exited ${took} ms after SIGTERM`);
+      assert.ok(victim.logLines.some((l) => l.includes("closing the connections still open after the grace period")));
+      console.log(`      espm exited ${took} ms after SIGTERM with 3 slow clients connected`);
     });
   });
 
@@ -354,7 +360,7 @@ describe("security: what the PSK can and cannot do", function () {
       const report = (time: string, body: string) =>
         `--- !ruby/object:Puppet::Transaction::Report\nhost: ${name}\ntime: '${time}'\nstatus: failed\nlogs:\n${body}`;
       writeFileSync(join(nodeDir, "202611270001.yaml"), report("2026-11-27T00:01:00Z", logs(30_000, 3500)).slice(0, 16 * 1024 * 1024));
-      writeFileSync(join(nodeDir, "202611270000.yaml"), report("2026-11-27T00:00:00Z", logs(12_000, 280)));
+      writeFileSync(join(nodeDir, "202611270000.yaml"), report("2026-11-27T00:00:00Z", logs(9_000, 280)));
       let worst = 0;
       let polling = true;
       const poll = (async () => {
@@ -461,6 +467,16 @@ describe("security: what the PSK can and cannot do", function () {
         assert.equal(exported, acknowledged.has(name), `export of ${name}`);
       }
       for (const name of ["puppet", "ca", "compile.lab.test", "fz-4.other.test"]) caNeverSaw(name);
+      // At the CA: a signed certificate exactly for the acknowledged signs, and no request left pending.
+      const espmAtCa = new Agent({ connect: { ca: readFileSync(world.lab.caBundle), cert: readFileSync(world.lab.espmCert), key: readFileSync(world.lab.espmKey) } });
+      for (const name of ["fz-1.example.test", "fz-2.example.test", "fz-3.lab.test", "fz_5.example.test", "fz-6.example.test"]) {
+        const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_status/${name}`, { dispatcher: espmAtCa });
+        const state = res.statusCode === 404 ? "absent" : ((await res.body.json()) as { state: string }).state;
+        if (res.statusCode === 404) await res.body.text();
+        assert.equal(state === "signed", signed.has(name), `${name} is ${state} at the CA`);
+        assert.notEqual(state, "requested", `${name} left pending at the CA`);
+      }
+      await espmAtCa.close();
       console.log(`      fuzz statuses: ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
     });
   });

@@ -64,6 +64,7 @@ describe("espm puppet-config", () => {
     assert.match(rewritten, /name: "espm certificate list"/);
     assert.match(rewritten, /name: "espm environment classes"/);
     assert.equal(rewritten.match(/"espm"/g)?.length, 3, "espm appears in its own three rules and no stock rule");
+    assert.match(rewritten, /allow: \["espm", \{ extensions: \{ pp_cli_auth: "true" \} \}\]\s+sort-order: 400\s+name: "espm certificates"/, "the CA CLI keeps its access");
     assert.doesNotMatch(rewritten, /\/puppet-ca\/v1\/clean[^\n]*\n[^}]*"espm"/, "no rule lets espm use /clean");
     rmSync(setup.dir, { recursive: true });
   });

@@ -7,6 +7,7 @@ import { isIP } from "node:net";
 import { connect, type PeerCertificate } from "node:tls";
 import { Agent, request } from "undici";
 import type { EspmConfig } from "../config";
+import { VERSION } from "../version";
 import { BackendError } from "./index";
 
 export type PuppetServerConfig = NonNullable<EspmConfig["puppetserver"]>;
@@ -48,14 +49,19 @@ export class PuppetServerHttp {
         method,
         dispatcher: this.agent,
         body: options.body,
-        headers: { accept: "application/json, text/plain", ...(options.contentType ? { "content-type": options.contentType } : {}), ...options.headers },
+        // Puppet Server's access log then tells espm's requests from everyone else's.
+        headers: { accept: "application/json, text/plain", "user-agent": `espm/${VERSION}`, ...(options.contentType ? { "content-type": options.contentType } : {}), ...options.headers },
       });
     } catch (err) {
       throw new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${(err as Error).message}`);
     }
     const text = await response.body.text();
     if (!options.expected.includes(response.statusCode)) {
-      throw new BackendError(502, `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}: ${text.trim().slice(0, 500)}`);
+      const hint =
+        response.statusCode === 403
+          ? " (Puppet Server's auth.conf does not allow espm this path: for a certificate path, the name is outside the certname patterns in auth.conf; `espm puppet-config` prints the rules)"
+          : "";
+      throw new BackendError(502, `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}${hint}: ${text.trim().slice(0, 500)}`);
     }
     return { status: response.statusCode, headers: response.headers, text };
   }

@@ -16,7 +16,7 @@ const run = promisify(execFile);
 const DEBIAN_CONF = "/etc/puppet/puppetserver";
 
 /** The certname patterns of the lab: tests, the demo and the benchmark name their nodes under these. */
-export const LAB_CERTNAME_PATTERNS = ["*.example.test", "*.lab.test", "*.provider.test", "*.plugin.test", "*.engine.test", "*.failures.test", "*.serialization.test", "*.first-boot.test", "*.first-run.test"];
+export const LAB_CERTNAME_PATTERNS = ["*.example.test", "*.lab.test", "*.provider.test", "*.plugin.test", "*.engine.test", "*.failures.test", "*.serialization.test", "*.first-boot.test", "*.first-run.test", "web-01.exact.test"];
 
 export interface PuppetServerOptions {
   /** Everything the server writes goes under this directory. */
@@ -97,7 +97,10 @@ profiler: { enabled: false }
 `,
   );
   writeFileSync(join(S, "request-logging.xml"), readFileSync(join(DEBIAN_CONF, "request-logging.xml"), "utf8").replaceAll("/var/log/puppetserver", `${S}/log`));
-  for (const f of ["web-routes.conf", "ca.conf", "metrics.conf"]) copyFileSync(join(DEBIAN_CONF, "conf.d", f), join(S, "conf.d", f));
+  for (const f of ["web-routes.conf", "metrics.conf"]) copyFileSync(join(DEBIAN_CONF, "conf.d", f), join(S, "conf.d", f));
+  // As on a site with compile masters, whose certificates carry dns_alt_names: the CA signs SANs,
+  // so espm's own check (a SAN may be only DNS:<certname>) is what keeps them out of its CSRs.
+  writeFileSync(join(S, "conf.d/ca.conf"), "certificate-authority: {\n    allow-subject-alt-names: true\n}\n");
   for (const f of ["bootstrap.cfg", "ca.cfg"]) copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
   writeFileSync(join(S, "conf.d/auth.conf"), authConfForEspm(readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8"), o.certnames));
 
