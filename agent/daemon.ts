@@ -60,13 +60,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   const store = new Store(config.store.database);
   const encExport = new EncExport(config.store.enc_export, config.store.export_group);
   encExport.sync(store.liveNodes());
-  let log: AgentLog | undefined;
-  const groups = new GroupsSource(
-    config.classifier.groups,
-    (g) => encExport.writeGroups(g),
-    { info: (details, message) => log?.info(details, message), error: (details, message) => (log ? log.error(details, message) : console.error(message, details)) },
-    readGroupsSnapshot(config.store.enc_export),
-  );
+  const groups = new GroupsSource(config.classifier.groups, (g) => encExport.writeGroups(g), readGroupsSnapshot(config.store.enc_export));
   const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : undefined;
   const ctx: AgentContext = {
     config,
@@ -80,7 +74,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     ...backends,
   };
   const app = buildServer(ctx, { psk, tls });
-  log = app.log;
+  groups.attach(app.log);
   // Every socket, including those still in their TLS handshake (which the HTTP server does not
   // track), so that a stop can cut them all off.
   const sockets = new Set<import("node:net").Socket>();

@@ -110,17 +110,19 @@ export interface GroupsLog {
  */
 export class GroupsSource {
   private current: Map<string, Group>;
+  private log: GroupsLog | undefined;
+  /** Said once a log is attached: the start-up kept the last published groups. */
+  private startupNote: { details: object; message: string } | undefined;
 
   constructor(
     readonly path: string,
     private readonly publish: (groups: Map<string, Group>) => void,
-    private readonly log: GroupsLog,
     /** The groups last published, kept at start-up when the file is gone. */
     previous?: Map<string, Group>,
   ) {
     if (!existsSync(path) && previous && previous.size > 0) {
       this.current = previous;
-      log.error({ file: path, groups: previous.size }, "kept the last published groups: the groups file is gone");
+      this.startupNote = { details: { file: path, groups: previous.size }, message: "kept the last published groups: the groups file is gone" };
     } else {
       this.current = loadGroups(path);
       publish(this.current);
@@ -131,20 +133,26 @@ export class GroupsSource {
     return this.current;
   }
 
+  /** Where reloads report; also says what start-up kept, if anything. */
+  attach(log: GroupsLog): void {
+    this.log = log;
+    if (this.startupNote) log.error(this.startupNote.details, this.startupNote.message);
+  }
+
   /** Loads the file again; keeps the current groups if it is missing or invalid. Returns whether they changed. */
   reload(reason: string): boolean {
     if (!existsSync(this.path)) {
-      this.log.error({ file: this.path, reason }, "kept the last good groups: the groups file is gone");
+      this.log?.error({ file: this.path, reason }, "kept the last good groups: the groups file is gone");
       return false;
     }
     try {
       this.current = loadGroups(this.path);
     } catch (err) {
-      this.log.error({ file: this.path, reason, err: (err as Error).message }, "kept the last good groups: the groups file is not valid");
+      this.log?.error({ file: this.path, reason, err: (err as Error).message }, "kept the last good groups: the groups file is not valid");
       return false;
     }
     this.publish(this.current);
-    this.log.info({ file: this.path, reason, groups: this.current.size }, "published groups");
+    this.log?.info({ file: this.path, reason, groups: this.current.size }, "published groups");
     return true;
   }
 

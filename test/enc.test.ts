@@ -148,7 +148,7 @@ describe("espm enc", () => {
 
   it("sends certnames that Puppet allows but espm's name rule does not to the fallback, and never to a file path", async () => {
     const fallback = join(espm.setup.dir, "fallback-names.sh");
-    writeFileSync(fallback, '#!/bin/sh\nprintf -- "---\\nclasses: {}\\nparameters:\\n  asked: \"%s\"\\n" "$1"\n', { mode: 0o755 });
+    writeFileSync(fallback, `#!/bin/sh\nprintf -- "---\\nclasses: {}\\nparameters:\\n  asked: '%s'\\n" "$1"\n`, { mode: 0o755 });
     const ini = join(espm.setup.configDir, "fallback-names.ini");
     const config = parseIni(readFileSync(espm.setup.ini, "utf8"));
     config.classifier.fallback_enc = fallback;
