@@ -10,7 +10,8 @@ import type { EspmClient } from "../sdk/client";
 import { protocol } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
+import { EspmError } from "../sdk/errors";
+import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
 
@@ -76,8 +77,9 @@ export const certificateLifecycle = {
 
   async diff(_id: string, olds: CertificateState, news: CertificateState): Promise<pulumi.dynamic.DiffResult> {
     const replaces = changedProperties({ ...olds }, { ...news }, REPLACING);
-    // A refresh found the certificate revoked or superseded at the CA: only a new one helps.
-    if (olds.state !== "signed") replaces.push("state");
+    // A refresh found the certificate revoked or superseded at the CA, or a create was recorded
+    // half-made (no key, no certificate): only a new one helps, and the old one goes first.
+    if (olds.state !== "signed" || !olds.privateKeyPem || !olds.certificatePem) replaces.push("state");
     return { changes: replaces.length > 0, replaces, deleteBeforeReplace: true };
   },
 
@@ -101,7 +103,7 @@ export const certificateLifecycle = {
         };
         return { id: inputs.certname, outs };
       } catch (error) {
-        if (refusedBeforeActing(error)) {
+        if (nothingWasDone(error)) {
           throw new Error(`signing a certificate for ${inputs.certname} through espm failed: ${messageOf(error)}`);
         }
         throw await revokeAfter(error, inputs, client);
@@ -126,9 +128,11 @@ export const certificateLifecycle = {
   async delete(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<void> {
     await withClient(state.connection, settings?.espm, async (client) => {
       try {
-        // Revoke and clean at the CA; espm answers 204 when it is already gone.
+        // Revoke and clean at the CA; espm answers 204 when it is already gone, and 404 when it
+        // never signed one of this name (a create recorded half-made that never reached the CA).
         await client.revokeCertificate(id);
       } catch (error) {
+        if (error instanceof EspmError && error.status === 404) return;
         throw new Error(`revoking the certificate of ${id} through espm failed: ${messageOf(error)}`);
       }
     });
@@ -141,11 +145,12 @@ async function revokeAfter(error: unknown, inputs: CertificateState, client: Esp
     await client.revokeCertificate(inputs.certname);
     return new Error(`signing a certificate for ${inputs.certname} through espm failed, and nothing was left behind: ${messageOf(error)}`);
   } catch {
-    const { certname, keyType, extensions } = inputs;
-    return new ResourceInitError(
-      `signing a certificate for ${certname} through espm failed and one may exist; it is kept in state so the next up or destroy revokes it: ${messageOf(error)}`,
-      certname,
-      { certname, keyType, extensions, state: "unknown" },
+    // The key is not kept: without its certificate it is of no use, and the next up replaces this one.
+    return initFailed(
+      `signing a certificate for ${inputs.certname} through espm failed and one may exist; it is kept in state so the next up replaces it and destroy revokes it: ${messageOf(error)}`,
+      inputs.certname,
+      inputs,
+      { state: "unknown" },
     );
   }
 }

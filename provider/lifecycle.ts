@@ -99,9 +99,25 @@ export function progress(message: string): void {
   console.log(message);
 }
 
-/** Whether an espm error means it refused before acting (a 4xx), so there is nothing to clean up. */
-export function refusedBeforeActing(error: unknown): boolean {
-  return error instanceof EspmError && error.status >= 400 && error.status < 500;
+/**
+ * Whether an error proves that nothing was done remotely, so there is nothing to clean up and
+ * nothing to record in state: the request never reached espm (no connection, a certificate that
+ * is not the pinned one, a bad config), or espm refused before acting (every 4xx, and 503, which
+ * espm answers only before it acts).
+ */
+export function nothingWasDone(error: unknown): boolean {
+  if (!(error instanceof EspmError)) return false;
+  if (error.code === "unreachable" || error.code === "tls_pin_mismatch" || error.code === "client_config") return true;
+  return (error.status >= 400 && error.status < 500) || error.status === 503;
+}
+
+/**
+ * The init-failed error for a create that may have acted, carrying everything a later `up`,
+ * `refresh` or `destroy` needs: every input (`__provider` among them, without which the
+ * dynamic-provider host cannot run anything for the resource) and whatever outputs are known.
+ */
+export function initFailed(message: string, id: string, inputs: object, outputs: Record<string, unknown>): ResourceInitError {
+  return new ResourceInitError(message, id, defined({ ...inputs, ...outputs }));
 }
 
 /** Time since `since` (ms), for progress lines: `42s`, `3m07s`. */

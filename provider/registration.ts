@@ -10,7 +10,7 @@ import type { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, messageOf, refusedBeforeActing, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
 import { thinProvider } from "./runtime";
 import type { StackSettings } from "./settings";
 
@@ -99,8 +99,8 @@ export const registrationLifecycle = {
             name = suffixedName(inputs.name, Date.now());
             continue;
           }
-          if (refusedBeforeActing(error)) throw new Error(`registering node ${name} with espm failed: ${messageOf(error)}`);
-          throw await cleanUpAfter(error, name, client);
+          if (nothingWasDone(error)) throw new Error(`registering node ${name} with espm failed: ${messageOf(error)}`);
+          throw await cleanUpAfter(error, name, inputs, client);
         }
       }
     });
@@ -125,11 +125,16 @@ export const registrationLifecycle = {
     });
   },
 
+  /**
+   * Also finishes a create recorded half-made (init-failed): the engine turns such a resource into
+   * an update on the next `up`, whose node may not exist; it is registered then, under its id.
+   */
   async update(id: string, olds: RegistrationState, news: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
     return withClient(news.connection ?? olds.connection, settings?.espm, async (client) => {
       try {
-        const node = await client.updateNode(id, classification(news));
-        return { outs: defined({ ...stateFrom(news, node), name: olds.name, nodeName: olds.nodeName, createdAt: olds.createdAt }) };
+        const existing = await client.getNode(id);
+        const node = existing ? await client.updateNode(id, classification(news)) : await client.registerNode({ name: id, ...classification(news) });
+        return { outs: defined({ ...stateFrom(news, node), name: olds.name ?? news.name, nodeName: id, createdAt: node.createdAt }) };
       } catch (error) {
         throw new Error(`updating node ${id} in espm failed: ${messageOf(error)}`);
       }
@@ -139,9 +144,11 @@ export const registrationLifecycle = {
   async delete(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<void> {
     await withClient(state.connection, settings?.espm, async (client) => {
       try {
-        // espm answers 204 for its own node that is already gone, and the client maps 404 to success.
+        // espm answers 204 for its own node already deleted, and 404 for a name it never created
+        // (a create recorded half-made that never landed): either way nothing of ours is left.
         await client.deleteNode(id);
       } catch (error) {
+        if (error instanceof EspmError && error.status === 404) return;
         throw new Error(`deleting node ${id} from espm failed: ${messageOf(error)}`);
       }
     });
@@ -152,12 +159,17 @@ export const registrationLifecycle = {
  * The answer to a create that may have acted (no answer, a 5xx, a reply that did not parse): remove
  * the node if espm made it, and if even that cannot be done, record it in state so nothing is orphaned.
  */
-async function cleanUpAfter(error: unknown, name: string, client: EspmClient): Promise<Error> {
+async function cleanUpAfter(error: unknown, name: string, inputs: RegistrationState, client: EspmClient): Promise<Error> {
   try {
     await client.deleteNode(name);
     return new Error(`registering node ${name} with espm failed, and nothing was left behind: ${messageOf(error)}`);
   } catch {
-    return new ResourceInitError(`registering node ${name} with espm failed and it may exist; it is kept in state so the next up or destroy settles it: ${messageOf(error)}`, name, { name, nodeName: name });
+    return initFailed(
+      `registering node ${name} with espm failed and it may exist; it is kept in state so the next up finishes it and destroy removes it: ${messageOf(error)}`,
+      name,
+      inputs,
+      { nodeName: name },
+    );
   }
 }
 

@@ -13,8 +13,23 @@ version="v$(node -p 'require(process.argv[1]).version' "$root/node_modules/@pulu
 cache="${ESPM_PULUMI_CACHE:-/var/cache/espm-pulumi}"
 bin="$cache/$version/bin"
 
-if [ -x "$bin/pulumi" ] && [ "$("$bin/pulumi" version 2>/dev/null)" = "$version" ] && [ -x "$bin/pulumi-resource-pulumi-nodejs" ]; then
+built() { [ -x "$bin/pulumi" ] && [ "$("$bin/pulumi" version 2>/dev/null)" = "$version" ] && [ -x "$bin/pulumi-resource-pulumi-nodejs" ]; }
+if built; then
   echo "build-pulumi: reusing $bin" >&2
+  echo "$bin"
+  exit 0
+fi
+
+# One build at a time per version: a second build waits for the first (which shares its work
+# directory) and then reuses what it built. The lock goes with the process, however it ends.
+mkdir -p "$cache"
+exec 9>"$cache/$version.lock"
+if ! flock -n 9; then
+  echo "build-pulumi: another build of pulumi $version is running; waiting for it" >&2
+  flock 9
+fi
+if built; then
+  echo "build-pulumi: reusing $bin (built while this one waited)" >&2
   echo "$bin"
   exit 0
 fi

@@ -89,12 +89,20 @@ function pinningConnector(fingerprint: string, timeoutMs: number): buildConnecto
       }
       settle(null);
     });
-    socket.once("timeout", () => settle(new Error(`TLS handshake with ${opts.hostname}:${opts.port} timed out`)));
-    socket.once("error", (err) => settle(err));
+    // Whatever fails before the pinned handshake completes, no request was sent: nothing can have been done.
+    const unreachable = (why: string) =>
+      new EspmError(0, "unreachable", `cannot connect to espm at ${opts.hostname}:${opts.port}: ${why}; check espm:url (and that espm is running there)`);
+    socket.once("timeout", () => settle(unreachable("the TLS handshake timed out")));
+    socket.once("error", (err) => settle(unreachable(err.message)));
   };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Whether espm may have acted before this failure: an answer lost on the way, or a 5xx other than 503. */
+function mayHaveActedAfter(error: EspmError): boolean {
+  return error.code === "network" || (error.status >= 500 && error.status !== 503);
+}
 
 export class EspmClient {
   private readonly base: URL;
@@ -193,6 +201,13 @@ export class EspmClient {
     const what = `${method} ${path}`;
 
     let lastError: EspmError | undefined;
+    // The first failure after which espm may have acted: a later attempt's "nothing was done"
+    // (a 503, no connection) must not hide it, or a caller would forget what may exist.
+    let mayHaveActed: EspmError | undefined;
+    const failure = (): EspmError =>
+      mayHaveActed && mayHaveActed !== lastError && lastError && !mayHaveActedAfter(lastError)
+        ? new EspmError(mayHaveActed.status, mayHaveActed.code, `${mayHaveActed.message} (retries then failed: ${lastError.message})`, mayHaveActed.details)
+        : lastError!;
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
       if (attempt > 1) await sleep(this.backoffMs * 2 ** (attempt - 2));
       let response: Dispatcher.ResponseData;
@@ -206,9 +221,15 @@ export class EspmClient {
         });
       } catch (err) {
         const cause = (err as { cause?: unknown }).cause;
-        if (err instanceof EspmError) throw err;
-        if (cause instanceof EspmError) throw cause;
+        const known = err instanceof EspmError ? err : cause instanceof EspmError ? cause : undefined;
+        // espm may be restarting: try again. A pin mismatch or a bad config will not change.
+        if (known?.code === "unreachable") {
+          lastError = known;
+          continue;
+        }
+        if (known) throw known;
         lastError = new EspmError(0, "network", `${what} to espm at ${this.base.host} failed: ${(err as Error).message}`);
+        mayHaveActed ??= lastError;
         continue;
       }
       const text = await response.body.text();
@@ -225,12 +246,16 @@ export class EspmClient {
         return parsed.data;
       }
       lastError = this.errorFrom(response.statusCode, text, what);
-      if (response.statusCode < 500) throw lastError;
+      if (mayHaveActedAfter(lastError)) mayHaveActed ??= lastError;
+      // Refusals do not change on a retry: 4xx, and a 503 for something espm is not set up to do.
+      if (response.statusCode < 500 || lastError.code === "not_configured") throw failure();
     }
-    throw lastError!;
+    throw failure();
   }
 
   private errorFrom(status: number, text: string, what: string): EspmError {
+    // espm's own 401 message is advice for curl users; a Pulumi user fixes the stack's config.
+    if (status === 401) return new EspmError(401, "unauthorized", `espm at ${this.base.host} refused the PSK: check espm:psk (or the resource's connection)`);
     try {
       const parsed = this.p.errorBody.safeParse(JSON.parse(text));
       if (parsed.success) {

@@ -183,7 +183,10 @@ export const ERROR_STATUS = {
   unprocessable: 422,
   too_many_requests: 429,
   internal: 500,
+  /** A backend espm needs is down or not yet ready: retry later. Nothing was done. */
   backend_unavailable: 503,
+  /** espm is not set up for this call (no CA, no report directory): retrying cannot help. Nothing was done. */
+  not_configured: 503,
   backend_error: 502,
 } as const;
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -38,6 +38,8 @@ class CaDouble implements CertificateAuthority {
   failSign = false;
   /** A reason the CA gives when it refuses to sign (Puppet Server keeps the refused request pending). */
   refuseSign: string | undefined;
+  /** The signed certificate cannot be fetched (as when espm dies between the sign and its record). */
+  failFetch = false;
 
   constructor(private readonly signCsr: (csrPem: string) => string) {}
 
@@ -68,6 +70,7 @@ class CaDouble implements CertificateAuthority {
   }
   async certificate(certname: string) {
     this.check("certificate", certname);
+    if (this.failFetch) throw new BackendError(503, "Puppet Server at https://127.0.0.1:1 cannot be reached: other side closed");
     return this.held.get(certname)!.pem!;
   }
   async caBundle() {
@@ -193,6 +196,21 @@ describe("certificate routes (CA test double)", () => {
     assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 201);
     assert.equal(store.certificateRecordCount("retry-01.example.test"), 1);
     assert.equal(store.certificate("retry-01.example.test")?.state, "signed");
+  });
+
+  it("recognises by its key a certificate the CA signed but espm never recorded, shows it and revokes it", async () => {
+    ca.failFetch = true;
+    const lost = await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") });
+    assert.equal(lost.statusCode, 502, "signed at the CA, answer lost: espm may have acted");
+    assert.equal(store.certificate("lost-01.example.test")?.serial, null);
+    ca.failFetch = false;
+    const status = (await call("GET", "lost-01.example.test")).json();
+    assert.equal(status.state, "signed");
+    assert.equal(status.serial, ca.held.get("lost-01.example.test")?.serial, "the serial learned from the CA");
+    assert.equal(store.certificate("lost-01.example.test")?.serial, status.serial, "and recorded");
+    assert.equal((await call("DELETE", "lost-01.example.test")).statusCode, 204);
+    assert.ok(ca.calls.includes("clean lost-01.example.test"));
+    assert.equal((await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") })).statusCode, 201, "the name is free again");
   });
 
   it("never removes a pending request that is not espm's, even under a name espm once requested", async () => {

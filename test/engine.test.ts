@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -59,7 +60,31 @@ describe("the real Pulumi engine", function () {
     }
   }
 
-  const requestsServed = () => world.espm.logLines.filter((line) => line.includes('"request completed"')).length;
+  /**
+   * The calls for this stack's nodes and certificates that espm received while `action` ran. espm's
+   * log reaches this process through a pipe, after the fact: counting all lines before and after
+   * once counted the late line of the previous test's own `getNode` (the flake of `1 !== 0`). So
+   * the window is fenced by two marker requests, each awaited until its own line has arrived.
+   */
+  async function espmCallsDuring(action: () => Promise<unknown>): Promise<string[]> {
+    const fence = async () => {
+      const marker = `fence-${randomUUID()}`;
+      assert.equal((await world.espm.raw("GET", `/v1/health?${marker}`)).status, 200);
+      for (let waited = 0; !world.espm.logLines.some((l) => l.includes(marker)); waited += 10) {
+        assert.ok(waited < 10_000, "espm logged the marker request");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return world.espm.logLines.findIndex((l) => l.includes(marker));
+    };
+    const start = await fence();
+    await action();
+    const end = await fence();
+    return world.espm.logLines
+      .slice(start + 1, end)
+      .filter((l) => l.includes('"incoming request"') && /"url":"\/v1\/(nodes"|nodes\/engine-|certificates\/engine-)/.test(l))
+      .map((l) => (JSON.parse(l) as { req: { method: string; url: string } }).req)
+      .map((r) => `${r.method} ${r.url}`);
+  }
 
   async function crlSerials(): Promise<string[]> {
     const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher: new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } }) });
@@ -117,8 +142,9 @@ describe("the real Pulumi engine", function () {
     const encrypted = (value: unknown) => typeof value === "object" && value !== null && "ciphertext" in value;
     const certificate = resources.find((r) => r.type.endsWith("PuppetCertificate"))!;
     assert.ok(encrypted(certificate.outputs!.privateKeyPem), "privateKeyPem is an encrypted secret");
-    const provider = resources.find((r) => r.type === "pulumi:providers:pulumi-nodejs");
-    if (provider?.inputs?.["espm:psk"] !== undefined) assert.ok(encrypted(provider.inputs["espm:psk"]), "the PSK the engine hands the provider stays encrypted");
+    // Wherever state holds the PSK (the default provider's config inputs, a resource's connection), it is a ciphertext.
+    const pskValues = resources.flatMap((r) => Object.entries({ ...r.inputs, ...r.outputs }).filter(([key]) => key === "espm:psk" || key === "connection"));
+    for (const [key, value] of pskValues) assert.ok(encrypted(value), `${key} is an encrypted secret`);
     const client = world.client();
     assert.equal((await client.getNode(settings.nodeName))?.name, settings.nodeName);
     assert.equal((await client.certificateStatus(settings.nodeName))?.state, "signed");
@@ -157,11 +183,14 @@ describe("the real Pulumi engine", function () {
     await client.close();
   });
 
-  it("an unchanged stack's preview makes no espm calls", async () => {
-    const before = requestsServed();
-    const preview = await stack.preview({ diff: true });
-    assert.deepEqual(preview.changeSummary, { same: 4 }, preview.stdout);
-    assert.equal(requestsServed() - before, 0, "check and diff work from inputs and state alone");
+  it("an unchanged stack's preview makes no node or certificate calls to espm", async () => {
+    let summary: automation.PreviewResult["changeSummary"] | undefined;
+    const calls = await espmCallsDuring(async () => {
+      const preview = await stack.preview({ diff: true });
+      summary = preview.changeSummary;
+    });
+    assert.deepEqual(summary, { same: 4 });
+    assert.deepEqual(calls, [], "check and diff work from inputs and state alone");
   });
 
   it("replaces the certificate delete-before-replace when the certname changes, and revokes the old one", async () => {

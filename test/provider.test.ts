@@ -83,10 +83,16 @@ describe("providers against live espm and Puppet Server", function () {
     });
 
     it("replaces a certificate on any input change, delete before replace", async () => {
-      const olds = { certname: "a.example.test", keyType: "rsa-2048", extensions: {}, state: "signed" };
-      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...olds }), { changes: false, replaces: [], deleteBeforeReplace: true });
-      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...olds, extensions: { pp_role: "db" } }), { changes: true, replaces: ["extensions"], deleteBeforeReplace: true });
-      assert.deepEqual((await certificateProvider.diff!("a.example.test", olds, { ...olds, keyType: "rsa-3072" })).replaces, ["keyType"]);
+      const inputs = { certname: "a.example.test", keyType: "rsa-2048", extensions: {} };
+      const olds = { ...inputs, state: "signed", certificatePem: "-----BEGIN CERTIFICATE-----…", privateKeyPem: "-----BEGIN PRIVATE KEY-----…" };
+      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...inputs }), { changes: false, replaces: [], deleteBeforeReplace: true });
+      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...inputs, extensions: { pp_role: "db" } }), { changes: true, replaces: ["extensions"], deleteBeforeReplace: true });
+      assert.deepEqual((await certificateProvider.diff!("a.example.test", olds, { ...inputs, keyType: "rsa-3072" })).replaces, ["keyType"]);
+    });
+
+    it("replaces a certificate recorded half-made (init-failed: no key, no certificate), delete before replace", async () => {
+      const inputs = { certname: "a.example.test", keyType: "rsa-2048", extensions: {} };
+      assert.deepEqual(await certificateProvider.diff!("a.example.test", { ...inputs, state: "unknown" }, { ...inputs }), { changes: true, replaces: ["state"], deleteBeforeReplace: true });
     });
   });
 

@@ -128,9 +128,13 @@ export class PuppetServerNames implements ServerNameSource {
     if (!Array.isArray(list)) throw new BackendError(502, "Puppet Server sent a certificate list that is not a list");
     const names = new Set<string>();
     for (const entry of list as Array<{ name?: unknown; dns_alt_names?: unknown }>) {
-      if (!Array.isArray(entry.dns_alt_names) || entry.dns_alt_names.length === 0) continue;
-      if (typeof entry.name === "string") names.add(entry.name);
-      for (const alt of entry.dns_alt_names) if (typeof alt === "string") names.add(alt.replace(/^(?:DNS|IP Address|IP):/i, ""));
+      if (typeof entry.name !== "string" || !Array.isArray(entry.dns_alt_names)) continue;
+      // Puppet's CA gives every certificate it signs the SAN DNS:<certname>: only a certificate
+      // with another name besides its own is a server's (a compile master's).
+      const alts = entry.dns_alt_names.filter((a): a is string => typeof a === "string").map((a) => a.replace(/^(?:DNS|IP Address|IP):/i, "").toLowerCase());
+      if (!alts.some((a) => a !== entry.name)) continue;
+      names.add(entry.name);
+      for (const alt of alts) names.add(alt);
     }
     return [...names];
   }

@@ -16,15 +16,16 @@ type Params = { Params: { certname: string } };
 
 function requireCa(ctx: AgentContext): CertificateAuthority {
   if (!ctx.ca) {
-    throw new ApiError("backend_unavailable", "no certificate authority is configured: add a [puppetserver] section to espm.ini and restart espm");
+    throw new ApiError("not_configured", "no certificate authority is configured: add a [puppetserver] section to espm.ini and restart espm");
   }
   return ctx.ca;
 }
 
 /**
  * Whether what the CA holds for the name is what espm made: a certificate by the serial espm
- * recorded, a pending request by the public key of the CSR espm recorded (records from before
- * espm kept keys count as espm's by name, as they always did).
+ * recorded, or, when espm never learned the serial (killed between the CA's sign and its own
+ * record), by the public key of the CSR espm recorded; a pending request by that public key too.
+ * (Records from before espm kept keys count as espm's by name, as they always did.)
  */
 async function isOurs(ca: CertificateAuthority, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined): Promise<boolean> {
   if (!ours || held.state === "absent") return false;
@@ -39,7 +40,10 @@ async function isOurs(ca: CertificateAuthority, certname: string, held: CaCertif
       return false;
     }
   }
-  return held.serial !== undefined && ours.serial === held.serial;
+  if (held.serial !== undefined && ours.serial === held.serial) return true;
+  if (ours.serial !== null || ours.publicKey === null) return false;
+  const certificate = await ca.certificate(certname).catch(() => undefined);
+  return certificate !== undefined && certificatePublicKeySha256(certificate) === ours.publicKey;
 }
 
 /**
@@ -51,6 +55,7 @@ export async function caHolding(ctx: AgentContext, certname: string) {
   const held = await ca.status(certname);
   const ours = ctx.store.certificate(certname);
   const mine = await isOurs(ca, certname, held, ours);
+  healRecord(ctx, certname, held, ours, mine);
   let foreign: string | undefined;
   if (held.state !== "absent" && !mine) {
     const what = held.state === "requested" ? "a pending certificate request" : `a ${held.state} certificate`;
@@ -87,17 +92,23 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
           ctx.store.recordCertificateRequested(certname, publicKey, now());
           ctx.store.audit(auditEntry(request, { action: "certificate.request", target: certname, outcome: "submitting" }), now());
         });
+        let submitted = false;
+        let fetched: [string, string, string];
         try {
           await ca.submit(certname, csr);
+          submitted = true;
           await ca.sign(certname);
+          fetched = await Promise.all([ca.certificate(certname), ca.caBundle(), ca.crl()]);
         } catch (err) {
           ctx.store.audit(auditEntry(request, { action: "certificate.sign", target: certname, outcome: "failed", detail: (err as Error).message }), now());
           // The CA keeps a refused request pending, which would block the name: remove ours.
           // (The server answers the refusal as the caller's error: 409 or 422 with the CA's reason.)
           if (err instanceof CaRefusal) await removeOurPending(ctx, ca, certname);
+          // A 503 promises the caller that nothing was done; after a submit a request is pending at the CA.
+          if (submitted && err instanceof BackendError && err.status === 503) throw new BackendError(502, `${err.message} (after espm submitted the CSR; the next attempt removes the pending request)`);
           throw err;
         }
-        const [certificate, caCertificate, crl] = await Promise.all([ca.certificate(certname), ca.caBundle(), ca.crl()]);
+        const [certificate, caCertificate, crl] = fetched;
         if (certificatePublicKeySha256(certificate) !== publicKey) {
           throw new BackendError(502, `the Puppet CA returned a certificate for ${certname} that does not carry the submitted CSR's key; espm does not pass it on`);
         }
@@ -116,10 +127,10 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
 
   app.get("/v1/certificates/:certname", async (request: FastifyRequest<Params>): Promise<CertificateStatus> => {
     const certname = checkName(request.params.certname, "certname");
-    const ca = requireCa(ctx);
-    const ours = ctx.store.certificate(certname);
-    if (!ours) throw new ApiError("not_found", `espm has no certificate for ${certname}`);
-    const held = await ca.status(certname);
+    requireCa(ctx);
+    if (!ctx.store.certificate(certname)) throw new ApiError("not_found", `espm has no certificate for ${certname}`);
+    const { held } = await caHolding(ctx, certname);
+    const ours = ctx.store.certificate(certname)!;
     // After a clean the CA forgets the certificate; espm still knows it revoked it.
     if (held.state === "absent" && ours.state === "revoked") return { certname, state: "revoked", serial: ours.serial ?? undefined, notAfter: ours.notAfter ?? undefined };
     if (held.serial !== undefined && ours.serial !== held.serial) return { certname, state: "absent" };
@@ -131,9 +142,10 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
     const ca = requireCa(ctx);
     const ours = ctx.store.certificate(certname);
     if (!ours) throw new ApiError("not_found", `espm has no certificate for ${certname}; it revokes only certificates it signed`);
-    if (ours.state !== "revoked") {
+    if (ours.state !== "revoked" || ours.serial === null) {
       const held = await ca.status(certname);
       const stillOurs = await isOurs(ca, certname, held, ours);
+      healRecord(ctx, certname, held, ours, stillOurs);
       if (stillOurs) await ca.clean(certname);
       ctx.store.transaction(() => {
         ctx.store.recordCertificateRevoked(certname, now());
@@ -141,6 +153,19 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
       });
     }
     return reply.code(204).send();
+  });
+}
+
+/**
+ * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
+ * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
+ */
+function healRecord(ctx: AgentContext, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined, mine: boolean): void {
+  if (!mine || !ours || ours.serial !== null || held.serial === undefined || (held.state !== "signed" && held.state !== "revoked")) return;
+  ctx.store.transaction(() => {
+    ctx.store.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
+    if (held.state === "revoked") ctx.store.recordCertificateRevoked(certname, now());
+    ctx.store.audit({ actor: "espm", action: "certificate.sign", target: certname, outcome: "signed", detail: `serial ${held.serial} learned from the CA after an interrupted sign` }, now());
   });
 }
 

@@ -12,7 +12,7 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AgentContext): void {
   app.get("/v1/classes", async (request: FastifyRequest<{ Querystring: { environment?: string } }>): Promise<ClassesResponse> => {
     const environment = parseInput(p.environment, request.query.environment ?? ctx.config.classifier.default_environment, "environment");
     if (!ctx.classes) {
-      throw new ApiError("backend_unavailable", "class discovery is not configured: add a [puppetserver] section to espm.ini and restart espm");
+      throw new ApiError("not_configured", "class discovery is not configured: add a [puppetserver] section to espm.ini and restart espm");
     }
     return { environment, classes: await ctx.classes.classes(environment) };
   });

@@ -18,7 +18,7 @@ export function runRoutes(app: FastifyInstance, ctx: AgentContext): void {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new ApiError("invalid_request", `limit must be a whole number from 1 to ${MAX_LIMIT}`, [{ field: "limit", message: "out of range" }]);
     if (!ctx.store.liveNode(name)) throw new ApiError("not_found", `espm has no node ${name}; it shows runs only of nodes it created`);
     if (!ctx.reports) {
-      throw new ApiError("backend_unavailable", "espm does not know where Puppet Server stores reports: set reportdir in espm.ini's [puppetserver] section (and reports = store in puppet.conf)");
+      throw new ApiError("not_configured", "espm does not know where Puppet Server stores reports: set reportdir in espm.ini's [puppetserver] section (and reports = store in puppet.conf)");
     }
     return { name, runs: await ctx.reports.runs(name, limit) };
   });

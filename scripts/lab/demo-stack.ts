@@ -25,11 +25,12 @@ export interface DemoStackOptions {
   psk: string;
   certificate: string;
   masterPort: number;
+  /** Called for each thing the demo stack starts or creates, as soon as it does, so the demo can stop it however it is stopped. */
+  onStop(what: string, stop: () => Promise<void>): void;
 }
 
 export interface DemoStack {
   summary: string;
-  destroy(): Promise<void>;
 }
 
 /** The Pulumi CLI directory from scripts/build-pulumi.sh, or why there is none. */
@@ -51,6 +52,7 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
   process.env.AWS_SECRET_ACCESS_KEY ??= "demo";
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const moto = await startMotoServer("moto_server");
+  o.onStop("moto", moto.stop);
   const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.url });
   const builder = await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
   ec2.destroy();
@@ -88,6 +90,10 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
     "espm:ec2Endpoint": { value: moto.url },
   });
 
+  // Registered before the up starts: an up that a Ctrl-C cuts short may have created resources.
+  o.onStop("the demo stack (pulumi destroy)", async () => {
+    await stack.destroy({ onOutput: (line) => process.stdout.write(line) });
+  });
   console.log("\npulumi up (local file backend, passphrase secrets)...");
   const up = await stack.up({ onOutput: (line) => process.stdout.write(line) });
   const script = String(up.outputs.bootstrapScript!.value);
@@ -120,14 +126,5 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
     `  cd ${work} && PATH=${bin}:$PATH PULUMI_CONFIG_PASSPHRASE=${PASSPHRASE} PULUMI_HOME=${join(o.dir, "pulumi-home")} \\`,
     `    AWS_ACCESS_KEY_ID=${process.env.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${process.env.AWS_SECRET_ACCESS_KEY} pulumi destroy --stack demo --yes`,
   ];
-  return {
-    summary: lines.join("\n"),
-    async destroy() {
-      try {
-        await stack.destroy({ onOutput: (line) => process.stdout.write(line) });
-      } finally {
-        await moto.stop();
-      }
-    },
-  };
+  return { summary: lines.join("\n") };
 }

@@ -3,19 +3,73 @@
  * embedded store, in the foreground. Where the Pulumi CLI can be had (built from Go modules by
  * scripts/build-pulumi.sh), it then runs `pulumi up` on a local demo stack of espm's resources
  * against them and moto's EC2, and boots the node from the stack's output (see demo-stack.ts).
- * Otherwise it prints the stack config that points a Pulumi stack at espm. Ctrl-C (or SIGTERM)
- * destroys the demo stack and stops everything, leaving nothing running.
+ * Otherwise it prints the stack config that points a Pulumi stack at espm. Ctrl-C (or SIGTERM), at
+ * any moment, destroys the demo stack and stops everything that started, leaving nothing running.
  *
  *   sudo npm run demo [-- --dir /var/tmp/espm-demo --port 8443 --puppet-port 8140 --no-pulumi]
  */
 import { execFileSync, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildPulumi, runDemoStack } from "./demo-stack";
+import { commandLine, isRunning, portOwner } from "./ports";
 import { LAB_CERTNAME_PATTERNS, startPuppetServer } from "./puppetserver";
 
 const ROOT = resolve(__dirname, "../../..");
+
+/** A Ctrl-C (SIGINT) or SIGTERM while the demo starts or runs. */
+class Interrupted extends Error {
+  constructor(readonly signal: string) {
+    super(`stopped by ${signal}`);
+  }
+}
+
+/**
+ * Ctrl-C in a terminal reaches the whole foreground process group. The services the demo starts
+ * run in process groups of their own (detached), so they keep running until the demo has destroyed
+ * its stack through them, and then stops them itself, newest first.
+ */
+function onInterrupt(): AbortController {
+  const controller = new AbortController();
+  const handle = (signal: string) => {
+    if (controller.signal.aborted) {
+      console.log(`demo: ${signal} again: already stopping, please wait`);
+      return;
+    }
+    console.log(`\ndemo: ${signal}: stopping what the demo started...`);
+    controller.abort(new Interrupted(signal));
+  };
+  process.on("SIGINT", () => handle("SIGINT"));
+  process.on("SIGTERM", () => handle("SIGTERM"));
+  return controller;
+}
+
+/** `work`, or the interruption, whichever comes first. */
+function interruptible<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(signal.reason as Error);
+      signal.addEventListener("abort", () => reject(signal.reason as Error), { once: true });
+    }),
+  ]);
+}
+
+/** Refuses to start over a service that is already there, naming the process. */
+function checkNothingLeftOver(dir: string, ports: Array<[string, number]>): void {
+  const pidFile = join(dir, "puppetserver/run/server.pid");
+  if (existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    if (pid > 0 && isRunning(pid) && commandLine(pid).includes(dir)) {
+      throw new Error(`a Puppet Server from an earlier demo in ${dir} is still running (pid ${pid}: ${commandLine(pid)}); stop it with kill ${pid} and run the demo again`);
+    }
+  }
+  for (const [what, port] of ports) {
+    const owner = portOwner(port);
+    if (owner) throw new Error(`port ${port} (${what}) is taken by pid ${owner.pid}: ${owner.command}; stop it, or choose another port with --${what === "espm" ? "port" : "puppet-port"}`);
+  }
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -27,24 +81,33 @@ async function main(): Promise<void> {
     },
   });
   if (process.getuid?.() !== 0) throw new Error("run the demo as root (it installs Debian packages and runs Puppet Server)");
-  execFileSync(join(ROOT, "scripts/install-deps.sh"), { stdio: "inherit" });
-
+  const { signal } = onInterrupt();
   const dir = resolve(values.dir);
+  checkNothingLeftOver(dir, [
+    ["puppet-port", Number(values["puppet-port"])],
+    ["espm", Number(values.port)],
+  ]);
+  execFileSync(join(ROOT, "scripts/install-deps.sh"), { stdio: "inherit" });
+  signal.throwIfAborted();
+
   rmSync(dir, { recursive: true, force: true });
   const configDir = join(dir, "espm/etc");
   mkdirSync(join(configDir, "certs"), { recursive: true });
   const ini = join(configDir, "espm.ini");
   const espmBin = join(ROOT, "dist/agent/cli/espm.js");
 
-  console.log(`Starting Puppet Server in ${dir}/puppetserver (about 30 s)...`);
-  const lab = await startPuppetServer({
-    dir: join(dir, "puppetserver"),
-    port: Number(values["puppet-port"]),
-    enc: `${process.execPath} ${espmBin} enc -c ${ini}`,
-    modules: [join(ROOT, "scripts/lab/modules/espm_demo")],
-  });
-  const stopAll: Array<() => Promise<void>> = [lab.stop];
+  const stops: Array<{ what: string; stop: () => Promise<void> }> = [];
+  let failedStops = 0;
   try {
+    console.log(`Starting Puppet Server in ${dir}/puppetserver (about 30 s)...`);
+    const lab = await startPuppetServer({
+      dir: join(dir, "puppetserver"),
+      port: Number(values["puppet-port"]),
+      enc: `${process.execPath} ${espmBin} enc -c ${ini}`,
+      modules: [join(ROOT, "scripts/lab/modules/espm_demo")],
+      signal,
+    });
+    stops.unshift({ what: "Puppet Server", stop: lab.stop });
     const setup = execFileSync(process.execPath, [
       join(ROOT, "dist/agent/cli/espm-setup.js"),
       "-d", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
@@ -53,12 +116,15 @@ async function main(): Promise<void> {
     ]).toString();
     writeFileSync(join(configDir, "groups.yaml"), "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n");
 
-    const espm = spawn(process.execPath, [espmBin, "-c", ini], { stdio: ["ignore", "pipe", "inherit"] });
-    stopAll.unshift(() => new Promise((done) => (espm.exitCode !== null ? done() : (espm.once("exit", () => done()), espm.kill("SIGTERM")))));
-    await new Promise<void>((ready, failed) => {
-      espm.stdout!.on("data", (d: Buffer) => d.toString().includes('"espm ready"') && ready());
-      espm.once("exit", (code) => failed(new Error(`espm exited with ${code}`)));
-    });
+    const espm = spawn(process.execPath, [espmBin, "-c", ini], { stdio: ["ignore", "pipe", "inherit"], detached: true });
+    stops.unshift({ what: "espm", stop: () => new Promise((done) => (espm.exitCode !== null ? done() : (espm.once("exit", () => done()), espm.kill("SIGTERM")))) });
+    await interruptible(
+      signal,
+      new Promise<void>((ready, failed) => {
+        espm.stdout!.on("data", (d: Buffer) => d.toString().includes('"espm ready"') && ready());
+        espm.once("exit", (code) => failed(new Error(`espm exited with ${code}`)));
+      }),
+    );
     espm.stdout!.pipe(createWriteStream(join(dir, "espm.log")));
 
     console.log(`\nPuppet Server: ${lab.url} (CA and config in ${lab.dir}; puppet.conf ${lab.confFile})`);
@@ -66,38 +132,49 @@ async function main(): Promise<void> {
     console.log(setup);
 
     const pulumi = values["no-pulumi"] ? { why: "--no-pulumi" } : buildPulumi(ROOT);
+    signal.throwIfAborted();
     if (pulumi.bin) {
-      const demo = await runDemoStack(pulumi.bin, {
-        root: ROOT,
-        dir,
-        espmUrl: `https://127.0.0.1:${values.port}`,
-        psk: readFileSync(join(configDir, "psk"), "utf8").trim(),
-        certificate: readFileSync(join(configDir, "certs/espm.crt"), "utf8"),
-        masterPort: lab.port,
-      });
-      stopAll.unshift(demo.destroy);
+      const demo = await interruptible(
+        signal,
+        runDemoStack(pulumi.bin, {
+          root: ROOT,
+          dir,
+          espmUrl: `https://127.0.0.1:${values.port}`,
+          psk: readFileSync(join(configDir, "psk"), "utf8").trim(),
+          certificate: readFileSync(join(configDir, "certs/espm.crt"), "utf8"),
+          masterPort: lab.port,
+          onStop: (what, stop) => stops.unshift({ what, stop }),
+        }),
+      );
       console.log(demo.summary);
     } else {
       console.log(`No pulumi up in this demo: ${pulumi.why}. Point your own stack at espm with the lines above.`);
     }
     console.log("\nPress Ctrl-C to stop.");
-    await new Promise<void>((stop) => {
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-    });
+    await interruptible(signal, new Promise<never>(() => {}));
+  } catch (err) {
+    if (!(err instanceof Interrupted) && !(signal.aborted && (err as Error).name === "AbortError")) throw err;
   } finally {
-    for (const stop of stopAll) {
+    // A run the interruption cut short may still be settling: each stop waits for what it stops.
+    for (const { what, stop } of stops) {
       try {
         await stop();
       } catch (err) {
-        console.error(`demo: while stopping: ${(err as Error).message}`);
+        failedStops++;
+        console.error(`demo: could not stop ${what}: ${(err as Error).message}`);
       }
     }
-    console.log("Stopped everything the demo started.");
+    if (failedStops === 0) console.log("Stopped everything the demo started.");
+    else console.error(`demo: ${failedStops} of ${stops.length} could not be stopped cleanly; see above`);
   }
+  if (failedStops > 0) process.exitCode = 1;
 }
 
-main().catch((err: Error) => {
-  console.error(`demo: ${err.message}`);
-  process.exit(1);
-});
+main().then(
+  // Exit even if a client library still holds a handle: everything the demo started is stopped.
+  () => process.exit(),
+  (err: Error) => {
+    console.error(`demo: ${err.message}`);
+    process.exit(1);
+  },
+);

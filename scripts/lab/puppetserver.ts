@@ -16,7 +16,7 @@ const run = promisify(execFile);
 const DEBIAN_CONF = "/etc/puppet/puppetserver";
 
 /** The certname patterns of the lab: tests, the demo and the benchmark name their nodes under these. */
-export const LAB_CERTNAME_PATTERNS = ["*.example.test", "*.lab.test", "*.provider.test", "*.plugin.test", "*.engine.test", "*.failures.test", "*.serialization.test", "*.first-boot.test", "*.first-run.test", "web-01.exact.test"];
+export const LAB_CERTNAME_PATTERNS = ["*.example.test", "*.lab.test", "*.provider.test", "*.plugin.test", "*.engine.test", "*.failures.test", "*.serialization.test", "*.first-boot.test", "*.first-run.test", "web-01.exact.test", "*.faults.test"];
 
 export interface PuppetServerOptions {
   /** Everything the server writes goes under this directory. */
@@ -29,6 +29,8 @@ export interface PuppetServerOptions {
   modules?: string[];
   /** The names espm may sign, which auth.conf enforces (default: the lab patterns). */
   certnames?: CertnameRules;
+  /** Aborting it while the server starts stops the server and rejects (a Ctrl-C during start-up). */
+  signal?: AbortSignal;
 }
 
 export interface PuppetServerLab {
@@ -58,7 +60,7 @@ export function findJava(): string {
   throw new Error("OpenJDK 17 is not installed under /usr/lib/jvm; run scripts/install-deps.sh");
 }
 
-function writeLayout(o: Required<Omit<PuppetServerOptions, "enc" | "modules">> & Pick<PuppetServerOptions, "enc" | "modules">): { confFile: string; environmentDir: string } {
+function writeLayout(o: Required<Omit<PuppetServerOptions, "enc" | "modules" | "signal">> & Pick<PuppetServerOptions, "enc" | "modules">): { confFile: string; environmentDir: string } {
   const S = o.dir;
   for (const d of ["conf.d", "services.d", "puppet", "code/environments/production/manifests", "code/environments/production/modules", "var", "run", "log", "jruby-gems", "ssl", "ca", "enc"]) {
     mkdirSync(join(S, d), { recursive: true });
@@ -144,11 +146,12 @@ function copyDir(from: string, to: string): void {
   }
 }
 
-async function waitUntilRunning(url: string, ca: string, child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
+async function waitUntilRunning(url: string, ca: string, child: ChildProcess, logFile: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const agent = new Agent({ connect: { ca } });
   const deadline = Date.now() + timeoutMs;
   try {
     while (Date.now() < deadline) {
+      signal?.throwIfAborted();
       if (child.exitCode !== null) throw new Error(`Puppet Server exited with ${child.exitCode} while starting; see ${logFile}`);
       try {
         const res = await request(`${url}/status/v1/simple`, { dispatcher: agent });
@@ -238,7 +241,7 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
     clearTimeout(timer);
   };
   try {
-    await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000);
+    await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000, o.signal);
     const espm = await issueEspmCertificate(S, url, o.certname);
     return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, reportDir: join(S, "var/reports"), stop };
   } catch (err) {
