@@ -27,9 +27,10 @@ describe("scripts/build-pulumi.sh", function () {
     // Another build holds the lock for 3 s and, just before it lets go, finishes its bin directory.
     const bin = join(cache, version, "bin");
     const holder = spawn("flock", [join(cache, `${version}.lock`), "sh", "-c", `sleep 2.5; mkdir -p "${bin}"; printf '#!/bin/sh\\necho ${version}\\n' > "${bin}/pulumi"; printf '#!/bin/sh\\n' > "${bin}/pulumi-resource-pulumi-nodejs"; chmod 755 "${bin}"/*`]);
+    const holderDone = new Promise((r) => holder.once("exit", r));
     await new Promise((r) => setTimeout(r, 300));
     const waited = await runScript({ ESPM_PULUMI_CACHE: cache });
-    await new Promise((r) => holder.once("exit", r));
+    await holderDone;
     assert.equal(waited.code, 0, waited.stderr);
     assert.equal(waited.stdout.trim(), bin);
     assert.match(waited.stderr, /another build of pulumi v[\d.]+ is running; waiting for it/);

@@ -49,7 +49,7 @@ async function waitFor(terminal: Terminal, pattern: RegExp, timeoutMs: number): 
 function processesMentioning(text: string): string[] {
   return readdirSync("/proc")
     .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
-    .map((pid) => `${pid}: ${commandLine(Number(pid))}`)
+    .map((pid) => `${pid}: ${commandLine(Number(pid), Infinity)}`)
     .filter((line) => line.includes(text) && !line.includes("pty.spawn"));
 }
 
@@ -63,8 +63,12 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     const [port, puppetPort] = [await freePort(), await freePort()];
     const terminal = demoInTerminal(["--dir", dir, "--port", String(port), "--puppet-port", String(puppetPort), "--no-pulumi"]);
     await waitFor(terminal, /Starting Puppet Server/, 300_000);
-    await new Promise((r) => setTimeout(r, 4000));
-    assert.ok(processesMentioning(dir).some((p) => p.includes("puppetserver.jar")), "Puppet Server is starting");
+    // Ctrl-C once the JVM is up and starting (not yet ready: it takes about 25 s).
+    for (let waited = 0; !processesMentioning(dir).some((p) => p.includes("puppetserver.jar")); waited += 200) {
+      assert.ok(waited < 60_000, "Puppet Server's JVM started");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 2000));
     terminal.type(CTRL_C);
     const code = await terminal.exited;
     assert.equal(code, 0, terminal.output());

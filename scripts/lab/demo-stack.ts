@@ -17,6 +17,8 @@ import { startMotoServer } from "./moto";
 const execFileP = promisify(execFile);
 const PASSPHRASE = "espm-demo";
 const NODE = "demo-01.espm.demo";
+/** The certname pattern the demo's espm may sign (and the demo's Puppet Server allows espm). */
+export const DEMO_CERTNAMES = "*.espm.demo";
 
 export interface DemoStackOptions {
   root: string;

@@ -12,9 +12,9 @@ import { execFileSync, spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { buildPulumi, runDemoStack } from "./demo-stack";
+import { buildPulumi, DEMO_CERTNAMES, runDemoStack } from "./demo-stack";
 import { commandLine, isRunning, portOwner } from "./ports";
-import { LAB_CERTNAME_PATTERNS, startPuppetServer } from "./puppetserver";
+import { startPuppetServer } from "./puppetserver";
 
 const ROOT = resolve(__dirname, "../../..");
 
@@ -61,7 +61,7 @@ function checkNothingLeftOver(dir: string, ports: Array<[string, number]>): void
   const pidFile = join(dir, "puppetserver/run/server.pid");
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, "utf8").trim());
-    if (pid > 0 && isRunning(pid) && commandLine(pid).includes(dir)) {
+    if (pid > 0 && isRunning(pid) && commandLine(pid, Infinity).includes(dir)) {
       throw new Error(`a Puppet Server from an earlier demo in ${dir} is still running (pid ${pid}: ${commandLine(pid)}); stop it with kill ${pid} and run the demo again`);
     }
   }
@@ -105,6 +105,7 @@ async function main(): Promise<void> {
       port: Number(values["puppet-port"]),
       enc: `${process.execPath} ${espmBin} enc -c ${ini}`,
       modules: [join(ROOT, "scripts/lab/modules/espm_demo")],
+      certnames: { patterns: [DEMO_CERTNAMES], allowAny: false, deny: [] },
       signal,
     });
     stops.unshift({ what: "Puppet Server", stop: lab.stop });
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
       join(ROOT, "dist/agent/cli/espm-setup.js"),
       "-d", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
       "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir,
-      ...LAB_CERTNAME_PATTERNS.flatMap((p) => ["--certname-pattern", p]),
+      "--certname-pattern", DEMO_CERTNAMES,
     ]).toString();
     writeFileSync(join(configDir, "groups.yaml"), "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n");
 
@@ -153,7 +154,8 @@ async function main(): Promise<void> {
     console.log("\nPress Ctrl-C to stop.");
     await interruptible(signal, new Promise<never>(() => {}));
   } catch (err) {
-    if (!(err instanceof Interrupted) && !(signal.aborted && (err as Error).name === "AbortError")) throw err;
+    // After a Ctrl-C, whatever failed (a child that got the terminal's SIGINT too) is the interruption.
+    if (!signal.aborted) throw err;
   } finally {
     // A run the interruption cut short may still be settling: each stop waits for what it stops.
     for (const { what, stop } of stops) {

@@ -56,12 +56,12 @@ export function portOwner(port: number): PortOwner | undefined {
   return { pid: 0, command: "a process this user cannot see" };
 }
 
-/** A process's command line, shortened for a message. */
-export function commandLine(pid: number): string {
+/** A process's command line, shortened to `max` characters for a message. */
+export function commandLine(pid: number, max = 160): string {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
     const text = argv.join(" ");
-    return text.length > 160 ? `${text.slice(0, 157)}...` : text;
+    return text.length > max ? `${text.slice(0, max - 3)}...` : text;
   } catch {
     return "(gone)";
   }
