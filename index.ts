@@ -32,4 +32,5 @@ export const certificateSerial = certificate.serial;
 export const certificateNotAfter = certificate.notAfter;
 /** The first-boot script (secret: it holds the private key). `pulumi stack output --show-secrets bootstrapScript > boot.sh`. */
 export const bootstrapScript = userData.script;
-export const userDataBytes = userData.bytes;
+// The size reveals nothing: a plain number, not a secret like the userdata itself.
+export const userDataBytes = pulumi.unsecret(userData.bytes);

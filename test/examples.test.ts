@@ -85,6 +85,7 @@ describe("examples/ec2-puppet-node under mocks", function () {
     assert.ok(!text.includes("X509 CRL"), "the CRL is not embedded");
     assert.ok(Buffer.from(String(unwrapSecret(instance.inputs.userDataBase64).value), "base64").length < 16 * 1024);
     assert.ok((await valueOf(program.userDataBytes)) < 16 * 1024);
+    assert.equal(await pulumi.isSecret(program.userDataBytes), false, "the size is a plain number");
     assert.equal(instance.inputs.userDataReplaceOnChange, true);
     assert.equal(instance.inputs.ami, "ami-0123456789abcdef0");
   });

@@ -80,4 +80,5 @@ export const node = registration.nodeName;
 export const firstRunStatus = firstRun?.status;
 export const instanceId = instance.id;
 export const certificateSerial = certificate.serial;
-export const userDataBytes = userData.bytes;
+// The size reveals nothing: a plain number, not a secret like the userdata itself.
+export const userDataBytes = pulumi.unsecret(userData.bytes);
