@@ -40,6 +40,14 @@ if ! grep -Eq "github.com/pulumi/pulumi/pkg/v3 $version( |\$)" "$module/go.mod";
   exit 1
 fi
 
+# Go is the one prerequisite no registry here installs: say what is missing and where to get it.
+need=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$module/go.mod")
+have=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || have=""
+if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; then
+  echo "build-pulumi: the Pulumi CLI $version needs Go $need or newer to build, and this machine has ${have:-no Go}. Install Go from https://go.dev/dl/ (Debian 12's golang-go is 1.19, too old) and put its bin directory on PATH." >&2
+  exit 1
+fi
+
 started=$(date +%s)
 work="$cache/$version/bin.partial"
 rm -rf "$work"

@@ -20,6 +20,18 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086 # a list of package names
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
-# moto (for the RegisteredImage tests) comes from PyPI, not Debian: install it only where it is missing.
-python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]>=5.1,<6'
+# moto (for the RegisteredImage tests and the demo) comes from PyPI, not Debian. Where the system's
+# python3 lacks it, it goes into a virtual environment: Debian's python3 refuses pip install system-wide.
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  venv="${ESPM_MOTO_VENV:-/var/cache/espm-moto}"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "install-deps: installing moto from PyPI into $venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      apt-get update -q
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q 'moto[server]>=5.1,<6'
+  fi
+fi
 echo "install-deps: puppetserver $(dpkg-query -W -f='${Version}' puppetserver), puppet-agent $(dpkg-query -W -f='${Version}' puppet-agent 2>/dev/null || dpkg-query -W -f='${Version}' puppet)"

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import * as automation from "@pulumi/pulumi/automation";
 import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../../provider";
-import { startMotoServer } from "./moto";
+import { motoServerCommand, startMotoServer } from "./moto";
 
 const execFileP = promisify(execFile);
 const PASSPHRASE = "espm-demo";
@@ -53,7 +53,7 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
   process.env.AWS_ACCESS_KEY_ID ??= "demo";
   process.env.AWS_SECRET_ACCESS_KEY ??= "demo";
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const moto = await startMotoServer("moto_server");
+  const moto = await startMotoServer(motoServerCommand());
   o.onStop("moto", moto.stop);
   const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.url });
   const builder = await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));

@@ -2,9 +2,29 @@
  * moto's EC2 server on a loopback port, for the demo (stock `moto_server`) and the tests (our
  * launcher, test/fixtures/moto/launcher.py, which takes moto_server's arguments).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+
+/** The virtual environment scripts/install-deps.sh puts moto in when the system's python3 lacks it. */
+const MOTO_VENV = process.env.ESPM_MOTO_VENV ?? "/var/cache/espm-moto";
+
+/** A Python that can import moto: the system's python3, or the virtual environment's. */
+export function motoPython(): string {
+  try {
+    execFileSync("python3", ["-c", "import moto.server"], { stdio: "ignore" });
+    return "python3";
+  } catch {
+    return join(MOTO_VENV, "bin/python");
+  }
+}
+
+/** moto_server from the system's Python, or from the virtual environment. */
+export function motoServerCommand(): string {
+  return existsSync(join(MOTO_VENV, "bin/moto_server")) ? join(MOTO_VENV, "bin/moto_server") : "moto_server";
+}
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export async function freePort(): Promise<number> {

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { request } from "undici";
-import { startMotoServer, type MotoServer } from "../../scripts/lab/moto";
+import { motoPython, startMotoServer, type MotoServer } from "../../scripts/lab/moto";
 import { ROOT } from "./espm";
 
 // The AWS SDK's default chain finds these, in this process and in every process it starts.
@@ -27,7 +27,7 @@ export class Moto {
   static async start(): Promise<Moto> {
     const given = process.env.ESPM_TEST_MOTO_URL;
     if (given) return new Moto(given);
-    const server = await startMotoServer("python3", [LAUNCHER]);
+    const server = await startMotoServer(motoPython(), [LAUNCHER]);
     return new Moto(server.url, server);
   }
 
