@@ -1,6 +1,10 @@
 /**
  * pulumi-espm: Puppet first-boot provisioning as Pulumi resources.
  */
+import { requireOnePulumi } from "./one-pulumi";
+
+requireOnePulumi();
+
 export { PuppetNodeRegistration, registrationProvider, type PuppetNodeRegistrationArgs, type RegistrationState } from "./registration";
 export { PuppetCertificate, certificateProvider, type PuppetCertificateArgs, type CertificateState, type CertificateKeyType } from "./certificate";
 export { RegisteredImage, imageProvider, type RegisteredImageArgs, type ImageState } from "./image";

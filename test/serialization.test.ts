@@ -110,7 +110,8 @@ describe("serialized providers in a fresh process", function () {
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "espm-installed-test", private: true }));
       const installed = join(project, "node_modules/pulumi-espm");
       mkdirSync(installed, { recursive: true });
-      await run("npm", ["pack", "--silent", "--pack-destination", project], { cwd: ROOT });
+      // --ignore-scripts: prepack would build again, and npm test has just built.
+      await run("npm", ["pack", "--silent", "--ignore-scripts", "--pack-destination", project], { cwd: ROOT });
       const tarball = readdirSync(project).find((f) => f.endsWith(".tgz"))!;
       await run("tar", ["xzf", join(project, tarball), "-C", installed, "--strip-components", "1"]);
     });
