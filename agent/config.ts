@@ -12,6 +12,8 @@ import { patternProblem } from "./certname-policy";
 export const DEFAULT_CONFIG_DIR = "/opt/espm/etc";
 export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
 export const DEFAULT_PORT = 8443;
+/** Where the store and the ENC export live: systemd's StateDirectory=espm (see scripts/systemd/espm.service). */
+export const DEFAULT_STATE_DIR = "/var/lib/espm";
 
 /** An ini list: `key[] = a` lines give an array; a plain `key = a` gives one value. */
 function list<T extends z.ZodType<string>>(item: T) {

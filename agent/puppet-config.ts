@@ -7,7 +7,7 @@
  * may use the CA's per-certname endpoints only on paths whose certname matches the operator's
  * patterns and is none of Puppet's own names, so even a compromised espm cannot get `puppet` signed.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { patternRegex, RESERVED_CERTNAMES } from "./certname-policy";
 import { loadConfig } from "./config";
@@ -58,19 +58,36 @@ export function espmAuthRules(rules: CertnameRules): string {
         },`;
 }
 
-export function printPuppetConfig(configFile: string, authConfFile?: string, espmBin = process.argv[1] ?? "/usr/local/bin/espm"): string {
+/**
+ * The puppet.conf and auth.conf changes, printed. With `authConfFile`, also that file with espm's
+ * rules added: printed, or written to `writeTo` (a new file, never an existing one) for review.
+ */
+export function printPuppetConfig(configFile: string, authConfFile?: string, espmBin = process.argv[1] ?? "/usr/local/bin/espm", writeTo?: string): string {
   const config = loadConfig(configFile);
   const ini = resolve(configFile);
   const rules = { patterns: config.certnames.allow, allowAny: config.certnames.allow_any, deny: config.certnames.deny };
-  const rewritten = authConfFile
-    ? `\n# ${authConfFile} with espm's rules added (review it, then put it in place):\n${authConfForEspm(readFileSync(authConfFile, "utf8"), rules)}`
+  let rewritten = "";
+  if (authConfFile) {
+    const text = authConfForEspm(readFileSync(authConfFile, "utf8"), rules);
+    if (writeTo) {
+      writeFileSync(writeTo, text, { mode: 0o644, flag: "wx" });
+      rewritten = `\n# ${authConfFile} with espm's rules added is in ${writeTo}: review it (diff ${authConfFile} ${writeTo}), then put it in place.\n`;
+    } else {
+      rewritten = `\n# ${authConfFile} with espm's rules added (review it, then put it in place):\n${text}`;
+    }
+  }
+  const reports = config.puppetserver?.reportdir
+    ? `reports = store
+#    (PuppetFirstRun reads the stored reports from ${config.puppetserver.reportdir}; espm's user reads
+#    them as a member of Puppet Server's group)
+`
     : "";
   return `# 1. puppet.conf on the Puppet server, section [server] (Puppet Server runs espm enc as its own user;
 #    that user needs read access to ${ini} and ${config.store.enc_export}):
 [server]
 node_terminus = exec
 external_nodes = ${resolve(espmBin)} enc -c ${ini}
-
+${reports}
 # 2. auth.conf (/etc/puppet/puppetserver/conf.d/auth.conf on Debian): add these rules at the top of
 #    "rules: [". They come before the stock rules (sort-order 400), allow espm the CA's certificate
 #    paths only for the names its certname policy allows, and leave every stock rule as it is

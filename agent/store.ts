@@ -6,7 +6,8 @@
  * power cut) never loses an acknowledged write. better-sqlite3 is synchronous, so each transaction
  * runs to completion within one turn of the event loop and concurrent requests cannot interleave in it.
  */
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Classification, Node } from "../sdk/protocol";
 
@@ -127,6 +128,7 @@ export class Store {
 
   constructor(path: string) {
     // Only espm's own user may open the store; SQLite gives the -wal and -shm files the same mode.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
     if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");

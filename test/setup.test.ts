@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "ini";
 import { certificateFingerprint } from "../sdk/x509";
-import { ESPM_BIN, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
+import { ESPM_BIN, ROOT, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 
 describe("espm-setup", () => {
   it("writes a 48-character PSK and a key readable by its owner only, and prints the stack config", async () => {
@@ -45,6 +45,30 @@ describe("espm-setup", () => {
       return true;
     });
     rmSync(dir, { recursive: true });
+  });
+});
+
+describe("espm-setup's defaults and the systemd unit", () => {
+  it("puts the store and the ENC export in systemd's StateDirectory, /var/lib/espm", async () => {
+    const dir = scratchDir("espm-defaults");
+    mkdirSync(join(dir, "certs"), { recursive: true });
+    await run(process.execPath, [SETUP_BIN, "-d", dir, "--certname-pattern", "*.nodes.example.com"]);
+    const ini = parse(readFileSync(join(dir, "espm.ini"), "utf8"));
+    assert.equal(ini.store.database, "/var/lib/espm/espm.db");
+    assert.equal(ini.store.enc_export, "/var/lib/espm/enc-nodes");
+    assert.deepEqual(ini.certnames.allow, ["*.nodes.example.com"]);
+    rmSync(dir, { recursive: true });
+  });
+
+  it("runs espm as its own user with Puppet Server's group, sandboxed, and passes systemd-analyze verify", async () => {
+    const unit = join(ROOT, "scripts/systemd/espm.service");
+    const text = readFileSync(unit, "utf8");
+    for (const line of ["User=espm", "SupplementaryGroups=puppet", "StateDirectory=espm", "NoNewPrivileges=true", "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true", "CapabilityBoundingSet=", "AmbientCapabilities="]) {
+      assert.match(text, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"), line);
+    }
+    assert.doesNotMatch(text, /ReadWritePaths=\/opt/, "nothing under /opt is writable: the store is in the StateDirectory");
+    const { stdout, stderr } = await run("systemd-analyze", ["verify", unit]);
+    assert.equal(`${stdout}${stderr}`.trim(), "", "systemd finds nothing to complain about");
   });
 });
 

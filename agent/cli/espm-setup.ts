@@ -11,12 +11,14 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "ini";
 import { patternProblem } from "../certname-policy";
-import { DEFAULT_CONFIG_DIR, DEFAULT_PORT } from "../config";
+import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config";
 import { groupId } from "../enc-export";
 import { certificateFingerprint, createSelfSignedCertificate } from "../../sdk/x509";
 
 const USAGE = `usage: espm-setup [options]
-  -d, --config-dir DIR     where espm.ini, the PSK file, the store and groups.yaml go (default ${DEFAULT_CONFIG_DIR})
+  -d, --config-dir DIR     where espm.ini, the PSK file and groups.yaml go (default ${DEFAULT_CONFIG_DIR})
+      --state-dir DIR      where espm keeps its store and the ENC export (default ${DEFAULT_STATE_DIR},
+                           systemd's StateDirectory=espm; espm creates what it needs there)
   -c, --cert-dir DIR       where the TLS certificate and key go (default CONFIG_DIR/certs)
   -p, --port PORT          HTTPS port (default ${DEFAULT_PORT})
       --host NAME          a name or IP clients use to reach espm; repeat for more (default: this host's name)
@@ -63,6 +65,7 @@ function main(argv: string[]): void {
       args: argv,
       options: {
         "config-dir": { type: "string", short: "d", default: DEFAULT_CONFIG_DIR },
+        "state-dir": { type: "string", default: DEFAULT_STATE_DIR },
         "cert-dir": { type: "string", short: "c" },
         port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
         host: { type: "string", multiple: true },
@@ -89,6 +92,7 @@ function main(argv: string[]): void {
     return;
   }
   const configDir = resolve(o["config-dir"]);
+  const stateDir = resolve(o["state-dir"]);
   const certDir = resolve(o["cert-dir"] ?? join(configDir, "certs"));
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`--port must be a number from 1 to 65535, not ${o.port}`);
@@ -126,7 +130,7 @@ function main(argv: string[]): void {
   const tls = createSelfSignedCertificate({ commonName: hosts[0]!, altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])] });
   const ini: Record<string, Record<string, string | number | string[]>> = {
     server: { host: o.listen, port, cert: files.cert, key: files.key, psk_file: files.psk },
-    store: { database: join(configDir, "espm.db"), enc_export: join(configDir, "enc-nodes"), ...(exportGroup ? { export_group: exportGroup } : {}) },
+    store: { database: join(stateDir, "espm.db"), enc_export: join(stateDir, "enc-nodes"), ...(exportGroup ? { export_group: exportGroup } : {}) },
     certnames: { allow: patterns, ...(o["deny-certname"]?.length ? { deny: o["deny-certname"] } : {}), allow_any: o["allow-any-certname"] ? "true" : "false" },
     classifier: { groups: join(configDir, "groups.yaml"), default_environment: "production", ...(o["fallback-enc"] ? { fallback_enc: resolve(o["fallback-enc"]) } : {}) },
   };

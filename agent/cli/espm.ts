@@ -5,6 +5,7 @@
  *   espm [-c espm.ini]                  run the agent in the foreground
  *   espm enc [-c espm.ini] CERTNAME     print a node's classification (Puppet's node_terminus = exec)
  *   espm puppet-config [-c espm.ini]    print the puppet.conf and auth.conf changes espm needs
+ *   espm enroll [-c espm.ini] [--wait S] get espm's client certificate from the Puppet CA
  */
 import { parseArgs } from "node:util";
 import { configPath } from "../config";
@@ -12,9 +13,14 @@ import { configPath } from "../config";
 const USAGE = `usage:
   espm [-c CONFIG]                       run the espm agent in the foreground
   espm enc [-c CONFIG] CERTNAME          print the ENC YAML for CERTNAME
-  espm puppet-config [-c CONFIG] [--auth-conf FILE]
+  espm puppet-config [-c CONFIG] [--auth-conf FILE [--write NEWFILE]]
                                          print the Puppet Server settings espm needs; with
-                                         --auth-conf, also FILE rewritten to allow espm
+                                         --auth-conf, also FILE with espm's rules added
+                                         (to NEWFILE with --write, for review)
+  espm enroll [-c CONFIG] [--wait SECONDS]
+                                         make espm's key, submit its certificate request to the
+                                         Puppet CA, and once signed there (puppetserver ca sign
+                                         --certname espm) fetch the certificate
 CONFIG defaults to $ESPM_CONFIG, else /opt/espm/etc/espm.ini.`;
 
 function fail(message: string, code = 2): never {
@@ -28,7 +34,7 @@ async function main(argv: string[]): Promise<void> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string", short: "c" }, "auth-conf": { type: "string" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
+      options: { config: { type: "string", short: "c" }, "auth-conf": { type: "string" }, write: { type: "string" }, wait: { type: "string" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
     });
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`);
@@ -55,9 +61,18 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = result.exitCode;
       return;
     }
+    case "enroll": {
+      const wait = Number(values.wait ?? 0);
+      if (!Number.isInteger(wait) || wait < 0) fail(`--wait takes whole seconds, not ${values.wait}`);
+      const { enroll } = await import("../enroll");
+      const result = await enroll(config, wait, (line) => process.stdout.write(`espm enroll: ${line}\n`));
+      process.stdout.write(`${result.message}\n`);
+      return;
+    }
     case "puppet-config": {
       const { printPuppetConfig } = await import("../puppet-config");
-      process.stdout.write(printPuppetConfig(config, values["auth-conf"]));
+      if (values.write && !values["auth-conf"]) fail("--write needs --auth-conf FILE: it writes FILE with espm's rules added");
+      process.stdout.write(printPuppetConfig(config, values["auth-conf"], undefined, values.write));
       return;
     }
     case undefined:

@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     stops.unshift({ what: "Puppet Server", stop: lab.stop });
     const setup = execFileSync(process.execPath, [
       join(ROOT, "dist/agent/cli/espm-setup.js"),
-      "-d", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
+      "-d", configDir, "--state-dir", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
       "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir,
       "--certname-pattern", DEMO_CERTNAMES,
     ]).toString();

@@ -31,6 +31,10 @@ export interface PuppetServerOptions {
   certnames?: CertnameRules;
   /** Aborting it while the server starts stops the server and rejects (a Ctrl-C during start-up). */
   signal?: AbortSignal;
+  /** false: leave espm's client certificate to `espm enroll`, as an operator would (default: issue it). */
+  issueEspmCertificate?: boolean;
+  /** "stock": Debian's auth.conf as the package installs it, for `espm puppet-config` to change (default: with espm's rules). */
+  authConf?: "stock" | "espm";
 }
 
 export interface PuppetServerLab {
@@ -47,6 +51,8 @@ export interface PuppetServerLab {
   /** Where the server stores agents' reports (reports = store). */
   reportDir: string;
   stop(): Promise<void>;
+  /** Reloads its config (auth.conf, puppet.conf) as `systemctl reload puppetserver` would, and waits until it has. */
+  reload(): Promise<void>;
 }
 
 /** Debian's OpenJDK 17, even when another JDK is first on PATH (Puppet 7's JRuby wants 17). */
@@ -60,7 +66,7 @@ export function findJava(): string {
   throw new Error("OpenJDK 17 is not installed under /usr/lib/jvm; run scripts/install-deps.sh");
 }
 
-function writeLayout(o: Required<Omit<PuppetServerOptions, "enc" | "modules" | "signal">> & Pick<PuppetServerOptions, "enc" | "modules">): { confFile: string; environmentDir: string } {
+function writeLayout(o: Required<Omit<PuppetServerOptions, "enc" | "modules" | "signal" | "issueEspmCertificate" | "authConf">> & Pick<PuppetServerOptions, "enc" | "modules" | "authConf">): { confFile: string; environmentDir: string } {
   const S = o.dir;
   for (const d of ["conf.d", "services.d", "puppet", "code/environments/production/manifests", "code/environments/production/modules", "var", "run", "log", "jruby-gems", "ssl", "ca", "enc"]) {
     mkdirSync(join(S, d), { recursive: true });
@@ -104,7 +110,8 @@ profiler: { enabled: false }
   // so espm's own check (a SAN may be only DNS:<certname>) is what keeps them out of its CSRs.
   writeFileSync(join(S, "conf.d/ca.conf"), "certificate-authority: {\n    allow-subject-alt-names: true\n}\n");
   for (const f of ["bootstrap.cfg", "ca.cfg"]) copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
-  writeFileSync(join(S, "conf.d/auth.conf"), authConfForEspm(readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8"), o.certnames));
+  const stock = readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8");
+  writeFileSync(join(S, "conf.d/auth.conf"), o.authConf === "stock" ? stock : authConfForEspm(stock, o.certnames));
 
   let enc = "";
   if (o.enc) {
@@ -242,8 +249,18 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   };
   try {
     await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000, o.signal);
-    const espm = await issueEspmCertificate(S, url, o.certname);
-    return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, reportDir: join(S, "var/reports"), stop };
+    const espm = o.issueEspmCertificate === false ? { cert: join(S, "espm-client.crt"), key: join(S, "espm-client.key") } : await issueEspmCertificate(S, url, o.certname);
+    // Puppet Server counts its restarts in the restart file: a SIGHUP reload bumps it when done.
+    const restarts = () => Number(readFileSync(join(S, "run/restart"), "utf8").trim() || 0);
+    const reload = async () => {
+      const before = restarts();
+      child.kill("SIGHUP");
+      for (const deadline = Date.now() + 120_000; restarts() <= before; ) {
+        if (Date.now() > deadline) throw new Error(`Puppet Server did not finish reloading within 120 s; see ${logFile}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, reportDir: join(S, "var/reports"), stop, reload };
   } catch (err) {
     await stop();
     throw err;

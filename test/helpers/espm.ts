@@ -46,7 +46,7 @@ export async function setupEspm(extraArgs: string[] = [], groupsYaml?: string, d
   mkdirSync(join(configDir, "certs"), { recursive: true, mode: 0o755 });
   chmodSync(configDir, 0o755);
   const port = await freePort();
-  const argv = [SETUP_BIN, "-d", configDir, "-p", String(port), "--host", "127.0.0.1", "--listen", "127.0.0.1", ...certnameArgs(extraArgs), ...extraArgs];
+  const argv = [SETUP_BIN, "-d", configDir, "--state-dir", configDir, "-p", String(port), "--host", "127.0.0.1", "--listen", "127.0.0.1", ...certnameArgs(extraArgs), ...extraArgs];
   const { stdout } = await run(process.execPath, argv);
   if (groupsYaml !== undefined) writeFileSync(join(configDir, "groups.yaml"), groupsYaml, { mode: 0o644 });
   return {
