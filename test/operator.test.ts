@@ -1,49 +1,78 @@
 /**
- * The operator's steps, as the README gives them, on a Puppet Server that starts with Debian's stock
- * auth.conf and no certificate for espm: espm-setup, espm enroll (the CA's own CLI signs), espm
- * puppet-config writing auth.conf for review, a reload, and then a node registered, signed and
- * booted through espm.
+ * The operator guide, run as the README gives it (scripts/operator-guide.sh, which the README holds
+ * verbatim), on a Puppet Server that starts with Debian's stock auth.conf and no certificate for
+ * espm: espm's user, espm-setup, espm enroll (the CA's own CLI signs), espm puppet-config's auth.conf,
+ * the ENC and reports settings, a reload; then a node registered, signed and booted through espm.
+ * Only the CA's sign command (this server's config) and the reload (no systemd) are the test's own.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { ESPM_BIN, EspmProcess, freePort, ROOT, run, scratchDir, setupEspm, type SetupResult } from "./helpers/espm";
+import { ESPM_BIN, EspmProcess, freePort, ROOT, run, scratchDir, SETUP_BIN, type SetupResult } from "./helpers/espm";
 
-describe("the operator's steps on a Puppet Server with stock auth.conf", function () {
+/** Runs scripts/operator-guide.sh with `env`, the way the README says, and returns its output. */
+async function runGuide(env: Record<string, string>): Promise<string> {
+  const { stdout, stderr } = await run("sh", [join(ROOT, "scripts/operator-guide.sh")], { env: { ...process.env, ...env }, timeout: 300_000 });
+  return `${stdout}${stderr}`;
+}
+
+describe("the operator guide (scripts/operator-guide.sh, as the README has it) on a Puppet Server with stock auth.conf", function () {
   this.timeout(600_000);
   let dir: string;
   let lab: PuppetServerLab;
   let setup: SetupResult;
   let espm: EspmProcess | undefined;
-  const espmCli = (...args: string[]) => run(process.execPath, [ESPM_BIN, ...args]);
+  let output = "";
 
   before(async () => {
     dir = scratchDir("espm-operator");
-    const espmDir = join(dir, "espm");
-    mkdirSync(espmDir);
     lab = await startPuppetServer({
       dir: join(dir, "puppetserver"),
       port: await freePort(),
-      enc: `${process.execPath} ${ESPM_BIN} enc -c ${join(espmDir, "etc/espm.ini")}`,
       modules: [join(ROOT, "test/fixtures/modules/espm_file")],
       issueEspmCertificate: false,
       authConf: "stock",
     });
-    const certs = join(espmDir, "etc/certs");
-    setup = await setupEspm(
-      [
-        "--certname-pattern", "*.ops.test",
-        "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle,
-        "--puppetserver-cert", join(certs, "espm-client.crt"), "--puppetserver-key", join(certs, "espm-client.key"),
-        "--puppetserver-reportdir", lab.reportDir,
-      ],
-      `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`,
-      espmDir,
-    );
+    // The bins as `npm install -g` puts them on PATH.
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    for (const [name, file] of [["espm", ESPM_BIN], ["espm-setup", SETUP_BIN]] as const) {
+      writeFileSync(join(bin, name), `#!/bin/sh\nexec ${process.execPath} ${file} "$@"\n`, { mode: 0o755 });
+    }
+    const configDir = join(dir, "etc");
+    const port = await freePort();
+    // What the test replaces: the CA's sign (this server's config) and the reload (no systemd here:
+    // SIGHUP, then wait until Puppet Server has counted the restart).
+    const restartFile = join(lab.dir, "run/restart");
+    const pid = readFileSync(join(lab.dir, "run/server.pid"), "utf8").trim();
+    output = await runGuide({
+      PATH: `${bin}:${process.env.PATH ?? ""}`,
+      CERTNAME_PATTERN: "*.ops.test",
+      ESPM_HOST: "127.0.0.1",
+      ESPM_PORT: String(port),
+      PUPPET_URL: lab.url,
+      CONFIG_DIR: configDir,
+      STATE_DIR: join(dir, "state"),
+      PUPPET_CA: lab.caBundle,
+      PUPPET_CONF: lab.confFile,
+      AUTH_CONF: join(lab.dir, "conf.d/auth.conf"),
+      REPORT_DIR: lab.reportDir,
+      CA_SIGN: `puppetserver ca sign --certname espm --config ${lab.confFile}`,
+      RELOAD_PUPPETSERVER: `before=$(cat ${restartFile}); kill -HUP ${pid}; while [ "$(cat ${restartFile})" -le "$before" ]; do sleep 0.5; done`,
+    });
+    setup = {
+      dir,
+      configDir,
+      ini: join(configDir, "espm.ini"),
+      port,
+      psk: readFileSync(join(configDir, "psk"), "utf8").trim(),
+      certificate: readFileSync(join(configDir, "certs/espm.crt"), "utf8"),
+      stdout: output,
+    };
   });
 
   after(async () => {
@@ -52,36 +81,33 @@ describe("the operator's steps on a Puppet Server with stock auth.conf", functio
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("espm enroll submits espm's request, the CA's CLI signs it, and espm enroll fetches the certificate (0600)", async () => {
-    const { cert, key } = { cert: join(setup.configDir, "certs/espm-client.crt"), key: join(setup.configDir, "certs/espm-client.key") };
-    const first = await espmCli("enroll", "-c", setup.ini);
-    assert.match(first.stdout, /On the CA server, run:\n {2}puppetserver ca sign --certname espm\n/);
-    assert.equal(statSync(key).mode & 0o777, 0o600);
-    assert.equal(existsSync(cert), false);
-    const again = await espmCli("enroll", "-c", setup.ini);
-    assert.match(again.stdout, /waiting at the CA/, "a second run before the sign keeps the one request");
-
-    await run("puppetserver", ["ca", "sign", "--certname", "espm", "--config", lab.confFile], { timeout: 120_000 });
-    const fetched = await espmCli("enroll", "-c", setup.ini);
-    assert.match(fetched.stdout, /espm's certificate is in .*espm-client\.crt \(mode 0600\); start espm/);
-    assert.equal(statSync(cert).mode & 0o777, 0o600);
-    assert.match(readFileSync(cert, "utf8"), /BEGIN CERTIFICATE/);
+  it("is in the README verbatim", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    assert.ok(readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")), "README.md holds scripts/operator-guide.sh as it is");
   });
 
-  it("espm puppet-config writes auth.conf with espm's rules for review, and Puppet Server reloads it", async () => {
-    const authConf = join(lab.dir, "conf.d/auth.conf");
-    const reviewed = join(dir, "auth.conf.espm");
-    const { stdout } = await espmCli("puppet-config", "-c", setup.ini, "--auth-conf", authConf, "--write", reviewed);
-    assert.match(stdout, /node_terminus = exec/);
-    assert.match(stdout, /reports = store/);
-    assert.ok(stdout.includes(`is in ${reviewed}: review it`));
-    assert.match(readFileSync(reviewed, "utf8"), /name: "espm certificates"/);
-    await assert.rejects(espmCli("puppet-config", "-c", setup.ini, "--auth-conf", authConf, "--write", reviewed), /EEXIST/, "never overwrites");
-    copyFileSync(reviewed, authConf);
-    await lab.reload();
+  it("made espm's user in Puppet Server's group, and its client certificate through espm enroll and the CA's CLI (0600, espm's)", async () => {
+    assert.match(output, /On the CA server, run:\n {2}puppetserver ca sign --certname espm\n/);
+    assert.match(output, /espm's certificate is in .*espm-client\.crt \(mode 0600\); start espm/);
+    const { stdout: groups } = await run("id", ["-nG", "espm"]);
+    assert.match(groups, /\bpuppet\b/);
+    const cert = statSync(join(setup.configDir, "certs/espm-client.crt"));
+    assert.equal(cert.mode & 0o777, 0o600);
+    assert.equal(cert.uid, Number((await run("id", ["-u", "espm"])).stdout.trim()), "owned by espm");
   });
 
-  it("espm starts, and a node is registered, signed and boots through it", async () => {
+  it("gave Puppet Server espm's auth.conf rules, the ENC and stored reports, keeping the old auth.conf for review", () => {
+    assert.match(readFileSync(join(lab.dir, "conf.d/auth.conf"), "utf8"), /name: "espm certificates"/);
+    assert.doesNotMatch(readFileSync(join(lab.dir, "conf.d/auth.conf.before-espm"), "utf8"), /espm/);
+    const conf = readFileSync(lab.confFile, "utf8");
+    assert.match(conf, /node_terminus = exec/);
+    assert.match(conf, new RegExp(`external_nodes = ${join(dir, "bin/espm")} enc -c ${setup.ini}`));
+    assert.match(conf, /reports = store/);
+  });
+
+  it("leaves an espm that starts, and a node registered, signed and booted through it", async () => {
+    // The operator's first group, in the groups.yaml espm-setup wrote.
+    writeFileSync(join(setup.configDir, "groups.yaml"), `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`);
     espm = await EspmProcess.start(setup);
     const client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
     try {
@@ -101,7 +127,7 @@ describe("the operator's steps on a Puppet Server with stock auth.conf", functio
       const boot = await run("sh", [script, "--confdir", join(agent, "conf"), "--vardir", join(agent, "var"), "--ssldir", join(agent, "ssl"), "--logdest", join(agent, "first.log")], { timeout: 180_000 });
       assert.match(boot.stdout, /agent exit 2/);
       assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
-      // Outside espm's patterns, Puppet Server refuses espm's own certificate.
+      // Outside espm's patterns, espm refuses, and so would Puppet Server.
       await assert.rejects(client.registerNode({ name: "web-01.example.test", classes: { motd: {} } }), /certname policy \(patterns\)/);
     } finally {
       await client.close();
