@@ -12,7 +12,7 @@ import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSeria
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "../sdk/errors";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
-import { thinProvider } from "./runtime";
+import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 export type CertificateKeyType = "rsa-2048" | "rsa-3072" | "rsa-4096";
@@ -137,7 +137,7 @@ export const certificateLifecycle = {
       }
     });
   },
-};
+} satisfies Lifecycle<CertificateState>;
 
 /** After a sign that may have acted: revoke what espm may have signed, or keep it in state. */
 async function revokeAfter(error: unknown, inputs: CertificateState, client: EspmClient): Promise<Error> {

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { protocol, type PuppetRun } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, elapsed, progress } from "./lifecycle";
-import { thinProvider } from "./runtime";
+import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 export interface PuppetFirstRunArgs {
@@ -117,7 +117,7 @@ export const firstRunLifecycle = {
   async delete(): Promise<void> {
     // Nothing remote: the run is history, and the node and certificate have their own resources.
   },
-};
+} satisfies Lifecycle<FirstRunState>;
 
 /** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
 export const firstRunProvider = thinProvider("firstRun");

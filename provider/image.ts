@@ -26,7 +26,7 @@ import {
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { changedProperties, checkWith, defined, elapsed, messageOf, progress, ResourceInitError } from "./lifecycle";
-import { thinProvider } from "./runtime";
+import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { AwsSettings, StackSettings } from "./settings";
 import { isEspmBootstrap } from "./userdata";
 
@@ -312,7 +312,7 @@ export const imageLifecycle = {
       await removeImage(client, id, snapshotIds, durationSeconds(state.timeouts?.delete ?? "40m") ?? 2400);
     });
   },
-};
+} satisfies Lifecycle<ImageState>;
 
 /** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
 export const imageProvider = thinProvider("image");

@@ -11,7 +11,7 @@ import { EspmError } from "../sdk/errors";
 import { protocol, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
-import { thinProvider } from "./runtime";
+import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -153,7 +153,7 @@ export const registrationLifecycle = {
       }
     });
   },
-};
+} satisfies Lifecycle<RegistrationState>;
 
 /**
  * The answer to a create that may have acted (no answer, a 5xx, a reply that did not parse): remove
