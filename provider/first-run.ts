@@ -4,12 +4,11 @@
  * fails `pulumi up` with the run's error lines, as the original espm failed a launch on agent exit
  * codes 1, 4 and 6; no run within the timeout fails saying what to check. delete does nothing remote.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { protocol, type PuppetRun } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, elapsed, progress } from "./lifecycle";
+import { changedProperties, checkWith, defined, elapsed, poll, progress } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
@@ -83,25 +82,23 @@ export const firstRunLifecycle = {
     return withClient(inputs.connection, settings?.espm, async (client) => {
       const started = Date.now();
       const notBefore = inputs.notBefore ? Date.parse(inputs.notBefore) : started - CLOCK_GRACE_MS;
-      const deadline = started + inputs.timeoutMinutes * 60_000;
-      for (let delay = 1000; ; delay = Math.min(delay * 1.5, 15_000)) {
+      const first = await poll({ deadline: started + inputs.timeoutMinutes * 60_000, firstDelayMs: 1000, factor: 1.5, maxDelayMs: 15_000 }, async () => {
         const answer = await client.nodeRuns(inputs.nodeName, 5);
         if (!answer) throw new Error(`espm has no node ${inputs.nodeName}: register it with PuppetNodeRegistration and give its nodeName`);
         // The oldest run since the instance started is its first.
         const run = answer.runs.filter((r) => Date.parse(r.time) >= notBefore).at(-1);
-        if (run?.status === "failed") {
-          const lines = run.errors.length ? run.errors.map((line) => `\n  ${line}`).join("") : "\n  (the report has no error lines; see the instance's /var/log/puppet-bootstrap.log)";
-          throw new Error(`Puppet's first run on ${inputs.nodeName} (${run.time}) failed:${lines}`);
-        }
-        if (run) {
-          progress(`PuppetFirstRun ${inputs.nodeName}: ${run.status}, ${run.resources.changed} of ${run.resources.total} resources changed, after ${elapsed(started)}`);
-          const outs = { ...inputs, status: run.status, runAt: run.time, transactionUuid: run.transactionUuid, resources: run.resources };
-          return { id: `${inputs.nodeName}@${run.time}`, outs: defined(outs) };
-        }
-        if (Date.now() + delay > deadline) throw new Error(noRunMessage(inputs));
-        progress(`PuppetFirstRun ${inputs.nodeName}: waiting for the first Puppet run, ${elapsed(started)} elapsed`);
-        await sleep(delay);
+        if (!run) progress(`PuppetFirstRun ${inputs.nodeName}: waiting for the first Puppet run, ${elapsed(started)} elapsed`);
+        return run;
+      });
+      if (!("value" in first)) throw new Error(noRunMessage(inputs));
+      const run = first.value;
+      if (run.status === "failed") {
+        const lines = run.errors.length ? run.errors.map((line) => `\n  ${line}`).join("") : "\n  (the report has no error lines; see the instance's /var/log/puppet-bootstrap.log)";
+        throw new Error(`Puppet's first run on ${inputs.nodeName} (${run.time}) failed:${lines}`);
       }
+      progress(`PuppetFirstRun ${inputs.nodeName}: ${run.status}, ${run.resources.changed} of ${run.resources.total} resources changed, after ${elapsed(started)}`);
+      const outs = { ...inputs, status: run.status, runAt: run.time, transactionUuid: run.transactionUuid, resources: run.resources };
+      return { id: `${inputs.nodeName}@${run.time}`, outs: defined(outs) };
     });
   },
 

@@ -8,27 +8,15 @@
  * sees its URN) and the inputs that force replacement, so a replacement never adopts its predecessor.
  */
 import { createHash } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-import { gunzipSync } from "node:zlib";
-import {
-  CreateImageCommand,
-  CreateTagsCommand,
-  DeleteSnapshotCommand,
-  DeleteTagsCommand,
-  DeregisterImageCommand,
-  DescribeImagesCommand,
-  DescribeInstanceAttributeCommand,
-  EC2Client,
-  ModifyImageAttributeCommand,
-  type Image,
-  type Tag,
-} from "@aws-sdk/client-ec2";
+import { ModifyImageAttributeCommand } from "@aws-sdk/client-ec2";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { changedProperties, checkWith, defined, elapsed, messageOf, progress, ResourceInitError } from "./lifecycle";
+import { adoptOrCreate, applyTags, describeImage, NO_REGION, refuseBootstrappedSource, removeImage, snapshotsOf, tagMap, waitAvailable, withEc2 } from "./ec2-images";
+import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
-import type { AwsSettings, StackSettings } from "./settings";
-import { isEspmBootstrap } from "./userdata";
+import type { StackSettings } from "./settings";
+
+export { REGISTERED_TAG, TOKEN_TAG } from "./ec2-images";
 
 export interface RegisteredImageArgs {
   /** The prepared instance to image: Puppet agent installed, never bootstrapped. */
@@ -70,8 +58,6 @@ export interface ImageState {
   appliedSnapshotTags: Record<string, string>;
 }
 
-export const REGISTERED_TAG = "espm:registered";
-export const TOKEN_TAG = "espm:create-token";
 const REPLACING = ["instanceId", "name", "noReboot"] as const;
 const UPDATING = ["description", "tags", "snapshotTags", "timeouts", "allowBootstrappedSource"] as const;
 
@@ -107,135 +93,6 @@ function inputSchema() {
 /** The create token: the same for a retry of this resource's create, different for any replacement. */
 export function createToken(inputs: Pick<ImageState, "scope" | "instanceId" | "name" | "noReboot">): string {
   return createHash("sha256").update(JSON.stringify([inputs.scope, inputs.instanceId, inputs.name, inputs.noReboot])).digest("hex").slice(0, 32);
-}
-
-const NO_REGION = "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION";
-
-/** Runs `use` with an EC2 client for `region` (the stack's when not given), and destroys it after. */
-async function withEc2<T>(settings: StackSettings | undefined, region: string | undefined, use: (client: EC2Client) => Promise<T>): Promise<T> {
-  const aws: AwsSettings = settings?.aws ?? {};
-  const where = region ?? aws.region;
-  if (!where) throw new Error(NO_REGION);
-  const client = new EC2Client({ region: where, endpoint: aws.endpoint, profile: aws.profile });
-  try {
-    return await use(client);
-  } finally {
-    client.destroy();
-  }
-}
-
-const tagList = (tags: Record<string, string>): Tag[] => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
-const tagMap = (tags: Tag[] | undefined): Record<string, string> => Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
-const snapshotsOf = (image: Image): string[] => (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
-
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : "";
-}
-
-async function describeImage(client: EC2Client, imageId: string): Promise<Image | undefined> {
-  try {
-    const { Images } = await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
-    const image = Images?.[0];
-    return image && image.State !== "deregistered" ? image : undefined;
-  } catch (error) {
-    if (/^InvalidAMIID\.(NotFound|Unavailable)$/.test(errorName(error))) return undefined;
-    throw error;
-  }
-}
-
-/** Refuses a source whose userdata is espm's bootstrap: the image would carry that node's key. */
-async function refuseBootstrappedSource(client: EC2Client, inputs: ImageState): Promise<void> {
-  if (inputs.allowBootstrappedSource) return;
-  const { UserData } = await client.send(new DescribeInstanceAttributeCommand({ InstanceId: inputs.instanceId, Attribute: "userData" }));
-  if (!UserData?.Value) return;
-  let bytes = Buffer.from(UserData.Value, "base64");
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
-  if (isEspmBootstrap(bytes.toString("utf8"))) {
-    throw new Error(
-      `instance ${inputs.instanceId} was booted with espm's bootstrap userdata: an image of it would carry that node's Puppet key and certificate into every instance launched from it. ` +
-        "Image a prepared instance that was never bootstrapped, or set allowBootstrappedSource: true if the key is removed.",
-    );
-  }
-}
-
-/** The image this resource's earlier create made (found by token), or a fresh one. Failed leftovers are removed. */
-async function adoptOrCreate(client: EC2Client, inputs: ImageState, token: string, deleteSeconds: number): Promise<string> {
-  const { Images } = await client.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: `tag:${TOKEN_TAG}`, Values: [token] }] }));
-  for (const image of Images ?? []) {
-    if (image.State === "pending" || image.State === "available") {
-      progress(`RegisteredImage ${inputs.name}: adopting ${image.ImageId}, made by an earlier try of this create`);
-      return image.ImageId!;
-    }
-    if (image.State === "failed" || image.State === "error") await removeImage(client, image.ImageId!, snapshotsOf(image), deleteSeconds);
-  }
-  const created = await client.send(
-    new CreateImageCommand({
-      InstanceId: inputs.instanceId,
-      Name: inputs.name,
-      Description: inputs.description,
-      NoReboot: inputs.noReboot,
-      // Only the image: a snapshot TagSpecification is not accepted everywhere (moto fails on it).
-      TagSpecifications: [{ ResourceType: "image", Tags: [{ Key: TOKEN_TAG, Value: token }] }],
-    }),
-  );
-  return created.ImageId!;
-}
-
-/** Polls until the image is available, with backoff, within `seconds`; says how it goes. */
-async function waitAvailable(client: EC2Client, name: string, imageId: string, seconds: number): Promise<{ image?: Image; state: string; reason?: string }> {
-  const started = Date.now();
-  const deadline = started + seconds * 1000;
-  let delay = 2000;
-  for (;;) {
-    const image = await describeImage(client, imageId);
-    const state = image?.State ?? "deregistered";
-    progress(`RegisteredImage ${name}: ${imageId} is ${state} after ${elapsed(started)}`);
-    if (state === "available") return { image, state };
-    if (state !== "pending") return { image, state, reason: image?.StateReason?.Message ?? `the image became ${state}` };
-    if (Date.now() + delay > deadline) return { image, state, reason: `still pending after ${elapsed(started)} (timeouts.create is ${seconds}s)` };
-    await sleep(delay);
-    delay = Math.min(delay * 1.5, 30_000);
-  }
-}
-
-/** Deregisters the image (gone is fine), then deletes its snapshots, retrying while EC2 still holds them. */
-async function removeImage(client: EC2Client, imageId: string, snapshotIds: string[], seconds: number): Promise<void> {
-  try {
-    await client.send(new DeregisterImageCommand({ ImageId: imageId }));
-  } catch (error) {
-    if (!/^InvalidAMIID\.(NotFound|Unavailable)$/.test(errorName(error))) throw error;
-  }
-  const deadline = Date.now() + seconds * 1000;
-  for (const snapshotId of snapshotIds) {
-    let delay = 1000;
-    for (;;) {
-      try {
-        await client.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
-        break;
-      } catch (error) {
-        if (errorName(error) === "InvalidSnapshot.NotFound") break;
-        if (errorName(error) !== "InvalidSnapshot.InUse" || Date.now() + delay > deadline) {
-          throw new Error(`image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(error)}`);
-        }
-        await sleep(delay);
-        delay = Math.min(delay * 2, 15_000);
-      }
-    }
-  }
-}
-
-/** Makes the tags of image and snapshots exactly the wanted ones (ours and the user's). */
-async function applyTags(client: EC2Client, imageId: string, snapshotIds: string[], state: ImageState, token: string, before?: ImageState) {
-  const imageTags = { ...state.tags, [REGISTERED_TAG]: "true", [TOKEN_TAG]: token };
-  const snapshotTags = { ...state.snapshotTags, [REGISTERED_TAG]: "true" };
-  const removed = (old: Record<string, string> | undefined, now: Record<string, string>) => Object.keys(old ?? {}).filter((key) => !(key in now));
-  const goneFromImage = removed(before?.tags, state.tags);
-  const goneFromSnapshots = removed(before?.snapshotTags, state.snapshotTags);
-  if (goneFromImage.length) await client.send(new DeleteTagsCommand({ Resources: [imageId], Tags: goneFromImage.map((Key) => ({ Key })) }));
-  if (goneFromSnapshots.length && snapshotIds.length) await client.send(new DeleteTagsCommand({ Resources: snapshotIds, Tags: goneFromSnapshots.map((Key) => ({ Key })) }));
-  await client.send(new CreateTagsCommand({ Resources: [imageId], Tags: tagList(imageTags) }));
-  if (snapshotIds.length) await client.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: tagList(snapshotTags) }));
-  return { appliedTags: imageTags, appliedSnapshotTags: snapshotTags };
 }
 
 export const imageLifecycle = {

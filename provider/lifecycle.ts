@@ -6,6 +6,7 @@
  * Nothing here is live at module scope: Pulumi's closure serializer may walk this module.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import { setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
 import type { z } from "zod";
 import { EspmError } from "../sdk/errors";
@@ -118,6 +119,23 @@ export function nothingWasDone(error: unknown): boolean {
  */
 export function initFailed(message: string, id: string, inputs: object, outputs: Record<string, unknown>): ResourceInitError {
   return new ResourceInitError(message, id, defined({ ...inputs, ...outputs }));
+}
+
+/**
+ * Calls `attempt` until it returns a value, sleeping between calls with a backoff that grows by
+ * `factor` up to `maxDelayMs`; gives up (`{ timedOut: true }`) when the next sleep would pass the
+ * deadline. An error from `attempt` ends the polling.
+ */
+export async function poll<T>(
+  backoff: { deadline: number; firstDelayMs: number; factor: number; maxDelayMs: number },
+  attempt: () => Promise<T | undefined>,
+): Promise<{ value: T } | { timedOut: true }> {
+  for (let delay = backoff.firstDelayMs; ; delay = Math.min(delay * backoff.factor, backoff.maxDelayMs)) {
+    const value = await attempt();
+    if (value !== undefined) return { value };
+    if (Date.now() + delay > backoff.deadline) return { timedOut: true };
+    await sleep(delay);
+  }
 }
 
 /** Time since `since` (ms), for progress lines: `42s`, `3m07s`. */

@@ -1,0 +1,171 @@
+/**
+ * The EC2 work behind RegisteredImage: an EC2 client per operation, and the calls that make, wait
+ * for, tag and remove an image and its snapshots. The lifecycle in image.ts reads as check → diff →
+ * create → read → update → delete on top of these.
+ */
+import { gunzipSync } from "node:zlib";
+import {
+  CreateImageCommand,
+  CreateTagsCommand,
+  DeleteSnapshotCommand,
+  DeleteTagsCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeInstanceAttributeCommand,
+  EC2Client,
+  type Image,
+  type Tag,
+} from "@aws-sdk/client-ec2";
+import { elapsed, messageOf, poll, progress } from "./lifecycle";
+import type { AwsSettings, StackSettings } from "./settings";
+import { isEspmBootstrap } from "./userdata";
+
+/** Marks an image (and its snapshots) as registered: trusted to launch from. */
+export const REGISTERED_TAG = "espm:registered";
+/** Carries the create token, by which a retried create finds the image its first try made. */
+export const TOKEN_TAG = "espm:create-token";
+
+export const NO_REGION = "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION";
+
+/** Runs `use` with an EC2 client for `region` (the stack's when not given), and destroys it after. */
+export async function withEc2<T>(settings: StackSettings | undefined, region: string | undefined, use: (client: EC2Client) => Promise<T>): Promise<T> {
+  const aws: AwsSettings = settings?.aws ?? {};
+  const where = region ?? aws.region;
+  if (!where) throw new Error(NO_REGION);
+  const client = new EC2Client({ region: where, endpoint: aws.endpoint, profile: aws.profile });
+  try {
+    return await use(client);
+  } finally {
+    client.destroy();
+  }
+}
+
+const tagList = (tags: Record<string, string>): Tag[] => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
+export const tagMap = (tags: Tag[] | undefined): Record<string, string> => Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
+export const snapshotsOf = (image: Image): string[] => (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : "";
+}
+
+/** Whether EC2 answered that the image does not exist (any more). */
+function isImageGone(error: unknown): boolean {
+  return /^InvalidAMIID\.(NotFound|Unavailable)$/.test(errorName(error));
+}
+
+/** The image, or undefined when it is gone (deregistered, or never was). */
+export async function describeImage(client: EC2Client, imageId: string): Promise<Image | undefined> {
+  try {
+    const { Images } = await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    const image = Images?.[0];
+    return image && image.State !== "deregistered" ? image : undefined;
+  } catch (error) {
+    if (isImageGone(error)) return undefined;
+    throw error;
+  }
+}
+
+/** Refuses a source whose userdata is espm's bootstrap: the image would carry that node's key. */
+export async function refuseBootstrappedSource(client: EC2Client, source: { instanceId: string; allowBootstrappedSource: boolean }): Promise<void> {
+  if (source.allowBootstrappedSource) return;
+  const { UserData } = await client.send(new DescribeInstanceAttributeCommand({ InstanceId: source.instanceId, Attribute: "userData" }));
+  if (!UserData?.Value) return;
+  let bytes = Buffer.from(UserData.Value, "base64");
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
+  if (isEspmBootstrap(bytes.toString("utf8"))) {
+    throw new Error(
+      `instance ${source.instanceId} was booted with espm's bootstrap userdata: an image of it would carry that node's Puppet key and certificate into every instance launched from it. ` +
+        "Image a prepared instance that was never bootstrapped, or set allowBootstrappedSource: true if the key is removed.",
+    );
+  }
+}
+
+export interface ImageRequest {
+  instanceId: string;
+  name: string;
+  description?: string;
+  noReboot: boolean;
+}
+
+/** The image this resource's earlier create made (found by token), or a fresh one. Failed leftovers are removed. */
+export async function adoptOrCreate(client: EC2Client, request: ImageRequest, token: string, deleteSeconds: number): Promise<string> {
+  const { Images } = await client.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: `tag:${TOKEN_TAG}`, Values: [token] }] }));
+  for (const image of Images ?? []) {
+    if (image.State === "pending" || image.State === "available") {
+      progress(`RegisteredImage ${request.name}: adopting ${image.ImageId}, made by an earlier try of this create`);
+      return image.ImageId!;
+    }
+    if (image.State === "failed" || image.State === "error") await removeImage(client, image.ImageId!, snapshotsOf(image), deleteSeconds);
+  }
+  const created = await client.send(
+    new CreateImageCommand({
+      InstanceId: request.instanceId,
+      Name: request.name,
+      Description: request.description,
+      NoReboot: request.noReboot,
+      // Only the image: a snapshot TagSpecification is not accepted everywhere (moto fails on it).
+      TagSpecifications: [{ ResourceType: "image", Tags: [{ Key: TOKEN_TAG, Value: token }] }],
+    }),
+  );
+  return created.ImageId!;
+}
+
+/** Polls until the image is available, with backoff, within `seconds`; says how it goes. */
+export async function waitAvailable(client: EC2Client, name: string, imageId: string, seconds: number): Promise<{ image?: Image; state: string; reason?: string }> {
+  const started = Date.now();
+  let last: Image | undefined;
+  const waited = await poll({ deadline: started + seconds * 1000, firstDelayMs: 2000, factor: 1.5, maxDelayMs: 30_000 }, async () => {
+    last = await describeImage(client, imageId);
+    const state = last?.State ?? "deregistered";
+    progress(`RegisteredImage ${name}: ${imageId} is ${state} after ${elapsed(started)}`);
+    if (state === "available") return { image: last, state };
+    if (state !== "pending") return { image: last, state, reason: last?.StateReason?.Message ?? `the image became ${state}` };
+    return undefined;
+  });
+  return "value" in waited ? waited.value : { image: last, state: "pending", reason: `still pending after ${elapsed(started)} (timeouts.create is ${seconds}s)` };
+}
+
+/** Deregisters the image (gone is fine), then deletes its snapshots, retrying while EC2 still holds them. */
+export async function removeImage(client: EC2Client, imageId: string, snapshotIds: string[], seconds: number): Promise<void> {
+  try {
+    await client.send(new DeregisterImageCommand({ ImageId: imageId }));
+  } catch (error) {
+    if (!isImageGone(error)) throw error;
+  }
+  const deadline = Date.now() + seconds * 1000;
+  for (const snapshotId of snapshotIds) {
+    let lastError: unknown;
+    const deleted = await poll({ deadline, firstDelayMs: 1000, factor: 2, maxDelayMs: 15_000 }, async () => {
+      try {
+        await client.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+        return true;
+      } catch (error) {
+        if (errorName(error) === "InvalidSnapshot.NotFound") return true;
+        lastError = error;
+        // Still in use by the image EC2 is deregistering: try again. Anything else will not change.
+        if (errorName(error) === "InvalidSnapshot.InUse") return undefined;
+        throw new Error(`image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(error)}`);
+      }
+    });
+    if (!("value" in deleted)) throw new Error(`image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(lastError)}`);
+  }
+}
+
+export interface WantedTags {
+  tags: Record<string, string>;
+  snapshotTags: Record<string, string>;
+}
+
+/** Makes the tags of image and snapshots exactly the wanted ones (ours and the user's). */
+export async function applyTags(client: EC2Client, imageId: string, snapshotIds: string[], wanted: WantedTags, token: string, before?: WantedTags) {
+  const imageTags = { ...wanted.tags, [REGISTERED_TAG]: "true", [TOKEN_TAG]: token };
+  const snapshotTags = { ...wanted.snapshotTags, [REGISTERED_TAG]: "true" };
+  const removed = (old: Record<string, string> | undefined, now: Record<string, string>) => Object.keys(old ?? {}).filter((key) => !(key in now));
+  const goneFromImage = removed(before?.tags, wanted.tags);
+  const goneFromSnapshots = removed(before?.snapshotTags, wanted.snapshotTags);
+  if (goneFromImage.length) await client.send(new DeleteTagsCommand({ Resources: [imageId], Tags: goneFromImage.map((Key) => ({ Key })) }));
+  if (goneFromSnapshots.length && snapshotIds.length) await client.send(new DeleteTagsCommand({ Resources: snapshotIds, Tags: goneFromSnapshots.map((Key) => ({ Key })) }));
+  await client.send(new CreateTagsCommand({ Resources: [imageId], Tags: tagList(imageTags) }));
+  if (snapshotIds.length) await client.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: tagList(snapshotTags) }));
+  return { appliedTags: imageTags, appliedSnapshotTags: snapshotTags };
+}
