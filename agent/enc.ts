@@ -6,7 +6,7 @@
  * break a Puppet run.
  */
 import { stringify } from "yaml";
-import { nameProblem } from "../sdk/protocol";
+import { nameProblem } from "../sdk/names";
 import { loadConfig } from "./config";
 import { readGroupsSnapshot, readNodeExport } from "./enc-export";
 import { runFallbackEnc, type EncResult } from "./fallback-enc";

@@ -94,10 +94,6 @@ export interface AuditEntry {
   detail?: string;
 }
 
-export interface AuditRecord extends AuditEntry {
-  id: number;
-  at: string;
-}
 
 interface NodeRow {
   name: string;
@@ -284,15 +280,5 @@ export class Store {
     this.db
       .prepare("INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)")
       .run(now, entry.actor, entry.action, entry.target ?? null, entry.outcome, entry.detail ?? null);
-  }
-
-  auditLog(limit = 1000): AuditRecord[] {
-    return this.db
-      .prepare<[number], { id: number; at: string; actor: string; action: string; target: string | null; outcome: string; detail: string | null }>(
-        "SELECT * FROM audit ORDER BY id DESC LIMIT ?",
-      )
-      .all(limit)
-      .reverse()
-      .map((r) => ({ ...r, target: r.target ?? undefined, detail: r.detail ?? undefined }));
   }
 }

@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { EspmClient } from "../sdk/client";
-import { protocol } from "../sdk/protocol";
+import { schemas } from "../sdk/protocol";
 import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "../sdk/errors";
@@ -52,7 +52,7 @@ const REPLACING = ["certname", "keyType", "extensions"] as const;
 function inputSchema() {
   const known = Object.keys(PUPPET_EXTENSIONS);
   return z.strictObject({
-    certname: protocol().name,
+    certname: schemas.name,
     keyType: z
       .string()
       .refine((value) => value in KEY_BITS, { error: (issue) => `unknown key type ${JSON.stringify(issue.input)}: use rsa-2048, rsa-3072 or rsa-4096 (EC keys are not supported yet)` })

@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { protocol, type PuppetRun } from "../sdk/protocol";
+import { schemas, type PuppetRun } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, elapsed, poll, progress } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
@@ -48,7 +48,7 @@ const CLOCK_GRACE_MS = 60_000;
 
 function inputSchema() {
   return z.strictObject({
-    nodeName: protocol().name,
+    nodeName: schemas.name,
     instanceId: z.string().min(1),
     timeoutMinutes: z.number().positive().max(24 * 60).default(30),
     notBefore: z.iso.datetime({ offset: true }).optional(),

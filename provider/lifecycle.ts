@@ -2,8 +2,6 @@
  * Pieces every espm dynamic resource's lifecycle shares: unknown values during preview, check
  * failures that name the property, diffs by property, the init-failed error that records a
  * half-made resource in state instead of orphaning it, and how waits report their progress.
- *
- * Nothing here is live at module scope: Pulumi's closure serializer may walk this module.
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { setTimeout as sleep } from "node:timers/promises";

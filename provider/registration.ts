@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
-import { protocol, suffixedName, type Node } from "../sdk/protocol";
+import { schemas, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
@@ -55,9 +55,8 @@ const DIFFED = ["name", "environment", "groups", "classes", "parameters", "onCon
 const SUFFIX_ATTEMPTS = 5;
 
 function inputSchema() {
-  const p = protocol();
-  return p.classification.extend({
-    name: p.name,
+  return schemas.classification.extend({
+    name: schemas.name,
     onConflict: z.enum(["suffix", "fail"]).default("suffix"),
     connection: connectionSchema().optional(),
   });

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { nameProblem } from "../sdk/protocol";
+import { nameProblem } from "../sdk/names";
 
 /** EC2 accepts at most 16 KB of userdata, counted before base64 encoding. */
 export const USERDATA_LIMIT = 16 * 1024;

@@ -1,5 +1,5 @@
 /**
- * EspmClient: the typed client of protocol v1, on undici.
+ * EspmClient: the typed client of schemas v1, on undici.
  *
  * The server certificate is pinned: during the TLS handshake, before any request (and so the PSK)
  * is sent, the certificate the server presents must have the pinned SHA-256 fingerprint. The host
@@ -16,7 +16,7 @@ import { EspmError } from "./errors";
 import {
   ERROR_STATUS,
   IDEMPOTENCY_HEADER,
-  protocol,
+  schemas,
   type CertificateIssued,
   type CertificateStatus,
   type ClassesResponse,
@@ -111,8 +111,7 @@ export class EspmClient {
   private readonly timeoutMs: number;
   private readonly attempts: number;
   private readonly backoffMs: number;
-  private readonly p = protocol();
-
+  
   constructor(options: EspmClientOptions) {
     try {
       this.base = new URL(options.url);
@@ -132,29 +131,29 @@ export class EspmClient {
   }
 
   health(): Promise<Health> {
-    return this.call("GET", "/v1/health", this.p.health);
+    return this.call("GET", "/v1/health", schemas.health);
   }
 
   groups(): Promise<GroupsResponse> {
-    return this.call("GET", "/v1/groups", this.p.groupsResponse);
+    return this.call("GET", "/v1/groups", schemas.groupsResponse);
   }
 
   classes(environment?: string): Promise<ClassesResponse> {
     const query = environment ? `?environment=${encodeURIComponent(environment)}` : "";
-    return this.call("GET", `/v1/classes${query}`, this.p.classesResponse);
+    return this.call("GET", `/v1/classes${query}`, schemas.classesResponse);
   }
 
   registerNode(node: CreateNodeInput): Promise<Node> {
-    return this.call("POST", "/v1/nodes", this.p.node, node);
+    return this.call("POST", "/v1/nodes", schemas.node, node);
   }
 
   /** The node, or undefined when espm has no live node of that name. */
   async getNode(name: string): Promise<Node | undefined> {
-    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}`, this.p.node));
+    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}`, schemas.node));
   }
 
   updateNode(name: string, classification: ClassificationInput): Promise<Node> {
-    return this.call("PUT", `/v1/nodes/${encodeURIComponent(name)}`, this.p.node, classification);
+    return this.call("PUT", `/v1/nodes/${encodeURIComponent(name)}`, schemas.node, classification);
   }
 
   async deleteNode(name: string): Promise<void> {
@@ -162,12 +161,12 @@ export class EspmClient {
   }
 
   signCertificate(certname: string, csr: string): Promise<CertificateIssued> {
-    return this.call("POST", `/v1/certificates/${encodeURIComponent(certname)}`, this.p.certificateIssued, { csr });
+    return this.call("POST", `/v1/certificates/${encodeURIComponent(certname)}`, schemas.certificateIssued, { csr });
   }
 
   /** The certificate's state at the CA, or undefined when espm never signed one of that name. */
   async certificateStatus(certname: string): Promise<CertificateStatus | undefined> {
-    return this.orUndefined(() => this.call("GET", `/v1/certificates/${encodeURIComponent(certname)}`, this.p.certificateStatus));
+    return this.orUndefined(() => this.call("GET", `/v1/certificates/${encodeURIComponent(certname)}`, schemas.certificateStatus));
   }
 
   async revokeCertificate(certname: string): Promise<void> {
@@ -177,7 +176,7 @@ export class EspmClient {
   /** The node's Puppet runs as espm read them from Puppet Server's reports, newest first; undefined for a node espm did not create. */
   async nodeRuns(name: string, limit?: number): Promise<RunsResponse | undefined> {
     const query = limit === undefined ? "" : `?limit=${limit}`;
-    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}/runs${query}`, this.p.runsResponse));
+    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}/runs${query}`, schemas.runsResponse));
   }
 
   async close(): Promise<void> {
@@ -257,7 +256,7 @@ export class EspmClient {
     // espm's own 401 message is advice for curl users; a Pulumi user fixes the stack's config.
     if (status === 401) return new EspmError(401, "unauthorized", `espm at ${this.base.host} refused the PSK: check espm:psk (or the resource's connection)`);
     try {
-      const parsed = this.p.errorBody.safeParse(JSON.parse(text));
+      const parsed = schemas.errorBody.safeParse(JSON.parse(text));
       if (parsed.success) {
         const { code, message, details } = parsed.data.error;
         return new EspmError(status, KNOWN_CODES.has(code) ? (code as ErrorCode) : "bad_response", `espm: ${message}`, details);

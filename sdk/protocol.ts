@@ -1,158 +1,133 @@
 /**
  * The espm wire contract, protocol v1. The agent validates every request with these schemas and
  * the client parses every response with them, so the two sides cannot drift apart.
- *
- * Schemas are built by `protocol()` rather than at module scope: Pulumi's closure serializer cannot
- * capture a live zod schema (its bound methods are native code), and provider code imports this module.
  */
 import { z } from "zod";
+import { nameProblem } from "./names";
+
+export { NAME_PATTERN, nameProblem, suffixedName } from "./names";
 
 export const PROTOCOL_VERSION = "v1";
 
-/** Lowercase `[a-z0-9._-]`, no leading or trailing `.` or `-`, no `..`, at most 253 characters. */
-export const NAME_PATTERN = /^[a-z0-9](?:[a-z0-9._-]{0,251}[a-z0-9])?$/;
+const name = z.string().superRefine((value, ctx) => {
+  const problem = nameProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+const identifier = z.string().min(1).max(200).regex(/^[A-Za-z_][A-Za-z0-9_:]*$/, "must be a Puppet identifier");
+const environment = z.string().regex(/^[a-z0-9_]{1,64}$/, "must be lowercase letters, digits or '_'");
+const parameters = z.record(z.string().min(1).max(200), z.json());
+const classes = z.record(identifier, parameters);
 
-/** Why `name` is not a valid node name or certname, or undefined when it is valid. */
-export function nameProblem(name: string): string | undefined {
-  if (name.length === 0) return "must not be empty";
-  if (name.length > 253) return `is ${name.length} characters long; at most 253 are allowed`;
-  if (!NAME_PATTERN.test(name)) {
-    return "must be lowercase letters, digits, '.', '_' or '-', and must not start or end with '.' or '-'";
-  }
-  if (name.includes("..")) return "must not contain '..'";
-  return undefined;
-}
+const classification = z.strictObject({
+  environment: environment.optional(),
+  groups: z.array(z.string().min(1).max(200)).max(100).default([]),
+  classes: classes.default({}),
+  parameters: parameters.default({}),
+});
+const createNodeRequest = classification.extend({ name });
+const node = z.object({
+  name,
+  environment,
+  groups: z.array(z.string()),
+  classes,
+  parameters,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
 
-/**
- * The name tried after a conflict: a millisecond timestamp appended to the first label, as the
- * original espm did (`web-01.example.test` becomes `web-01-1732665600123.example.test`).
- */
-export function suffixedName(name: string, timestampMs: number): string {
-  const dot = name.indexOf(".");
-  return dot < 0 ? `${name}-${timestampMs}` : `${name.slice(0, dot)}-${timestampMs}${name.slice(dot)}`;
-}
+const group = z.object({
+  name: z.string(),
+  description: z.string().optional(),
+  environment: environment.optional(),
+  classes,
+  parameters,
+});
+const groupsResponse = z.object({ groups: z.array(group) });
 
-/** Every schema of protocol v1, built fresh for the caller. */
-export function protocol() {
-  const name = z.string().superRefine((value, ctx) => {
-    const problem = nameProblem(value);
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  });
-  const identifier = z.string().min(1).max(200).regex(/^[A-Za-z_][A-Za-z0-9_:]*$/, "must be a Puppet identifier");
-  const environment = z.string().regex(/^[a-z0-9_]{1,64}$/, "must be lowercase letters, digits or '_'");
-  const parameters = z.record(z.string().min(1).max(200), z.json());
-  const classes = z.record(identifier, parameters);
+const classParameter = z.object({
+  name: z.string(),
+  type: z.string().optional(),
+  default: z.string().optional(),
+});
+const puppetClass = z.object({ name: z.string(), parameters: z.array(classParameter) });
+const classesResponse = z.object({ environment, classes: z.array(puppetClass) });
 
-  const classification = z.strictObject({
-    environment: environment.optional(),
-    groups: z.array(z.string().min(1).max(200)).max(100).default([]),
-    classes: classes.default({}),
-    parameters: parameters.default({}),
-  });
-  const createNodeRequest = classification.extend({ name });
-  const node = z.object({
-    name,
-    environment,
-    groups: z.array(z.string()),
-    classes,
-    parameters,
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  });
+const csr = z
+  .string()
+  .max(32 * 1024)
+  .regex(/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----\s*$/, "must be one PEM certificate request");
+const signRequest = z.strictObject({ csr });
+const certificateIssued = z.object({
+  certname: name,
+  certificate: z.string(),
+  caCertificate: z.string(),
+  crl: z.string(),
+  serial: z.string(),
+  notAfter: z.string(),
+});
+const certificateStatus = z.object({
+  certname: name,
+  state: z.enum(["signed", "revoked", "requested", "absent"]),
+  serial: z.string().optional(),
+  notAfter: z.string().optional(),
+});
 
-  const group = z.object({
-    name: z.string(),
-    description: z.string().optional(),
-    environment: environment.optional(),
-    classes,
-    parameters,
-  });
-  const groupsResponse = z.object({ groups: z.array(group) });
+const count = z.number().int().min(0);
+const puppetRun = z.object({
+  /** When the run started, ISO 8601. */
+  time: z.string(),
+  status: z.enum(["changed", "unchanged", "failed"]),
+  transactionUuid: z.string().optional(),
+  environment: z.string().optional(),
+  puppetVersion: z.string().optional(),
+  resources: z.object({ total: count, changed: count, failed: count, skipped: count, outOfSync: count }),
+  /** The run's error lines (level err and above), deduplicated and bounded; empty unless failed. */
+  errors: z.array(z.string()),
+});
+const runsResponse = z.object({ name, runs: z.array(puppetRun) });
 
-  const classParameter = z.object({
-    name: z.string(),
-    type: z.string().optional(),
-    default: z.string().optional(),
-  });
-  const puppetClass = z.object({ name: z.string(), parameters: z.array(classParameter) });
-  const classesResponse = z.object({ environment, classes: z.array(puppetClass) });
+const backendStatus = z.object({
+  status: z.enum(["ok", "down", "not_configured"]),
+  detail: z.string().optional(),
+});
+// Without the PSK, health says only up ("ok") or down; the rest comes with the PSK.
+const health = z.object({
+  status: z.enum(["ok", "down"]),
+  version: z.string().optional(),
+  protocol: z.literal(PROTOCOL_VERSION).optional(),
+  backends: z.record(z.string(), backendStatus).optional(),
+});
 
-  const csr = z
-    .string()
-    .max(32 * 1024)
-    .regex(/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----\s*$/, "must be one PEM certificate request");
-  const signRequest = z.strictObject({ csr });
-  const certificateIssued = z.object({
-    certname: name,
-    certificate: z.string(),
-    caCertificate: z.string(),
-    crl: z.string(),
-    serial: z.string(),
-    notAfter: z.string(),
-  });
-  const certificateStatus = z.object({
-    certname: name,
-    state: z.enum(["signed", "revoked", "requested", "absent"]),
-    serial: z.string().optional(),
-    notAfter: z.string().optional(),
-  });
+const errorBody = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.unknown().optional(),
+  }),
+});
 
-  const count = z.number().int().min(0);
-  const puppetRun = z.object({
-    /** When the run started, ISO 8601. */
-    time: z.string(),
-    status: z.enum(["changed", "unchanged", "failed"]),
-    transactionUuid: z.string().optional(),
-    environment: z.string().optional(),
-    puppetVersion: z.string().optional(),
-    resources: z.object({ total: count, changed: count, failed: count, skipped: count, outOfSync: count }),
-    /** The run's error lines (level err and above), deduplicated and bounded; empty unless failed. */
-    errors: z.array(z.string()),
-  });
-  const runsResponse = z.object({ name, runs: z.array(puppetRun) });
+/** Every schema of protocol v1, by name. */
+export const schemas = {
+  name,
+  environment,
+  classification,
+  createNodeRequest,
+  node,
+  group,
+  groupsResponse,
+  puppetClass,
+  classesResponse,
+  signRequest,
+  certificateIssued,
+  certificateStatus,
+  puppetRun,
+  runsResponse,
+  backendStatus,
+  health,
+  errorBody,
+};
 
-  const backendStatus = z.object({
-    status: z.enum(["ok", "down", "not_configured"]),
-    detail: z.string().optional(),
-  });
-  // Without the PSK, health says only up ("ok") or down; the rest comes with the PSK.
-  const health = z.object({
-    status: z.enum(["ok", "down"]),
-    version: z.string().optional(),
-    protocol: z.literal(PROTOCOL_VERSION).optional(),
-    backends: z.record(z.string(), backendStatus).optional(),
-  });
-
-  const errorBody = z.object({
-    error: z.object({
-      code: z.string(),
-      message: z.string(),
-      details: z.unknown().optional(),
-    }),
-  });
-
-  return {
-    name,
-    environment,
-    classification,
-    createNodeRequest,
-    node,
-    group,
-    groupsResponse,
-    puppetClass,
-    classesResponse,
-    signRequest,
-    certificateIssued,
-    certificateStatus,
-    puppetRun,
-    runsResponse,
-    backendStatus,
-    health,
-    errorBody,
-  };
-}
-
-export type Protocol = ReturnType<typeof protocol>;
+export type Protocol = typeof schemas;
 export type Classification = z.output<Protocol["classification"]>;
 export type ClassificationInput = z.input<Protocol["classification"]>;
 export type CreateNodeRequest = z.output<Protocol["createNodeRequest"]>;

@@ -87,11 +87,6 @@ export function normalizeFingerprint(fingerprint: string): string | undefined {
   return hex.match(/../g)!.join(":");
 }
 
-/** SHA-256 fingerprint of DER bytes, in Node's form. */
-export function derFingerprint(der: Buffer): string {
-  return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
-}
-
 /** Serials as uppercase hex without leading zeros, so that Node's "02" and Puppet's 2 compare equal. */
 export function normalizeSerial(hex: string): string {
   return hex.toUpperCase().replace(/^0+(?=.)/, "");

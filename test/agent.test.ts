@@ -222,5 +222,21 @@ describe("espm agent (real process)", function () {
       }
       assert.deepEqual(names, ["base", "db", "web"]);
     });
+
+    it("gives a node its own environment, else its first group's that names one, else the default", async () => {
+      writeFileSync(join(espm.setup.configDir, "groups.yaml"), `${GROUPS_YAML}  staged:\n    environment: staging\n    classes:\n      motd: {}\n`);
+      espm.child.kill("SIGHUP");
+      for (const deadline = Date.now() + 5000; !(await client.groups()).groups.some((g) => g.name === "staged"); ) {
+        assert.ok(Date.now() < deadline, "the staged group loaded");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const fromGroup = await client.registerNode({ name: "env-01.example.test", groups: ["web", "staged"] });
+      assert.equal(fromGroup.environment, "staging");
+      const own = await client.registerNode({ name: "env-02.example.test", groups: ["staged"], environment: "canary" });
+      assert.equal(own.environment, "canary");
+      const fallback = await client.registerNode({ name: "env-03.example.test", groups: ["web"] });
+      assert.equal(fallback.environment, "production");
+      for (const name of ["env-01.example.test", "env-02.example.test", "env-03.example.test"]) await client.deleteNode(name);
+    });
   });
 });

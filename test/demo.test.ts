@@ -57,11 +57,28 @@ const CTRL_C = "\x03";
 
 describe("the demo, stopped with Ctrl-C in a terminal", function () {
   this.timeout(900_000);
+  const terminals: Terminal[] = [];
+  const open = (args: string[]) => {
+    const terminal = demoInTerminal(args);
+    terminals.push(terminal);
+    return terminal;
+  };
+
+  // A test that fails half-way must not leave a demo running: Ctrl-C it, and kill it if that is not enough.
+  afterEach(async function () {
+    this.timeout(120_000);
+    for (const terminal of terminals.splice(0)) {
+      if (terminal.child.exitCode !== null || terminal.child.signalCode !== null) continue;
+      terminal.type(CTRL_C);
+      const stopped = await Promise.race([terminal.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 90_000))]);
+      if (!stopped) terminal.child.kill("SIGKILL");
+    }
+  });
 
   it("stops Puppet Server when Ctrl-C comes during start-up, and leaves nothing running", async () => {
     const dir = scratchDir("espm-demo-startup");
     const [port, puppetPort] = [await freePort(), await freePort()];
-    const terminal = demoInTerminal(["--dir", dir, "--port", String(port), "--puppet-port", String(puppetPort), "--no-pulumi"]);
+    const terminal = open(["--dir", dir, "--port", String(port), "--puppet-port", String(puppetPort), "--no-pulumi"]);
     await waitFor(terminal, /Starting Puppet Server/, 300_000);
     // Ctrl-C once the JVM is up and starting (not yet ready: it takes about 25 s).
     for (let waited = 0; !processesMentioning(dir).some((p) => p.includes("puppetserver.jar")); waited += 200) {
@@ -83,7 +100,7 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     const dir = scratchDir("espm-demo-full");
     const [port, puppetPort] = [await freePort(), await freePort()];
     const motoBefore = new Set(processesMentioning("moto_server"));
-    const terminal = demoInTerminal(["--dir", dir, "--port", String(port), "--puppet-port", String(puppetPort)]);
+    const terminal = open(["--dir", dir, "--port", String(port), "--puppet-port", String(puppetPort)]);
     await waitFor(terminal, /Press Ctrl-C to stop\./, 600_000);
     assert.match(terminal.output(), /first boot: bootstrap exit 0/);
     terminal.type(CTRL_C);
@@ -106,7 +123,7 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     await new Promise<void>((ready) => blocker.listen(0, "127.0.0.1", ready));
     const taken = (blocker.address() as { port: number }).port;
     try {
-      const terminal = demoInTerminal(["--dir", dir, "--port", String(await freePort()), "--puppet-port", String(taken), "--no-pulumi"]);
+      const terminal = open(["--dir", dir, "--port", String(await freePort()), "--puppet-port", String(taken), "--no-pulumi"]);
       const code = await terminal.exited;
       assert.equal(code, 1);
       assert.match(terminal.output(), new RegExp(`port ${taken} \\(puppet-port\\) is taken by pid ${process.pid}: .*node`));

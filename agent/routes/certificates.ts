@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { certificatePublicKeySha256, csrProblem, describeCertificate, inspectCsr } from "../../sdk/x509";
-import { IDEMPOTENCY_HEADER, protocol, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
+import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
 import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../ca";
 import type { CertificateRecord } from "../store";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
@@ -65,12 +65,10 @@ export async function caHolding(ctx: AgentContext, certname: string) {
 }
 
 export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void {
-  const p = protocol();
-
   app.post("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
     checkAllowed(ctx.policy, certname, "certname");
-    const { csr } = parseInput(p.signRequest, request.body, "certificate request");
+    const { csr } = parseInput(schemas.signRequest, request.body, "certificate request");
     const ca = requireCa(ctx);
     const outcome = await ctx.idempotency.run(
       { key: request.headers[IDEMPOTENCY_HEADER] as string | undefined, scope: `POST /v1/certificates/${certname}`, body: request.body },

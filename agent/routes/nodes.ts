@@ -5,7 +5,7 @@
  * request espm did not make) and not the site's fallback ENC.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { IDEMPOTENCY_HEADER, protocol, type Classification, type Node } from "../../sdk/protocol";
+import { IDEMPOTENCY_HEADER, schemas, type Classification, type Node } from "../../sdk/protocol";
 import { classifiesNode, runFallbackEnc } from "../fallback-enc";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
 import { auditEntry, now, type AgentContext } from "../context";
@@ -41,8 +41,13 @@ async function checkFallbackEnc(ctx: AgentContext, name: string): Promise<void> 
   }
 }
 
+/**
+ * The node's environment: its own, else that of the first of its groups that names one, else espm's
+ * default. Decided when the node is created or updated, and stored with it.
+ */
 function complete(ctx: AgentContext, c: Classification): Required<Classification> {
-  return { ...c, environment: c.environment ?? ctx.config.classifier.default_environment };
+  const fromGroup = c.groups.map((g) => ctx.groups().get(g)?.environment).find((e) => e !== undefined);
+  return { ...c, environment: c.environment ?? fromGroup ?? ctx.config.classifier.default_environment };
 }
 
 function notOurs(name: string): ApiError {
@@ -60,10 +65,8 @@ function liveConflict(name: string): ApiError {
 }
 
 export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
-  const p = protocol();
-
   app.post("/v1/nodes", async (request, reply) => {
-    const input = parseInput(p.createNodeRequest, request.body, "node");
+    const input = parseInput(schemas.createNodeRequest, request.body, "node");
     checkAllowed(ctx.policy, input.name, "name");
     const outcome = await ctx.idempotency.run(
       { key: request.headers[IDEMPOTENCY_HEADER] as string | undefined, scope: "POST /v1/nodes", body: request.body },
@@ -104,7 +107,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
 
   app.put("/v1/nodes/:name", async (request: FastifyRequest<{ Params: { name: string } }>) => {
     const name = checkName(request.params.name, "name");
-    const classification = parseInput(p.classification, request.body, "classification");
+    const classification = parseInput(schemas.classification, request.body, "classification");
     if (!ctx.store.liveNode(name)) throw notOurs(name);
     checkGroups(ctx, classification.groups);
     const node = ctx.store.transaction(() => {
