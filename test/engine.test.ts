@@ -13,7 +13,7 @@ import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client
 import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
 import { Agent, request } from "undici";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../provider";
+import { program } from "./programs/engine";
 import { normalizeSerial } from "../sdk/x509";
 import { ROOT } from "./helpers/espm";
 import { engineStack, pulumiBin } from "./helpers/engine";
@@ -22,34 +22,17 @@ import { sharedWorld, type World } from "./helpers/world";
 
 const execFileP = promisify(execFile);
 
-interface Settings {
-  nodeName: string;
-  content: string;
-}
-
 describe("the real Pulumi engine", function () {
   this.timeout(600_000);
   let world: World;
   let moto: Moto;
   let dir: string;
   let stack: automation.Stack;
-  let instanceId: string;
-  const settings: Settings = { nodeName: "engine-01.engine.test", content: "from pulumi up" };
+  /** The node name the stack's config gives, as the program reads it. */
+  let nodeName = "engine-01.engine.test";
 
-  /** The stack: a registration, its certificate, a registered image, and the node's first-boot script. */
-  function program(): automation.PulumiFn {
-    return async () => {
-      const registration = new PuppetNodeRegistration("node", {
-        name: settings.nodeName,
-        groups: ["base"],
-        classes: { espm_file: { path: join(world.dir, "agent-engine/managed.txt"), content: settings.content } },
-      });
-      const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_role: "engine" } });
-      const image = new RegisteredImage("base", { instanceId, name: "engine-base", tags: { team: "espm" } });
-      const userData = bootstrapUserData({ registration, certificate, master: "localhost", masterPort: world.lab.port });
-      return { nodeName: registration.nodeName, serial: certificate.serial, imageId: image.imageId, snapshotIds: image.snapshotIds, bootstrapScript: userData.script };
-    };
-  }
+  /** Changes the program's config, as `pulumi config set engine:KEY VALUE` would. */
+  const configure = (key: string, value: string) => stack.setConfig(`engine:${key}`, { value });
 
   function audit(target: string): string[] {
     const db = new Database(join(world.setup.configDir, "espm.db"), { readonly: true, fileMustExist: true });
@@ -102,7 +85,6 @@ describe("the real Pulumi engine", function () {
     }
     [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
     await moto.reset();
-    instanceId = await moto.runInstance();
     // Inside the checkout, so the engine's dynamic-provider host finds @pulumi/pulumi from its working directory.
     mkdirSync(join(ROOT, ".tmp"), { recursive: true });
     dir = mkdtempSync(join(ROOT, ".tmp/engine-"));
@@ -110,8 +92,13 @@ describe("the real Pulumi engine", function () {
       dir,
       projectName: "espm-engine",
       stackName: "test",
-      program: program(),
+      program,
       config: {
+        "engine:nodeName": { value: nodeName },
+        "engine:content": { value: "from pulumi up" },
+        "engine:managedFile": { value: join(world.dir, "agent-engine/managed.txt") },
+        "engine:builderInstanceId": { value: await moto.runInstance() },
+        "engine:masterPort": { value: String(world.lab.port) },
         "espm:url": { value: world.espm.url },
         "espm:psk": { value: world.setup.psk, secret: true },
         "espm:certificate": { value: world.setup.certificate },
@@ -129,7 +116,7 @@ describe("the real Pulumi engine", function () {
     const result = await stack.up();
     assert.equal(result.summary.result, "succeeded");
     assert.deepEqual(result.summary.resourceChanges, { create: 4 });
-    assert.equal(result.outputs.nodeName!.value, settings.nodeName);
+    assert.equal(result.outputs.nodeName!.value, nodeName);
     assert.equal(result.outputs.bootstrapScript!.secret, true);
     // A dynamic provider's progress lines reach `pulumi up`'s output.
     assert.match(result.stdout, /RegisteredImage engine-base: ami-\w+ is available after \d+s/);
@@ -146,8 +133,8 @@ describe("the real Pulumi engine", function () {
     const pskValues = resources.flatMap((r) => Object.entries({ ...r.inputs, ...r.outputs }).filter(([key]) => key === "espm:psk" || key === "connection"));
     for (const [key, value] of pskValues) assert.ok(encrypted(value), `${key} is an encrypted secret`);
     const client = world.client();
-    assert.equal((await client.getNode(settings.nodeName))?.name, settings.nodeName);
-    assert.equal((await client.certificateStatus(settings.nodeName))?.state, "signed");
+    assert.equal((await client.getNode(nodeName))?.name, nodeName);
+    assert.equal((await client.certificateStatus(nodeName))?.state, "signed");
     await client.close();
   });
 
@@ -160,7 +147,7 @@ describe("the real Pulumi engine", function () {
   });
 
   it("previews a class parameter change as an in-place update, and up updates without replacing", async () => {
-    settings.content = "changed by pulumi";
+    await configure("content", "changed by pulumi");
     const preview = await stack.preview({ diff: true });
     assert.deepEqual(preview.changeSummary, { same: 3, update: 1 }, preview.stdout);
     assert.match(preview.stdout, /~ .*PuppetNodeRegistration/);
@@ -169,17 +156,17 @@ describe("the real Pulumi engine", function () {
 
     const result = await stack.up();
     assert.deepEqual(result.summary.resourceChanges, { same: 3, update: 1 });
-    assert.deepEqual(audit(settings.nodeName).filter((action) => action.startsWith("node.")), ["node.create", "node.update"], "an update, not a delete and create");
+    assert.deepEqual(audit(nodeName).filter((action) => action.startsWith("node.")), ["node.create", "node.update"], "an update, not a delete and create");
   });
 
   it("refresh shows a node deleted behind Pulumi's back, and the next up recreates it", async () => {
     const client = world.client();
-    await client.deleteNode(settings.nodeName);
+    await client.deleteNode(nodeName);
     const refreshed = await stack.refresh();
     assert.equal(refreshed.summary.resourceChanges?.delete, 1, JSON.stringify(refreshed.summary.resourceChanges));
     const result = await stack.up();
     assert.equal(result.summary.resourceChanges?.create, 1);
-    assert.equal((await client.getNode(settings.nodeName))?.name, settings.nodeName);
+    assert.equal((await client.getNode(nodeName))?.name, nodeName);
     await client.close();
   });
 
@@ -194,9 +181,10 @@ describe("the real Pulumi engine", function () {
   });
 
   it("replaces the certificate delete-before-replace when the certname changes, and revokes the old one", async () => {
-    const oldName = settings.nodeName;
+    const oldName = nodeName;
     const oldSerial = String((await stack.outputs()).serial!.value);
-    settings.nodeName = "engine-02.engine.test";
+    nodeName = "engine-02.engine.test";
+    await configure("nodeName", nodeName);
     const ops: string[] = [];
     const result = await stack.up({
       onEvent: (event) => {
@@ -210,7 +198,7 @@ describe("the real Pulumi engine", function () {
     const client = world.client();
     assert.equal((await client.certificateStatus(oldName))?.state, "revoked");
     assert.equal(await client.getNode(oldName), undefined);
-    assert.equal((await client.certificateStatus(settings.nodeName))?.state, "signed");
+    assert.equal((await client.certificateStatus(nodeName))?.state, "signed");
     await client.close();
   });
 
@@ -223,8 +211,8 @@ describe("the real Pulumi engine", function () {
     assert.equal(result.summary.result, "succeeded");
 
     const client = world.client();
-    assert.equal(await client.getNode(settings.nodeName), undefined);
-    assert.equal((await client.certificateStatus(settings.nodeName))?.state, "revoked");
+    assert.equal(await client.getNode(nodeName), undefined);
+    assert.equal((await client.certificateStatus(nodeName))?.state, "revoked");
     await client.close();
     const ec2 = moto.ec2();
     assert.deepEqual((await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images, []);

@@ -14,26 +14,13 @@ import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { Agent, request } from "undici";
-import { PuppetCertificate, PuppetNodeRegistration } from "../provider";
+import { nodeNames, program } from "./programs/faults";
 import { createSelfSignedCertificate } from "../sdk/x509";
 import { EspmProcess, freePort, ROOT, setupEspm, type SetupResult } from "./helpers/espm";
 import { engineStack, pulumiBin } from "./helpers/engine";
 import { sharedWorld, type World } from "./helpers/world";
 
-const names = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(2, "0")}.faults.test`);
-
-/** A program of `count` registrations, each with its certificate. */
-function program(prefix: string, count: number): automation.PulumiFn {
-  return async () => {
-    const serials: Record<string, unknown> = {};
-    for (const name of names(prefix, count)) {
-      const short = name.split(".")[0]!;
-      const registration = new PuppetNodeRegistration(short, { name, classes: { motd: { message: short } }, onConflict: "fail" });
-      serials[short] = new PuppetCertificate(short, { certname: registration.nodeName }).serial;
-    }
-    return serials;
-  };
-}
+const names = nodeNames;
 
 /**
  * A TLS stand-in for Puppet Server's address that forwards every request to the real one (as espm,
@@ -137,7 +124,9 @@ describe("failed `pulumi up`s through the real engine", function () {
   }
 
   async function stackFor(name: string, prefix: string, count: number, config = goodConfig()): Promise<automation.Stack> {
-    return engineStack({ dir: join(dir, name), projectName: "espm-faults", stackName: name, program: program(prefix, count), config });
+    const stack = await engineStack({ dir: join(dir, name), projectName: "espm-faults", stackName: name, program, config });
+    await stack.setAllConfig({ "faults:prefix": { value: prefix }, "faults:count": { value: String(count) } });
+    return stack;
   }
 
   /** espm's resources in the stack's state, by type. */
