@@ -98,16 +98,9 @@ export function progress(message: string): void {
   console.log(message);
 }
 
-/**
- * Whether an error proves that nothing was done remotely, so there is nothing to clean up and
- * nothing to record in state: the request never reached espm (no connection, a certificate that
- * is not the pinned one, a bad config), or espm refused before acting (every 4xx, and 503, which
- * espm answers only before it acts).
- */
+/** Whether an error proves that nothing was done remotely: nothing to clean up, nothing to record in state. */
 export function nothingWasDone(error: unknown): boolean {
-  if (!(error instanceof EspmError)) return false;
-  if (error.code === "unreachable" || error.code === "tls_pin_mismatch" || error.code === "client_config") return true;
-  return (error.status >= 400 && error.status < 500) || error.status === 503;
+  return error instanceof EspmError && error.nothingWasDone;
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * EspmClient: the typed client of schemas v1, on undici.
+ * EspmClient: the typed client of protocol v1, on undici.
  *
  * The server certificate is pinned: during the TLS handshake, before any request (and so the PSK)
  * is sent, the certificate the server presents must have the pinned SHA-256 fingerprint. The host
@@ -99,11 +99,6 @@ function pinningConnector(fingerprint: string, timeoutMs: number): buildConnecto
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Whether espm may have acted before this failure: an answer lost on the way, or a 5xx other than 503. */
-function mayHaveActedAfter(error: EspmError): boolean {
-  return error.code === "network" || (error.status >= 500 && error.status !== 503);
-}
-
 export class EspmClient {
   private readonly base: URL;
   private readonly dispatcher: Dispatcher;
@@ -111,7 +106,6 @@ export class EspmClient {
   private readonly timeoutMs: number;
   private readonly attempts: number;
   private readonly backoffMs: number;
-  
   constructor(options: EspmClientOptions) {
     try {
       this.base = new URL(options.url);
@@ -204,7 +198,7 @@ export class EspmClient {
     // (a 503, no connection) must not hide it, or a caller would forget what may exist.
     let mayHaveActed: EspmError | undefined;
     const failure = (): EspmError =>
-      mayHaveActed && mayHaveActed !== lastError && lastError && !mayHaveActedAfter(lastError)
+      mayHaveActed && mayHaveActed !== lastError && lastError?.nothingWasDone
         ? new EspmError(mayHaveActed.status, mayHaveActed.code, `${mayHaveActed.message} (retries then failed: ${lastError.message})`, mayHaveActed.details)
         : lastError!;
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
@@ -245,7 +239,7 @@ export class EspmClient {
         return parsed.data;
       }
       lastError = this.errorFrom(response.statusCode, text, what);
-      if (mayHaveActedAfter(lastError)) mayHaveActed ??= lastError;
+      if (!lastError.nothingWasDone) mayHaveActed ??= lastError;
       // Refusals do not change on a retry: 4xx, and a 503 for something espm is not set up to do.
       if (response.statusCode < 500 || lastError.code === "not_configured") throw failure();
     }

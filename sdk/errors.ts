@@ -19,4 +19,15 @@ export class EspmError extends Error {
     super(message);
     this.name = "EspmError";
   }
+
+  /**
+   * Whether this failure proves that espm did nothing: the request never reached it (no
+   * connection, not the pinned espm, a bad config), or espm refused before acting (every 4xx, and
+   * 503, which espm answers only before it acts). Anything else (an answer lost, another 5xx, an
+   * answer this client cannot read) may follow an action.
+   */
+  get nothingWasDone(): boolean {
+    if (this.code === "unreachable" || this.code === "tls_pin_mismatch" || this.code === "client_config") return true;
+    return (this.status >= 400 && this.status < 500) || this.status === 503;
+  }
 }

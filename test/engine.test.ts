@@ -4,23 +4,17 @@
  * destroy, with a local file backend and a passphrase secrets provider.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2";
 import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
-import { Agent, request } from "undici";
 import { program } from "./programs/engine";
-import { normalizeSerial } from "../sdk/x509";
 import { ROOT } from "./helpers/espm";
 import { engineStack, pulumiBin } from "./helpers/engine";
 import { sharedMoto, type Moto } from "./helpers/moto";
-import { sharedWorld, type World } from "./helpers/world";
-
-const execFileP = promisify(execFile);
+import { crlSerials, sharedWorld, type World } from "./helpers/world";
 
 describe("the real Pulumi engine", function () {
   this.timeout(600_000);
@@ -69,13 +63,7 @@ describe("the real Pulumi engine", function () {
       .map((r) => `${r.method} ${r.url}`);
   }
 
-  async function crlSerials(): Promise<string[]> {
-    const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher: new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } }) });
-    const file = join(dir, "crl.pem");
-    writeFileSync(file, await res.body.text());
-    const { stdout } = await execFileP("openssl", ["crl", "-noout", "-text", "-in", file]);
-    return [...stdout.matchAll(/Serial Number: ([0-9A-F]+)/gi)].map((m) => normalizeSerial(m[1]!));
-  }
+
 
   before(async function () {
     if (!pulumiBin()) {
@@ -194,7 +182,7 @@ describe("the real Pulumi engine", function () {
     });
     assert.equal(result.summary.result, "succeeded");
     assert.ok(ops.indexOf("delete-replaced") >= 0 && ops.indexOf("delete-replaced") < ops.indexOf("create-replacement"), `certificate steps: ${ops}`);
-    assert.ok((await crlSerials()).includes(oldSerial), "the old serial is in the CRL");
+    assert.ok((await crlSerials(world.lab)).includes(oldSerial), "the old serial is in the CRL");
     const client = world.client();
     assert.equal((await client.certificateStatus(oldName))?.state, "revoked");
     assert.equal(await client.getNode(oldName), undefined);

@@ -12,7 +12,8 @@ import { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { ESPM_BIN, EspmProcess, freePort, ROOT, run, scratchDir, SETUP_BIN, type SetupResult } from "./helpers/espm";
+import { bootAgent } from "./helpers/world";
+import { ESPM_BIN, EspmProcess, freePort, ROOT, run, scratchDir, SETUP_BIN, setupIn, type SetupResult } from "./helpers/espm";
 
 /** Runs scripts/operator-guide.sh with `env`, the way the README says, and returns its output. */
 async function runGuide(env: Record<string, string>): Promise<string> {
@@ -64,15 +65,7 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       CA_SIGN: `puppetserver ca sign --certname espm --config ${lab.confFile}`,
       RELOAD_PUPPETSERVER: `before=$(cat ${restartFile}); kill -HUP ${pid}; while [ "$(cat ${restartFile})" -le "$before" ]; do sleep 0.5; done`,
     });
-    setup = {
-      dir,
-      configDir,
-      ini: join(configDir, "espm.ini"),
-      port,
-      psk: readFileSync(join(configDir, "psk"), "utf8").trim(),
-      certificate: readFileSync(join(configDir, "certs/espm.crt"), "utf8"),
-      stdout: output,
-    };
+    setup = setupIn(dir, configDir, port, output);
   });
 
   after(async () => {
@@ -124,7 +117,8 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       mkdirSync(agent, { recursive: true });
       const script = join(agent, "userdata.sh");
       writeFileSync(script, userdata.script, { mode: 0o700 });
-      const boot = await run("sh", [script, "--confdir", join(agent, "conf"), "--vardir", join(agent, "var"), "--ssldir", join(agent, "ssl"), "--logdest", join(agent, "first.log")], { timeout: 180_000 });
+      const boot = await bootAgent(agent, script);
+      assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
       assert.match(boot.stdout, /agent exit 2/);
       assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
       // Outside espm's patterns, espm refuses, and so would Puppet Server.

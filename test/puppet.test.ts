@@ -4,31 +4,22 @@
  * userdata, then destroy and the agent refused.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import type { CreateNodeInput } from "../sdk/protocol";
-import { createCsr, generateRsaKeyPair, normalizeSerial } from "../sdk/x509";
+import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, ROOT, scratchDir, setupEspm } from "./helpers/espm";
+import { bootAgent, crlSerials } from "./helpers/world";
 
-const execFileP = promisify(execFile);
 const DOMAIN = "lab.test";
 
 function groupsYaml(path: string): string {
   return `groups:\n  files:\n    classes:\n      espm_file:\n        path: ${path}\n        content: from the group\n    parameters:\n      role: files\n`;
-}
-
-interface BootResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  log: string;
 }
 
 describe("with a real Puppet Server", function () {
@@ -78,26 +69,7 @@ describe("with a real Puppet Server", function () {
   }
 
   /** Runs the userdata as cloud-init would, with Puppet's directories under the test's own folder. */
-  async function boot(short: string, userdataFile: string, wrap: (argv: string[]) => string[] = (a) => a): Promise<BootResult> {
-    const agent = join(dir, `agent-${short}`);
-    const log = join(agent, "bootstrap.log");
-    const argv = wrap(["sh", userdataFile, "--confdir", join(agent, "conf"), "--vardir", join(agent, "var"), "--ssldir", join(agent, "ssl"), "--logdest", log]);
-    try {
-      const { stdout, stderr } = await execFileP(argv[0]!, argv.slice(1), { timeout: 120_000 });
-      return { code: 0, stdout, stderr, log: existsSync(log) ? readFileSync(log, "utf8") : "" };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr, log: existsSync(log) ? readFileSync(log, "utf8") : "" };
-    }
-  }
-
-  async function crlSerials(): Promise<string[]> {
-    const res = await request(`${lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher: new Agent({ connect: { ca: readFileSync(lab.caBundle) } }) });
-    const crl = join(dir, "crl.pem");
-    writeFileSync(crl, await res.body.text());
-    const { stdout } = await execFileP("openssl", ["crl", "-noout", "-text", "-in", crl]);
-    return [...stdout.matchAll(/Serial Number: ([0-9A-F]+)/gi)].map((m) => normalizeSerial(m[1]!));
-  }
+  const boot = (short: string, userdataFile: string, wrap?: (argv: string[]) => string[]) => bootAgent(join(dir, `agent-${short}`), userdataFile, wrap);
 
   it("reports Puppet Server's CA and classes healthy, and lists classes with their parameters", async () => {
     const health = await client.health();
@@ -142,7 +114,7 @@ describe("with a real Puppet Server", function () {
     await client.revokeCertificate("web-01.lab.test");
     await client.revokeCertificate("web-01.lab.test");
     assert.equal((await client.certificateStatus("web-01.lab.test"))?.state, "revoked");
-    assert.ok((await crlSerials()).includes(status!.serial!), "revoked serial in the CRL");
+    assert.ok((await crlSerials(lab)).includes(status!.serial!), "revoked serial in the CRL");
     const refused = await boot("web-01", join(dir, "web-01-userdata.sh"));
     assert.equal(refused.code, 1, refused.stdout);
     assert.match(refused.log, /certificate unknown|certificate revoked|SSL/i);

@@ -141,9 +141,7 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
     const ours = ctx.store.certificate(certname);
     if (!ours) throw new ApiError("not_found", `espm has no certificate for ${certname}; it revokes only certificates it signed`);
     if (ours.state !== "revoked" || ours.serial === null) {
-      const held = await ca.status(certname);
-      const stillOurs = await isOurs(ca, certname, held, ours);
-      healRecord(ctx, certname, held, ours, stillOurs);
+      const { mine: stillOurs } = await caHolding(ctx, certname);
       if (stillOurs) await ca.clean(certname);
       ctx.store.transaction(() => {
         ctx.store.recordCertificateRevoked(certname, now());
@@ -170,8 +168,8 @@ function healRecord(ctx: AgentContext, certname: string, held: CaCertificateStat
 /** Removes the pending request espm just submitted (never anyone else's), after the CA refused to sign it. */
 async function removeOurPending(ctx: AgentContext, ca: CertificateAuthority, certname: string): Promise<void> {
   try {
-    const held = await ca.status(certname);
-    if (held.state === "requested" && (await isOurs(ca, certname, held, ctx.store.certificate(certname)))) await ca.clean(certname);
+    const { held, mine } = await caHolding(ctx, certname);
+    if (held.state === "requested" && mine) await ca.clean(certname);
   } catch {
     // The next attempt finds the request by its key and removes it then.
   }

@@ -49,6 +49,11 @@ export async function setupEspm(extraArgs: string[] = [], groupsYaml?: string, d
   const argv = [SETUP_BIN, "-d", configDir, "--state-dir", configDir, "-p", String(port), "--host", "127.0.0.1", "--listen", "127.0.0.1", ...certnameArgs(extraArgs), ...extraArgs];
   const { stdout } = await run(process.execPath, argv);
   if (groupsYaml !== undefined) writeFileSync(join(configDir, "groups.yaml"), groupsYaml, { mode: 0o644 });
+  return setupIn(dir, configDir, port, stdout);
+}
+
+/** What an espm-setup run left in `configDir` (espm.ini, the PSK, the TLS certificate), for EspmProcess. */
+export function setupIn(dir: string, configDir: string, port: number, stdout: string): SetupResult {
   return {
     dir,
     configDir,

@@ -2,12 +2,14 @@
  * One Puppet Server lab and one espm process, shared by every suite that needs them in a mocha run
  * (the server takes about 40 s to start). Started on first use; stopped by the root hook in hooks.ts.
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
+import { Agent, request } from "undici";
 import { EspmClient } from "../../sdk/client";
+import { normalizeSerial } from "../../sdk/x509";
 import type { StackConfig } from "../../provider/connection";
 import { startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, ROOT, scratchDir, setupEspm, type SetupResult } from "./espm";
@@ -85,22 +87,54 @@ export class World {
     mkdirSync(agent, { recursive: true });
     const file = join(agent, "userdata.sh");
     writeFileSync(file, script, { mode: 0o700 });
-    const log = join(agent, "bootstrap.log");
-    const argv = [file, "--confdir", join(agent, "conf"), "--vardir", join(agent, "var"), "--ssldir", join(agent, "ssl"), "--logdest", log];
-    const read = () => (existsSync(log) ? readFileSync(log, "utf8") : "");
-    try {
-      const { stdout, stderr } = await execFileP("sh", argv, { timeout: 120_000 });
-      return { code: 0, stdout, stderr, log: read() };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr, log: read() };
-    }
+    return bootAgent(agent, file);
   }
 
   async stop(): Promise<void> {
     await this.espm.stop();
     await this.lab.stop();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs userdata as cloud-init would, with Puppet's directories (conf, var, ssl, the bootstrap log)
+ * under `agentDir`; `wrap` changes the command line (to run it in a mount namespace, say).
+ */
+export async function bootAgent(agentDir: string, userdataFile: string, wrap: (argv: string[]) => string[] = (a) => a): Promise<BootResult> {
+  const log = join(agentDir, "bootstrap.log");
+  const argv = wrap(["sh", userdataFile, "--confdir", join(agentDir, "conf"), "--vardir", join(agentDir, "var"), "--ssldir", join(agentDir, "ssl"), "--logdest", log]);
+  const read = () => (existsSync(log) ? readFileSync(log, "utf8") : "");
+  try {
+    const { stdout, stderr } = await execFileP(argv[0]!, argv.slice(1), { timeout: 120_000 });
+    return { code: 0, stdout, stderr, log: read() };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr, log: read() };
+  }
+}
+
+/** What a lab's CA holds for a name, as espm's client certificate reads it: absent, requested, signed or revoked. */
+export async function caState(lab: PuppetServerLab, name: string): Promise<string> {
+  const dispatcher = new Agent({ connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) } });
+  try {
+    const res = await request(`${lab.url}/puppet-ca/v1/certificate_status/${name}`, { dispatcher });
+    const text = await res.body.text();
+    return res.statusCode === 404 ? "absent" : (JSON.parse(text) as { state: string }).state;
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** The serials in a lab CA's revocation list, as espm keeps serials (uppercase hex, no leading zeros). */
+export async function crlSerials(lab: PuppetServerLab): Promise<string[]> {
+  const dispatcher = new Agent({ connect: { ca: readFileSync(lab.caBundle) } });
+  try {
+    const res = await request(`${lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher });
+    const text = execFileSync("openssl", ["crl", "-noout", "-text"], { input: await res.body.text() }).toString();
+    return [...text.matchAll(/Serial Number: ([0-9A-F]+)/gi)].map((m) => normalizeSerial(m[1]!));
+  } finally {
+    await dispatcher.close();
   }
 }
 
