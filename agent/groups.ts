@@ -139,21 +139,20 @@ export class GroupsSource {
     if (this.startupNote) log.error(this.startupNote.details, this.startupNote.message);
   }
 
-  /** Loads the file again; keeps the current groups if it is missing or invalid. Returns whether they changed. */
-  reload(reason: string): boolean {
+  /** Loads the file again; keeps the current groups if it is missing or invalid. */
+  reload(reason: string): void {
     if (!existsSync(this.path)) {
       this.log?.error({ file: this.path, reason }, "kept the last good groups: the groups file is gone");
-      return false;
+      return;
     }
     try {
       this.current = loadGroups(this.path);
     } catch (err) {
       this.log?.error({ file: this.path, reason, err: (err as Error).message }, "kept the last good groups: the groups file is not valid");
-      return false;
+      return;
     }
     this.publish(this.current);
     this.log?.info({ file: this.path, reason, groups: this.current.size }, "published groups");
-    return true;
   }
 
   /** Polls the file's metadata (which survives editors that replace the file by rename). */

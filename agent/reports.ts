@@ -14,7 +14,7 @@ import { Worker } from "node:worker_threads";
 import type { PuppetRun } from "../sdk/protocol";
 
 /** Report files bigger than this are skipped: a run's report is tens of KB, a large one a few hundred. */
-export const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 
 /** The one worker thread that parses reports, started on first use and not keeping the process alive. */
 class ReportParser {
