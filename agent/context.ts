@@ -1,6 +1,6 @@
 import type { FastifyRequest } from "fastify";
 import type { Group } from "../sdk/protocol";
-import type { CertificateAuthority, ClassDiscovery } from "./ca";
+import type { CertificateAuthority, ClassDiscovery } from "./puppetserver/contract";
 import type { CertnamePolicy } from "./certname-policy";
 import type { EspmConfig } from "./config";
 import type { EncExport } from "./enc-export";
@@ -24,6 +24,11 @@ export interface AgentContext {
   /** Puppet Server's stored reports, when espm.ini names the report directory. */
   reports?: ReportReader;
   version: string;
+}
+
+/** The options every route plugin is registered with. */
+export interface RouteOptions {
+  ctx: AgentContext;
 }
 
 export function now(): string {

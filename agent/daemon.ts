@@ -5,23 +5,17 @@
  * names are learned at start and relearned periodically, for the certname policy.
  */
 import { readFileSync } from "node:fs";
-import type { CertificateAuthority, ClassDiscovery, ServerNameSource } from "./ca";
 import { CertnamePolicy } from "./certname-policy";
 import { loadConfig, type EspmConfig } from "./config";
 import type { AgentContext } from "./context";
 import { EncExport, readGroupsSnapshot } from "./enc-export";
 import { GroupsSource } from "./groups";
+import type { Backends, ServerNameSource } from "./puppetserver/contract";
 import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
 import { ReportReader } from "./reports";
 import { Store } from "./store";
 import { VERSION } from "./version";
-
-export interface Backends {
-  ca?: CertificateAuthority;
-  classes?: ClassDiscovery;
-  names?: ServerNameSource;
-}
 
 /** While Puppet Server's own names are unknown, espm retries learning them this often. */
 const NAMES_RETRY_MS = 5000;

@@ -1,5 +1,4 @@
 /** The error shape of protocol v1 and the helpers routes use to produce it. */
-import { createHash } from "node:crypto";
 import type { FastifyReply } from "fastify";
 import type { z } from "zod";
 import { ERROR_STATUS, nameProblem, type ErrorCode } from "../sdk/protocol";
@@ -57,20 +56,4 @@ export function checkAllowed(policy: CertnamePolicy, name: string, field: string
   if (!refusal) return;
   if (refusal.unknown) throw new ApiError("backend_unavailable", refusal.message);
   throw new ApiError("forbidden", `${field} refused by the certname policy (${refusal.rule}): ${refusal.message}`, [{ field, message: `refused: ${refusal.rule}` }]);
-}
-
-/** JSON with object keys sorted, so that equal bodies hash equally whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-
-export function hashBody(value: unknown): string {
-  return createHash("sha256").update(canonicalJson(value)).digest("hex");
 }

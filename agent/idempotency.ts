@@ -4,8 +4,9 @@
  * the first attempt is still running waits for it rather than running the create twice.
  * Records are kept 24 hours (see Store).
  */
+import { createHash } from "node:crypto";
 import { IDEMPOTENCY_KEY_PATTERN } from "../sdk/protocol";
-import { ApiError, hashBody } from "./http";
+import { ApiError } from "./http";
 import type { Store } from "./store";
 
 export interface Outcome {
@@ -63,4 +64,20 @@ export class Idempotency {
       this.inFlight.delete(key);
     }
   }
+}
+
+/** JSON with object keys sorted, so that equal bodies hash equally whatever their key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function hashBody(value: unknown): string {
+  return createHash("sha256").update(canonicalJson(value)).digest("hex");
 }

@@ -6,11 +6,11 @@
  * deadline of seconds (checked every second), so slowloris and slow-body connections are cut off,
  * authenticated or not. JSON bodies nested deeper than MAX_JSON_DEPTH are refused before parsing.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth";
 import type { AgentContext } from "./context";
 import { bearerToken, FailureThrottle, pskMatches } from "./auth";
-import { BackendError, CaRefusal } from "./ca";
+import { BackendError, CaRefusal } from "./puppetserver/contract";
 import { ApiError, sendError } from "./http";
 import { certificateRoutes } from "./routes/certificates";
 import { discoveryRoutes } from "./routes/discovery";
@@ -24,8 +24,6 @@ export interface ServerOptions {
   /** false silences the log (tests); otherwise JSON lines on stdout. */
   logger?: boolean;
 }
-
-const UNAUTHENTICATED = new Set(["/v1/health"]);
 
 /**
  * TLS 1.2 suites with forward secrecy and authenticated encryption only (TLS 1.3's are all AEAD):
@@ -127,13 +125,8 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
   });
 
   const throttle = new FailureThrottle(ctx.config.server.auth_failures_allowed, ctx.config.server.auth_failure_window_seconds * 1000);
-
-  app.decorateRequest("authenticated", false);
-  app.addHook("onRequest", async (request, reply) => {
-    request.authenticated = pskMatches(options.psk, bearerToken(request.headers.authorization));
-    if (request.authenticated) return;
-    const path = request.url.split("?")[0]!;
-    if (UNAUTHENTICATED.has(path)) return;
+  /** The answer to a request without the right PSK, slower for an address that keeps failing. */
+  const refuse = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const wait = throttle.retryAfter(request.ip);
     if (wait > 0) {
       reply.header("retry-after", String(wait));
@@ -142,6 +135,11 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
     throttle.recordFailure(request.ip);
     request.log.warn({ address: request.ip }, "authentication failed");
     return sendError(reply, new ApiError("unauthorized", "missing or wrong PSK: send it as 'Authorization: Bearer <psk>'"));
+  };
+
+  app.decorateRequest("authenticated", false);
+  app.addHook("onRequest", async (request) => {
+    request.authenticated = pskMatches(options.psk, bearerToken(request.headers.authorization));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -159,14 +157,21 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
     return sendError(reply, new ApiError("internal", "espm failed to handle the request; its log has the details"));
   });
 
+  // An unknown path is refused like any other without the PSK, so that it tells a stranger nothing.
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new ApiError("not_found", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`)),
+    request.authenticated ? sendError(reply, new ApiError("not_found", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`)) : refuse(request, reply),
   );
 
-  healthRoutes(app, ctx);
-  discoveryRoutes(app, ctx);
-  nodeRoutes(app, ctx);
-  runRoutes(app, ctx);
-  certificateRoutes(app, ctx);
+  // Health answers anyone; every other route needs the PSK.
+  void app.register(healthRoutes, { ctx });
+  void app.register(async (authenticated) => {
+    authenticated.addHook("onRequest", async (request, reply) => {
+      if (!request.authenticated) return refuse(request, reply);
+    });
+    await authenticated.register(discoveryRoutes, { ctx });
+    await authenticated.register(nodeRoutes, { ctx });
+    await authenticated.register(runRoutes, { ctx });
+    await authenticated.register(certificateRoutes, { ctx });
+  });
   return app;
 }

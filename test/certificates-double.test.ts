@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../agent/ca";
+import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../agent/puppetserver/contract";
 import { CertnamePolicy } from "../agent/certname-policy";
 import { EncExport } from "../agent/enc-export";
 import type { EspmConfig } from "../agent/config";

@@ -78,7 +78,7 @@ async function main(argv: string[]): Promise<void> {
     case undefined:
     case "run": {
       const { runAgent } = await import("../daemon");
-      const { puppetServerBackends } = await import("../ca/puppetserver");
+      const { puppetServerBackends } = await import("../puppetserver");
       await runAgent(config, puppetServerBackends);
       return;
     }

@@ -1,70 +1,18 @@
 /**
- * /v1/certificates/:certname: sign a CSR through the CA, report its state, revoke and clean it.
- * espm only ever touches certificates it asked for itself: the store records each request (with
- * the CSR's public key) before the CSR is submitted, so even a crash between submit and sign leaves
- * a trace that frees the name, and a pending request someone else made is never mistaken for espm's.
+ * /v1/certificates/:certname: sign a CSR through the CA, report its state, revoke and clean it,
+ * only ever for a certificate espm asked for itself (see ca-holding.ts).
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { certificatePublicKeySha256, csrProblem, describeCertificate, inspectCsr } from "../../sdk/x509";
 import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
-import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../ca";
-import type { CertificateRecord } from "../store";
+import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
-import { auditEntry, now, type AgentContext } from "../context";
+import { auditEntry, now, type AgentContext, type RouteOptions } from "../context";
+import { caHolding, requireCa } from "../ca-holding";
 
 type Params = { Params: { certname: string } };
 
-function requireCa(ctx: AgentContext): CertificateAuthority {
-  if (!ctx.ca) {
-    throw new ApiError("not_configured", "no certificate authority is configured: add a [puppetserver] section to espm.ini and restart espm");
-  }
-  return ctx.ca;
-}
-
-/**
- * Whether what the CA holds for the name is what espm made: a certificate by the serial espm
- * recorded, or, when espm never learned the serial (killed between the CA's sign and its own
- * record), by the public key of the CSR espm recorded; a pending request by that public key too.
- * (Records from before espm kept keys count as espm's by name, as they always did.)
- */
-async function isOurs(ca: CertificateAuthority, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined): Promise<boolean> {
-  if (!ours || held.state === "absent") return false;
-  if (held.state === "requested") {
-    if (ours.state !== "requested") return false;
-    if (ours.publicKey === null) return true;
-    const pending = await ca.request(certname);
-    if (pending === undefined) return false;
-    try {
-      return inspectCsr(pending).publicKeySha256 === ours.publicKey;
-    } catch {
-      return false;
-    }
-  }
-  if (held.serial !== undefined && ours.serial === held.serial) return true;
-  if (ours.serial !== null || ours.publicKey === null) return false;
-  const certificate = await ca.certificate(certname).catch(() => undefined);
-  return certificate !== undefined && certificatePublicKeySha256(certificate) === ours.publicKey;
-}
-
-/**
- * What the CA holds for this name and whether it is espm's. `foreign` says why the holding is not
- * espm's, and is undefined when the CA holds nothing or only what espm made.
- */
-export async function caHolding(ctx: AgentContext, certname: string) {
-  const ca = requireCa(ctx);
-  const held = await ca.status(certname);
-  const ours = ctx.store.certificate(certname);
-  const mine = await isOurs(ca, certname, held, ours);
-  healRecord(ctx, certname, held, ours, mine);
-  let foreign: string | undefined;
-  if (held.state !== "absent" && !mine) {
-    const what = held.state === "requested" ? "a pending certificate request" : `a ${held.state} certificate`;
-    foreign = `the Puppet CA holds ${what} for ${certname} that espm did not make; clean it on the Puppet server (puppetserver ca clean --certname ${certname}) or choose another name`;
-  }
-  return { held, ours, mine, foreign };
-}
-
-export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void {
+export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.post("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
     checkAllowed(ctx.policy, certname, "certname");
@@ -150,20 +98,7 @@ export function certificateRoutes(app: FastifyInstance, ctx: AgentContext): void
     }
     return reply.code(204).send();
   });
-}
-
-/**
- * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
- * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
- */
-function healRecord(ctx: AgentContext, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined, mine: boolean): void {
-  if (!mine || !ours || ours.serial !== null || held.serial === undefined || (held.state !== "signed" && held.state !== "revoked")) return;
-  ctx.store.transaction(() => {
-    ctx.store.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
-    if (held.state === "revoked") ctx.store.recordCertificateRevoked(certname, now());
-    ctx.store.audit({ actor: "espm", action: "certificate.sign", target: certname, outcome: "signed", detail: `serial ${held.serial} learned from the CA after an interrupted sign` }, now());
-  });
-}
+};
 
 /** Removes the pending request espm just submitted (never anyone else's), after the CA refused to sign it. */
 async function removeOurPending(ctx: AgentContext, ca: CertificateAuthority, certname: string): Promise<void> {

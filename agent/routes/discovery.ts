@@ -1,10 +1,10 @@
 /** GET /v1/groups and GET /v1/classes: what a node may be classified with. */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { schemas, type ClassesResponse, type GroupsResponse } from "../../sdk/protocol";
 import { ApiError, parseInput } from "../http";
-import type { AgentContext } from "../context";
+import type { RouteOptions } from "../context";
 
-export function discoveryRoutes(app: FastifyInstance, ctx: AgentContext): void {
+export const discoveryRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.get("/v1/groups", async (): Promise<GroupsResponse> => ({ groups: [...ctx.groups().values()] }));
 
   app.get("/v1/classes", async (request: FastifyRequest<{ Querystring: { environment?: string } }>): Promise<ClassesResponse> => {
@@ -14,4 +14,4 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AgentContext): void {
     }
     return { environment, classes: await ctx.classes.classes(environment) };
   });
-}
+};

@@ -3,9 +3,9 @@
  * nothing about versions, paths or backends. With the PSK it reports each backend's state, from a
  * cache that is refreshed at most every few seconds, so health checks never load Puppet Server.
  */
-import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsync } from "fastify";
 import { PROTOCOL_VERSION, type BackendStatus, type Health } from "../../sdk/protocol";
-import type { AgentContext } from "../context";
+import type { AgentContext, RouteOptions } from "../context";
 
 const BACKEND_CHECK_TIMEOUT_MS = 3000;
 /** Backend states younger than this are served from the cache. */
@@ -33,7 +33,7 @@ function storeStatus(ctx: AgentContext): BackendStatus {
   }
 }
 
-export function healthRoutes(app: FastifyInstance, ctx: AgentContext): void {
+export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   let cached: { at: number; backends: Promise<Record<string, BackendStatus>> } | undefined;
 
   /** One probe of the remote backends at a time, shared by every caller within the cache's life. */
@@ -61,4 +61,4 @@ export function healthRoutes(app: FastifyInstance, ctx: AgentContext): void {
       backends: { store, groups, certnames: names, ...(await remoteBackends()) },
     };
   });
-}
+};

@@ -4,12 +4,12 @@
  * name the certname policy allows and no other classifier knows: not the CA (a certificate or
  * request espm did not make) and not the site's fallback ENC.
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { IDEMPOTENCY_HEADER, schemas, type Classification, type Node } from "../../sdk/protocol";
 import { classifiesNode, runFallbackEnc } from "../fallback-enc";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
-import { auditEntry, now, type AgentContext } from "../context";
-import { caHolding } from "./certificates";
+import { auditEntry, now, type AgentContext, type RouteOptions } from "../context";
+import { caHolding } from "../ca-holding";
 
 /** How long a create waits for the fallback ENC's answer before it refuses to guess (503). */
 const FALLBACK_TIMEOUT_MS = 5000;
@@ -64,7 +64,7 @@ function liveConflict(name: string): ApiError {
   ]);
 }
 
-export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
+export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.post("/v1/nodes", async (request, reply) => {
     const input = parseInput(schemas.createNodeRequest, request.body, "node");
     checkAllowed(ctx.policy, input.name, "name");
@@ -131,4 +131,4 @@ export function nodeRoutes(app: FastifyInstance, ctx: AgentContext): void {
     ctx.export.removeNode(name);
     return reply.code(204).send();
   });
-}
+};

@@ -3,15 +3,15 @@
  * Server's stored reports. Reports of any other node are never read or shown: the name must be a
  * live node in espm's store before the report directory is touched.
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { RunsResponse } from "../../sdk/protocol";
-import type { AgentContext } from "../context";
+import type { RouteOptions } from "../context";
 import { ApiError, checkName } from "../http";
 
 const DEFAULT_LIMIT = 10;
 const MAX_LIMIT = 50;
 
-export function runRoutes(app: FastifyInstance, ctx: AgentContext): void {
+export const runRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.get("/v1/nodes/:name/runs", async (request: FastifyRequest<{ Params: { name: string }; Querystring: { limit?: string } }>): Promise<RunsResponse> => {
     const name = checkName(request.params.name, "name");
     const limit = request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit);
@@ -22,4 +22,4 @@ export function runRoutes(app: FastifyInstance, ctx: AgentContext): void {
     }
     return { name, runs: await ctx.reports.runs(name, limit) };
   });
-}
+};

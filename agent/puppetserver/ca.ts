@@ -1,14 +1,13 @@
 /**
- * The CA and class discovery of Puppet Server, over its HTTP APIs (see shared notes/puppetserver.md).
+ * Puppet Server's CA, over its HTTP API (see shared notes/puppetserver.md), and the names Puppet
+ * Server and its compile masters go by.
  * Destroy is always revoke, then DELETE certificate_status: a plain DELETE removes the files without
  * revoking, and the certificate would keep working. espm never uses `PUT /clean`: its certnames
  * travel in the body, where no auth.conf path rule can limit them to the names espm may touch.
  */
-import type { BackendStatus, PuppetClass } from "../../sdk/protocol";
-import type { EspmConfig } from "../config";
-import type { Backends } from "../daemon";
-import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority, type ClassDiscovery, type ServerNameSource } from "./index";
-import { PuppetServerHttp, type PuppetServerConfig, type PuppetResponse } from "./puppetserver-http";
+import type { BackendStatus } from "../../sdk/protocol";
+import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority, type ServerNameSource } from "./contract";
+import { parseJson, type PuppetServerHttp, type PuppetResponse } from "./http";
 
 const CA = "/puppet-ca/v1";
 
@@ -17,14 +16,6 @@ export function serialToHex(serial: unknown): string | undefined {
   if (typeof serial === "number" && Number.isSafeInteger(serial)) return serial.toString(16).toUpperCase();
   if (typeof serial === "string" && /^\d+$/.test(serial)) return BigInt(serial).toString(16).toUpperCase();
   return undefined;
-}
-
-function parseJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new BackendError(502, `Puppet Server sent ${what} that is not JSON`);
-  }
 }
 
 export class PuppetServerCa implements CertificateAuthority {
@@ -138,57 +129,4 @@ export class PuppetServerNames implements ServerNameSource {
     }
     return [...names];
   }
-}
-
-interface EnvironmentClassesBody {
-  files?: Array<{ path?: string; error?: string; classes?: Array<{ name: string; params?: Array<{ name: string; type?: string; default_source?: string }> }> }>;
-}
-
-/** Classes from `/puppet/v3/environment_classes`, cached briefly; revalidated with the ETag when the server sends one. */
-export class PuppetServerClasses implements ClassDiscovery {
-  private readonly cache = new Map<string, { at: number; etag?: string; classes: PuppetClass[] }>();
-
-  constructor(
-    private readonly http: PuppetServerHttp,
-    private readonly cacheMs: number,
-  ) {}
-
-  async classes(environment: string): Promise<PuppetClass[]> {
-    const cached = this.cache.get(environment);
-    if (cached && Date.now() - cached.at < this.cacheMs) return cached.classes;
-    const response = await this.http.call("GET", `/puppet/v3/environment_classes?environment=${encodeURIComponent(environment)}`, {
-      headers: cached?.etag ? { "if-none-match": cached.etag } : {},
-      expected: [200, 304, 404],
-    });
-    if (response.status === 304 && cached) {
-      cached.at = Date.now();
-      return cached.classes;
-    }
-    if (response.status === 404) throw new BackendError(502, `Puppet Server has no environment named ${environment}`);
-    const body = parseJson(response.text, "environment classes") as EnvironmentClassesBody;
-    const classes: PuppetClass[] = [];
-    for (const file of body.files ?? []) {
-      for (const cls of file.classes ?? []) {
-        classes.push({
-          name: cls.name,
-          parameters: (cls.params ?? []).map((p) => ({ name: p.name, type: p.type, default: p.default_source })),
-        });
-      }
-    }
-    classes.sort((a, b) => a.name.localeCompare(b.name));
-    const etag = typeof response.headers.etag === "string" ? response.headers.etag : undefined;
-    this.cache.set(environment, { at: Date.now(), etag, classes });
-    return classes;
-  }
-
-  async health(): Promise<BackendStatus> {
-    return { status: "ok", detail: `${this.cache.size} environments cached` };
-  }
-}
-
-export function puppetServerBackends(config: EspmConfig): Backends {
-  const settings: PuppetServerConfig | undefined = config.puppetserver;
-  if (!settings) return {};
-  const http = new PuppetServerHttp(settings);
-  return { ca: new PuppetServerCa(http), classes: new PuppetServerClasses(http, settings.class_cache_seconds * 1000), names: new PuppetServerNames(http) };
 }

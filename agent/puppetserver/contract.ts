@@ -1,6 +1,6 @@
 /**
- * What espm needs from a certificate authority and from class discovery. Puppet Server's CA HTTP
- * API and its environment_classes endpoint implement these (see puppetserver.ts); tests may use a double.
+ * What espm needs from a certificate authority, from class discovery and from the server's names.
+ * Puppet Server implements these (ca.ts, classes.ts); tests may use a double.
  */
 import type { BackendStatus, PuppetClass } from "../../sdk/protocol";
 
@@ -41,6 +41,13 @@ export interface ServerNameSource {
   serverNames(): Promise<string[]>;
   /** Certnames and DNS alt names of every certificate the CA lists with dns_alt_names. */
   altNamed(): Promise<string[]>;
+}
+
+/** The Puppet Server parts espm uses; each is absent when espm.ini does not configure it. */
+export interface Backends {
+  ca?: CertificateAuthority;
+  classes?: ClassDiscovery;
+  names?: ServerNameSource;
 }
 
 export interface ClassDiscovery {

@@ -8,7 +8,7 @@ import { connect, type PeerCertificate } from "node:tls";
 import { Agent, request } from "undici";
 import type { EspmConfig } from "../config";
 import { VERSION } from "../version";
-import { BackendError } from "./index";
+import { BackendError } from "./contract";
 
 export type PuppetServerConfig = NonNullable<EspmConfig["puppetserver"]>;
 
@@ -83,5 +83,14 @@ export class PuppetServerHttp {
 
   async close(): Promise<void> {
     await this.agent.close();
+  }
+}
+
+/** A Puppet Server answer parsed as JSON; a body that is not JSON is Puppet Server's fault (502). */
+export function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BackendError(502, `Puppet Server sent ${what} that is not JSON`);
   }
 }

@@ -1,0 +1,75 @@
+/**
+ * What the Puppet CA holds for a name, and whether it is espm's. espm only ever touches certificates
+ * it asked for itself: the store records each request (with the CSR's public key) before the CSR is
+ * submitted, so even a crash between submit and sign leaves a trace that frees the name, and a
+ * pending request someone else made is never mistaken for espm's. Both the node and the certificate
+ * routes ask this before they act.
+ */
+import { certificatePublicKeySha256, inspectCsr } from "../sdk/x509";
+import { now, type AgentContext } from "./context";
+import { ApiError } from "./http";
+import type { CaCertificateStatus, CertificateAuthority } from "./puppetserver/contract";
+import type { CertificateRecord } from "./store";
+
+export function requireCa(ctx: AgentContext): CertificateAuthority {
+  if (!ctx.ca) {
+    throw new ApiError("not_configured", "no certificate authority is configured: add a [puppetserver] section to espm.ini and restart espm");
+  }
+  return ctx.ca;
+}
+
+/**
+ * Whether what the CA holds for the name is what espm made: a certificate by the serial espm
+ * recorded, or, when espm never learned the serial (killed between the CA's sign and its own
+ * record), by the public key of the CSR espm recorded; a pending request by that public key too.
+ * (Records from before espm kept keys count as espm's by name, as they always did.)
+ */
+async function isOurs(ca: CertificateAuthority, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined): Promise<boolean> {
+  if (!ours || held.state === "absent") return false;
+  if (held.state === "requested") {
+    if (ours.state !== "requested") return false;
+    if (ours.publicKey === null) return true;
+    const pending = await ca.request(certname);
+    if (pending === undefined) return false;
+    try {
+      return inspectCsr(pending).publicKeySha256 === ours.publicKey;
+    } catch {
+      return false;
+    }
+  }
+  if (held.serial !== undefined && ours.serial === held.serial) return true;
+  if (ours.serial !== null || ours.publicKey === null) return false;
+  const certificate = await ca.certificate(certname).catch(() => undefined);
+  return certificate !== undefined && certificatePublicKeySha256(certificate) === ours.publicKey;
+}
+
+/**
+ * What the CA holds for this name and whether it is espm's. `foreign` says why the holding is not
+ * espm's, and is undefined when the CA holds nothing or only what espm made.
+ */
+export async function caHolding(ctx: AgentContext, certname: string) {
+  const ca = requireCa(ctx);
+  const held = await ca.status(certname);
+  const ours = ctx.store.certificate(certname);
+  const mine = await isOurs(ca, certname, held, ours);
+  healRecord(ctx, certname, held, ours, mine);
+  let foreign: string | undefined;
+  if (held.state !== "absent" && !mine) {
+    const what = held.state === "requested" ? "a pending certificate request" : `a ${held.state} certificate`;
+    foreign = `the Puppet CA holds ${what} for ${certname} that espm did not make; clean it on the Puppet server (puppetserver ca clean --certname ${certname}) or choose another name`;
+  }
+  return { held, ours, mine, foreign };
+}
+
+/**
+ * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
+ * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
+ */
+function healRecord(ctx: AgentContext, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined, mine: boolean): void {
+  if (!mine || !ours || ours.serial !== null || held.serial === undefined || (held.state !== "signed" && held.state !== "revoked")) return;
+  ctx.store.transaction(() => {
+    ctx.store.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
+    if (held.state === "revoked") ctx.store.recordCertificateRevoked(certname, now());
+    ctx.store.audit({ actor: "espm", action: "certificate.sign", target: certname, outcome: "signed", detail: `serial ${held.serial} learned from the CA after an interrupted sign` }, now());
+  });
+}
