@@ -13,7 +13,7 @@ import { parseArgs, promisify } from "node:util";
 import { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { startPuppetServer } from "../scripts/lab/puppetserver";
-import { EspmProcess, freePort, setupEspm } from "../test/helpers/espm";
+import { EspmProcess, freePort, setupEspm } from "../scripts/lab/espm";
 
 const run = promisify(execFile);
 

@@ -5,8 +5,8 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "./ports";
 
 /** The virtual environment scripts/install-deps.sh puts moto in when the system's python3 lacks it. */
 const MOTO_VENV = process.env.ESPM_MOTO_VENV ?? "/var/cache/espm-moto";
@@ -24,18 +24,6 @@ export function motoPython(): string {
 /** moto_server from the system's Python, or from the virtual environment. */
 export function motoServerCommand(): string {
   return existsSync(join(MOTO_VENV, "bin/moto_server")) ? join(MOTO_VENV, "bin/moto_server") : "moto_server";
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface MotoServer {

@@ -3,6 +3,7 @@
  * listen says which process is in the way instead of failing later with a confusing error.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { createServer } from "node:net";
 
 /** Socket inodes listening on `port` (IPv4 and IPv6). */
 function listeningInodes(port: number): Set<string> {
@@ -75,4 +76,16 @@ export function isRunning(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
