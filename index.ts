@@ -25,7 +25,12 @@ const certificate = new PuppetCertificate("node", {
   extensions: config.getObject<Record<string, string>>("extensions") ?? {},
 });
 
-const userData = bootstrapUserData({ registration, certificate, master, masterPort: config.getNumber("puppetMasterPort") });
+const userData = bootstrapUserData({
+  registration,
+  certificate,
+  master,
+  masterPort: config.getNumber("puppetMasterPort"),
+});
 
 export const nodeName = registration.nodeName;
 export const certificateSerial = certificate.serial;

@@ -13,7 +13,10 @@ import type { CertificateRecord } from "./store";
 
 export function requireCa(ctx: AgentContext): CertificateAuthority {
   if (!ctx.ca) {
-    throw new ApiError("not_configured", "no certificate authority is configured: add a [puppetserver] section to espm.ini and restart espm");
+    throw new ApiError(
+      "not_configured",
+      "no certificate authority is configured: add a [puppetserver] section to espm.ini and restart espm",
+    );
   }
   return ctx.ca;
 }
@@ -24,7 +27,12 @@ export function requireCa(ctx: AgentContext): CertificateAuthority {
  * record), by the public key of the CSR espm recorded; a pending request by that public key too.
  * (Records from before espm kept keys count as espm's by name, as they always did.)
  */
-async function isOurs(ca: CertificateAuthority, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined): Promise<boolean> {
+async function isOurs(
+  ca: CertificateAuthority,
+  certname: string,
+  held: CaCertificateStatus,
+  ours: CertificateRecord | undefined,
+): Promise<boolean> {
   if (!ours || held.state === "absent") return false;
   if (held.state === "requested") {
     if (ours.state !== "requested") return false;
@@ -65,11 +73,33 @@ export async function caHolding(ctx: AgentContext, certname: string) {
  * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
  * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
  */
-function healRecord(ctx: AgentContext, certname: string, held: CaCertificateStatus, ours: CertificateRecord | undefined, mine: boolean): void {
-  if (!mine || !ours || ours.serial !== null || held.serial === undefined || (held.state !== "signed" && held.state !== "revoked")) return;
+function healRecord(
+  ctx: AgentContext,
+  certname: string,
+  held: CaCertificateStatus,
+  ours: CertificateRecord | undefined,
+  mine: boolean,
+): void {
+  if (
+    !mine ||
+    !ours ||
+    ours.serial !== null ||
+    held.serial === undefined ||
+    (held.state !== "signed" && held.state !== "revoked")
+  )
+    return;
   ctx.store.transaction(() => {
     ctx.store.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
     if (held.state === "revoked") ctx.store.recordCertificateRevoked(certname, now());
-    ctx.store.audit({ actor: "espm", action: "certificate.sign", target: certname, outcome: "signed", detail: `serial ${held.serial} learned from the CA after an interrupted sign` }, now());
+    ctx.store.audit(
+      {
+        actor: "espm",
+        action: "certificate.sign",
+        target: certname,
+        outcome: "signed",
+        detail: `serial ${held.serial} learned from the CA after an interrupted sign`,
+      },
+      now(),
+    );
   });
 }

@@ -20,17 +20,21 @@ export function patternProblem(pattern: string): string | undefined {
   if (pattern.length === 0 || pattern.length > 253) return "must be 1 to 253 characters";
   for (const label of pattern.split(".")) {
     if (label === "*") continue;
-    if (label.includes("*")) return `'*' must be a whole label (as in *.nodes.example.com), not part of ${JSON.stringify(label)}`;
+    if (label.includes("*"))
+      return `'*' must be a whole label (as in *.nodes.example.com), not part of ${JSON.stringify(label)}`;
     if (!LABEL.test(label)) return `the label ${JSON.stringify(label)} must be lowercase letters, digits, '_' or '-'`;
   }
-  if (pattern.split(".").every((l) => l === "*")) return "must name at least one fixed label (a pattern of wildcards alone allows any name)";
+  if (pattern.split(".").every((l) => l === "*"))
+    return "must name at least one fixed label (a pattern of wildcards alone allows any name)";
   return undefined;
 }
 
 export function matchesPattern(name: string, pattern: string): boolean {
   const labels = name.split(".");
   const wanted = pattern.split(".");
-  return labels.length === wanted.length && wanted.every((w, i) => w === "*" ? LABEL.test(labels[i]!) : w === labels[i]);
+  return (
+    labels.length === wanted.length && wanted.every((w, i) => (w === "*" ? LABEL.test(labels[i]!) : w === labels[i]))
+  );
 }
 
 /**
@@ -92,10 +96,19 @@ export class CertnamePolicy {
 
   /** The policy's state for the authenticated health report. */
   describe(): { status: "ok" | "down"; detail: string } {
-    const allowed = this.options.allowAny ? "ANY certname (allow_any: a lab setting)" : `patterns ${this.options.patterns.join(", ")}`;
-    if (!this.learned) return { status: "down", detail: `${allowed}; Puppet Server's own names not yet learned${this.lastProblem ? `: ${this.lastProblem}` : ""}` };
+    const allowed = this.options.allowAny
+      ? "ANY certname (allow_any: a lab setting)"
+      : `patterns ${this.options.patterns.join(", ")}`;
+    if (!this.learned)
+      return {
+        status: "down",
+        detail: `${allowed}; Puppet Server's own names not yet learned${this.lastProblem ? `: ${this.lastProblem}` : ""}`,
+      };
     const problem = this.lastProblem ? `; last refresh failed: ${this.lastProblem}` : "";
-    return { status: "ok", detail: `${allowed}; ${this.serverNames.size} server names and ${this.altNamed.size} alt-named certificate names refused${problem}` };
+    return {
+      status: "ok",
+      detail: `${allowed}; ${this.serverNames.size} server names and ${this.altNamed.size} alt-named certificate names refused${problem}`,
+    };
   }
 
   /** Replaces what espm knows of Puppet Server's names (start-up and each periodic refresh). */
@@ -113,23 +126,39 @@ export class CertnamePolicy {
    */
   refusal(name: string): { rule: string; message: string; unknown?: true } | undefined {
     if (RESERVED_CERTNAMES.includes(name)) {
-      return { rule: "reserved", message: `${name} is one of Puppet's or espm's own names (${RESERVED_CERTNAMES.join(", ")}); espm never signs or classifies it` };
+      return {
+        rule: "reserved",
+        message: `${name} is one of Puppet's or espm's own names (${RESERVED_CERTNAMES.join(", ")}); espm never signs or classifies it`,
+      };
     }
     if (this.options.deny.includes(name)) {
       return { rule: "deny", message: `${name} is in the deny list of espm.ini ([certnames] deny[])` };
     }
     if (!this.learned) {
-      return { rule: "server-names", unknown: true, message: `espm has not yet learned Puppet Server's own names, so it cannot tell whether ${name} is one of them; retry in a few seconds (espm's log says why it could not reach Puppet Server)` };
+      return {
+        rule: "server-names",
+        unknown: true,
+        message: `espm has not yet learned Puppet Server's own names, so it cannot tell whether ${name} is one of them; retry in a few seconds (espm's log says why it could not reach Puppet Server)`,
+      };
     }
     if (this.serverNames.has(name)) {
-      return { rule: "server-names", message: `${name} is a name of the Puppet Server itself (its certname or a name in its TLS certificate); espm never signs or classifies it` };
+      return {
+        rule: "server-names",
+        message: `${name} is a name of the Puppet Server itself (its certname or a name in its TLS certificate); espm never signs or classifies it`,
+      };
     }
     if (this.altNamed.has(name)) {
-      return { rule: "alt-names", message: `${name} is the certname or a DNS alt name of a certificate the Puppet CA signed with dns_alt_names (a compile master); espm never signs or classifies it` };
+      return {
+        rule: "alt-names",
+        message: `${name} is the certname or a DNS alt name of a certificate the Puppet CA signed with dns_alt_names (a compile master); espm never signs or classifies it`,
+      };
     }
     if (this.options.allowAny) return undefined;
     if (!this.options.patterns.some((p) => matchesPattern(name, p))) {
-      return { rule: "patterns", message: `${name} matches none of the certname patterns espm may sign (${this.options.patterns.join(", ")}); an operator adds patterns with espm-setup --certname-pattern or [certnames] allow[] in espm.ini` };
+      return {
+        rule: "patterns",
+        message: `${name} matches none of the certname patterns espm may sign (${this.options.patterns.join(", ")}); an operator adds patterns with espm-setup --certname-pattern or [certnames] allow[] in espm.ini`,
+      };
     }
     return undefined;
   }

@@ -30,7 +30,12 @@ function configSchema() {
       cert: path,
       key: path,
       psk_file: path,
-      body_limit: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      body_limit: z.coerce
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
       auth_failures_allowed: z.coerce.number().int().min(1).default(5),
       auth_failure_window_seconds: z.coerce.number().int().min(1).default(60),
       /** A client must send its request headers within this time (slowloris). */
@@ -44,23 +49,37 @@ function configSchema() {
       database: path,
       enc_export: path,
       /** The group that may read the export (Puppet Server's, which runs espm enc); files are 0640. */
-      export_group: z.string().regex(/^[a-z_][a-z0-9_-]*$/).optional(),
+      export_group: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_-]*$/)
+        .optional(),
     }),
     certnames: z
       .object({
-        allow: list(z.string().refine((p) => patternProblem(p) === undefined, { error: (issue) => `${JSON.stringify(issue.input)} ${patternProblem(String(issue.input))}` })),
+        allow: list(
+          z
+            .string()
+            .refine((p) => patternProblem(p) === undefined, {
+              error: (issue) => `${JSON.stringify(issue.input)} ${patternProblem(String(issue.input))}`,
+            }),
+        ),
         deny: list(z.string()),
-        allow_any: z.preprocess((v) => (v === undefined || v === "false" ? false : v === "true" ? true : v), z.boolean()),
+        allow_any: z.preprocess(
+          (v) => (v === undefined || v === "false" ? false : v === "true" ? true : v),
+          z.boolean(),
+        ),
         /** How often espm relearns the names of Puppet Server and its compile masters. */
         refresh_seconds: z.coerce.number().int().min(1).default(300),
       })
       .default({ allow: [], deny: [], allow_any: false, refresh_seconds: 300 }),
-    classifier: z
-      .object({
-        groups: path,
-        default_environment: z.string().regex(/^[a-z0-9_]+$/).default("production"),
-        fallback_enc: z.string().optional(),
-      }),
+    classifier: z.object({
+      groups: path,
+      default_environment: z
+        .string()
+        .regex(/^[a-z0-9_]+$/)
+        .default("production"),
+      fallback_enc: z.string().optional(),
+    }),
     puppetserver: z
       .object({
         url: z.url(),
@@ -87,7 +106,9 @@ export function loadConfig(path: string): EspmConfig {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new ConfigError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass the config with -c or set ESPM_CONFIG`);
+    throw new ConfigError(
+      `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass the config with -c or set ESPM_CONFIG`,
+    );
   }
   const raw = parse(text);
   if (raw.store && raw.store.export_group === "") delete raw.store.export_group;

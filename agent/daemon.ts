@@ -46,15 +46,25 @@ function certnamePolicy(config: EspmConfig, configFile: string, needsServerNames
 export async function runAgent(configFile: string, makeBackends: (config: EspmConfig) => Backends): Promise<void> {
   const config = loadConfig(configFile);
   const psk = readSecret(config.server.psk_file, "PSK file");
-  if (psk.length < 32) throw new Error(`the PSK in ${config.server.psk_file} is shorter than 32 characters; make a new one with espm-setup`);
-  const tls = { key: readSecret(config.server.key, "TLS key"), cert: readSecret(config.server.cert, "TLS certificate") };
+  if (psk.length < 32)
+    throw new Error(
+      `the PSK in ${config.server.psk_file} is shorter than 32 characters; make a new one with espm-setup`,
+    );
+  const tls = {
+    key: readSecret(config.server.key, "TLS key"),
+    cert: readSecret(config.server.cert, "TLS certificate"),
+  };
   const backends = makeBackends(config);
   const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
   const store = new Store(config.store.database);
   const encExport = new EncExport(config.store.enc_export, config.store.export_group);
   encExport.sync(store.liveNodes());
-  const groups = new GroupsSource(config.classifier.groups, (g) => encExport.writeGroups(g), readGroupsSnapshot(config.store.enc_export));
+  const groups = new GroupsSource(
+    config.classifier.groups,
+    (g) => encExport.writeGroups(g),
+    readGroupsSnapshot(config.store.enc_export),
+  );
   const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : undefined;
   const ctx: AgentContext = {
     config,
@@ -85,7 +95,9 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   }
   groups.watch();
   process.on("SIGHUP", () => groups.reload("SIGHUP"));
-  const learning = backends.names ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log) : undefined;
+  const learning = backends.names
+    ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log)
+    : undefined;
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -131,7 +143,13 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   await Promise.race([learning?.first, new Promise((r) => setTimeout(r, FIRST_LEARN_WAIT_MS).unref())]);
   await app.listen({ host: config.server.host, port: config.server.port });
   app.log.info(
-    { version: VERSION, host: config.server.host, port: config.server.port, ca: ctx.ca ? "puppetserver" : "not configured", certnames: policy.describe().detail },
+    {
+      version: VERSION,
+      host: config.server.host,
+      port: config.server.port,
+      ca: ctx.ca ? "puppetserver" : "not configured",
+      certnames: policy.describe().detail,
+    },
     "espm ready",
   );
 }
@@ -142,7 +160,12 @@ type AgentLog = ReturnType<typeof buildServer>["log"];
  * Learns Puppet Server's names now and then every `refreshMs` (every few seconds until the server's
  * own names are known: until then the policy refuses every name with 503).
  */
-function learnServerNames(source: ServerNameSource, policy: CertnamePolicy, refreshMs: number, log: AgentLog): { first: Promise<void>; stop(): void } {
+function learnServerNames(
+  source: ServerNameSource,
+  policy: CertnamePolicy,
+  refreshMs: number,
+  log: AgentLog,
+): { first: Promise<void>; stop(): void } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let known = false;

@@ -35,7 +35,8 @@ export async function classify(configFile: string, certname: string): Promise<En
   }
   if (config.classifier.fallback_enc) {
     const { timedOut, ...result } = await runFallbackEnc(config.classifier.fallback_enc, certname, FALLBACK_TIMEOUT_MS);
-    if (timedOut) result.stderr += `espm enc: the fallback ENC ${config.classifier.fallback_enc} gave no answer within ${FALLBACK_TIMEOUT_MS / 1000} s\n`;
+    if (timedOut)
+      result.stderr += `espm enc: the fallback ENC ${config.classifier.fallback_enc} gave no answer within ${FALLBACK_TIMEOUT_MS / 1000} s\n`;
     return result;
   }
   return { stdout: UNCLASSIFIED, stderr: "", exitCode: 0 };

@@ -20,11 +20,21 @@ export interface EnrollResult {
   message: string;
 }
 
-export async function enroll(configFile: string, waitSeconds = 0, log: (line: string) => void = () => {}): Promise<EnrollResult> {
+export async function enroll(
+  configFile: string,
+  waitSeconds = 0,
+  log: (line: string) => void = () => {},
+): Promise<EnrollResult> {
   const config = loadConfig(configFile);
   const puppet = config.puppetserver;
-  if (!puppet) throw new Error(`${configFile} has no [puppetserver] section: set espm up with --puppetserver-url, --puppetserver-ca, --puppetserver-cert and --puppetserver-key first`);
-  if (!existsSync(puppet.ca_bundle)) throw new Error(`the Puppet CA bundle ${puppet.ca_bundle} (ca_bundle in espm.ini) does not exist: on Debian's puppetserver it is /var/lib/puppet/ssl/certs/ca.pem`);
+  if (!puppet)
+    throw new Error(
+      `${configFile} has no [puppetserver] section: set espm up with --puppetserver-url, --puppetserver-ca, --puppetserver-cert and --puppetserver-key first`,
+    );
+  if (!existsSync(puppet.ca_bundle))
+    throw new Error(
+      `the Puppet CA bundle ${puppet.ca_bundle} (ca_bundle in espm.ini) does not exist: on Debian's puppetserver it is /var/lib/puppet/ssl/certs/ca.pem`,
+    );
 
   if (!existsSync(puppet.key)) {
     const { privateKeyPem } = await generateRsaKeyPairAsync(2048);
@@ -54,27 +64,42 @@ export async function enroll(configFile: string, waitSeconds = 0, log: (line: st
       return true;
     };
 
-    if (await fetchCertificate()) return { state: "enrolled", message: `espm's certificate is in ${puppet.cert} (mode 0600); start espm` };
+    if (await fetchCertificate())
+      return { state: "enrolled", message: `espm's certificate is in ${puppet.cert} (mode 0600); start espm` };
 
     const pending = await get(`certificate_request/${ESPM_CERTNAME}`);
     if (pending.status === 200) {
       if (inspectCsr(pending.text).publicKeySha256 !== ourKey) {
-        throw new Error(`the Puppet CA holds a pending request for ${ESPM_CERTNAME} with another key; run on the CA: puppetserver ca clean --certname ${ESPM_CERTNAME}, then espm enroll again`);
+        throw new Error(
+          `the Puppet CA holds a pending request for ${ESPM_CERTNAME} with another key; run on the CA: puppetserver ca clean --certname ${ESPM_CERTNAME}, then espm enroll again`,
+        );
       }
     } else {
-      const res = await request(`${base}/certificate_request/${ESPM_CERTNAME}`, { method: "PUT", body: csr, headers: { "content-type": "text/plain" }, dispatcher: agent });
+      const res = await request(`${base}/certificate_request/${ESPM_CERTNAME}`, {
+        method: "PUT",
+        body: csr,
+        headers: { "content-type": "text/plain" },
+        dispatcher: agent,
+      });
       const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`the Puppet CA refused espm's certificate request (${res.statusCode}): ${text.trim().slice(0, 300)}`);
+      if (res.statusCode !== 200)
+        throw new Error(
+          `the Puppet CA refused espm's certificate request (${res.statusCode}): ${text.trim().slice(0, 300)}`,
+        );
       log(`submitted espm's certificate request to ${puppet.url}`);
     }
 
     const sign = `puppetserver ca sign --certname ${ESPM_CERTNAME}`;
     if (waitSeconds > 0) log(`waiting up to ${waitSeconds} s for the CA to sign it: on the CA server, run: ${sign}`);
-    for (const deadline = Date.now() + waitSeconds * 1000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + waitSeconds * 1000; Date.now() < deadline;) {
       await sleep(2000);
-      if (await fetchCertificate()) return { state: "enrolled", message: `espm's certificate is in ${puppet.cert} (mode 0600); start espm` };
+      if (await fetchCertificate())
+        return { state: "enrolled", message: `espm's certificate is in ${puppet.cert} (mode 0600); start espm` };
     }
-    return { state: "submitted", message: `espm's certificate request is waiting at the CA. On the CA server, run:\n  ${sign}\nthen run espm enroll again (or espm enroll --wait 300) to fetch the certificate to ${puppet.cert}` };
+    return {
+      state: "submitted",
+      message: `espm's certificate request is waiting at the CA. On the CA server, run:\n  ${sign}\nthen run espm enroll again (or espm enroll --wait 300) to fetch the certificate to ${puppet.cert}`,
+    };
   } finally {
     await agent.close();
   }

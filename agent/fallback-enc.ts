@@ -13,16 +13,30 @@ export interface EncResult {
 }
 
 /** Runs the fallback ENC with the certname as its one argument (an argument vector: no shell). */
-export function runFallbackEnc(fallback: string, certname: string, timeoutMs: number): Promise<EncResult & { timedOut: boolean }> {
+export function runFallbackEnc(
+  fallback: string,
+  certname: string,
+  timeoutMs: number,
+): Promise<EncResult & { timedOut: boolean }> {
   return new Promise((resolve) => {
-    execFile(fallback, [certname], { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const timedOut = err !== null && (err as { killed?: boolean }).killed === true;
-      if (err && !timedOut && typeof err.code !== "number") {
-        resolve({ stdout: "", stderr: `espm: cannot run the fallback ENC ${fallback}: ${err.message}\n`, exitCode: 1, timedOut });
-        return;
-      }
-      resolve({ stdout, stderr, exitCode: err ? (typeof err.code === "number" ? err.code : 1) : 0, timedOut });
-    });
+    execFile(
+      fallback,
+      [certname],
+      { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const timedOut = err !== null && (err as { killed?: boolean }).killed === true;
+        if (err && !timedOut && typeof err.code !== "number") {
+          resolve({
+            stdout: "",
+            stderr: `espm: cannot run the fallback ENC ${fallback}: ${err.message}\n`,
+            exitCode: 1,
+            timedOut,
+          });
+          return;
+        }
+        resolve({ stdout, stderr, exitCode: err ? (typeof err.code === "number" ? err.code : 1) : 0, timedOut });
+      },
+    );
   });
 }
 

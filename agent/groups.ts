@@ -29,7 +29,10 @@ function groupsFileSchema() {
         z
           .object({
             description: z.string().optional(),
-            environment: z.string().regex(/^[a-z0-9_]{1,64}$/).optional(),
+            environment: z
+              .string()
+              .regex(/^[a-z0-9_]{1,64}$/)
+              .optional(),
             classes: z.record(z.string(), z.record(z.string(), z.json()).nullable().default({})).default({}),
             parameters,
           })
@@ -86,7 +89,10 @@ export interface EncClassification {
  * node lists them, later groups over earlier ones, and the node's own values over all groups.
  * A group that no longer exists in groups.yaml contributes nothing.
  */
-export function mergeClassification(node: Pick<Node, "environment" | "groups" | "classes" | "parameters">, groups: Map<string, Group>): EncClassification {
+export function mergeClassification(
+  node: Pick<Node, "environment" | "groups" | "classes" | "parameters">,
+  groups: Map<string, Group>,
+): EncClassification {
   const classes: EncClassification["classes"] = {};
   const parameters: EncClassification["parameters"] = {};
   const layers = [...node.groups.map((g) => groups.get(g)).filter((g): g is Group => g !== undefined), node];
@@ -122,7 +128,10 @@ export class GroupsSource {
   ) {
     if (!existsSync(path) && previous && previous.size > 0) {
       this.current = previous;
-      this.startupNote = { details: { file: path, groups: previous.size }, message: "kept the last published groups: the groups file is gone" };
+      this.startupNote = {
+        details: { file: path, groups: previous.size },
+        message: "kept the last published groups: the groups file is gone",
+      };
     } else {
       this.current = loadGroups(path);
       publish(this.current);
@@ -148,7 +157,10 @@ export class GroupsSource {
     try {
       this.current = loadGroups(this.path);
     } catch (err) {
-      this.log?.error({ file: this.path, reason, err: (err as Error).message }, "kept the last good groups: the groups file is not valid");
+      this.log?.error(
+        { file: this.path, reason, err: (err as Error).message },
+        "kept the last good groups: the groups file is not valid",
+      );
       return;
     }
     this.publish(this.current);

@@ -55,5 +55,7 @@ export function checkAllowed(policy: CertnamePolicy, name: string, field: string
   const refusal = policy.refusal(name);
   if (!refusal) return;
   if (refusal.unknown) throw new ApiError("backend_unavailable", refusal.message);
-  throw new ApiError("forbidden", `${field} refused by the certname policy (${refusal.rule}): ${refusal.message}`, [{ field, message: `refused: ${refusal.rule}` }]);
+  throw new ApiError("forbidden", `${field} refused by the certname policy (${refusal.rule}): ${refusal.message}`, [
+    { field, message: `refused: ${refusal.rule}` },
+  ]);
 }

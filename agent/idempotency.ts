@@ -30,19 +30,26 @@ export class Idempotency {
    * Runs `create` once per key. `create` receives a `remember` callback to call inside the same
    * store transaction that records what it created, so the record and the creation land together.
    */
-  async run(request: IdempotentRequest, create: (remember: (outcome: Outcome) => void) => Promise<Outcome>): Promise<Outcome> {
+  async run(
+    request: IdempotentRequest,
+    create: (remember: (outcome: Outcome) => void) => Promise<Outcome>,
+  ): Promise<Outcome> {
     const { key, scope } = request;
     if (key === undefined) return create(() => {});
     if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
-      throw new ApiError("invalid_request", "Idempotency-Key must be 16 to 128 characters of letters, digits, '-' or '_'", [
-        { field: "Idempotency-Key", message: "invalid format" },
-      ]);
+      throw new ApiError(
+        "invalid_request",
+        "Idempotency-Key must be 16 to 128 characters of letters, digits, '-' or '_'",
+        [{ field: "Idempotency-Key", message: "invalid format" }],
+      );
     }
     const bodyHash = hashBody(request.body);
     const mismatch = () =>
-      new ApiError("unprocessable", "this Idempotency-Key was already used for a different request; make a new key for a new create", [
-        { field: "Idempotency-Key", message: "reused with a different body" },
-      ]);
+      new ApiError(
+        "unprocessable",
+        "this Idempotency-Key was already used for a different request; make a new key for a new create",
+        [{ field: "Idempotency-Key", message: "reused with a different body" }],
+      );
 
     const running = this.inFlight.get(key);
     if (running) {
@@ -55,7 +62,8 @@ export class Idempotency {
       return { status: stored.status, body: stored.response };
     }
 
-    const remember = (outcome: Outcome) => this.store.saveIdempotency(key, { scope, bodyHash, status: outcome.status, response: outcome.body }, Date.now());
+    const remember = (outcome: Outcome) =>
+      this.store.saveIdempotency(key, { scope, bodyHash, status: outcome.status, response: outcome.body }, Date.now());
     const outcome = create(remember);
     this.inFlight.set(key, { bodyHash, scope, outcome });
     try {

@@ -62,7 +62,12 @@ export function espmAuthRules(rules: CertnameRules): string {
  * The puppet.conf and auth.conf changes, printed. With `authConfFile`, also that file with espm's
  * rules added: printed, or written to `writeTo` (a new file, never an existing one) for review.
  */
-export function printPuppetConfig(configFile: string, authConfFile?: string, espmBin = process.argv[1] ?? "/usr/local/bin/espm", writeTo?: string): string {
+export function printPuppetConfig(
+  configFile: string,
+  authConfFile?: string,
+  espmBin = process.argv[1] ?? "/usr/local/bin/espm",
+  writeTo?: string,
+): string {
   const config = loadConfig(configFile);
   const ini = resolve(configFile);
   const rules = { patterns: config.certnames.allow, allowAny: config.certnames.allow_any, deny: config.certnames.deny };
@@ -101,8 +106,11 @@ ${rewritten}`;
 /** An auth.conf with espm's rules added at the top of its rule list; every other rule unchanged. */
 export function authConfForEspm(original: string, rules: CertnameRules): string {
   if (!/rules:\s*\[/.test(original)) {
-    throw new Error("this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them");
+    throw new Error(
+      "this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them",
+    );
   }
-  if (original.includes('name: "espm certificates"')) throw new Error("this auth.conf already has espm's rules; edit them by hand");
+  if (original.includes('name: "espm certificates"'))
+    throw new Error("this auth.conf already has espm's rules; edit them by hand");
   return original.replace(/rules:\s*\[/, (m) => `${m}${espmAuthRules(rules)}`);
 }

@@ -20,7 +20,10 @@ const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 class ReportParser {
   private worker: Worker | undefined;
   private next = 0;
-  private readonly pending = new Map<number, { resolve: (run: PuppetRun | undefined) => void; reject: (err: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (run: PuppetRun | undefined) => void; reject: (err: Error) => void }
+  >();
 
   parse(path: string): Promise<PuppetRun | undefined> {
     const worker = this.start();

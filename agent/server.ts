@@ -51,20 +51,34 @@ declare module "fastify" {
 function fastifyErrorToApi(error: FastifyError, bodyLimit: number): ApiError | undefined {
   switch (error.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new ApiError("payload_too_large", `the request body is larger than espm accepts (${bodyLimit} bytes at most)`);
+      return new ApiError(
+        "payload_too_large",
+        `the request body is larger than espm accepts (${bodyLimit} bytes at most)`,
+      );
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new ApiError("unsupported_media_type", "send the request body as application/json");
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new ApiError("invalid_request", "the request body is empty; send a JSON object", [{ field: "body", message: "empty" }]);
+      return new ApiError("invalid_request", "the request body is empty; send a JSON object", [
+        { field: "body", message: "empty" },
+      ]);
     case "FST_ERR_CTP_INVALID_JSON_BODY":
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
-      return new ApiError("invalid_request", `the request body is not valid JSON: ${error.message}`, [{ field: "body", message: "malformed JSON" }]);
+      return new ApiError("invalid_request", `the request body is not valid JSON: ${error.message}`, [
+        { field: "body", message: "malformed JSON" },
+      ]);
   }
   if (error instanceof SyntaxError || error.statusCode === 400) {
-    return new ApiError("invalid_request", `the request body is not valid JSON: ${error.message}`, [{ field: "body", message: "malformed JSON" }]);
+    return new ApiError("invalid_request", `the request body is not valid JSON: ${error.message}`, [
+      { field: "body", message: "malformed JSON" },
+    ]);
   }
-  if (error.statusCode === 413) return new ApiError("payload_too_large", `the request body is larger than espm accepts (${bodyLimit} bytes at most)`);
-  if (error.statusCode === 415) return new ApiError("unsupported_media_type", "send the request body as application/json");
+  if (error.statusCode === 413)
+    return new ApiError(
+      "payload_too_large",
+      `the request body is larger than espm accepts (${bodyLimit} bytes at most)`,
+    );
+  if (error.statusCode === 415)
+    return new ApiError("unsupported_media_type", "send the request body as application/json");
   return undefined;
 }
 
@@ -97,7 +111,13 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
     logger:
       options.logger === false
         ? false
-        : { level: "info", redact: { paths: ["req.headers.authorization", "psk", "*.psk", "privateKey", "*.privateKey"], censor: "[redacted]" } },
+        : {
+            level: "info",
+            redact: {
+              paths: ["req.headers.authorization", "psk", "*.psk", "privateKey", "*.privateKey"],
+              censor: "[redacted]",
+            },
+          },
   }) as unknown as FastifyInstance;
 
   // On stop, in-flight requests finish; their answers close the connection, so that an idle
@@ -118,23 +138,40 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     if (jsonDepthExceeds(body as string, MAX_JSON_DEPTH)) {
-      done(new ApiError("invalid_request", `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`, [{ field: "body", message: "too deep" }]), undefined);
+      done(
+        new ApiError("invalid_request", `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`, [
+          { field: "body", message: "too deep" },
+        ]),
+        undefined,
+      );
       return;
     }
     parseJson(request, body as string, done);
   });
 
-  const throttle = new FailureThrottle(ctx.config.server.auth_failures_allowed, ctx.config.server.auth_failure_window_seconds * 1000);
+  const throttle = new FailureThrottle(
+    ctx.config.server.auth_failures_allowed,
+    ctx.config.server.auth_failure_window_seconds * 1000,
+  );
   /** The answer to a request without the right PSK, slower for an address that keeps failing. */
   const refuse = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const wait = throttle.retryAfter(request.ip);
     if (wait > 0) {
       reply.header("retry-after", String(wait));
-      return sendError(reply, new ApiError("too_many_requests", `too many failed authentication attempts from ${request.ip}; retry in ${wait} s with the right PSK`));
+      return sendError(
+        reply,
+        new ApiError(
+          "too_many_requests",
+          `too many failed authentication attempts from ${request.ip}; retry in ${wait} s with the right PSK`,
+        ),
+      );
     }
     throttle.recordFailure(request.ip);
     request.log.warn({ address: request.ip }, "authentication failed");
-    return sendError(reply, new ApiError("unauthorized", "missing or wrong PSK: send it as 'Authorization: Bearer <psk>'"));
+    return sendError(
+      reply,
+      new ApiError("unauthorized", "missing or wrong PSK: send it as 'Authorization: Bearer <psk>'"),
+    );
   };
 
   app.decorateRequest("authenticated", false);
@@ -145,11 +182,19 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error);
     if (error instanceof CaRefusal) {
-      return sendError(reply, new ApiError(error.isConflict ? "conflict" : "unprocessable", error.message, [{ field: "csr", message: error.reason }]));
+      return sendError(
+        reply,
+        new ApiError(error.isConflict ? "conflict" : "unprocessable", error.message, [
+          { field: "csr", message: error.reason },
+        ]),
+      );
     }
     if (error instanceof BackendError) {
       request.log.warn({ err: error.message }, "backend error");
-      return sendError(reply, new ApiError(error.status === 503 ? "backend_unavailable" : "backend_error", error.message));
+      return sendError(
+        reply,
+        new ApiError(error.status === 503 ? "backend_unavailable" : "backend_error", error.message),
+      );
     }
     const mapped = fastifyErrorToApi(error, limits.body_limit);
     if (mapped) return sendError(reply, mapped);
@@ -159,7 +204,9 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
 
   // An unknown path is refused like any other without the PSK, so that it tells a stranger nothing.
   app.setNotFoundHandler((request, reply) =>
-    request.authenticated ? sendError(reply, new ApiError("not_found", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`)) : refuse(request, reply),
+    request.authenticated
+      ? sendError(reply, new ApiError("not_found", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`))
+      : refuse(request, reply),
   );
 
   // Health answers anyone; every other route needs the PSK.

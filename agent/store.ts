@@ -94,7 +94,6 @@ export interface AuditEntry {
   detail?: string;
 }
 
-
 interface NodeRow {
   name: string;
   environment: string;
@@ -206,7 +205,10 @@ export class Store {
 
   /** Marks the live node deleted; returns false when there was no live node of that name. */
   deleteNode(name: string, now: string): boolean {
-    return this.db.prepare("UPDATE nodes SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL").run(now, name).changes === 1;
+    return (
+      this.db.prepare("UPDATE nodes SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL").run(now, name)
+        .changes === 1
+    );
   }
 
   /** The newest certificate espm asked the CA for under this name. */
@@ -232,14 +234,17 @@ export class Store {
       .run(publicKey, now, certname).changes;
     if (replaced === 0) {
       this.db
-        .prepare("INSERT INTO certificates (certname, state, public_key, created_at, updated_at) VALUES (?, 'requested', ?, ?, ?)")
+        .prepare(
+          "INSERT INTO certificates (certname, state, public_key, created_at, updated_at) VALUES (?, 'requested', ?, ?, ?)",
+        )
         .run(certname, publicKey, now, now);
     }
   }
 
   /** How many certificate records espm keeps for this name (one per signed attempt, at most one unfinished). */
   certificateRecordCount(certname: string): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM certificates WHERE certname = ?").get(certname) as { n: number }).n;
+    return (this.db.prepare("SELECT count(*) AS n FROM certificates WHERE certname = ?").get(certname) as { n: number })
+      .n;
   }
 
   recordCertificateSigned(certname: string, serial: string, notAfter: string, now: string): void {
@@ -272,7 +277,9 @@ export class Store {
   saveIdempotency(key: string, record: IdempotencyRecord, nowMs: number): void {
     this.db.prepare("DELETE FROM idempotency WHERE created_at <= ?").run(nowMs - IDEMPOTENCY_TTL_MS);
     this.db
-      .prepare("INSERT OR REPLACE INTO idempotency (key, scope, body_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+      .prepare(
+        "INSERT OR REPLACE INTO idempotency (key, scope, body_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      )
       .run(key, record.scope, record.bodyHash, record.status, JSON.stringify(record.response), nowMs);
   }
 

@@ -19,13 +19,17 @@ const run = promisify(execFile);
 
 async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: "string", default: "100" }, concurrency: { type: "string", default: "16" } } });
+  const { values } = parseArgs({
+    options: { count: { type: "string", default: "100" }, concurrency: { type: "string", default: "16" } },
+  });
   const count = Number(values.count);
   const concurrency = Number(values.concurrency);
   const dir = mkdtempSync(join(tmpdir(), "espm-bench-"));
@@ -33,7 +37,22 @@ async function main(): Promise<void> {
   const espmDir = join(dir, "espm");
   mkdirSync(espmDir);
   const espm = await EspmProcess.start(
-    await setupEspm(["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir], "groups: {}\n", espmDir),
+    await setupEspm(
+      [
+        "--puppetserver-url",
+        lab.url,
+        "--puppetserver-ca",
+        lab.caBundle,
+        "--puppetserver-cert",
+        lab.espmCert,
+        "--puppetserver-key",
+        lab.espmKey,
+        "--puppetserver-reportdir",
+        lab.reportDir,
+      ],
+      "groups: {}\n",
+      espmDir,
+    ),
   );
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
   try {
@@ -49,13 +68,19 @@ async function main(): Promise<void> {
 
     started = process.hrtime.bigint();
     await pool(names, concurrency, async (i) => {
-      await run("puppetserver", ["ca", "generate", "--certname", `cli-${i}.bench.test`, "--config", lab.confFile], { timeout: 120_000 });
+      await run("puppetserver", ["ca", "generate", "--certname", `cli-${i}.bench.test`, "--config", lab.confFile], {
+        timeout: 120_000,
+      });
     });
     const cliMs = Number(process.hrtime.bigint() - started) / 1e6;
 
     console.log(`nodes: ${count}, concurrency: ${concurrency}`);
-    console.log(`espm (register + RSA-2048 key + CSR + sign): ${(espmMs / 1000).toFixed(1)} s, ${(espmMs / count).toFixed(0)} ms/node`);
-    console.log(`puppetserver ca generate (baseline):        ${(cliMs / 1000).toFixed(1)} s, ${(cliMs / count).toFixed(0)} ms/node`);
+    console.log(
+      `espm (register + RSA-2048 key + CSR + sign): ${(espmMs / 1000).toFixed(1)} s, ${(espmMs / count).toFixed(0)} ms/node`,
+    );
+    console.log(
+      `puppetserver ca generate (baseline):        ${(cliMs / 1000).toFixed(1)} s, ${(cliMs / count).toFixed(0)} ms/node`,
+    );
     console.log(`ratio baseline/espm: ${(cliMs / espmMs).toFixed(1)}x`);
   } finally {
     await client.close();

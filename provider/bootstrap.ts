@@ -38,9 +38,22 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
     args.master,
     args.masterPort,
   ]);
-  const rendered = values.apply(([nodeName, environment, certname, certificatePem, privateKeyPem, caCertificatePem, master, masterPort]) => {
-    if (certname !== nodeName) throw new Error(`the certificate is for ${certname}, but the node is registered as ${nodeName}: give the certificate certname: registration.nodeName`);
-    return renderUserData({ nodeName, environment, master, masterPort, certificatePem, privateKeyPem, caCertificatePem });
-  });
+  const rendered = values.apply(
+    ([nodeName, environment, certname, certificatePem, privateKeyPem, caCertificatePem, master, masterPort]) => {
+      if (certname !== nodeName)
+        throw new Error(
+          `the certificate is for ${certname}, but the node is registered as ${nodeName}: give the certificate certname: registration.nodeName`,
+        );
+      return renderUserData({
+        nodeName,
+        environment,
+        master,
+        masterPort,
+        certificatePem,
+        privateKeyPem,
+        caCertificatePem,
+      });
+    },
+  );
   return pulumi.secret(rendered);
 }

@@ -8,7 +8,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { EspmClient } from "../sdk/client";
 import { schemas } from "../sdk/protocol";
-import { createCsr, describeCertificate, generateRsaKeyPairAsync, normalizeSerial, PUPPET_EXTENSIONS, type RsaKeySize } from "../sdk/x509";
+import {
+  createCsr,
+  describeCertificate,
+  generateRsaKeyPairAsync,
+  normalizeSerial,
+  PUPPET_EXTENSIONS,
+  type RsaKeySize,
+} from "../sdk/x509";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "../sdk/errors";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
@@ -55,13 +62,21 @@ function inputSchema() {
     certname: schemas.name,
     keyType: z
       .string()
-      .refine((value) => value in KEY_BITS, { error: (issue) => `unknown key type ${JSON.stringify(issue.input)}: use rsa-2048, rsa-3072 or rsa-4096 (EC keys are not supported yet)` })
+      .refine((value) => value in KEY_BITS, {
+        error: (issue) =>
+          `unknown key type ${JSON.stringify(issue.input)}: use rsa-2048, rsa-3072 or rsa-4096 (EC keys are not supported yet)`,
+      })
       .default("rsa-2048"),
     extensions: z
       .record(z.string(), z.string().min(1).max(255))
       .superRefine((value, ctx) => {
         for (const name of Object.keys(value)) {
-          if (!known.includes(name)) ctx.addIssue({ code: "custom", path: [name], message: `unknown Puppet extension; known: ${known.join(", ")}` });
+          if (!known.includes(name))
+            ctx.addIssue({
+              code: "custom",
+              path: [name],
+              message: `unknown Puppet extension; known: ${known.join(", ")}`,
+            });
         }
       })
       .default({}),
@@ -83,14 +98,18 @@ export const certificateLifecycle = {
     return { changes: replaces.length > 0, replaces, deleteBeforeReplace: true };
   },
 
-  async create(inputs: CertificateState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
+  async create(
+    inputs: CertificateState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
     return withClient(inputs.connection, settings?.espm, async (client) => {
       const { privateKeyPem } = await generateRsaKeyPairAsync(KEY_BITS[inputs.keyType]);
       const csr = createCsr(inputs.certname, privateKeyPem, inputs.extensions);
       try {
         const issued = await client.signCertificate(inputs.certname, csr);
         const summary = describeCertificate(issued.certificate);
-        if (summary.serial !== normalizeSerial(issued.serial)) throw new Error(`espm answered serial ${issued.serial}, but the certificate's is ${summary.serial}`);
+        if (summary.serial !== normalizeSerial(issued.serial))
+          throw new Error(`espm answered serial ${issued.serial}, but the certificate's is ${summary.serial}`);
         const outs: CertificateState = {
           ...inputs,
           certificatePem: issued.certificate,
@@ -111,7 +130,11 @@ export const certificateLifecycle = {
     });
   },
 
-  async read(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<CertificateState>> {
+  async read(
+    id: string,
+    state: CertificateState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.ReadResult<CertificateState>> {
     return withClient(state.connection, settings?.espm, async (client) => {
       const status = await client.certificateStatus(id);
       if (!status || status.state === "absent") return { id: "", props: {} as CertificateState };
@@ -120,7 +143,11 @@ export const certificateLifecycle = {
     });
   },
 
-  async update(_id: string, olds: CertificateState, news: CertificateState): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
+  async update(
+    _id: string,
+    olds: CertificateState,
+    news: CertificateState,
+  ): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
     // Only `connection` can change without a replacement; the certificate itself stays.
     return { outs: defined({ ...olds, connection: news.connection }) };
   },
@@ -143,7 +170,9 @@ export const certificateLifecycle = {
 async function revokeAfter(error: unknown, inputs: CertificateState, client: EspmClient): Promise<Error> {
   try {
     await client.revokeCertificate(inputs.certname);
-    return new Error(`signing a certificate for ${inputs.certname} through espm failed, and nothing was left behind: ${messageOf(error)}`);
+    return new Error(
+      `signing a certificate for ${inputs.certname} through espm failed, and nothing was left behind: ${messageOf(error)}`,
+    );
   } catch {
     // The key is not kept: without its certificate it is of no use, and the next up replaces this one.
     return initFailed(

@@ -40,18 +40,26 @@ export function stackConnection(config: StackConfig): PartialConnection {
 
 /** The schema of a resource's `connection` input. */
 export function connectionSchema() {
-  return z.strictObject({
-    url: z.string().regex(/^https:\/\/[^\s/]+(\/.*)?$/, "must be an https:// URL"),
-    psk: z.string().min(16, "must be the PSK espm-setup printed"),
-    certificate: z.string().includes("-----BEGIN CERTIFICATE-----", { message: "must be a PEM certificate" }).optional(),
-    fingerprint: z
-      .string()
-      .refine((value) => normalizeFingerprint(value) !== undefined, "must be a SHA-256 fingerprint: 64 hex digits, colons optional")
-      .optional(),
-  }).refine((value) => value.certificate !== undefined || value.fingerprint !== undefined, {
-    message: "give certificate or fingerprint to pin espm's TLS certificate",
-    path: ["certificate"],
-  });
+  return z
+    .strictObject({
+      url: z.string().regex(/^https:\/\/[^\s/]+(\/.*)?$/, "must be an https:// URL"),
+      psk: z.string().min(16, "must be the PSK espm-setup printed"),
+      certificate: z
+        .string()
+        .includes("-----BEGIN CERTIFICATE-----", { message: "must be a PEM certificate" })
+        .optional(),
+      fingerprint: z
+        .string()
+        .refine(
+          (value) => normalizeFingerprint(value) !== undefined,
+          "must be a SHA-256 fingerprint: 64 hex digits, colons optional",
+        )
+        .optional(),
+    })
+    .refine((value) => value.certificate !== undefined || value.fingerprint !== undefined, {
+      message: "give certificate or fingerprint to pin espm's TLS certificate",
+      path: ["certificate"],
+    });
 }
 
 /**
@@ -70,11 +78,20 @@ function openClient(own: EspmConnection | undefined, stack: PartialConnection | 
         "(`pulumi config set espm:url https://HOST:8443`, `pulumi config set --secret espm:psk`), or give the resource a `connection`",
     );
   }
-  return new EspmClient({ url: chosen.url, psk: chosen.psk, certificate: chosen.certificate, fingerprint: chosen.fingerprint });
+  return new EspmClient({
+    url: chosen.url,
+    psk: chosen.psk,
+    certificate: chosen.certificate,
+    fingerprint: chosen.fingerprint,
+  });
 }
 
 /** Runs `use` with a client for the resource's own connection or the stack's, and closes it after. */
-export async function withClient<T>(own: EspmConnection | undefined, stack: PartialConnection | undefined, use: (client: EspmClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  own: EspmConnection | undefined,
+  stack: PartialConnection | undefined,
+  use: (client: EspmClient) => Promise<T>,
+): Promise<T> {
   const client = openClient(own, stack);
   try {
     return await use(client);
@@ -84,11 +101,16 @@ export async function withClient<T>(own: EspmConnection | undefined, stack: Part
 }
 
 /** A resource's own `connection` input, wrapped as a secret so that state keeps the PSK encrypted. */
-export function secretConnection(connection: pulumi.Input<EspmConnection> | undefined): pulumi.Output<EspmConnection> | undefined {
+export function secretConnection(
+  connection: pulumi.Input<EspmConnection> | undefined,
+): pulumi.Output<EspmConnection> | undefined {
   return connection === undefined ? undefined : pulumi.secret(connection);
 }
 
 /** Resource options that keep `connection`, and the named outputs, secret in state and outputs. */
-export function keepingSecret(opts: pulumi.CustomResourceOptions | undefined, ...outputs: string[]): pulumi.CustomResourceOptions {
+export function keepingSecret(
+  opts: pulumi.CustomResourceOptions | undefined,
+  ...outputs: string[]
+): pulumi.CustomResourceOptions {
   return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...outputs, "connection"] };
 }

@@ -25,10 +25,15 @@ export const REGISTERED_TAG = "espm:registered";
 /** Carries the create token, by which a retried create finds the image its first try made. */
 export const TOKEN_TAG = "espm:create-token";
 
-export const NO_REGION = "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION";
+export const NO_REGION =
+  "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION";
 
 /** Runs `use` with an EC2 client for `region` (the stack's when not given), and destroys it after. */
-export async function withEc2<T>(settings: StackSettings | undefined, region: string | undefined, use: (client: EC2Client) => Promise<T>): Promise<T> {
+export async function withEc2<T>(
+  settings: StackSettings | undefined,
+  region: string | undefined,
+  use: (client: EC2Client) => Promise<T>,
+): Promise<T> {
   const aws: AwsSettings = settings?.aws ?? {};
   const where = region ?? aws.region;
   if (!where) throw new Error(NO_REGION);
@@ -41,8 +46,10 @@ export async function withEc2<T>(settings: StackSettings | undefined, region: st
 }
 
 const tagList = (tags: Record<string, string>): Tag[] => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
-export const tagMap = (tags: Tag[] | undefined): Record<string, string> => Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
-export const snapshotsOf = (image: Image): string[] => (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
+export const tagMap = (tags: Tag[] | undefined): Record<string, string> =>
+  Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
+export const snapshotsOf = (image: Image): string[] =>
+  (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
 
 function errorName(error: unknown): string {
   return error instanceof Error ? error.name : "";
@@ -66,9 +73,14 @@ export async function describeImage(client: EC2Client, imageId: string): Promise
 }
 
 /** Refuses a source whose userdata is espm's bootstrap: the image would carry that node's key. */
-export async function refuseBootstrappedSource(client: EC2Client, source: { instanceId: string; allowBootstrappedSource: boolean }): Promise<void> {
+export async function refuseBootstrappedSource(
+  client: EC2Client,
+  source: { instanceId: string; allowBootstrappedSource: boolean },
+): Promise<void> {
   if (source.allowBootstrappedSource) return;
-  const { UserData } = await client.send(new DescribeInstanceAttributeCommand({ InstanceId: source.instanceId, Attribute: "userData" }));
+  const { UserData } = await client.send(
+    new DescribeInstanceAttributeCommand({ InstanceId: source.instanceId, Attribute: "userData" }),
+  );
   if (!UserData?.Value) return;
   let bytes = Buffer.from(UserData.Value, "base64");
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
@@ -88,14 +100,22 @@ export interface ImageRequest {
 }
 
 /** The image this resource's earlier create made (found by token), or a fresh one. Failed leftovers are removed. */
-export async function adoptOrCreate(client: EC2Client, request: ImageRequest, token: string, deleteSeconds: number): Promise<string> {
-  const { Images } = await client.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: `tag:${TOKEN_TAG}`, Values: [token] }] }));
+export async function adoptOrCreate(
+  client: EC2Client,
+  request: ImageRequest,
+  token: string,
+  deleteSeconds: number,
+): Promise<string> {
+  const { Images } = await client.send(
+    new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: `tag:${TOKEN_TAG}`, Values: [token] }] }),
+  );
   for (const image of Images ?? []) {
     if (image.State === "pending" || image.State === "available") {
       progress(`RegisteredImage ${request.name}: adopting ${image.ImageId}, made by an earlier try of this create`);
       return image.ImageId!;
     }
-    if (image.State === "failed" || image.State === "error") await removeImage(client, image.ImageId!, snapshotsOf(image), deleteSeconds);
+    if (image.State === "failed" || image.State === "error")
+      await removeImage(client, image.ImageId!, snapshotsOf(image), deleteSeconds);
   }
   const created = await client.send(
     new CreateImageCommand({
@@ -111,22 +131,42 @@ export async function adoptOrCreate(client: EC2Client, request: ImageRequest, to
 }
 
 /** Polls until the image is available, with backoff, within `seconds`; says how it goes. */
-export async function waitAvailable(client: EC2Client, name: string, imageId: string, seconds: number): Promise<{ image?: Image; state: string; reason?: string }> {
+export async function waitAvailable(
+  client: EC2Client,
+  name: string,
+  imageId: string,
+  seconds: number,
+): Promise<{ image?: Image; state: string; reason?: string }> {
   const started = Date.now();
   let last: Image | undefined;
-  const waited = await poll({ deadline: started + seconds * 1000, firstDelayMs: 2000, factor: 1.5, maxDelayMs: 30_000 }, async () => {
-    last = await describeImage(client, imageId);
-    const state = last?.State ?? "deregistered";
-    progress(`RegisteredImage ${name}: ${imageId} is ${state} after ${elapsed(started)}`);
-    if (state === "available") return { image: last, state };
-    if (state !== "pending") return { image: last, state, reason: last?.StateReason?.Message ?? `the image became ${state}` };
-    return undefined;
-  });
-  return "value" in waited ? waited.value : { image: last, state: "pending", reason: `still pending after ${elapsed(started)} (timeouts.create is ${seconds}s)` };
+  const waited = await poll(
+    { deadline: started + seconds * 1000, firstDelayMs: 2000, factor: 1.5, maxDelayMs: 30_000 },
+    async () => {
+      last = await describeImage(client, imageId);
+      const state = last?.State ?? "deregistered";
+      progress(`RegisteredImage ${name}: ${imageId} is ${state} after ${elapsed(started)}`);
+      if (state === "available") return { image: last, state };
+      if (state !== "pending")
+        return { image: last, state, reason: last?.StateReason?.Message ?? `the image became ${state}` };
+      return undefined;
+    },
+  );
+  return "value" in waited
+    ? waited.value
+    : {
+        image: last,
+        state: "pending",
+        reason: `still pending after ${elapsed(started)} (timeouts.create is ${seconds}s)`,
+      };
 }
 
 /** Deregisters the image (gone is fine), then deletes its snapshots, retrying while EC2 still holds them. */
-export async function removeImage(client: EC2Client, imageId: string, snapshotIds: string[], seconds: number): Promise<void> {
+export async function removeImage(
+  client: EC2Client,
+  imageId: string,
+  snapshotIds: string[],
+  seconds: number,
+): Promise<void> {
   try {
     await client.send(new DeregisterImageCommand({ ImageId: imageId }));
   } catch (error) {
@@ -144,10 +184,15 @@ export async function removeImage(client: EC2Client, imageId: string, snapshotId
         lastError = error;
         // Still in use by the image EC2 is deregistering: try again. Anything else will not change.
         if (errorName(error) === "InvalidSnapshot.InUse") return undefined;
-        throw new Error(`image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(error)}`);
+        throw new Error(
+          `image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(error)}`,
+        );
       }
     });
-    if (!("value" in deleted)) throw new Error(`image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(lastError)}`);
+    if (!("value" in deleted))
+      throw new Error(
+        `image ${imageId} is deregistered, but its snapshot ${snapshotId} could not be deleted: ${messageOf(lastError)}`,
+      );
   }
 }
 
@@ -157,15 +202,28 @@ export interface WantedTags {
 }
 
 /** Makes the tags of image and snapshots exactly the wanted ones (ours and the user's). */
-export async function applyTags(client: EC2Client, imageId: string, snapshotIds: string[], wanted: WantedTags, token: string, before?: WantedTags) {
+export async function applyTags(
+  client: EC2Client,
+  imageId: string,
+  snapshotIds: string[],
+  wanted: WantedTags,
+  token: string,
+  before?: WantedTags,
+) {
   const imageTags = { ...wanted.tags, [REGISTERED_TAG]: "true", [TOKEN_TAG]: token };
   const snapshotTags = { ...wanted.snapshotTags, [REGISTERED_TAG]: "true" };
-  const removed = (old: Record<string, string> | undefined, now: Record<string, string>) => Object.keys(old ?? {}).filter((key) => !(key in now));
+  const removed = (old: Record<string, string> | undefined, now: Record<string, string>) =>
+    Object.keys(old ?? {}).filter((key) => !(key in now));
   const goneFromImage = removed(before?.tags, wanted.tags);
   const goneFromSnapshots = removed(before?.snapshotTags, wanted.snapshotTags);
-  if (goneFromImage.length) await client.send(new DeleteTagsCommand({ Resources: [imageId], Tags: goneFromImage.map((Key) => ({ Key })) }));
-  if (goneFromSnapshots.length && snapshotIds.length) await client.send(new DeleteTagsCommand({ Resources: snapshotIds, Tags: goneFromSnapshots.map((Key) => ({ Key })) }));
+  if (goneFromImage.length)
+    await client.send(new DeleteTagsCommand({ Resources: [imageId], Tags: goneFromImage.map((Key) => ({ Key })) }));
+  if (goneFromSnapshots.length && snapshotIds.length)
+    await client.send(
+      new DeleteTagsCommand({ Resources: snapshotIds, Tags: goneFromSnapshots.map((Key) => ({ Key })) }),
+    );
   await client.send(new CreateTagsCommand({ Resources: [imageId], Tags: tagList(imageTags) }));
-  if (snapshotIds.length) await client.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: tagList(snapshotTags) }));
+  if (snapshotIds.length)
+    await client.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: tagList(snapshotTags) }));
   return { appliedTags: imageTags, appliedSnapshotTags: snapshotTags };
 }

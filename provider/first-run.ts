@@ -50,12 +50,15 @@ function inputSchema() {
   return z.strictObject({
     nodeName: schemas.name,
     instanceId: z.string().min(1),
-    timeoutMinutes: z.number().positive().max(24 * 60).default(30),
+    timeoutMinutes: z
+      .number()
+      .positive()
+      .max(24 * 60)
+      .default(30),
     notBefore: z.iso.datetime({ offset: true }).optional(),
     connection: connectionSchema().optional(),
   });
 }
-
 
 function noRunMessage(inputs: FirstRunState): string {
   return (
@@ -78,26 +81,48 @@ export const firstRunLifecycle = {
     return { changes: changes.length > 0, replaces };
   },
 
-  async create(inputs: FirstRunState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<FirstRunState>> {
+  async create(
+    inputs: FirstRunState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.CreateResult<FirstRunState>> {
     return withClient(inputs.connection, settings?.espm, async (client) => {
       const started = Date.now();
       const notBefore = inputs.notBefore ? Date.parse(inputs.notBefore) : started - CLOCK_GRACE_MS;
-      const first = await poll({ deadline: started + inputs.timeoutMinutes * 60_000, firstDelayMs: 1000, factor: 1.5, maxDelayMs: 15_000 }, async () => {
-        const answer = await client.nodeRuns(inputs.nodeName, 5);
-        if (!answer) throw new Error(`espm has no node ${inputs.nodeName}: register it with PuppetNodeRegistration and give its nodeName`);
-        // The oldest run since the instance started is its first.
-        const run = answer.runs.filter((r) => Date.parse(r.time) >= notBefore).at(-1);
-        if (!run) progress(`PuppetFirstRun ${inputs.nodeName}: waiting for the first Puppet run, ${elapsed(started)} elapsed`);
-        return run;
-      });
+      const first = await poll(
+        { deadline: started + inputs.timeoutMinutes * 60_000, firstDelayMs: 1000, factor: 1.5, maxDelayMs: 15_000 },
+        async () => {
+          const answer = await client.nodeRuns(inputs.nodeName, 5);
+          if (!answer)
+            throw new Error(
+              `espm has no node ${inputs.nodeName}: register it with PuppetNodeRegistration and give its nodeName`,
+            );
+          // The oldest run since the instance started is its first.
+          const run = answer.runs.filter((r) => Date.parse(r.time) >= notBefore).at(-1);
+          if (!run)
+            progress(
+              `PuppetFirstRun ${inputs.nodeName}: waiting for the first Puppet run, ${elapsed(started)} elapsed`,
+            );
+          return run;
+        },
+      );
       if (!("value" in first)) throw new Error(noRunMessage(inputs));
       const run = first.value;
       if (run.status === "failed") {
-        const lines = run.errors.length ? run.errors.map((line) => `\n  ${line}`).join("") : "\n  (the report has no error lines; see the instance's /var/log/puppet-bootstrap.log)";
+        const lines = run.errors.length
+          ? run.errors.map((line) => `\n  ${line}`).join("")
+          : "\n  (the report has no error lines; see the instance's /var/log/puppet-bootstrap.log)";
         throw new Error(`Puppet's first run on ${inputs.nodeName} (${run.time}) failed:${lines}`);
       }
-      progress(`PuppetFirstRun ${inputs.nodeName}: ${run.status}, ${run.resources.changed} of ${run.resources.total} resources changed, after ${elapsed(started)}`);
-      const outs = { ...inputs, status: run.status, runAt: run.time, transactionUuid: run.transactionUuid, resources: run.resources };
+      progress(
+        `PuppetFirstRun ${inputs.nodeName}: ${run.status}, ${run.resources.changed} of ${run.resources.total} resources changed, after ${elapsed(started)}`,
+      );
+      const outs = {
+        ...inputs,
+        status: run.status,
+        runAt: run.time,
+        transactionUuid: run.transactionUuid,
+        resources: run.resources,
+      };
       return { id: `${inputs.nodeName}@${run.time}`, outs: defined(outs) };
     });
   },
@@ -107,7 +132,11 @@ export const firstRunLifecycle = {
     return { id, props: state };
   },
 
-  async update(_id: string, olds: FirstRunState, news: FirstRunState): Promise<pulumi.dynamic.UpdateResult<FirstRunState>> {
+  async update(
+    _id: string,
+    olds: FirstRunState,
+    news: FirstRunState,
+  ): Promise<pulumi.dynamic.UpdateResult<FirstRunState>> {
     return { outs: defined({ ...olds, timeoutMinutes: news.timeoutMinutes, connection: news.connection }) };
   },
 

@@ -11,7 +11,18 @@ import { createHash } from "node:crypto";
 import { ModifyImageAttributeCommand } from "@aws-sdk/client-ec2";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { adoptOrCreate, applyTags, describeImage, NO_REGION, refuseBootstrappedSource, removeImage, snapshotsOf, tagMap, waitAvailable, withEc2 } from "./ec2-images";
+import {
+  adoptOrCreate,
+  applyTags,
+  describeImage,
+  NO_REGION,
+  refuseBootstrappedSource,
+  removeImage,
+  snapshotsOf,
+  tagMap,
+  waitAvailable,
+  withEc2,
+} from "./ec2-images";
 import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
@@ -69,22 +80,33 @@ export function durationSeconds(text: string): number | undefined {
 }
 
 function inputSchema() {
-  const duration = z.string().refine((value) => durationSeconds(value) !== undefined, "must be a duration such as 40m, 90s or 1h");
+  const duration = z
+    .string()
+    .refine((value) => durationSeconds(value) !== undefined, "must be a duration such as 40m, 90s or 1h");
   const tags = z.record(z.string(), z.string().max(256)).superRefine((value, ctx) => {
     if (Object.keys(value).length > 40) ctx.addIssue({ code: "custom", message: "at most 40 tags" });
     for (const key of Object.keys(value)) {
-      if (/^(aws|espm):/i.test(key)) ctx.addIssue({ code: "custom", path: [key], message: "tag keys starting aws: or espm: are reserved" });
-      else if (key.length < 1 || key.length > 128) ctx.addIssue({ code: "custom", path: [key], message: "tag keys are 1 to 128 characters" });
+      if (/^(aws|espm):/i.test(key))
+        ctx.addIssue({ code: "custom", path: [key], message: "tag keys starting aws: or espm: are reserved" });
+      else if (key.length < 1 || key.length > 128)
+        ctx.addIssue({ code: "custom", path: [key], message: "tag keys are 1 to 128 characters" });
     }
   });
   return z.strictObject({
     instanceId: z.string().regex(/^i-[0-9a-f]{8,17}$/, "must be an EC2 instance id, i-…"),
-    name: z.string().regex(/^[A-Za-z0-9()[\]./\-'@_ ]{3,128}$/, "must be 3 to 128 letters, digits, spaces or ( ) [ ] . / - ' @ _ (EC2's AMI name rules)"),
+    name: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9()[\]./\-'@_ ]{3,128}$/,
+        "must be 3 to 128 letters, digits, spaces or ( ) [ ] . / - ' @ _ (EC2's AMI name rules)",
+      ),
     description: z.string().max(255).optional(),
     noReboot: z.boolean().default(false),
     tags: tags.default({}),
     snapshotTags: tags.default({}),
-    timeouts: z.strictObject({ create: duration.default("40m"), delete: duration.default("40m") }).default({ create: "40m", delete: "40m" }),
+    timeouts: z
+      .strictObject({ create: duration.default("40m"), delete: duration.default("40m") })
+      .default({ create: "40m", delete: "40m" }),
     allowBootstrappedSource: z.boolean().default(false),
     scope: z.string().min(1),
   });
@@ -92,11 +114,18 @@ function inputSchema() {
 
 /** The create token: the same for a retry of this resource's create, different for any replacement. */
 export function createToken(inputs: Pick<ImageState, "scope" | "instanceId" | "name" | "noReboot">): string {
-  return createHash("sha256").update(JSON.stringify([inputs.scope, inputs.instanceId, inputs.name, inputs.noReboot])).digest("hex").slice(0, 32);
+  return createHash("sha256")
+    .update(JSON.stringify([inputs.scope, inputs.instanceId, inputs.name, inputs.noReboot]))
+    .digest("hex")
+    .slice(0, 32);
 }
 
 export const imageLifecycle = {
-  async check(olds: Partial<ImageState>, news: Record<string, unknown>, settings: StackSettings | undefined): Promise<pulumi.dynamic.CheckResult> {
+  async check(
+    olds: Partial<ImageState>,
+    news: Record<string, unknown>,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
     if (!olds.region && !settings?.aws.region) {
       result.failures.push({ property: "region", reason: NO_REGION });
@@ -113,7 +142,10 @@ export const imageLifecycle = {
     return { changes: changes.length > 0, replaces, deleteBeforeReplace: olds.name === news.name };
   },
 
-  async create(inputs: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<ImageState>> {
+  async create(
+    inputs: ImageState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.CreateResult<ImageState>> {
     return withEc2(settings, undefined, async (client) => {
       const region = await client.config.region();
       const token = createToken(inputs);
@@ -121,20 +153,43 @@ export const imageLifecycle = {
       const imageId = await adoptOrCreate(client, inputs, token, durationSeconds(inputs.timeouts.delete)!);
       const waited = await waitAvailable(client, inputs.name, imageId, durationSeconds(inputs.timeouts.create)!);
       const snapshotIds = waited.image ? snapshotsOf(waited.image) : [];
-      const base = { ...inputs, imageId, snapshotIds, region, registeredAt: "", appliedTags: {}, appliedSnapshotTags: {} };
+      const base = {
+        ...inputs,
+        imageId,
+        snapshotIds,
+        region,
+        registeredAt: "",
+        appliedTags: {},
+        appliedSnapshotTags: {},
+      };
       if (waited.state !== "available") {
-        throw new ResourceInitError(`image ${imageId} (${inputs.name}) did not become available: ${waited.reason}. It is kept in state; the next up replaces it, destroy removes it.`, imageId, defined({ ...base, state: waited.state }));
+        throw new ResourceInitError(
+          `image ${imageId} (${inputs.name}) did not become available: ${waited.reason}. It is kept in state; the next up replaces it, destroy removes it.`,
+          imageId,
+          defined({ ...base, state: waited.state }),
+        );
       }
       try {
         const applied = await applyTags(client, imageId, snapshotIds, inputs, token);
-        return { id: imageId, outs: defined({ ...base, ...applied, registeredAt: new Date().toISOString(), state: "available" }) };
+        return {
+          id: imageId,
+          outs: defined({ ...base, ...applied, registeredAt: new Date().toISOString(), state: "available" }),
+        };
       } catch (error) {
-        throw new ResourceInitError(`image ${imageId} (${inputs.name}) is available but could not be tagged as registered: ${messageOf(error)}`, imageId, defined({ ...base, state: "available" }));
+        throw new ResourceInitError(
+          `image ${imageId} (${inputs.name}) is available but could not be tagged as registered: ${messageOf(error)}`,
+          imageId,
+          defined({ ...base, state: "available" }),
+        );
       }
     });
   },
 
-  async read(id: string, state: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<ImageState>> {
+  async read(
+    id: string,
+    state: ImageState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.ReadResult<ImageState>> {
     return withEc2(settings, state.region, async (client) => {
       const image = await describeImage(client, id);
       // Deregistered behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
@@ -142,19 +197,44 @@ export const imageLifecycle = {
       return {
         id,
         // EC2 answers an unset description as empty: that is no drift from an unset input.
-        props: defined({ ...state, description: image.Description || (state.description === "" ? "" : undefined), state: image.State ?? state.state, snapshotIds: snapshotsOf(image), appliedTags: tagMap(image.Tags) }),
+        props: defined({
+          ...state,
+          description: image.Description || (state.description === "" ? "" : undefined),
+          state: image.State ?? state.state,
+          snapshotIds: snapshotsOf(image),
+          appliedTags: tagMap(image.Tags),
+        }),
       };
     });
   },
 
-  async update(id: string, olds: ImageState, news: ImageState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<ImageState>> {
+  async update(
+    id: string,
+    olds: ImageState,
+    news: ImageState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.UpdateResult<ImageState>> {
     return withEc2(settings, olds.region, async (client) => {
       try {
         if (news.description !== olds.description) {
-          await client.send(new ModifyImageAttributeCommand({ ImageId: id, Description: { Value: news.description ?? "" } }));
+          await client.send(
+            new ModifyImageAttributeCommand({ ImageId: id, Description: { Value: news.description ?? "" } }),
+          );
         }
         const applied = await applyTags(client, id, olds.snapshotIds, news, createToken(olds), olds);
-        return { outs: defined({ ...olds, ...news, ...applied, imageId: olds.imageId, snapshotIds: olds.snapshotIds, region: olds.region, registeredAt: olds.registeredAt, state: olds.state, scope: olds.scope }) };
+        return {
+          outs: defined({
+            ...olds,
+            ...news,
+            ...applied,
+            imageId: olds.imageId,
+            snapshotIds: olds.snapshotIds,
+            region: olds.region,
+            registeredAt: olds.registeredAt,
+            state: olds.state,
+            scope: olds.scope,
+          }),
+        };
       } catch (error) {
         throw new Error(`updating image ${id} failed: ${messageOf(error)}`);
       }
@@ -185,7 +265,14 @@ export class RegisteredImage extends pulumi.dynamic.Resource {
   declare readonly appliedSnapshotTags: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: RegisteredImageArgs, opts?: pulumi.CustomResourceOptions) {
-    const outputs = { snapshotIds: undefined, region: undefined, registeredAt: undefined, state: undefined, appliedTags: undefined, appliedSnapshotTags: undefined };
+    const outputs = {
+      snapshotIds: undefined,
+      region: undefined,
+      registeredAt: undefined,
+      state: undefined,
+      appliedTags: undefined,
+      appliedSnapshotTags: undefined,
+    };
     const scope = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
     super(imageProvider, name, { ...args, scope, ...outputs }, opts, "espm", "RegisteredImage");
     this.imageId = this.id;

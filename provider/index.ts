@@ -5,8 +5,19 @@ import { requireOnePulumi } from "./one-pulumi";
 
 requireOnePulumi();
 
-export { PuppetNodeRegistration, registrationProvider, type PuppetNodeRegistrationArgs, type RegistrationState } from "./registration";
-export { PuppetCertificate, certificateProvider, type PuppetCertificateArgs, type CertificateState, type CertificateKeyType } from "./certificate";
+export {
+  PuppetNodeRegistration,
+  registrationProvider,
+  type PuppetNodeRegistrationArgs,
+  type RegistrationState,
+} from "./registration";
+export {
+  PuppetCertificate,
+  certificateProvider,
+  type PuppetCertificateArgs,
+  type CertificateState,
+  type CertificateKeyType,
+} from "./certificate";
 export { RegisteredImage, imageProvider, type RegisteredImageArgs, type ImageState } from "./image";
 export { PuppetFirstRun, firstRunProvider, type PuppetFirstRunArgs, type FirstRunState } from "./first-run";
 export { bootstrapUserData, type BootstrapUserDataArgs } from "./bootstrap";

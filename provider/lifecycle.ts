@@ -48,7 +48,10 @@ export function checkWith(
         const at = issue.path.map(String);
         if (issue.code === "unrecognized_keys") {
           const known = Object.keys(schema.shape).join(", ");
-          return issue.keys.map((key) => ({ property: [...at, key].join("."), reason: `is not an input of this resource (known: ${known})` }));
+          return issue.keys.map((key) => ({
+            property: [...at, key].join("."),
+            reason: `is not an input of this resource (known: ${known})`,
+          }));
         }
         return [{ property: at.length ? at.join(".") : "(inputs)", reason: issue.message }];
       }),
@@ -58,7 +61,11 @@ export function checkWith(
 }
 
 /** The properties among `keys` whose values differ between the old state and the new inputs. */
-export function changedProperties(olds: Record<string, unknown>, news: Record<string, unknown>, keys: readonly string[]): string[] {
+export function changedProperties(
+  olds: Record<string, unknown>,
+  news: Record<string, unknown>,
+  keys: readonly string[],
+): string[] {
   return keys.filter((key) => containsUnknown(news[key]) || !isDeepStrictEqual(olds[key] ?? null, news[key] ?? null));
 }
 
@@ -108,7 +115,12 @@ export function nothingWasDone(error: unknown): boolean {
  * `refresh` or `destroy` needs: every input (`__provider` among them, without which the
  * dynamic-provider host cannot run anything for the resource) and whatever outputs are known.
  */
-export function initFailed(message: string, id: string, inputs: object, outputs: Record<string, unknown>): ResourceInitError {
+export function initFailed(
+  message: string,
+  id: string,
+  inputs: object,
+  outputs: Record<string, unknown>,
+): ResourceInitError {
   return new ResourceInitError(message, id, defined({ ...inputs, ...outputs }));
 }
 

@@ -73,9 +73,13 @@ function stateFrom(inputs: RegistrationState, node: Node): RegistrationState {
 export const registrationLifecycle = {
   async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
-    const empty = (value: unknown) => value === undefined || value === null || (typeof value === "object" && Object.keys(value).length === 0);
+    const empty = (value: unknown) =>
+      value === undefined || value === null || (typeof value === "object" && Object.keys(value).length === 0);
     if (empty(news.groups) && empty(news.classes)) {
-      result.failures.push({ property: "groups", reason: "give at least one group or one class: a node with neither is classified with nothing" });
+      result.failures.push({
+        property: "groups",
+        reason: "give at least one group or one class: a node with neither is classified with nothing",
+      });
     }
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
   },
@@ -85,7 +89,10 @@ export const registrationLifecycle = {
     return { changes: changes.length > 0, replaces: changes.filter((key) => key === "name") };
   },
 
-  async create(inputs: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.CreateResult<RegistrationState>> {
+  async create(
+    inputs: RegistrationState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.CreateResult<RegistrationState>> {
     return withClient(inputs.connection, settings?.espm, async (client) => {
       let name = inputs.name;
       for (let attempt = 1; ; attempt++) {
@@ -105,7 +112,11 @@ export const registrationLifecycle = {
     });
   },
 
-  async read(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.ReadResult<RegistrationState>> {
+  async read(
+    id: string,
+    state: RegistrationState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.ReadResult<RegistrationState>> {
     return withClient(state.connection, settings?.espm, async (client) => {
       const node = await client.getNode(id);
       // Gone behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
@@ -128,12 +139,26 @@ export const registrationLifecycle = {
    * Also finishes a create recorded half-made (init-failed): the engine turns such a resource into
    * an update on the next `up`, whose node may not exist; it is registered then, under its id.
    */
-  async update(id: string, olds: RegistrationState, news: RegistrationState, settings: StackSettings | undefined): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
+  async update(
+    id: string,
+    olds: RegistrationState,
+    news: RegistrationState,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.UpdateResult<RegistrationState>> {
     return withClient(news.connection ?? olds.connection, settings?.espm, async (client) => {
       try {
         const existing = await client.getNode(id);
-        const node = existing ? await client.updateNode(id, classification(news)) : await client.registerNode({ name: id, ...classification(news) });
-        return { outs: defined({ ...stateFrom(news, node), name: olds.name ?? news.name, nodeName: id, createdAt: node.createdAt }) };
+        const node = existing
+          ? await client.updateNode(id, classification(news))
+          : await client.registerNode({ name: id, ...classification(news) });
+        return {
+          outs: defined({
+            ...stateFrom(news, node),
+            name: olds.name ?? news.name,
+            nodeName: id,
+            createdAt: node.createdAt,
+          }),
+        };
       } catch (error) {
         throw new Error(`updating node ${id} in espm failed: ${messageOf(error)}`);
       }
@@ -158,7 +183,12 @@ export const registrationLifecycle = {
  * The answer to a create that may have acted (no answer, a 5xx, a reply that did not parse): remove
  * the node if espm made it, and if even that cannot be done, record it in state so nothing is orphaned.
  */
-async function cleanUpAfter(error: unknown, name: string, inputs: RegistrationState, client: EspmClient): Promise<Error> {
+async function cleanUpAfter(
+  error: unknown,
+  name: string,
+  inputs: RegistrationState,
+  client: EspmClient,
+): Promise<Error> {
   try {
     await client.deleteNode(name);
     return new Error(`registering node ${name} with espm failed, and nothing was left behind: ${messageOf(error)}`);

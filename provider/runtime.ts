@@ -12,4 +12,11 @@ export { certificateLifecycle as certificate } from "./certificate";
 export { imageLifecycle as image } from "./image";
 export { firstRunLifecycle as firstRun } from "./first-run";
 // Stacks stored by earlier releases load these from here too.
-export { espmRuntime, RUNTIME_MODULE, runtimeModuleSpecifier, thinProvider, type LifecycleName, type ThinProvider } from "./thin-provider";
+export {
+  espmRuntime,
+  RUNTIME_MODULE,
+  runtimeModuleSpecifier,
+  thinProvider,
+  type LifecycleName,
+  type ThinProvider,
+} from "./thin-provider";

@@ -19,7 +19,11 @@ import type { StackSettings } from "./settings";
  * lifecycle of any state is a `Lifecycle<object>` to the thin provider.
  */
 export interface Lifecycle<State extends object> {
-  check(olds: Partial<State>, news: Record<string, unknown>, settings?: StackSettings): Promise<pulumi.dynamic.CheckResult>;
+  check(
+    olds: Partial<State>,
+    news: Record<string, unknown>,
+    settings?: StackSettings,
+  ): Promise<pulumi.dynamic.CheckResult>;
   diff(id: string, olds: State, news: State): Promise<pulumi.dynamic.DiffResult>;
   create(inputs: State, settings?: StackSettings): Promise<pulumi.dynamic.CreateResult<State>>;
   read(id: string, props: State, settings?: StackSettings): Promise<pulumi.dynamic.ReadResult<State>>;
@@ -47,7 +51,12 @@ export const RUNTIME_MODULE = runtimeModuleSpecifier(`${__dirname}${sep}runtime.
 export function runtimeModuleSpecifier(file: string): string {
   const marker = `${sep}node_modules${sep}`;
   const at = file.lastIndexOf(marker);
-  return at >= 0 ? file.slice(at + marker.length).split(sep).join("/") : file;
+  return at >= 0
+    ? file
+        .slice(at + marker.length)
+        .split(sep)
+        .join("/")
+    : file;
 }
 
 /** The runtime module, loaded by name. */

@@ -34,7 +34,8 @@ export interface RenderedUserData {
   bytes: number;
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** Whether userdata (already base64-decoded and gunzipped) is espm's bootstrap, which carries a node's key. */
 export function isEspmBootstrap(userdata: string): boolean {
@@ -49,7 +50,8 @@ export function bootstrapScriptPath(): string {
 function pem(value: string, label: RegExp, what: string, field: string): string {
   const text = value.trim();
   const begin = text.match(/^-----BEGIN ([A-Z ]+)-----/);
-  if (!begin || !label.test(begin[1]!) || !text.endsWith(`-----END ${begin[1]}-----`)) throw new Error(`${field} must be a PEM ${what}`);
+  if (!begin || !label.test(begin[1]!) || !text.endsWith(`-----END ${begin[1]}-----`))
+    throw new Error(`${field} must be a PEM ${what}`);
   return text;
 }
 
@@ -57,10 +59,13 @@ function pem(value: string, label: RegExp, what: string, field: string): string 
 export function renderUserData(input: UserDataInput): RenderedUserData {
   const problem = nameProblem(input.nodeName);
   if (problem) throw new Error(`nodeName ${problem}`);
-  if (!isIP(input.master) && !HOSTNAME.test(input.master)) throw new Error(`master must be a host name or an IP address, not ${JSON.stringify(input.master)}`);
+  if (!isIP(input.master) && !HOSTNAME.test(input.master))
+    throw new Error(`master must be a host name or an IP address, not ${JSON.stringify(input.master)}`);
   const port = input.masterPort ?? 8140;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`masterPort must be from 1 to 65535, not ${port}`);
-  if (input.environment !== undefined && !/^[a-z0-9_]{1,64}$/.test(input.environment)) throw new Error("environment must be lowercase letters, digits or '_'");
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new Error(`masterPort must be from 1 to 65535, not ${port}`);
+  if (input.environment !== undefined && !/^[a-z0-9_]{1,64}$/.test(input.environment))
+    throw new Error("environment must be lowercase letters, digits or '_'");
   const certificate = pem(input.certificatePem, /^CERTIFICATE$/, "certificate", "certificatePem");
   const key = pem(input.privateKeyPem, /^(RSA |EC )?PRIVATE KEY$/, "private key", "privateKeyPem");
   const ca = pem(input.caCertificatePem, /^CERTIFICATE$/, "certificate bundle", "caCertificatePem");
@@ -91,10 +96,13 @@ sh "$d/puppet-bootstrap.sh" --certname '${input.nodeName}' --master '${input.mas
   --cert "$d/cert.pem" --key "$d/key.pem" --ca "$d/ca.pem" "$@"
 `;
   const plain = Buffer.from(script, "utf8");
-  if (plain.length <= USERDATA_LIMIT) return { base64: plain.toString("base64"), script, gzipped: false, bytes: plain.length };
+  if (plain.length <= USERDATA_LIMIT)
+    return { base64: plain.toString("base64"), script, gzipped: false, bytes: plain.length };
   const gzipped = gzipSync(plain, { level: 9 });
   if (gzipped.length > USERDATA_LIMIT) {
-    throw new Error(`the userdata for ${input.nodeName} is ${gzipped.length} bytes even gzip-compressed (${plain.length} plain); EC2 accepts at most ${USERDATA_LIMIT}. Use a smaller CA bundle or key.`);
+    throw new Error(
+      `the userdata for ${input.nodeName} is ${gzipped.length} bytes even gzip-compressed (${plain.length} plain); EC2 accepts at most ${USERDATA_LIMIT}. Use a smaller CA bundle or key.`,
+    );
   }
   return { base64: gzipped.toString("base64"), script, gzipped: true, bytes: gzipped.length };
 }

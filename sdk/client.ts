@@ -53,11 +53,20 @@ function pinnedFingerprint(options: EspmClientOptions): string {
     try {
       return certificateFingerprint(options.certificate);
     } catch {
-      throw new EspmError(0, "client_config", "the pinned espm certificate is not a PEM certificate; check espm:certificate");
+      throw new EspmError(
+        0,
+        "client_config",
+        "the pinned espm certificate is not a PEM certificate; check espm:certificate",
+      );
     }
   }
   const normalized = options.fingerprint ? normalizeFingerprint(options.fingerprint) : undefined;
-  if (!normalized) throw new EspmError(0, "client_config", "pin espm's certificate: give its PEM (espm:certificate) or its SHA-256 fingerprint (espm:fingerprint, 64 hex digits)");
+  if (!normalized)
+    throw new EspmError(
+      0,
+      "client_config",
+      "pin espm's certificate: give its PEM (espm:certificate) or its SHA-256 fingerprint (espm:fingerprint, 64 hex digits)",
+    );
   return normalized;
 }
 
@@ -84,14 +93,24 @@ function pinningConnector(fingerprint: string, timeoutMs: number): buildConnecto
     socket.once("secureConnect", () => {
       const presented = socket.getPeerCertificate().fingerprint256;
       if (presented !== fingerprint) {
-        settle(new EspmError(0, "tls_pin_mismatch", `espm at ${opts.hostname}:${opts.port} presented a certificate with fingerprint ${presented ?? "none"}, not the pinned ${fingerprint}; check espm:certificate or espm:fingerprint`));
+        settle(
+          new EspmError(
+            0,
+            "tls_pin_mismatch",
+            `espm at ${opts.hostname}:${opts.port} presented a certificate with fingerprint ${presented ?? "none"}, not the pinned ${fingerprint}; check espm:certificate or espm:fingerprint`,
+          ),
+        );
         return;
       }
       settle(null);
     });
     // Whatever fails before the pinned handshake completes, no request was sent: nothing can have been done.
     const unreachable = (why: string) =>
-      new EspmError(0, "unreachable", `cannot connect to espm at ${opts.hostname}:${opts.port}: ${why}; check espm:url (and that espm is running there)`);
+      new EspmError(
+        0,
+        "unreachable",
+        `cannot connect to espm at ${opts.hostname}:${opts.port}: ${why}; check espm:url (and that espm is running there)`,
+      );
     socket.once("timeout", () => settle(unreachable("the TLS handshake timed out")));
     socket.once("error", (err) => settle(unreachable(err.message)));
   };
@@ -110,9 +129,14 @@ export class EspmClient {
     try {
       this.base = new URL(options.url);
     } catch {
-      throw new EspmError(0, "client_config", `espm URL ${JSON.stringify(options.url)} is not a URL; expected https://HOST:PORT`);
+      throw new EspmError(
+        0,
+        "client_config",
+        `espm URL ${JSON.stringify(options.url)} is not a URL; expected https://HOST:PORT`,
+      );
     }
-    if (this.base.protocol !== "https:") throw new EspmError(0, "client_config", `espm URL must be https://, not ${this.base.protocol}`);
+    if (this.base.protocol !== "https:")
+      throw new EspmError(0, "client_config", `espm URL must be https://, not ${this.base.protocol}`);
     this.psk = options.psk;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.attempts = Math.max(1, options.attempts ?? 4);
@@ -160,7 +184,9 @@ export class EspmClient {
 
   /** The certificate's state at the CA, or undefined when espm never signed one of that name. */
   async certificateStatus(certname: string): Promise<CertificateStatus | undefined> {
-    return this.orUndefined(() => this.call("GET", `/v1/certificates/${encodeURIComponent(certname)}`, schemas.certificateStatus));
+    return this.orUndefined(() =>
+      this.call("GET", `/v1/certificates/${encodeURIComponent(certname)}`, schemas.certificateStatus),
+    );
   }
 
   async revokeCertificate(certname: string): Promise<void> {
@@ -170,7 +196,9 @@ export class EspmClient {
   /** The node's Puppet runs as espm read them from Puppet Server's reports, newest first; undefined for a node espm did not create. */
   async nodeRuns(name: string, limit?: number): Promise<RunsResponse | undefined> {
     const query = limit === undefined ? "" : `?limit=${limit}`;
-    return this.orUndefined(() => this.call("GET", `/v1/nodes/${encodeURIComponent(name)}/runs${query}`, schemas.runsResponse));
+    return this.orUndefined(() =>
+      this.call("GET", `/v1/nodes/${encodeURIComponent(name)}/runs${query}`, schemas.runsResponse),
+    );
   }
 
   async close(): Promise<void> {
@@ -186,7 +214,12 @@ export class EspmClient {
     }
   }
 
-  private async call<S extends z.ZodType>(method: string, path: string, schema?: S, body?: unknown): Promise<z.output<S>> {
+  private async call<S extends z.ZodType>(
+    method: string,
+    path: string,
+    schema?: S,
+    body?: unknown,
+  ): Promise<z.output<S>> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.psk}`, accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (method === "POST") headers[IDEMPOTENCY_HEADER] = randomBytes(18).toString("base64url");
@@ -199,7 +232,12 @@ export class EspmClient {
     let mayHaveActed: EspmError | undefined;
     const failure = (): EspmError =>
       mayHaveActed && mayHaveActed !== lastError && lastError?.nothingWasDone
-        ? new EspmError(mayHaveActed.status, mayHaveActed.code, `${mayHaveActed.message} (retries then failed: ${lastError.message})`, mayHaveActed.details)
+        ? new EspmError(
+            mayHaveActed.status,
+            mayHaveActed.code,
+            `${mayHaveActed.message} (retries then failed: ${lastError.message})`,
+            mayHaveActed.details,
+          )
         : lastError!;
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
       if (attempt > 1) await sleep(this.backoffMs * 2 ** (attempt - 2));
@@ -221,7 +259,11 @@ export class EspmClient {
           continue;
         }
         if (known) throw known;
-        lastError = new EspmError(0, "network", `${what} to espm at ${this.base.host} failed: ${(err as Error).message}`);
+        lastError = new EspmError(
+          0,
+          "network",
+          `${what} to espm at ${this.base.host} failed: ${(err as Error).message}`,
+        );
         mayHaveActed ??= lastError;
         continue;
       }
@@ -232,10 +274,19 @@ export class EspmClient {
         try {
           json = JSON.parse(text);
         } catch {
-          throw new EspmError(response.statusCode, "bad_response", `espm answered ${what} with a body that is not JSON`);
+          throw new EspmError(
+            response.statusCode,
+            "bad_response",
+            `espm answered ${what} with a body that is not JSON`,
+          );
         }
         const parsed = schema.safeParse(json);
-        if (!parsed.success) throw new EspmError(response.statusCode, "bad_response", `espm answered ${what} with a body this client does not understand: ${parsed.error.issues[0]?.message}`);
+        if (!parsed.success)
+          throw new EspmError(
+            response.statusCode,
+            "bad_response",
+            `espm answered ${what} with a body this client does not understand: ${parsed.error.issues[0]?.message}`,
+          );
         return parsed.data;
       }
       lastError = this.errorFrom(response.statusCode, text, what);
@@ -248,12 +299,22 @@ export class EspmClient {
 
   private errorFrom(status: number, text: string, what: string): EspmError {
     // espm's own 401 message is advice for curl users; a Pulumi user fixes the stack's config.
-    if (status === 401) return new EspmError(401, "unauthorized", `espm at ${this.base.host} refused the PSK: check espm:psk (or the resource's connection)`);
+    if (status === 401)
+      return new EspmError(
+        401,
+        "unauthorized",
+        `espm at ${this.base.host} refused the PSK: check espm:psk (or the resource's connection)`,
+      );
     try {
       const parsed = schemas.errorBody.safeParse(JSON.parse(text));
       if (parsed.success) {
         const { code, message, details } = parsed.data.error;
-        return new EspmError(status, KNOWN_CODES.has(code) ? (code as ErrorCode) : "bad_response", `espm: ${message}`, details);
+        return new EspmError(
+          status,
+          KNOWN_CODES.has(code) ? (code as ErrorCode) : "bad_response",
+          `espm: ${message}`,
+          details,
+        );
       }
     } catch {
       // not JSON: fall through to a generic message

@@ -13,7 +13,11 @@ const name = z.string().superRefine((value, ctx) => {
   const problem = nameProblem(value);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
-const identifier = z.string().min(1).max(200).regex(/^[A-Za-z_][A-Za-z0-9_:]*$/, "must be a Puppet identifier");
+const identifier = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z_][A-Za-z0-9_:]*$/, "must be a Puppet identifier");
 const environment = z.string().regex(/^[a-z0-9_]{1,64}$/, "must be lowercase letters, digits or '_'");
 const parameters = z.record(z.string().min(1).max(200), z.json());
 const classes = z.record(identifier, parameters);
@@ -55,7 +59,10 @@ const classesResponse = z.object({ environment, classes: z.array(puppetClass) })
 const csr = z
   .string()
   .max(32 * 1024)
-  .regex(/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----\s*$/, "must be one PEM certificate request");
+  .regex(
+    /^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----\s*$/,
+    "must be one PEM certificate request",
+  );
 const signRequest = z.strictObject({ csr });
 const certificateIssued = z.object({
   certname: name,

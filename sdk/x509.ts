@@ -3,7 +3,15 @@
  * certificates. Keys come from Node's native crypto (fast, constant-time); node-forge builds and signs
  * the X.509 structures, which Node's crypto cannot.
  */
-import { createHash, createPublicKey, generateKeyPair, generateKeyPairSync, randomBytes, verify, X509Certificate } from "node:crypto";
+import {
+  createHash,
+  createPublicKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  randomBytes,
+  verify,
+  X509Certificate,
+} from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
 
@@ -29,7 +37,11 @@ export function generateRsaKeyPairAsync(bits: RsaKeySize = 2048): Promise<KeyPai
   return new Promise((resolve, reject) => {
     generateKeyPair(
       "rsa",
-      { modulusLength: bits, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } },
+      {
+        modulusLength: bits,
+        publicKeyEncoding: { type: "spki", format: "pem" },
+        privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      },
       (err, publicKeyPem, privateKeyPem) => (err ? reject(err) : resolve({ privateKeyPem, publicKeyPem })),
     );
   });
@@ -44,7 +56,10 @@ export interface SelfSignedOptions {
 }
 
 /** A self-signed server certificate and its key, for espm's HTTPS listener. */
-export function createSelfSignedCertificate(options: SelfSignedOptions): { certificatePem: string; privateKeyPem: string } {
+export function createSelfSignedCertificate(options: SelfSignedOptions): {
+  certificatePem: string;
+  privateKeyPem: string;
+} {
   const keys = generateRsaKeyPair(options.keyBits ?? 2048);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
@@ -151,7 +166,9 @@ export function createCsr(certname: string, privateKeyPem: string, extensions: R
   const requested = Object.entries(extensions).map(([name, value]) => {
     const id = PUPPET_EXTENSIONS[name];
     if (!id) throw new Error(`unknown Puppet extension ${name}; known: ${Object.keys(PUPPET_EXTENSIONS).join(", ")}`);
-    const der = forge.asn1.toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.UTF8, false, forge.util.encodeUtf8(value))).getBytes();
+    const der = forge.asn1
+      .toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.UTF8, false, forge.util.encodeUtf8(value)))
+      .getBytes();
     return { id, critical: false, value: der };
   });
   if (requested.length) csr.setAttributes([{ name: "extensionRequest", extensions: requested }]);
@@ -202,7 +219,8 @@ export function inspectCsr(pem: string): CsrSummary {
   } catch (err) {
     throw new Error(`not a PEM certificate request (${(err as Error).message})`);
   }
-  const children = (node: forge.asn1.Asn1 | undefined): forge.asn1.Asn1[] => (Array.isArray(node?.value) ? (node.value as forge.asn1.Asn1[]) : []);
+  const children = (node: forge.asn1.Asn1 | undefined): forge.asn1.Asn1[] =>
+    Array.isArray(node?.value) ? (node.value as forge.asn1.Asn1[]) : [];
   const oid = (node: forge.asn1.Asn1 | undefined): string | undefined =>
     node && node.type === asn1.Type.OID && typeof node.value === "string" ? asn1.derToOid(node.value) : undefined;
 
@@ -214,7 +232,8 @@ export function inspectCsr(pem: string): CsrSummary {
   for (const rdn of children(subject)) {
     for (const pair of children(rdn)) {
       const [type, value] = children(pair);
-      if (oid(type) === OID.commonName) commonNames.push(typeof value?.value === "string" ? forge.util.decodeUtf8(value.value) : "");
+      if (oid(type) === OID.commonName)
+        commonNames.push(typeof value?.value === "string" ? forge.util.decodeUtf8(value.value) : "");
     }
   }
 
@@ -222,7 +241,8 @@ export function inspectCsr(pem: string): CsrSummary {
   const [keyOid, params] = children(algorithm);
   let keyType: CsrSummary["keyType"] = "other";
   if (oid(keyOid) === OID.rsaEncryption) keyType = "rsa";
-  else if (oid(keyOid) === OID.ecPublicKey) keyType = oid(params) === OID.p256 ? "ec-p256" : oid(params) === OID.p384 ? "ec-p384" : "other";
+  else if (oid(keyOid) === OID.ecPublicKey)
+    keyType = oid(params) === OID.p256 ? "ec-p256" : oid(params) === OID.p384 ? "ec-p384" : "other";
 
   const extensions: string[] = [];
   const dnsAltNames: string[] = [];
@@ -241,7 +261,8 @@ export function inspectCsr(pem: string): CsrSummary {
           const names = typeof octets?.value === "string" ? children(asn1.fromDer(octets.value)) : [];
           for (const name of names) {
             // Context tag 2 is dNSName; anything else (IP, URI, email) Puppet Server refuses by default.
-            if (name.tagClass === asn1.Class.CONTEXT_SPECIFIC && name.type === 2 && typeof name.value === "string") dnsAltNames.push(name.value);
+            if (name.tagClass === asn1.Class.CONTEXT_SPECIFIC && name.type === 2 && typeof name.value === "string")
+              dnsAltNames.push(name.value);
             else otherAltNames = true;
           }
         }
@@ -312,12 +333,20 @@ const SIGNATURE_HASHES: Readonly<Record<string, string>> = {
   "1.2.840.10045.4.3.4": "sha512",
 };
 
-function signatureProblem(algorithm: string | undefined, info: Buffer, spki: Buffer, signature: Buffer): string | undefined {
+function signatureProblem(
+  algorithm: string | undefined,
+  info: Buffer,
+  spki: Buffer,
+  signature: Buffer,
+): string | undefined {
   const hash = algorithm && SIGNATURE_HASHES[algorithm];
-  if (!hash) return `its signature algorithm ${algorithm ?? "(missing)"} is not one espm checks (RSA or ECDSA with SHA-256, -384 or -512)`;
+  if (!hash)
+    return `its signature algorithm ${algorithm ?? "(missing)"} is not one espm checks (RSA or ECDSA with SHA-256, -384 or -512)`;
   try {
     const key = createPublicKey({ key: spki, format: "der", type: "spki" });
-    return verify(hash, info, key, signature) ? undefined : "its signature does not verify with its own public key (no proof that the requester holds the private key)";
+    return verify(hash, info, key, signature)
+      ? undefined
+      : "its signature does not verify with its own public key (no proof that the requester holds the private key)";
   } catch (err) {
     return `its signature cannot be checked: ${(err as Error).message}`;
   }
@@ -349,7 +378,8 @@ export function csrProblem(pem: string, certname: string): string | undefined {
   if (csr.keyType === "other") return "its key must be RSA or EC on P-256 or P-384";
   for (const id of csr.extensions) {
     if (id === OID.subjectAltName) {
-      if (csr.otherAltNames || csr.dnsAltNames.length !== 1 || csr.dnsAltNames[0] !== certname) return `its subjectAltName, if any, must be exactly DNS:${certname}`;
+      if (csr.otherAltNames || csr.dnsAltNames.length !== 1 || csr.dnsAltNames[0] !== certname)
+        return `its subjectAltName, if any, must be exactly DNS:${certname}`;
     } else if (!id.startsWith("1.3.6.1.4.1.34380.1.1.") && !id.startsWith("1.3.6.1.4.1.34380.1.2.")) {
       return `it requests extension ${id}; only Puppet's pp_* extensions (1.3.6.1.4.1.34380.1.1.* and 1.3.6.1.4.1.34380.1.2.*) are allowed`;
     }

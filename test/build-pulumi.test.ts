@@ -5,7 +5,9 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, scratchDir } from "./helpers/espm";
 
-function runScript(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function runScript(
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn("sh", [join(ROOT, "scripts/build-pulumi.sh")], { env: { ...process.env, ...env } });
@@ -26,7 +28,12 @@ describe("scripts/build-pulumi.sh", function () {
     mkdirSync(cache, { recursive: true });
     // Another build holds the lock for 3 s and, just before it lets go, finishes its bin directory.
     const bin = join(cache, version, "bin");
-    const holder = spawn("flock", [join(cache, `${version}.lock`), "sh", "-c", `sleep 2.5; mkdir -p "${bin}"; printf '#!/bin/sh\\necho ${version}\\n' > "${bin}/pulumi"; printf '#!/bin/sh\\n' > "${bin}/pulumi-resource-pulumi-nodejs"; chmod 755 "${bin}"/*`]);
+    const holder = spawn("flock", [
+      join(cache, `${version}.lock`),
+      "sh",
+      "-c",
+      `sleep 2.5; mkdir -p "${bin}"; printf '#!/bin/sh\\necho ${version}\\n' > "${bin}/pulumi"; printf '#!/bin/sh\\n' > "${bin}/pulumi-resource-pulumi-nodejs"; chmod 755 "${bin}"/*`,
+    ]);
     const holderDone = new Promise((r) => holder.once("exit", r));
     await new Promise((r) => setTimeout(r, 300));
     const waited = await runScript({ ESPM_PULUMI_CACHE: cache });

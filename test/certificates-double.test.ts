@@ -9,7 +9,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority } from "../agent/puppetserver/contract";
+import {
+  BackendError,
+  CaRefusal,
+  type CaCertificateStatus,
+  type CertificateAuthority,
+} from "../agent/puppetserver/contract";
 import { CertnamePolicy } from "../agent/certname-policy";
 import { EncExport } from "../agent/enc-export";
 import type { EspmConfig } from "../agent/config";
@@ -22,12 +27,34 @@ import { createCsr, describeCertificate, generateRsaKeyPair } from "../sdk/x509"
 function testCa(dir: string): (csrPem: string) => string {
   const key = join(dir, "test-ca.key");
   const cert = join(dir, "test-ca.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=Test CA", "-days", "1"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-subj",
+      "/CN=Test CA",
+      "-days",
+      "1",
+    ],
+    { stdio: "ignore" },
+  );
   let serial = 1;
   return (csrPem) => {
     const csr = join(dir, "sign.csr");
     writeFileSync(csr, csrPem);
-    return execFileSync("openssl", ["x509", "-req", "-in", csr, "-CA", cert, "-CAkey", key, "-set_serial", String(++serial), "-days", "1"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    return execFileSync(
+      "openssl",
+      ["x509", "-req", "-in", csr, "-CA", cert, "-CAkey", key, "-set_serial", String(++serial), "-days", "1"],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    ).toString();
   };
 }
 
@@ -45,7 +72,8 @@ class CaDouble implements CertificateAuthority {
 
   private check(op: string, certname = "") {
     this.calls.push(`${op} ${certname}`.trim());
-    if (this.down) throw new BackendError(503, "Puppet Server at https://127.0.0.1:1 cannot be reached: connect ECONNREFUSED");
+    if (this.down)
+      throw new BackendError(503, "Puppet Server at https://127.0.0.1:1 cannot be reached: connect ECONNREFUSED");
   }
   async status(certname: string) {
     this.check("status", certname);
@@ -53,7 +81,8 @@ class CaDouble implements CertificateAuthority {
   }
   async submit(certname: string, csr: string) {
     this.check("submit", certname);
-    if (this.held.has(certname)) throw new CaRefusal(certname, `${certname} already has a requested certificate; ignoring certificate request`);
+    if (this.held.has(certname))
+      throw new CaRefusal(certname, `${certname} already has a requested certificate; ignoring certificate request`);
     this.held.set(certname, { state: "requested", csr });
   }
   async sign(certname: string) {
@@ -70,7 +99,8 @@ class CaDouble implements CertificateAuthority {
   }
   async certificate(certname: string) {
     this.check("certificate", certname);
-    if (this.failFetch) throw new BackendError(503, "Puppet Server at https://127.0.0.1:1 cannot be reached: other side closed");
+    if (this.failFetch)
+      throw new BackendError(503, "Puppet Server at https://127.0.0.1:1 cannot be reached: other side closed");
     return this.held.get(certname)!.pem!;
   }
   async caBundle() {
@@ -96,20 +126,42 @@ describe("certificate routes (CA test double)", () => {
   const key = generateRsaKeyPair(2048).privateKeyPem;
   const csrFor = (name: string) => createCsr(name, key, { pp_role: "web" });
   const post = (certname: string, body: unknown) =>
-    app.inject({ method: "POST", url: `/v1/certificates/${certname}`, headers: { authorization: "Bearer p".padEnd(40, "k"), "content-type": "application/json" }, payload: JSON.stringify(body) });
-  const call = (method: "GET" | "DELETE", certname: string) => app.inject({ method, url: `/v1/certificates/${certname}`, headers: { authorization: "Bearer p".padEnd(40, "k") } });
+    app.inject({
+      method: "POST",
+      url: `/v1/certificates/${certname}`,
+      headers: { authorization: "Bearer p".padEnd(40, "k"), "content-type": "application/json" },
+      payload: JSON.stringify(body),
+    });
+  const call = (method: "GET" | "DELETE", certname: string) =>
+    app.inject({ method, url: `/v1/certificates/${certname}`, headers: { authorization: "Bearer p".padEnd(40, "k") } });
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "espm-ca-"));
     store = new Store(join(dir, "espm.db"));
     ca = new CaDouble(testCa(dir));
     const config = {
-      server: { body_limit: 65536, auth_failures_allowed: 5, auth_failure_window_seconds: 60, headers_timeout_seconds: 5, request_timeout_seconds: 10, stop_grace_seconds: 2 },
+      server: {
+        body_limit: 65536,
+        auth_failures_allowed: 5,
+        auth_failure_window_seconds: 60,
+        headers_timeout_seconds: 5,
+        request_timeout_seconds: 10,
+        stop_grace_seconds: 2,
+      },
       store: { database: join(dir, "espm.db"), enc_export: dir },
       classifier: { groups: join(dir, "groups.yaml"), default_environment: "production" },
     } as EspmConfig;
     const policy = new CertnamePolicy({ patterns: ["*.example.test"], allowAny: false, deny: [] }, false);
-    const ctx = { config, store, idempotency: new Idempotency(store), groups: () => new Map(), policy, export: new EncExport(dir), ca, version: "test" };
+    const ctx = {
+      config,
+      store,
+      idempotency: new Idempotency(store),
+      groups: () => new Map(),
+      policy,
+      export: new EncExport(dir),
+      ca,
+      version: "test",
+    };
     app = buildServer(ctx, { psk: "p".padEnd(33, "k"), logger: false });
   });
 
@@ -127,7 +179,11 @@ describe("certificate routes (CA test double)", () => {
     assert.equal((await call("GET", "web-01.example.test")).json().state, "signed");
     assert.equal((await call("DELETE", "web-01.example.test")).statusCode, 204);
     assert.equal((await call("DELETE", "web-01.example.test")).statusCode, 204);
-    assert.equal(ca.calls.filter((c) => c === "clean web-01.example.test").length, 1, "the second delete does not touch the CA");
+    assert.equal(
+      ca.calls.filter((c) => c === "clean web-01.example.test").length,
+      1,
+      "the second delete does not touch the CA",
+    );
     assert.equal((await call("GET", "web-01.example.test")).json().state, "revoked");
   });
 
@@ -135,7 +191,9 @@ describe("certificate routes (CA test double)", () => {
     const wrongCn = await post("web-01.example.test", { csr: csrFor("other.example.test") });
     assert.equal(wrongCn.statusCode, 400);
     assert.match(wrongCn.json().error.message, /CN is other.example.test/);
-    const garbage = await post("web-01.example.test", { csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" });
+    const garbage = await post("web-01.example.test", {
+      csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+    });
     assert.equal(garbage.statusCode, 400);
     const missing = await post("web-01.example.test", {});
     assert.equal(missing.statusCode, 400);
@@ -151,7 +209,16 @@ describe("certificate routes (CA test double)", () => {
 
     const cnf = join(dir, "ku.cnf");
     writeFileSync(cnf, "[req]\ndistinguished_name=dn\nreq_extensions=ext\n[dn]\n[ext]\nkeyUsage=digitalSignature\n");
-    const kuCsr = execFileSync("openssl", ["req", "-new", "-key", ecKey, "-subj", "/CN=ku-01.example.test", "-config", cnf]).toString();
+    const kuCsr = execFileSync("openssl", [
+      "req",
+      "-new",
+      "-key",
+      ecKey,
+      "-subj",
+      "/CN=ku-01.example.test",
+      "-config",
+      cnf,
+    ]).toString();
     const ku = await post("ku-01.example.test", { csr: kuCsr });
     assert.equal(ku.statusCode, 400);
     assert.match(ku.json().error.message, /2\.5\.29\.15/);
@@ -182,7 +249,10 @@ describe("certificate routes (CA test double)", () => {
     ca.refuseSign = "Found extensions that are not permitted: 1.3.6.1.4.1.34380.1.2.99";
     const res = await post("refused-01.example.test", { csr: csrFor("refused-01.example.test") });
     assert.equal(res.statusCode, 422, res.body);
-    assert.match(res.json().error.message, /the Puppet CA refused the request for refused-01\.example\.test: Found extensions that are not permitted/);
+    assert.match(
+      res.json().error.message,
+      /the Puppet CA refused the request for refused-01\.example\.test: Found extensions that are not permitted/,
+    );
     assert.equal(ca.held.has("refused-01.example.test"), false, "the refused request does not block the name");
     ca.refuseSign = undefined;
     assert.equal((await post("refused-01.example.test", { csr: csrFor("refused-01.example.test") })).statusCode, 201);
@@ -190,7 +260,8 @@ describe("certificate routes (CA test double)", () => {
 
   it("keeps one requested record however often signing fails", async () => {
     ca.failSign = true;
-    for (let i = 0; i < 3; i++) assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 502);
+    for (let i = 0; i < 3; i++)
+      assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 502);
     assert.equal(store.certificateRecordCount("retry-01.example.test"), 1);
     ca.failSign = false;
     assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 201);
@@ -210,7 +281,11 @@ describe("certificate routes (CA test double)", () => {
     assert.equal(store.certificate("lost-01.example.test")?.serial, status.serial, "and recorded");
     assert.equal((await call("DELETE", "lost-01.example.test")).statusCode, 204);
     assert.ok(ca.calls.includes("clean lost-01.example.test"));
-    assert.equal((await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") })).statusCode, 201, "the name is free again");
+    assert.equal(
+      (await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") })).statusCode,
+      201,
+      "the name is free again",
+    );
   });
 
   it("never removes a pending request that is not espm's, even under a name espm once requested", async () => {
@@ -239,7 +314,11 @@ describe("certificate routes (CA test double)", () => {
   });
 
   it("replays a retried sign with the same Idempotency-Key without signing twice", async () => {
-    const headers = { authorization: "Bearer p".padEnd(40, "k"), "content-type": "application/json", "idempotency-key": "sign-key-0123456789abcdef" };
+    const headers = {
+      authorization: "Bearer p".padEnd(40, "k"),
+      "content-type": "application/json",
+      "idempotency-key": "sign-key-0123456789abcdef",
+    };
     const payload = JSON.stringify({ csr: csrFor("web-04.example.test") });
     const [a, b] = await Promise.all([
       app.inject({ method: "POST", url: "/v1/certificates/web-04.example.test", headers, payload }),

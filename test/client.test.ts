@@ -24,11 +24,23 @@ describe("EspmClient retries", () => {
       if (failuresLeft-- > 0) {
         if (mode === "drop") return req.socket.destroy();
         res.writeHead(503, { "content-type": "application/json" });
-        return res.end(JSON.stringify({ error: { code: "backend_unavailable", message: "Puppet Server is restarting" } }));
+        return res.end(
+          JSON.stringify({ error: { code: "backend_unavailable", message: "Puppet Server is restarting" } }),
+        );
       }
       const now = new Date().toISOString();
       res.writeHead(201, { "content-type": "application/json" });
-      res.end(JSON.stringify({ name: "web-01", environment: "production", groups: [], classes: {}, parameters: {}, createdAt: now, updatedAt: now }));
+      res.end(
+        JSON.stringify({
+          name: "web-01",
+          environment: "production",
+          groups: [],
+          classes: {},
+          parameters: {},
+          createdAt: now,
+          updatedAt: now,
+        }),
+      );
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -42,7 +54,12 @@ describe("EspmClient retries", () => {
       keys.length = 0;
       mode = m;
       failuresLeft = 2;
-      const client = new EspmClient({ url, psk: "secret-psk-value-that-must-not-leak", certificate: tls.certificatePem, backoffMs: 10 });
+      const client = new EspmClient({
+        url,
+        psk: "secret-psk-value-that-must-not-leak",
+        certificate: tls.certificatePem,
+        backoffMs: 10,
+      });
       const node = await client.registerNode({ name: "web-01" });
       assert.equal(node.name, "web-01");
       assert.equal(keys.length, 3, `${m}: three attempts`);

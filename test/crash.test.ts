@@ -11,7 +11,13 @@ describe("espm under kill -9 and SIGTERM", () => {
   it("keeps every acknowledged node, each once, after kill -9 during a burst of creates", async () => {
     const setup = await setupEspm();
     let espm = await EspmProcess.start(setup);
-    const client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate, attempts: 1, timeoutMs: 5000 });
+    const client = new EspmClient({
+      url: espm.url,
+      psk: setup.psk,
+      certificate: setup.certificate,
+      attempts: 1,
+      timeoutMs: 5000,
+    });
     const acknowledged: string[] = [];
     let next = 0;
     let killed = false;
@@ -62,7 +68,11 @@ describe("espm under kill -9 and SIGTERM", () => {
     }
     const inFlight = request(`${espm.url}/v1/nodes`, {
       method: "POST",
-      headers: { authorization: `Bearer ${setup.psk}`, "content-type": "application/json", "content-length": String(body.length) },
+      headers: {
+        authorization: `Bearer ${setup.psk}`,
+        "content-type": "application/json",
+        "content-length": String(body.length),
+      },
       body: Readable.from(slowBody()),
       dispatcher: new Agent({ connect: { ca: setup.certificate } }),
     });

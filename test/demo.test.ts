@@ -23,8 +23,17 @@ interface Terminal {
 
 /** Runs the demo in a fresh pseudo-terminal (argv only: no shell string). */
 function demoInTerminal(args: string[]): Terminal {
-  const argv = ["-c", "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)", process.execPath, join(ROOT, "dist/scripts/lab/demo.js"), ...args];
-  const child = spawn("python3", argv, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ESPM_PULUMI_BIN: pulumiBin() ?? "" } });
+  const argv = [
+    "-c",
+    "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)",
+    process.execPath,
+    join(ROOT, "dist/scripts/lab/demo.js"),
+    ...args,
+  ];
+  const child = spawn("python3", argv, {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, ESPM_PULUMI_BIN: pulumiBin() ?? "" },
+  });
   let text = "";
   child.stdout!.on("data", (d: Buffer) => (text += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (text += d.toString()));
@@ -39,8 +48,10 @@ function demoInTerminal(args: string[]): Terminal {
 async function waitFor(terminal: Terminal, pattern: RegExp, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(terminal.output())) {
-    if (terminal.child.exitCode !== null) assert.fail(`the demo exited before ${pattern}:\n${terminal.output().slice(-3000)}`);
-    if (Date.now() > deadline) assert.fail(`no ${pattern} within ${timeoutMs / 1000} s:\n${terminal.output().slice(-3000)}`);
+    if (terminal.child.exitCode !== null)
+      assert.fail(`the demo exited before ${pattern}:\n${terminal.output().slice(-3000)}`);
+    if (Date.now() > deadline)
+      assert.fail(`no ${pattern} within ${timeoutMs / 1000} s:\n${terminal.output().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -70,7 +81,10 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     for (const terminal of terminals.splice(0)) {
       if (terminal.child.exitCode !== null || terminal.child.signalCode !== null) continue;
       terminal.type(CTRL_C);
-      const stopped = await Promise.race([terminal.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 90_000))]);
+      const stopped = await Promise.race([
+        terminal.exited.then(() => true),
+        new Promise((r) => setTimeout(() => r(false), 90_000)),
+      ]);
       if (!stopped) terminal.child.kill("SIGKILL");
     }
   });
@@ -112,7 +126,11 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     assert.doesNotMatch(output, /ECONNREFUSED|could not stop/);
     assert.match(output, /Stopped everything the demo started\./);
     assert.deepEqual(processesMentioning(dir), [], "no Puppet Server or espm left behind");
-    assert.deepEqual(processesMentioning("moto_server").filter((p) => !motoBefore.has(p)), [], "no moto left behind");
+    assert.deepEqual(
+      processesMentioning("moto_server").filter((p) => !motoBefore.has(p)),
+      [],
+      "no moto left behind",
+    );
     assert.equal(portOwner(port), undefined);
     assert.equal(portOwner(puppetPort), undefined);
   });
@@ -123,10 +141,21 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     await new Promise<void>((ready) => blocker.listen(0, "127.0.0.1", ready));
     const taken = (blocker.address() as { port: number }).port;
     try {
-      const terminal = open(["--dir", dir, "--port", String(await freePort()), "--puppet-port", String(taken), "--no-pulumi"]);
+      const terminal = open([
+        "--dir",
+        dir,
+        "--port",
+        String(await freePort()),
+        "--puppet-port",
+        String(taken),
+        "--no-pulumi",
+      ]);
       const code = await terminal.exited;
       assert.equal(code, 1);
-      assert.match(terminal.output(), new RegExp(`port ${taken} \\(puppet-port\\) is taken by pid ${process.pid}: .*node`));
+      assert.match(
+        terminal.output(),
+        new RegExp(`port ${taken} \\(puppet-port\\) is taken by pid ${process.pid}: .*node`),
+      );
     } finally {
       blocker.close();
     }

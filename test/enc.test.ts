@@ -13,7 +13,14 @@ import { ESPM_BIN, EspmProcess, GROUPS_YAML, ROOT, run, setupEspm } from "./help
  */
 function installedCopy(dir: string): string {
   const pkg = join(dir, "pkg");
-  for (const part of ["package.json", "dist/agent", "dist/sdk", "node_modules/zod", "node_modules/yaml", "node_modules/ini"]) {
+  for (const part of [
+    "package.json",
+    "dist/agent",
+    "dist/sdk",
+    "node_modules/zod",
+    "node_modules/yaml",
+    "node_modules/ini",
+  ]) {
     cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
   }
   return join(pkg, "dist/agent/cli/espm.js");
@@ -66,7 +73,10 @@ describe("espm enc", () => {
   });
 
   /** The node's classification as espm enc prints it, once `accept` says it shows what a test waits for (within 5 s). */
-  async function encUntil(certname: string, accept: (classification: { classes: Record<string, unknown>; parameters: Record<string, unknown> }) => boolean) {
+  async function encUntil(
+    certname: string,
+    accept: (classification: { classes: Record<string, unknown>; parameters: Record<string, unknown> }) => boolean,
+  ) {
     const deadline = Date.now() + 5000;
     for (;;) {
       const result = await enc(espm.setup.ini, certname);
@@ -79,7 +89,10 @@ describe("espm enc", () => {
 
   it("picks up a groups.yaml edit within 5 s, without a restart", async () => {
     const started = Date.now();
-    writeFileSync(join(espm.setup.configDir, "groups.yaml"), GROUPS_YAML.replace("ntp: {}", "ntp: { servers: [pool.example] }").replace("role: web", "role: frontend"));
+    writeFileSync(
+      join(espm.setup.configDir, "groups.yaml"),
+      GROUPS_YAML.replace("ntp: {}", "ntp: { servers: [pool.example] }").replace("role: web", "role: frontend"),
+    );
     const result = await encUntil("web-01.example.test", (c) => c.parameters.role === "frontend");
     assert.deepEqual(result.classes.ntp, { servers: ["pool.example"] });
     assert.equal(result.parameters.role, "frontend");
@@ -95,15 +108,24 @@ describe("espm enc", () => {
     const broken = await enc(espm.setup.ini, "web-01.example.test");
     assert.equal(broken.code, 0, broken.stderr);
     assert.equal(broken.stdout, before);
-    assert.ok(espm.logLines.some((l) => l.includes("kept the last good groups: the groups file is not valid")), "the log says why");
+    assert.ok(
+      espm.logLines.some((l) => l.includes("kept the last good groups: the groups file is not valid")),
+      "the log says why",
+    );
     rmSync(file);
     await new Promise((r) => setTimeout(r, 2500));
     const deleted = await enc(espm.setup.ini, "web-01.example.test");
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.equal(deleted.stdout, before);
-    assert.ok(espm.logLines.some((l) => l.includes("kept the last good groups: the groups file is gone")), "the log says why");
+    assert.ok(
+      espm.logLines.some((l) => l.includes("kept the last good groups: the groups file is gone")),
+      "the log says why",
+    );
     writeFileSync(file, good);
-    await encUntil("web-01.example.test", () => espm.logLines.filter((l) => l.includes('"published groups"')).length >= 2);
+    await encUntil(
+      "web-01.example.test",
+      () => espm.logLines.filter((l) => l.includes('"published groups"')).length >= 2,
+    );
   });
 
   it("prints classes: {} for a node espm does not know, and exits 0", async () => {
@@ -114,7 +136,11 @@ describe("espm enc", () => {
 
   it("passes a fallback ENC's output and exit code through for other nodes", async () => {
     const fallback = join(espm.setup.dir, "fallback.sh");
-    writeFileSync(fallback, '#!/bin/sh\ncase "$1" in known*) echo "classes: { legacy: {} }";; *) echo "unknown $1" >&2; exit 3;; esac\n', { mode: 0o755 });
+    writeFileSync(
+      fallback,
+      '#!/bin/sh\ncase "$1" in known*) echo "classes: { legacy: {} }";; *) echo "unknown $1" >&2; exit 3;; esac\n',
+      { mode: 0o755 },
+    );
     const ini = join(espm.setup.configDir, "fallback.ini");
     const config = parseIni(readFileSync(espm.setup.ini, "utf8"));
     config.classifier.fallback_enc = fallback;
@@ -133,7 +159,14 @@ describe("espm enc", () => {
     const result = await enc(espm.setup.ini, "web-01.example.test", "puppet");
     assert.equal(result.code, 0, result.stderr);
     assert.equal(parse(result.stdout).classes.motd.message, "the node's own");
-    const write = await run("runuser", ["-u", "puppet", "--", "sh", "-c", `echo x >> ${join(espm.setup.configDir, "espm.db")}`]).then(
+    const write = await run("runuser", [
+      "-u",
+      "puppet",
+      "--",
+      "sh",
+      "-c",
+      `echo x >> ${join(espm.setup.configDir, "espm.db")}`,
+    ]).then(
       () => "written",
       () => "refused",
     );
@@ -148,7 +181,9 @@ describe("espm enc", () => {
 
   it("sends certnames that Puppet allows but espm's name rule does not to the fallback, and never to a file path", async () => {
     const fallback = join(espm.setup.dir, "fallback-names.sh");
-    writeFileSync(fallback, `#!/bin/sh\nprintf -- "---\\nclasses: {}\\nparameters:\\n  asked: '%s'\\n" "$1"\n`, { mode: 0o755 });
+    writeFileSync(fallback, `#!/bin/sh\nprintf -- "---\\nclasses: {}\\nparameters:\\n  asked: '%s'\\n" "$1"\n`, {
+      mode: 0o755,
+    });
     const ini = join(espm.setup.configDir, "fallback-names.ini");
     const config = parseIni(readFileSync(espm.setup.ini, "utf8"));
     config.classifier.fallback_enc = fallback;
@@ -169,7 +204,9 @@ describe("espm enc", () => {
   });
 
   it("keeps answering while the agent writes", async () => {
-    const writes = Array.from({ length: 40 }, (_, i) => client.registerNode({ name: `burst-${i}.example.test`, groups: ["web"] }));
+    const writes = Array.from({ length: 40 }, (_, i) =>
+      client.registerNode({ name: `burst-${i}.example.test`, groups: ["web"] }),
+    );
     const reads = Array.from({ length: 4 }, () => enc(espm.setup.ini, "web-01.example.test"));
     const results = await Promise.all(reads);
     await Promise.all(writes);
@@ -181,6 +218,9 @@ describe("espm enc", () => {
     await client.updateNode("web-01.example.test", { groups: ["web"], classes: {}, parameters: {} });
     const result = await enc(espm.setup.ini, "web-01.example.test", "puppet");
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(parse(result.stdout).classes, { motd: { message: "from the web group" }, ntp: { servers: ["pool.example"] } });
+    assert.deepEqual(parse(result.stdout).classes, {
+      motd: { message: "from the web group" },
+      ntp: { servers: ["pool.example"] },
+    });
   });
 });

@@ -31,7 +31,9 @@ describe("the real Pulumi engine", function () {
   function audit(target: string): string[] {
     const db = new Database(join(world.setup.configDir, "espm.db"), { readonly: true, fileMustExist: true });
     try {
-      return (db.prepare("SELECT action FROM audit WHERE target = ? ORDER BY id").all(target) as { action: string }[]).map((row) => row.action);
+      return (
+        db.prepare("SELECT action FROM audit WHERE target = ? ORDER BY id").all(target) as { action: string }[]
+      ).map((row) => row.action);
     } finally {
       db.close();
     }
@@ -58,12 +60,12 @@ describe("the real Pulumi engine", function () {
     const end = await fence();
     return world.espm.logLines
       .slice(start + 1, end)
-      .filter((l) => l.includes('"incoming request"') && /"url":"\/v1\/(nodes"|nodes\/engine-|certificates\/engine-)/.test(l))
+      .filter(
+        (l) => l.includes('"incoming request"') && /"url":"\/v1\/(nodes"|nodes\/engine-|certificates\/engine-)/.test(l),
+      )
       .map((l) => (JSON.parse(l) as { req: { method: string; url: string } }).req)
       .map((r) => `${r.method} ${r.url}`);
   }
-
-
 
   before(async function () {
     if (!pulumiBin()) {
@@ -113,12 +115,22 @@ describe("the real Pulumi engine", function () {
     const state = readFileSync(join(dir, "state/.pulumi/stacks/espm-engine/test.json"), "utf8");
     assert.ok(!state.includes(world.setup.psk), "no plaintext PSK in state");
     assert.ok(!state.includes("PRIVATE KEY"), "no plaintext private key in state");
-    const resources = (JSON.parse(state) as { checkpoint: { latest: { resources: { type: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[] } } }).checkpoint.latest.resources;
+    const resources = (
+      JSON.parse(state) as {
+        checkpoint: {
+          latest: {
+            resources: { type: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[];
+          };
+        };
+      }
+    ).checkpoint.latest.resources;
     const encrypted = (value: unknown) => typeof value === "object" && value !== null && "ciphertext" in value;
     const certificate = resources.find((r) => r.type.endsWith("PuppetCertificate"))!;
     assert.ok(encrypted(certificate.outputs!.privateKeyPem), "privateKeyPem is an encrypted secret");
     // Wherever state holds the PSK (the default provider's config inputs, a resource's connection), it is a ciphertext.
-    const pskValues = resources.flatMap((r) => Object.entries({ ...r.inputs, ...r.outputs }).filter(([key]) => key === "espm:psk" || key === "connection"));
+    const pskValues = resources.flatMap((r) =>
+      Object.entries({ ...r.inputs, ...r.outputs }).filter(([key]) => key === "espm:psk" || key === "connection"),
+    );
     for (const [key, value] of pskValues) assert.ok(encrypted(value), `${key} is an encrypted secret`);
     const client = world.client();
     assert.equal((await client.getNode(nodeName))?.name, nodeName);
@@ -144,7 +156,11 @@ describe("the real Pulumi engine", function () {
 
     const result = await stack.up();
     assert.deepEqual(result.summary.resourceChanges, { same: 3, update: 1 });
-    assert.deepEqual(audit(nodeName).filter((action) => action.startsWith("node.")), ["node.create", "node.update"], "an update, not a delete and create");
+    assert.deepEqual(
+      audit(nodeName).filter((action) => action.startsWith("node.")),
+      ["node.create", "node.update"],
+      "an update, not a delete and create",
+    );
   });
 
   it("refresh shows a node deleted behind Pulumi's back, and the next up recreates it", async () => {
@@ -181,7 +197,10 @@ describe("the real Pulumi engine", function () {
       },
     });
     assert.equal(result.summary.result, "succeeded");
-    assert.ok(ops.indexOf("delete-replaced") >= 0 && ops.indexOf("delete-replaced") < ops.indexOf("create-replacement"), `certificate steps: ${ops}`);
+    assert.ok(
+      ops.indexOf("delete-replaced") >= 0 && ops.indexOf("delete-replaced") < ops.indexOf("create-replacement"),
+      `certificate steps: ${ops}`,
+    );
     assert.ok((await crlSerials(world.lab)).includes(oldSerial), "the old serial is in the CRL");
     const client = world.client();
     assert.equal((await client.certificateStatus(oldName))?.state, "revoked");
@@ -204,7 +223,9 @@ describe("the real Pulumi engine", function () {
     await client.close();
     const ec2 = moto.ec2();
     assert.deepEqual((await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images, []);
-    const { Snapshots } = await ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: snapshotIds }] }));
+    const { Snapshots } = await ec2.send(
+      new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: snapshotIds }] }),
+    );
     ec2.destroy();
     assert.deepEqual(Snapshots, []);
 

@@ -17,13 +17,31 @@ const FIRST_RUN = "pulumi-nodejs:dynamic/espm:PuppetFirstRun";
 /** What espm would answer, without espm: the providers' create never runs under mocks. */
 function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   const inputs = args.inputs as Record<string, unknown>;
-  if (args.type === REGISTRATION) return { ...inputs, id: inputs.name, nodeName: inputs.name, nodeEnvironment: inputs.environment ?? "production" };
+  if (args.type === REGISTRATION)
+    return { ...inputs, id: inputs.name, nodeName: inputs.name, nodeEnvironment: inputs.environment ?? "production" };
   if (args.type === CERTIFICATE) {
     const ca = createSelfSignedCertificate({ commonName: "Puppet CA: mock", altNames: [] });
     const leaf = createSelfSignedCertificate({ commonName: String(inputs.certname), altNames: [] });
-    return { ...inputs, id: inputs.certname, certificatePem: leaf.certificatePem, privateKeyPem: leaf.privateKeyPem, caCertificatePem: ca.certificatePem, serial: "1f", notAfter: "2031-01-01T00:00:00.000Z", state: "signed" };
+    return {
+      ...inputs,
+      id: inputs.certname,
+      certificatePem: leaf.certificatePem,
+      privateKeyPem: leaf.privateKeyPem,
+      caCertificatePem: ca.certificatePem,
+      serial: "1f",
+      notAfter: "2031-01-01T00:00:00.000Z",
+      state: "signed",
+    };
   }
-  if (args.type === IMAGE) return { ...inputs, id: "ami-0fedcba9876543210", imageId: "ami-0fedcba9876543210", snapshotIds: ["snap-0123456789abcdef0"], region: "us-east-1", state: "available" };
+  if (args.type === IMAGE)
+    return {
+      ...inputs,
+      id: "ami-0fedcba9876543210",
+      imageId: "ami-0fedcba9876543210",
+      snapshotIds: ["snap-0123456789abcdef0"],
+      region: "us-east-1",
+      state: "available",
+    };
   if (args.type === "aws:ec2/instance:Instance") return { ...inputs, id: "i-0123456789abcdef0" };
   if (args.type === FIRST_RUN) return { ...inputs, status: "changed", runAt: "2026-11-27T00:00:00.000Z" };
   return { ...inputs };
@@ -92,16 +110,25 @@ describe("examples/ec2-puppet-node under mocks", function () {
 
   it("lets SSH in only from the given CIDR, and out only to Puppet, packages and DNS", () => {
     const group = one(registered, "aws:ec2/securityGroup:SecurityGroup");
-    const rule = (r: Record<string, unknown>) => `${r.protocol} ${r.fromPort}-${r.toPort} ${(r.cidrBlocks as string[]).join(",")}`;
+    const rule = (r: Record<string, unknown>) =>
+      `${r.protocol} ${r.fromPort}-${r.toPort} ${(r.cidrBlocks as string[]).join(",")}`;
     assert.deepEqual((group.inputs.ingress as Record<string, unknown>[]).map(rule), ["tcp 22-22 192.0.2.0/24"]);
-    assert.deepEqual((group.inputs.egress as Record<string, unknown>[]).map(rule), ["tcp 8140-8140 10.0.0.5/32", "tcp 443-443 0.0.0.0/0", "tcp 80-80 0.0.0.0/0", "udp 53-53 0.0.0.0/0"]);
+    assert.deepEqual((group.inputs.egress as Record<string, unknown>[]).map(rule), [
+      "tcp 8140-8140 10.0.0.5/32",
+      "tcp 443-443 0.0.0.0/0",
+      "tcp 80-80 0.0.0.0/0",
+      "udp 53-53 0.0.0.0/0",
+    ]);
   });
 
   it("orders the certificate before the instance, so it is revoked only after the instance is gone", () => {
     const instance = one(registered, "aws:ec2/instance:Instance");
     const certificate = one(registered, CERTIFICATE);
     const registration = one(registered, REGISTRATION);
-    assert.ok(instance.dependencies.includes(certificate.urn), `instance depends on ${certificate.urn}: ${instance.dependencies}`);
+    assert.ok(
+      instance.dependencies.includes(certificate.urn),
+      `instance depends on ${certificate.urn}: ${instance.dependencies}`,
+    );
     assert.ok(instance.dependencies.includes(registration.urn));
     assert.ok(certificate.dependencies.includes(registration.urn), "the certname comes from the registration");
   });
@@ -134,7 +161,17 @@ describe("the main program (index.ts) under mocks", function () {
   let program: typeof import("../index");
 
   before(async () => {
-    registered = await mockProgram("espm-demo", { nodeName: "demo-01.example.test", puppetMaster: "puppet.example.test", groups: ["base"], keyType: "rsa-3072", extensions: { pp_role: "demo" } }, espmState);
+    registered = await mockProgram(
+      "espm-demo",
+      {
+        nodeName: "demo-01.example.test",
+        puppetMaster: "puppet.example.test",
+        groups: ["base"],
+        keyType: "rsa-3072",
+        extensions: { pp_role: "demo" },
+      },
+      espmState,
+    );
     program = await import("../index");
   });
 
@@ -156,7 +193,16 @@ describe("examples/register-image under mocks", function () {
   let program: typeof import("../examples/register-image/index");
 
   before(async () => {
-    registered = await mockProgram("register-image", { builderInstanceId: "i-0aaaaaaaaaaaaaaaa", imageName: "puppet-base-2026.11", nodeName: "img-01.example.test", puppetMaster: "puppet.example.test" }, espmState);
+    registered = await mockProgram(
+      "register-image",
+      {
+        builderInstanceId: "i-0aaaaaaaaaaaaaaaa",
+        imageName: "puppet-base-2026.11",
+        nodeName: "img-01.example.test",
+        puppetMaster: "puppet.example.test",
+      },
+      espmState,
+    );
     program = await import("../examples/register-image/index");
     assert.equal(await valueOf(program.instanceId), "i-0123456789abcdef0");
   });

@@ -39,13 +39,20 @@ class CaCutter {
     const cutter = new CaCutter();
     const tls = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] });
     cutter.certificate = tls.certificatePem;
-    const upstream = new Agent({ connect: { ca: readFileSync(world.lab.caBundle), cert: readFileSync(world.lab.espmCert), key: readFileSync(world.lab.espmKey) } });
+    const upstream = new Agent({
+      connect: {
+        ca: readFileSync(world.lab.caBundle),
+        cert: readFileSync(world.lab.espmCert),
+        key: readFileSync(world.lab.espmKey),
+      },
+    });
     cutter.server = createServer({ key: tls.privateKeyPem, cert: tls.certificatePem }, (req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", async () => {
         const body = Buffer.concat(chunks);
-        const signing = req.method === "PUT" && /\/certificate_status\//.test(req.url!) && body.toString().includes('"signed"');
+        const signing =
+          req.method === "PUT" && /\/certificate_status\//.test(req.url!) && body.toString().includes('"signed"');
         if (cutter.drops(signing)) {
           cutter.events.push(`dropped ${req.method} ${req.url}`);
           req.socket.destroy();
@@ -54,12 +61,17 @@ class CaCutter {
         try {
           const answer = await request(`${world.lab.url}${req.url}`, {
             method: req.method as "GET",
-            headers: { ...(req.headers["content-type"] ? { "content-type": req.headers["content-type"] } : {}), "user-agent": req.headers["user-agent"] ?? "" },
+            headers: {
+              ...(req.headers["content-type"] ? { "content-type": req.headers["content-type"] } : {}),
+              "user-agent": req.headers["user-agent"] ?? "",
+            },
             body: body.length ? body : undefined,
             dispatcher: upstream,
           });
           const text = Buffer.from(await answer.body.arrayBuffer());
-          res.writeHead(answer.statusCode, { "content-type": String(answer.headers["content-type"] ?? "text/plain") }).end(text);
+          res
+            .writeHead(answer.statusCode, { "content-type": String(answer.headers["content-type"] ?? "text/plain") })
+            .end(text);
         } catch {
           req.socket.destroy();
         }
@@ -104,7 +116,19 @@ describe("failed `pulumi up`s through the real engine", function () {
     }
     world = await sharedWorld();
     const { lab } = world;
-    setup = await setupEspm(["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey], "groups: {}\n");
+    setup = await setupEspm(
+      [
+        "--puppetserver-url",
+        lab.url,
+        "--puppetserver-ca",
+        lab.caBundle,
+        "--puppetserver-cert",
+        lab.espmCert,
+        "--puppetserver-key",
+        lab.espmKey,
+      ],
+      "groups: {}\n",
+    );
     espm = await EspmProcess.start(setup);
     mkdirSync(join(ROOT, ".tmp"), { recursive: true });
     dir = mkdtempSync(join(ROOT, ".tmp/faults-"));
@@ -123,17 +147,33 @@ describe("failed `pulumi up`s through the real engine", function () {
     };
   }
 
-  async function stackFor(name: string, prefix: string, count: number, config = goodConfig()): Promise<automation.Stack> {
-    const stack = await engineStack({ dir: join(dir, name), projectName: "espm-faults", stackName: name, program, config });
+  async function stackFor(
+    name: string,
+    prefix: string,
+    count: number,
+    config = goodConfig(),
+  ): Promise<automation.Stack> {
+    const stack = await engineStack({
+      dir: join(dir, name),
+      projectName: "espm-faults",
+      stackName: name,
+      program,
+      config,
+    });
     await stack.setAllConfig({ "faults:prefix": { value: prefix }, "faults:count": { value: String(count) } });
     return stack;
   }
 
   /** espm's resources in the stack's state, by type. */
-  async function recorded(stack: automation.Stack): Promise<{ registrations: number; certificates: number; withoutProvider: number }> {
+  async function recorded(
+    stack: automation.Stack,
+  ): Promise<{ registrations: number; certificates: number; withoutProvider: number }> {
     const { deployment } = await stack.exportStack();
-    const resources = (deployment as { resources?: Array<{ type: string; outputs?: Record<string, unknown> }> }).resources ?? [];
-    const ours = resources.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic/espm:") || r.type.startsWith("espm:"));
+    const resources =
+      (deployment as { resources?: Array<{ type: string; outputs?: Record<string, unknown> }> }).resources ?? [];
+    const ours = resources.filter(
+      (r) => r.type.startsWith("pulumi-nodejs:dynamic/espm:") || r.type.startsWith("espm:"),
+    );
     return {
       registrations: ours.filter((r) => r.type.endsWith("PuppetNodeRegistration")).length,
       certificates: ours.filter((r) => r.type.endsWith("PuppetCertificate")).length,
@@ -155,9 +195,17 @@ describe("failed `pulumi up`s through the real engine", function () {
     const db = new Database(join(target.configDir, "espm.db"), { readonly: true });
     try {
       return {
-        live: (db.prepare("SELECT name FROM nodes WHERE deleted_at IS NULL").all() as Array<{ name: string }>).map((r) => r.name),
-        duplicates: db.prepare("SELECT name, count(*) AS n FROM nodes WHERE deleted_at IS NULL GROUP BY name HAVING n > 1").all(),
-        certificates: db.prepare("SELECT certname, state FROM certificates WHERE id IN (SELECT max(id) FROM certificates GROUP BY certname)").all() as Array<{ certname: string; state: string }>,
+        live: (db.prepare("SELECT name FROM nodes WHERE deleted_at IS NULL").all() as Array<{ name: string }>).map(
+          (r) => r.name,
+        ),
+        duplicates: db
+          .prepare("SELECT name, count(*) AS n FROM nodes WHERE deleted_at IS NULL GROUP BY name HAVING n > 1")
+          .all(),
+        certificates: db
+          .prepare(
+            "SELECT certname, state FROM certificates WHERE id IN (SELECT max(id) FROM certificates GROUP BY certname)",
+          )
+          .all() as Array<{ certname: string; state: string }>,
       };
     } finally {
       db.close();
@@ -167,7 +215,11 @@ describe("failed `pulumi up`s through the real engine", function () {
   /** After a destroy: no live node, no certificate or pending request at the CA, no unrevoked record. */
   async function assertNothingLeft(all: string[], target: SetupResult = setup): Promise<void> {
     const { live, certificates } = store(target);
-    assert.deepEqual(live.filter((n) => all.includes(n)), [], "no live node in espm's store");
+    assert.deepEqual(
+      live.filter((n) => all.includes(n)),
+      [],
+      "no live node in espm's store",
+    );
     for (const name of all) assert.equal(await caState(world.lab, name), "absent", `${name} at the CA`);
     const open = certificates.filter((c) => all.includes(c.certname) && c.state !== "revoked");
     assert.deepEqual(open, [], "every certificate record of these names is revoked");
@@ -196,8 +248,16 @@ describe("failed `pulumi up`s through the real engine", function () {
     const closed = await freePort();
     const other = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] }).certificatePem;
     const cases: Array<[string, Record<string, automation.ConfigValue>, RegExp]> = [
-      ["espm:url to a closed port", { "espm:url": { value: `https://127.0.0.1:${closed}` } }, /cannot connect to espm at 127\.0\.0\.1:\d+: .*ECONNREFUSED.*check espm:url/],
-      ["another server's certificate", { "espm:certificate": { value: other } }, /not the pinned .*check espm:certificate or espm:fingerprint/],
+      [
+        "espm:url to a closed port",
+        { "espm:url": { value: `https://127.0.0.1:${closed}` } },
+        /cannot connect to espm at 127\.0\.0\.1:\d+: .*ECONNREFUSED.*check espm:url/,
+      ],
+      [
+        "another server's certificate",
+        { "espm:certificate": { value: other } },
+        /not the pinned .*check espm:certificate or espm:fingerprint/,
+      ],
       ["a wrong PSK", { "espm:psk": { value: "w".repeat(48), secret: true } }, /refused the PSK: check espm:psk/],
     ];
     const stack = await stackFor("config", "cfg", 2);
@@ -206,7 +266,11 @@ describe("failed `pulumi up`s through the real engine", function () {
       const message = await failedUp(stack);
       assert.match(message, expected, what);
       assert.doesNotMatch(message, /may exist/, what);
-      assert.deepEqual(await recorded(stack), { registrations: 0, certificates: 0, withoutProvider: 0 }, `${what}: nothing recorded`);
+      assert.deepEqual(
+        await recorded(stack),
+        { registrations: 0, certificates: 0, withoutProvider: 0 },
+        `${what}: nothing recorded`,
+      );
       await stack.refresh();
     }
     await stack.setAllConfig(goodConfig());
@@ -240,7 +304,11 @@ describe("failed `pulumi up`s through the real engine", function () {
     await stack.up();
     await assertConverged(stack, all);
     // Deleted out of band: refresh shows it, and destroy still succeeds.
-    const client = new (await import("../sdk/client")).EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
+    const client = new (await import("../sdk/client")).EspmClient({
+      url: espm.url,
+      psk: setup.psk,
+      certificate: setup.certificate,
+    });
     await client.deleteNode(all[0]!);
     await client.revokeCertificate(all[0]!);
     await client.close();
@@ -253,7 +321,9 @@ describe("failed `pulumi up`s through the real engine", function () {
   it("converges with exactly 20 nodes and 20 certificates after espm is killed with SIGKILL in the middle of an up", async () => {
     const all = names("kill", 20);
     const stack = await stackFor("kill", "kill", 20);
-    const signs = () => espm.logLines.filter((l) => l.includes('"url":"/v1/certificates/kill-') && l.includes('"incoming request"')).length;
+    const signs = () =>
+      espm.logLines.filter((l) => l.includes('"url":"/v1/certificates/kill-') && l.includes('"incoming request"'))
+        .length;
     const up = stack.up().then(
       () => "succeeded",
       (err: Error) => err.message,
@@ -266,8 +336,14 @@ describe("failed `pulumi up`s through the real engine", function () {
     assert.notEqual(outcome, "succeeded", "the up was cut short");
     const counts = await recorded(stack);
     assert.equal(counts.withoutProvider, 0, "whatever was recorded can be refreshed and destroyed");
-    const halfMade = [...outcome.matchAll(/error: (\w+ \w+ [^\n]*?)(?: with espm| through espm)? failed(?: and (?:it|one) may exist)?/g)].length;
-    console.log(`      after SIGKILL: ${counts.registrations} registrations and ${counts.certificates} certificates recorded of 20 each; ${halfMade} resources failed`);
+    const halfMade = [
+      ...outcome.matchAll(
+        /error: (\w+ \w+ [^\n]*?)(?: with espm| through espm)? failed(?: and (?:it|one) may exist)?/g,
+      ),
+    ].length;
+    console.log(
+      `      after SIGKILL: ${counts.registrations} registrations and ${counts.certificates} certificates recorded of 20 each; ${halfMade} resources failed`,
+    );
     assert.ok(counts.registrations + counts.certificates < 40, "the kill cut the up short");
     assert.equal((await stack.refresh()).summary.result, "succeeded");
     const again = await stack.up();
@@ -282,15 +358,34 @@ describe("failed `pulumi up`s through the real engine", function () {
     const bundle = join(dir, "cutter-bundle.pem");
     writeFileSync(bundle, `${readFileSync(world.lab.caBundle, "utf8")}${cutter.certificate}`);
     const { lab } = world;
-    const viaCutter = await setupEspm(["--puppetserver-url", cutter.url, "--puppetserver-ca", bundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey], "groups: {}\n");
+    const viaCutter = await setupEspm(
+      [
+        "--puppetserver-url",
+        cutter.url,
+        "--puppetserver-ca",
+        bundle,
+        "--puppetserver-cert",
+        lab.espmCert,
+        "--puppetserver-key",
+        lab.espmKey,
+      ],
+      "groups: {}\n",
+    );
     const cutEspm = await EspmProcess.start(viaCutter);
     const all = names("cut", 1);
     try {
       const stack = await stackFor("cut", "cut", 1, goodConfig(viaCutter));
       cutter.cutAfterSubmit();
       const message = await failedUp(stack);
-      assert.match(message, /signing a certificate for cut-00\.faults\.test through espm failed and one may exist; it is kept in state/);
-      assert.deepEqual(await recorded(stack), { registrations: 1, certificates: 1, withoutProvider: 0 }, "the half-made certificate is recorded whole");
+      assert.match(
+        message,
+        /signing a certificate for cut-00\.faults\.test through espm failed and one may exist; it is kept in state/,
+      );
+      assert.deepEqual(
+        await recorded(stack),
+        { registrations: 1, certificates: 1, withoutProvider: 0 },
+        "the half-made certificate is recorded whole",
+      );
       assert.equal(await caState(world.lab, all[0]!), "requested", "the CSR is pending at the real CA");
       assert.ok(cutter.events.some((e) => e.startsWith("dropped PUT /puppet-ca/v1/certificate_status/cut-00")));
       assert.equal((await recorded(stack)).withoutProvider, 0);

@@ -26,14 +26,23 @@ describe("first boot through the providers", function () {
     const certificates = await configuredProvider(certificateProvider, world.stackConfig());
     const managed = join(world.dir, "agent-pboot/managed.txt");
 
-    const regInputs = await registrations.check!({}, { name: "pboot-01.first-boot.test", groups: ["base"], classes: { espm_file: { path: managed, content: "made by the providers" } } });
+    const regInputs = await registrations.check!(
+      {},
+      {
+        name: "pboot-01.first-boot.test",
+        groups: ["base"],
+        classes: { espm_file: { path: managed, content: "made by the providers" } },
+      },
+    );
     const registration = await registrations.create(regInputs.inputs);
     const reg = registration.outs as RegistrationState;
     const certInputs = await certificates.check!({}, { certname: reg.nodeName, extensions: { pp_role: "web" } });
     const certificate = await certificates.create(certInputs.inputs);
     const cert = certificate.outs as CertificateState;
 
-    const userData = await valueOf(bootstrapUserData({ registration: reg, certificate: cert, master: "localhost", masterPort: world.lab.port }));
+    const userData = await valueOf(
+      bootstrapUserData({ registration: reg, certificate: cert, master: "localhost", masterPort: world.lab.port }),
+    );
     const first = await world.boot("pboot", userData.script);
     assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
     assert.match(first.stdout, /agent exit 2/);

@@ -27,15 +27,26 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
 
   /** A node registered and signed through the providers; returns its userdata script. */
   async function provision(name: string, classification: Omit<ClassificationInput, "environment">): Promise<string> {
-    const registration = await registrations.create((await registrations.check!({}, { name, ...classification })).inputs);
+    const registration = await registrations.create(
+      (await registrations.check!({}, { name, ...classification })).inputs,
+    );
     const certificate = await certificates.create((await certificates.check!({}, { certname: name })).inputs);
-    const userData = await valueOf(bootstrapUserData({ registration: registration.outs as RegistrationState, certificate: certificate.outs as CertificateState, master: "localhost", masterPort: world.lab.port }));
+    const userData = await valueOf(
+      bootstrapUserData({
+        registration: registration.outs as RegistrationState,
+        certificate: certificate.outs as CertificateState,
+        master: "localhost",
+        masterPort: world.lab.port,
+      }),
+    );
     return userData.script;
   }
 
   /** Starts PuppetFirstRun's create, as the engine does once the instance exists, then boots the instance. */
   async function firstRunWhileBooting(name: string, script: string, timeoutMinutes = 3) {
-    const inputs = (await firstRuns.check!({}, { nodeName: name, instanceId: `i-${name.split(".")[0]}`, timeoutMinutes })).inputs;
+    const inputs = (
+      await firstRuns.check!({}, { nodeName: name, instanceId: `i-${name.split(".")[0]}`, timeoutMinutes })
+    ).inputs;
     const waiting = firstRuns.create(inputs).then(
       (result) => ({ result, error: undefined }),
       (error: Error) => ({ result: undefined, error }),
@@ -53,7 +64,9 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
 
   it("succeeds with `changed` when the bootstrap's run applies the catalog", async () => {
     const name = "run-ok.first-run.test";
-    const script = await provision(name, { classes: { espm_file: { path: join(world.dir, "agent-run-ok/managed.txt"), content: "first run" } } });
+    const script = await provision(name, {
+      classes: { espm_file: { path: join(world.dir, "agent-run-ok/managed.txt"), content: "first run" } },
+    });
     const { boot, result, error } = await firstRunWhileBooting(name, script);
     assert.equal(boot.code, 0, boot.log);
     assert.equal(error, undefined);
@@ -82,7 +95,9 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
   it("times out with what to check when no run comes", async () => {
     const name = "run-none.first-run.test";
     await provision(name, { groups: ["base"] });
-    const inputs = (await firstRuns.check!({}, { nodeName: name, instanceId: "i-0123456789abcdef0", timeoutMinutes: 0.1 })).inputs;
+    const inputs = (
+      await firstRuns.check!({}, { nodeName: name, instanceId: "i-0123456789abcdef0", timeoutMinutes: 0.1 })
+    ).inputs;
     const started = Date.now();
     await assert.rejects(firstRuns.create(inputs), (err: Error) => {
       assert.match(err.message, /no Puppet run of run-none\.first-run\.test reached espm within 0\.1 minutes/);
@@ -107,7 +122,9 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
     assert.ok(!raw.text.includes("transaction"), "nothing of the report leaks");
     assert.equal((await client.health()).backends?.reports?.status, "ok");
     await client.close();
-    const inputs = (await firstRuns.check!({}, { nodeName: "stranger.first-run.test", instanceId: "i-1", timeoutMinutes: 0.1 })).inputs;
+    const inputs = (
+      await firstRuns.check!({}, { nodeName: "stranger.first-run.test", instanceId: "i-1", timeoutMinutes: 0.1 })
+    ).inputs;
     await assert.rejects(firstRuns.create(inputs), /espm has no node stranger\.first-run\.test/);
   });
 });

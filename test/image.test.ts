@@ -3,7 +3,13 @@
  * through @aws-sdk/client-ec2 with an endpoint override.
  */
 import assert from "node:assert/strict";
-import { DeleteSnapshotCommand, DeregisterImageCommand, DescribeImagesCommand, DescribeSnapshotsCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import {
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
 import { imageProvider, renderUserData } from "../provider";
 import { createToken, TOKEN_TAG, type ImageState } from "../provider/image";
 import { ResourceInitError } from "../provider/lifecycle";
@@ -24,7 +30,9 @@ async function checked(provider: Provider, news: Record<string, unknown>): Promi
 }
 
 async function snapshotsExist(client: EC2Client, ids: string[]): Promise<string[]> {
-  const { Snapshots } = await client.send(new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: ids }] }));
+  const { Snapshots } = await client.send(
+    new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: ids }] }),
+  );
   return (Snapshots ?? []).map((s) => s.SnapshotId!);
 }
 
@@ -67,7 +75,10 @@ describe("RegisteredImage against moto's EC2", function () {
       delete process.env.AWS_REGION;
       delete process.env.AWS_DEFAULT_REGION;
       try {
-        const result = await noRegion.check!({}, { scope: "p/s/n", instanceId: "web-01", name: "x", tags: { "aws:owner": "me" } });
+        const result = await noRegion.check!(
+          {},
+          { scope: "p/s/n", instanceId: "web-01", name: "x", tags: { "aws:owner": "me" } },
+        );
         const byProperty = new Map((result.failures ?? []).map((f) => [f.property, f.reason]));
         assert.match(byProperty.get("instanceId") ?? "", /i-/);
         assert.match(byProperty.get("name") ?? "", /3 to 128/);
@@ -80,33 +91,72 @@ describe("RegisteredImage against moto's EC2", function () {
     });
 
     it("updates tags and description in place, replaces on instance, name or noReboot", async () => {
-      const olds = { ...(await checked(images, { instanceId: "i-0123456789abcdef0", name: "base 1", tags: { team: "a" } })), state: "available" };
-      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds, tags: { team: "b" }, description: "new" }), { changes: true, replaces: [], deleteBeforeReplace: true });
-      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds }), { changes: false, replaces: [], deleteBeforeReplace: true });
+      const olds = {
+        ...(await checked(images, { instanceId: "i-0123456789abcdef0", name: "base 1", tags: { team: "a" } })),
+        state: "available",
+      };
+      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds, tags: { team: "b" }, description: "new" }), {
+        changes: true,
+        replaces: [],
+        deleteBeforeReplace: true,
+      });
+      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds }), {
+        changes: false,
+        replaces: [],
+        deleteBeforeReplace: true,
+      });
       // Same name: the old image must go first, since AWS keeps names unique per region.
-      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds, instanceId: "i-0123456789abcdef1" }), { changes: true, replaces: ["instanceId"], deleteBeforeReplace: true });
-      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds, name: "base 2" }), { changes: true, replaces: ["name"], deleteBeforeReplace: false });
+      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds, instanceId: "i-0123456789abcdef1" }), {
+        changes: true,
+        replaces: ["instanceId"],
+        deleteBeforeReplace: true,
+      });
+      assert.deepEqual(await images.diff!("ami-1", olds, { ...olds, name: "base 2" }), {
+        changes: true,
+        replaces: ["name"],
+        deleteBeforeReplace: false,
+      });
       assert.deepEqual((await images.diff!("ami-1", { ...olds, state: "pending" }, { ...olds })).replaces, ["state"]);
     });
   });
 
   it("creates, reads, updates tags and deletes with its snapshots", async () => {
     const instanceId = await moto.runInstance();
-    const inputs = await checked(images, { instanceId, name: "base-2026.11", description: "prepared", tags: { team: "infra", os: "debian" }, snapshotTags: { team: "infra" } });
+    const inputs = await checked(images, {
+      instanceId,
+      name: "base-2026.11",
+      description: "prepared",
+      tags: { team: "infra", os: "debian" },
+      snapshotTags: { team: "infra" },
+    });
     const { result: created, lines } = await withProgress(() => images.create(inputs));
     const state = created!.outs as ImageState;
     assert.match(created!.id, /^ami-/);
     assert.equal(state.region, "us-east-1");
     assert.equal(state.state, "available");
     assert.ok(state.snapshotIds.length >= 1);
-    assert.ok(lines.some((line) => line.includes(`${created!.id} is available after`)), lines.join("\n"));
+    assert.ok(
+      lines.some((line) => line.includes(`${created!.id} is available after`)),
+      lines.join("\n"),
+    );
 
     const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [created!.id] }));
     const tags = Object.fromEntries(Images![0]!.Tags!.map((t) => [t.Key, t.Value]));
-    assert.deepEqual(tags, { team: "infra", os: "debian", "espm:registered": "true", [TOKEN_TAG]: createToken(inputs) });
+    assert.deepEqual(tags, {
+      team: "infra",
+      os: "debian",
+      "espm:registered": "true",
+      [TOKEN_TAG]: createToken(inputs),
+    });
     assert.deepEqual(state.appliedTags, tags);
-    const { Snapshots } = await ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: state.snapshotIds }] }));
-    for (const snapshot of Snapshots!) assert.deepEqual(Object.fromEntries(snapshot.Tags!.map((t) => [t.Key, t.Value])), { team: "infra", "espm:registered": "true" });
+    const { Snapshots } = await ec2.send(
+      new DescribeSnapshotsCommand({ Filters: [{ Name: "snapshot-id", Values: state.snapshotIds }] }),
+    );
+    for (const snapshot of Snapshots!)
+      assert.deepEqual(Object.fromEntries(snapshot.Tags!.map((t) => [t.Key, t.Value])), {
+        team: "infra",
+        "espm:registered": "true",
+      });
 
     const read = await images.read!(created!.id, state);
     assert.equal(read.id, created!.id);
@@ -115,7 +165,11 @@ describe("RegisteredImage against moto's EC2", function () {
     const news = await checked(images, { ...inputs, tags: { team: "platform" }, description: "prepared, v2" });
     const updated = await images.update!(created!.id, state, news);
     const after = (await ec2.send(new DescribeImagesCommand({ ImageIds: [created!.id] }))).Images![0]!;
-    assert.deepEqual(Object.fromEntries(after.Tags!.map((t) => [t.Key, t.Value])), { team: "platform", "espm:registered": "true", [TOKEN_TAG]: createToken(inputs) });
+    assert.deepEqual(Object.fromEntries(after.Tags!.map((t) => [t.Key, t.Value])), {
+      team: "platform",
+      "espm:registered": "true",
+      [TOKEN_TAG]: createToken(inputs),
+    });
     assert.equal((updated.outs as ImageState).imageId, created!.id);
 
     await images.delete!(created!.id, updated.outs);
@@ -131,7 +185,12 @@ describe("RegisteredImage against moto's EC2", function () {
     // The engine never recorded the first answer (the program was killed): it creates again.
     const retry = await images.create(inputs);
     assert.equal(retry.id, first.id);
-    const { Images } = await ec2.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: `tag:${TOKEN_TAG}`, Values: [createToken(inputs)] }] }));
+    const { Images } = await ec2.send(
+      new DescribeImagesCommand({
+        Owners: ["self"],
+        Filters: [{ Name: `tag:${TOKEN_TAG}`, Values: [createToken(inputs)] }],
+      }),
+    );
     assert.equal(Images!.length, 1);
     const replacement = await images.create({ ...inputs, name: "retry-me-2" });
     assert.notEqual(replacement.id, first.id);
@@ -139,7 +198,9 @@ describe("RegisteredImage against moto's EC2", function () {
   });
 
   it("leaves state on refresh when the image was deregistered behind Pulumi's back", async () => {
-    const created = await images.create(await checked(images, { instanceId: await moto.runInstance(), name: "out-of-band" }));
+    const created = await images.create(
+      await checked(images, { instanceId: await moto.runInstance(), name: "out-of-band" }),
+    );
     const state = created.outs as ImageState;
     await ec2.send(new DeregisterImageCommand({ ImageId: created.id }));
     for (const id of state.snapshotIds) await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
@@ -152,13 +213,20 @@ describe("RegisteredImage against moto's EC2", function () {
     const inputs = await checked(images, { instanceId: await moto.runInstance(), name: "slow-image" });
     const { result, lines } = await withProgress(() => images.create(inputs));
     assert.equal((result!.outs as ImageState).state, "available");
-    assert.ok(lines.some((line) => /is pending after \d+s/.test(line)), lines.join("\n"));
+    assert.ok(
+      lines.some((line) => /is pending after \d+s/.test(line)),
+      lines.join("\n"),
+    );
     await images.delete!(result!.id, result!.outs);
   });
 
   it("records an image whose wait times out, and destroy removes it with its snapshots", async () => {
     await moto.imagesAvailableAfter(1000);
-    const inputs = await checked(images, { instanceId: await moto.runInstance(), name: "stuck-image", timeouts: { create: "3s" } });
+    const inputs = await checked(images, {
+      instanceId: await moto.runInstance(),
+      name: "stuck-image",
+      timeouts: { create: "3s" },
+    });
     const { error } = await withProgress(() => images.create(inputs));
     assert.ok(error instanceof ResourceInitError, String(error));
     assert.match(error.id, /^ami-/);
@@ -185,7 +253,13 @@ describe("RegisteredImage against moto's EC2", function () {
 
   it("refuses to image an instance booted with espm's bootstrap, unless told to", async () => {
     const ca = createSelfSignedCertificate({ commonName: "ca", altNames: [] });
-    const userData = renderUserData({ nodeName: "web-01.example.test", master: "puppet", certificatePem: ca.certificatePem, privateKeyPem: ca.privateKeyPem, caCertificatePem: ca.certificatePem });
+    const userData = renderUserData({
+      nodeName: "web-01.example.test",
+      master: "puppet",
+      certificatePem: ca.certificatePem,
+      privateKeyPem: ca.privateKeyPem,
+      caCertificatePem: ca.certificatePem,
+    });
     const instanceId = await moto.runInstance(userData.script);
     const inputs = await checked(images, { instanceId, name: "from-a-node" });
     await assert.rejects(images.create(inputs), /booted with espm's bootstrap userdata.*allowBootstrappedSource/);

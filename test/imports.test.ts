@@ -58,7 +58,8 @@ describe("imports", () => {
       for (const target of runtimeImports(file)) {
         const into = relative(ROOT, target).split("/")[0];
         const allowed = into === room || into === "sdk" || (room === "sdk" && into === "sdk");
-        if (!allowed || (room === "sdk" && into !== "sdk")) crossings.push(`${relative(ROOT, file)} -> ${relative(ROOT, target)}`);
+        if (!allowed || (room === "sdk" && into !== "sdk"))
+          crossings.push(`${relative(ROOT, file)} -> ${relative(ROOT, target)}`);
       }
     }
     assert.deepEqual(crossings, []);

@@ -14,7 +14,10 @@ describe("one copy of @pulumi/pulumi", () => {
     const project = scratchDir("espm-two-pulumis");
     const other = join(project, "node_modules/@pulumi/pulumi");
     mkdirSync(other, { recursive: true });
-    writeFileSync(join(other, "package.json"), JSON.stringify({ name: "@pulumi/pulumi", version: "3.200.0", main: "index.js" }));
+    writeFileSync(
+      join(other, "package.json"),
+      JSON.stringify({ name: "@pulumi/pulumi", version: "3.200.0", main: "index.js" }),
+    );
     writeFileSync(join(other, "index.js"), "");
     const problem = secondPulumiProblem(project);
     assert.ok(problem, "a second copy is found");

@@ -13,11 +13,24 @@ import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { bootAgent } from "./helpers/world";
-import { ESPM_BIN, EspmProcess, freePort, ROOT, run, scratchDir, SETUP_BIN, setupIn, type SetupResult } from "./helpers/espm";
+import {
+  ESPM_BIN,
+  EspmProcess,
+  freePort,
+  ROOT,
+  run,
+  scratchDir,
+  SETUP_BIN,
+  setupIn,
+  type SetupResult,
+} from "./helpers/espm";
 
 /** Runs scripts/operator-guide.sh with `env`, the way the README says, and returns its output. */
 async function runGuide(env: Record<string, string>): Promise<string> {
-  const { stdout, stderr } = await run("sh", [join(ROOT, "scripts/operator-guide.sh")], { env: { ...process.env, ...env }, timeout: 300_000 });
+  const { stdout, stderr } = await run("sh", [join(ROOT, "scripts/operator-guide.sh")], {
+    env: { ...process.env, ...env },
+    timeout: 300_000,
+  });
   return `${stdout}${stderr}`;
 }
 
@@ -41,7 +54,10 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
     // The bins as `npm install -g` puts them on PATH.
     const bin = join(dir, "bin");
     mkdirSync(bin);
-    for (const [name, file] of [["espm", ESPM_BIN], ["espm-setup", SETUP_BIN]] as const) {
+    for (const [name, file] of [
+      ["espm", ESPM_BIN],
+      ["espm-setup", SETUP_BIN],
+    ] as const) {
       writeFileSync(join(bin, name), `#!/bin/sh\nexec ${process.execPath} ${file} "$@"\n`, { mode: 0o755 });
     }
     const configDir = join(dir, "etc");
@@ -76,7 +92,10 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
 
   it("is in the README verbatim", () => {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-    assert.ok(readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")), "README.md holds scripts/operator-guide.sh as it is");
+    assert.ok(
+      readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
+      "README.md holds scripts/operator-guide.sh as it is",
+    );
   });
 
   it("made espm's user in Puppet Server's group, and its client certificate through espm enroll and the CA's CLI (0600, espm's)", async () => {
@@ -100,7 +119,10 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
 
   it("leaves an espm that starts, and a node registered, signed and booted through it", async () => {
     // The operator's first group, in the groups.yaml espm-setup wrote.
-    writeFileSync(join(setup.configDir, "groups.yaml"), `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`);
+    writeFileSync(
+      join(setup.configDir, "groups.yaml"),
+      `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`,
+    );
     espm = await EspmProcess.start(setup);
     const client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
     try {
@@ -112,7 +134,14 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       await client.registerNode({ name, groups: ["files"], classes: { espm_file: { path: managed } } });
       const { privateKeyPem } = generateRsaKeyPair(2048);
       const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-      const userdata = renderUserData({ nodeName: name, master: "localhost", masterPort: lab.port, certificatePem: issued.certificate, privateKeyPem, caCertificatePem: issued.caCertificate });
+      const userdata = renderUserData({
+        nodeName: name,
+        master: "localhost",
+        masterPort: lab.port,
+        certificatePem: issued.certificate,
+        privateKeyPem,
+        caCertificatePem: issued.caCertificate,
+      });
       const agent = join(dir, "agent");
       mkdirSync(agent, { recursive: true });
       const script = join(agent, "userdata.sh");
@@ -122,7 +151,10 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       assert.match(boot.stdout, /agent exit 2/);
       assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
       // Outside espm's patterns, espm refuses, and so would Puppet Server.
-      await assert.rejects(client.registerNode({ name: "web-01.example.test", classes: { motd: {} } }), /certname policy \(patterns\)/);
+      await assert.rejects(
+        client.registerNode({ name: "web-01.example.test", classes: { motd: {} } }),
+        /certname policy \(patterns\)/,
+      );
     } finally {
       await client.close();
     }

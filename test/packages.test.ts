@@ -38,22 +38,41 @@ describe("the packages (npm run pack)", function () {
   });
 
   it("pulumi-espm holds the resources, the wire contract and the bootstrap, and no agent", () => {
-    for (const file of ["dist/provider/index.js", "dist/provider/runtime.js", "dist/sdk/protocol.js", "dist/sdk/client.js", "scripts/bootstrap/puppet-bootstrap.sh"]) {
+    for (const file of [
+      "dist/provider/index.js",
+      "dist/provider/runtime.js",
+      "dist/sdk/protocol.js",
+      "dist/sdk/client.js",
+      "scripts/bootstrap/puppet-bootstrap.sh",
+    ]) {
       assert.ok(library.files.includes(`package/${file}`), file);
     }
-    assert.deepEqual(library.files.filter((f) => f.startsWith("package/dist/agent/")), []);
+    assert.deepEqual(
+      library.files.filter((f) => f.startsWith("package/dist/agent/")),
+      [],
+    );
     const { manifest } = library;
     assert.equal(manifest.bin, undefined);
     assert.ok(manifest.peerDependencies?.["@pulumi/pulumi"], "@pulumi/pulumi is a peer: a project gets one copy");
-    for (const agentOnly of ["@pulumi/pulumi", "fastify", "better-sqlite3", "ini", "yaml"]) assert.equal(manifest.dependencies?.[agentOnly], undefined, agentOnly);
+    for (const agentOnly of ["@pulumi/pulumi", "fastify", "better-sqlite3", "ini", "yaml"])
+      assert.equal(manifest.dependencies?.[agentOnly], undefined, agentOnly);
     assert.equal(manifest.scripts?.prepack, "npm run build", "a pack from a fresh clone builds first");
   });
 
   it("espm-agent holds the agent, its bins and the systemd unit, and no Pulumi", () => {
-    for (const file of ["dist/agent/cli/espm.js", "dist/agent/cli/espm-setup.js", "dist/agent/report-worker.js", "dist/sdk/protocol.js", "scripts/systemd/espm.service"]) {
+    for (const file of [
+      "dist/agent/cli/espm.js",
+      "dist/agent/cli/espm-setup.js",
+      "dist/agent/report-worker.js",
+      "dist/sdk/protocol.js",
+      "scripts/systemd/espm.service",
+    ]) {
       assert.ok(agent.files.includes(`package/${file}`), file);
     }
-    assert.deepEqual(agent.files.filter((f) => f.startsWith("package/dist/provider/")), []);
+    assert.deepEqual(
+      agent.files.filter((f) => f.startsWith("package/dist/provider/")),
+      [],
+    );
     const { manifest } = agent;
     assert.deepEqual(manifest.bin, { espm: "dist/agent/cli/espm.js", "espm-setup": "dist/agent/cli/espm-setup.js" });
     assert.ok(manifest.dependencies?.fastify && manifest.dependencies["better-sqlite3"]);
@@ -68,13 +87,19 @@ describe("the packages (npm run pack)", function () {
 
   it("a project pinning an @pulumi/pulumi outside the peer range gets npm's error, never a second copy", async () => {
     const project = mkdtempSync(join(tmpdir(), "espm-pinned-"));
-    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "pinned", private: true, dependencies: { "@pulumi/pulumi": "3.200.0" } }));
+    writeFileSync(
+      join(project, "package.json"),
+      JSON.stringify({ name: "pinned", private: true, dependencies: { "@pulumi/pulumi": "3.200.0" } }),
+    );
     const tarball = join(ROOT, `packages/pulumi-espm-${root.version}.tgz`);
-    await assert.rejects(run("npm", ["install", "--no-audit", "--no-fund", tarball], { cwd: project }), (err: { stderr: string }) => {
-      assert.match(err.stderr, /ERESOLVE/);
-      assert.match(err.stderr, /peer @pulumi\/pulumi@"\^3\.248\.0" from pulumi-espm/);
-      return true;
-    });
+    await assert.rejects(
+      run("npm", ["install", "--no-audit", "--no-fund", tarball], { cwd: project }),
+      (err: { stderr: string }) => {
+        assert.match(err.stderr, /ERESOLVE/);
+        assert.match(err.stderr, /peer @pulumi\/pulumi@"\^3\.248\.0" from pulumi-espm/);
+        return true;
+      },
+    );
     assert.ok(!existsSync(join(project, "node_modules/pulumi-espm")), "nothing was installed");
     rmSync(project, { recursive: true, force: true });
   });
@@ -85,7 +110,14 @@ describe("the packages (npm run pack)", function () {
     const project = mkdtempSync(join(ROOT, ".tmp/agent-"));
     const unpacked = join(project, "node_modules/espm-agent");
     mkdirSync(unpacked, { recursive: true });
-    await run("tar", ["xzf", join(ROOT, `packages/espm-agent-${root.version}.tgz`), "-C", unpacked, "--strip-components", "1"]);
+    await run("tar", [
+      "xzf",
+      join(ROOT, `packages/espm-agent-${root.version}.tgz`),
+      "-C",
+      unpacked,
+      "--strip-components",
+      "1",
+    ]);
     const version = await run(process.execPath, [join(unpacked, "dist/agent/cli/espm.js"), "--version"]);
     assert.equal(version.stdout.trim(), root.version);
     const help = await run(process.execPath, [join(unpacked, "dist/agent/cli/espm-setup.js"), "--help"]);

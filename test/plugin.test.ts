@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, firstRunProvider, imageProvider, registrationProvider, renderUserData } from "../provider";
+import {
+  certificateProvider,
+  firstRunProvider,
+  imageProvider,
+  registrationProvider,
+  renderUserData,
+} from "../provider";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
@@ -27,7 +33,12 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   before(async () => {
     [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
     plugin = await DynamicProviderPlugin.start(ROOT);
-    await plugin.configure({ "espm:url": world.espm.url, "espm:psk": world.setup.psk, "espm:certificate": world.setup.certificate, ...moto.config() });
+    await plugin.configure({
+      "espm:url": world.espm.url,
+      "espm:psk": world.setup.psk,
+      "espm:certificate": world.setup.certificate,
+      ...moto.config(),
+    });
   });
 
   after(async () => {
@@ -40,14 +51,27 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     const refused = await plugin.check(at, {}, { __provider, name: "Web!" });
     assert.deepEqual(refused.failures.map((f) => f.property).sort(), ["groups", "name"]);
 
-    const { inputs } = await plugin.check(at, {}, { __provider, name: "plugin-01.plugin.test", groups: ["base"], parameters: { tier: "front" } });
+    const { inputs } = await plugin.check(
+      at,
+      {},
+      { __provider, name: "plugin-01.plugin.test", groups: ["base"], parameters: { tier: "front" } },
+    );
     assert.equal(inputs.__provider, __provider);
     const created = await plugin.create(at, inputs);
     assert.equal(created.id, "plugin-01.plugin.test");
     assert.equal(created.properties.nodeName, "plugin-01.plugin.test");
 
-    const { inputs: changed } = await plugin.check(at, inputs, { __provider, name: "plugin-01.plugin.test", groups: ["base"], parameters: { tier: "back" } });
-    assert.deepEqual(await plugin.diff(at, created.id, created.properties, changed), { changes: "some", replaces: [], deleteBeforeReplace: false });
+    const { inputs: changed } = await plugin.check(at, inputs, {
+      __provider,
+      name: "plugin-01.plugin.test",
+      groups: ["base"],
+      parameters: { tier: "back" },
+    });
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, changed), {
+      changes: "some",
+      replaces: [],
+      deleteBeforeReplace: false,
+    });
     const renamed = (await plugin.check(at, inputs, { ...changed, name: "plugin-02.plugin.test" })).inputs;
     assert.deepEqual((await plugin.diff(at, created.id, created.properties, renamed)).replaces, ["name"]);
 
@@ -68,15 +92,27 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   it("runs a certificate's whole lifecycle, replacing delete-before-replace", async () => {
     const __provider = await providerText(certificateProvider);
     const at = urn("PuppetCertificate", "web");
-    const { inputs } = await plugin.check(at, {}, { __provider, certname: "plugin-03.plugin.test", extensions: { pp_role: "web" } });
+    const { inputs } = await plugin.check(
+      at,
+      {},
+      { __provider, certname: "plugin-03.plugin.test", extensions: { pp_role: "web" } },
+    );
     const created = await plugin.create(at, inputs);
     assert.equal(created.id, "plugin-03.plugin.test");
     assert.match(String(created.properties.privateKeyPem), /BEGIN PRIVATE KEY/);
     assert.equal(created.properties.state, "signed");
 
-    assert.deepEqual(await plugin.diff(at, created.id, created.properties, inputs), { changes: "none", replaces: [], deleteBeforeReplace: true });
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, inputs), {
+      changes: "none",
+      replaces: [],
+      deleteBeforeReplace: true,
+    });
     const bigger = (await plugin.check(at, inputs, { ...inputs, keyType: "rsa-3072" })).inputs;
-    assert.deepEqual(await plugin.diff(at, created.id, created.properties, bigger), { changes: "some", replaces: ["keyType"], deleteBeforeReplace: true });
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, bigger), {
+      changes: "some",
+      replaces: ["keyType"],
+      deleteBeforeReplace: true,
+    });
 
     const read = await plugin.read(at, created.id, created.properties, inputs);
     assert.equal(read.properties.serial, created.properties.serial);
@@ -89,7 +125,11 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   it("fails a create with espm's reason and no secret in the message", async () => {
     const __provider = await providerText(registrationProvider);
     const at = urn("PuppetNodeRegistration", "dup");
-    const { inputs } = await plugin.check(at, {}, { __provider, name: "plugin-04.plugin.test", groups: ["no-such-group"], onConflict: "fail" });
+    const { inputs } = await plugin.check(
+      at,
+      {},
+      { __provider, name: "plugin-04.plugin.test", groups: ["no-such-group"], onConflict: "fail" },
+    );
     await assert.rejects(plugin.create(at, inputs), (err: Error & { code: number }) => {
       assert.equal(err.code, 2);
       assert.match(err.message, /no-such-group/);
@@ -103,7 +143,11 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     const __provider = await providerText(imageProvider);
     const at = urn("RegisteredImage", "base");
     const instanceId = await moto.runInstance();
-    const { inputs, failures } = await plugin.check(at, {}, { __provider, scope: "espm-test/test/base", instanceId, name: "plugin-image", tags: { team: "a" } });
+    const { inputs, failures } = await plugin.check(
+      at,
+      {},
+      { __provider, scope: "espm-test/test/base", instanceId, name: "plugin-image", tags: { team: "a" } },
+    );
     assert.deepEqual(failures, []);
     const created = await plugin.create(at, inputs);
     assert.match(created.id, /^ami-/);
@@ -111,7 +155,11 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     assert.match(plugin.stdout(), new RegExp(`RegisteredImage plugin-image: ${created.id} is available after \\d+s`));
 
     const retagged = (await plugin.check(at, inputs, { ...inputs, tags: { team: "b" } })).inputs;
-    assert.deepEqual(await plugin.diff(at, created.id, created.properties, retagged), { changes: "some", replaces: [], deleteBeforeReplace: true });
+    assert.deepEqual(await plugin.diff(at, created.id, created.properties, retagged), {
+      changes: "some",
+      replaces: [],
+      deleteBeforeReplace: true,
+    });
     const updated = await plugin.update(at, created.id, created.properties, retagged);
     assert.equal((updated.properties.appliedTags as Record<string, string>).team, "b");
     const read = await plugin.read(at, created.id, updated.properties, retagged);
@@ -125,18 +173,35 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     const __provider = await providerText(firstRunProvider);
     const client = world.client();
     const boots: Record<string, string> = {};
-    for (const [short, classes] of [["plugin-run-ok", { espm_file: { path: `${world.dir}/agent-plugin-run-ok/f.txt`, content: "via plugin" } }], ["plugin-run-bad", { missing_class: {} }]] as const) {
+    for (const [short, classes] of [
+      ["plugin-run-ok", { espm_file: { path: `${world.dir}/agent-plugin-run-ok/f.txt`, content: "via plugin" } }],
+      ["plugin-run-bad", { missing_class: {} }],
+    ] as const) {
       const name = `${short}.plugin.test`;
       await client.registerNode({ name, classes });
       const { privateKeyPem } = generateRsaKeyPair(2048);
       const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-      boots[short] = renderUserData({ nodeName: name, master: "localhost", masterPort: world.lab.port, certificatePem: issued.certificate, privateKeyPem, caCertificatePem: issued.caCertificate }).script;
+      boots[short] = renderUserData({
+        nodeName: name,
+        master: "localhost",
+        masterPort: world.lab.port,
+        certificatePem: issued.certificate,
+        privateKeyPem,
+        caCertificatePem: issued.caCertificate,
+      }).script;
     }
     await client.close();
 
     const at = urn("PuppetFirstRun", "ok");
-    const { inputs } = await plugin.check(at, {}, { __provider, nodeName: "plugin-run-ok.plugin.test", instanceId: "i-0123456789abcdef0", timeoutMinutes: 3 });
-    const [created, boot] = await Promise.all([plugin.create(at, inputs), world.boot("plugin-run-ok", boots["plugin-run-ok"]!)]);
+    const { inputs } = await plugin.check(
+      at,
+      {},
+      { __provider, nodeName: "plugin-run-ok.plugin.test", instanceId: "i-0123456789abcdef0", timeoutMinutes: 3 },
+    );
+    const [created, boot] = await Promise.all([
+      plugin.create(at, inputs),
+      world.boot("plugin-run-ok", boots["plugin-run-ok"]!),
+    ]);
     assert.equal(boot.code, 0);
     assert.equal(created.properties.status, "changed");
     assert.match(plugin.stdout(), /PuppetFirstRun plugin-run-ok\.plugin\.test: changed/);
@@ -145,8 +210,20 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     await plugin.delete(at, created.id, created.properties);
 
     const bad = urn("PuppetFirstRun", "bad");
-    const badInputs = (await plugin.check(bad, {}, { __provider, nodeName: "plugin-run-bad.plugin.test", instanceId: "i-0123456789abcdef1", timeoutMinutes: 3 })).inputs;
-    const [failed] = await Promise.all([plugin.create(bad, badInputs).then(() => undefined, (err: Error) => err), world.boot("plugin-run-bad", boots["plugin-run-bad"]!)]);
+    const badInputs = (
+      await plugin.check(
+        bad,
+        {},
+        { __provider, nodeName: "plugin-run-bad.plugin.test", instanceId: "i-0123456789abcdef1", timeoutMinutes: 3 },
+      )
+    ).inputs;
+    const [failed] = await Promise.all([
+      plugin.create(bad, badInputs).then(
+        () => undefined,
+        (err: Error) => err,
+      ),
+      world.boot("plugin-run-bad", boots["plugin-run-bad"]!),
+    ]);
     assert.ok(failed, "the create failed");
     assert.match(failed.message, /Could not find class (::)?missing_class for plugin-run-bad\.plugin\.test/);
   });

@@ -21,7 +21,10 @@ interface StandIn {
 
 /** An HTTPS server that records each request line and answers as `answer` says; "drop" closes the socket. */
 async function standIn(answer: (method: string, path: string) => number | "drop"): Promise<StandIn> {
-  const { certificatePem, privateKeyPem } = createSelfSignedCertificate({ commonName: "stand-in", altNames: ["127.0.0.1"] });
+  const { certificatePem, privateKeyPem } = createSelfSignedCertificate({
+    commonName: "stand-in",
+    altNames: ["127.0.0.1"],
+  });
   const seen: string[] = [];
   const server = createServer({ cert: certificatePem, key: privateKeyPem }, (req, res) => {
     req.resume();
@@ -29,18 +32,31 @@ async function standIn(answer: (method: string, path: string) => number | "drop"
       seen.push(`${req.method} ${req.url}`);
       const what = answer(req.method!, req.url!);
       if (what === "drop") return req.socket.destroy();
-      res.writeHead(what, { "content-type": "application/json" }).end(what >= 400 ? JSON.stringify({ error: { code: "internal", message: "stand-in failure" } }) : undefined);
+      res
+        .writeHead(what, { "content-type": "application/json" })
+        .end(what >= 400 ? JSON.stringify({ error: { code: "internal", message: "stand-in failure" } }) : undefined);
     });
   });
   await new Promise<void>((ready) => server.listen(0, "127.0.0.1", ready));
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, certificate: certificatePem, seen, server };
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    certificate: certificatePem,
+    seen,
+    server,
+  };
 }
 
 function configured(provider: typeof registrationProvider, espm: StandIn) {
   return configuredProvider(provider, { "espm:url": espm.url, "espm:psk": PSK, "espm:certificate": espm.certificate });
 }
 
-const registration = { name: "lost.failures.test", groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" };
+const registration = {
+  name: "lost.failures.test",
+  groups: ["base"],
+  classes: {},
+  parameters: {},
+  onConflict: "suffix",
+};
 
 describe("a create whose answer is lost", function () {
   this.timeout(30_000);
@@ -78,12 +94,15 @@ describe("a create whose answer is lost", function () {
     const espm = await standIn((method) => (method === "POST" ? 500 : "drop"));
     servers.push(espm.server);
     const provider = await configured(certificateProvider, espm);
-    await assert.rejects(provider.create({ certname: "lost.failures.test", keyType: "rsa-2048", extensions: {} }), (err: ResourceInitError) => {
-      assert.ok(err instanceof ResourceInitError, String(err));
-      assert.equal(err.id, "lost.failures.test");
-      assert.ok(!JSON.stringify(err.properties).includes("PRIVATE KEY"));
-      return true;
-    });
+    await assert.rejects(
+      provider.create({ certname: "lost.failures.test", keyType: "rsa-2048", extensions: {} }),
+      (err: ResourceInitError) => {
+        assert.ok(err instanceof ResourceInitError, String(err));
+        assert.equal(err.id, "lost.failures.test");
+        assert.ok(!JSON.stringify(err.properties).includes("PRIVATE KEY"));
+        return true;
+      },
+    );
     assert.ok(espm.seen.includes("DELETE /v1/certificates/lost.failures.test"));
   });
 });

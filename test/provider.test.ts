@@ -13,7 +13,11 @@ import { sharedWorld, type World } from "./helpers/world";
 type Provider = typeof registrationProvider;
 type Inputs = Record<string, unknown>;
 
-async function configured(provider: Provider, world: World, overrides: Record<string, string | undefined> = {}): Promise<Provider> {
+async function configured(
+  provider: Provider,
+  world: World,
+  overrides: Record<string, string | undefined> = {},
+): Promise<Provider> {
   return configuredProvider(provider, world.stackConfig(overrides));
 }
 
@@ -37,7 +41,10 @@ describe("providers against live espm and Puppet Server", function () {
 
   describe("check", () => {
     it("names the property of each problem", async () => {
-      const result = await registrationProvider.check!({}, { name: "Web_01", groups: [], classes: {}, onConflict: "retry", colour: "blue" });
+      const result = await registrationProvider.check!(
+        {},
+        { name: "Web_01", groups: [], classes: {}, onConflict: "retry", colour: "blue" },
+      );
       const byProperty = new Map((result.failures ?? []).map((f) => [f.property, f.reason]));
       assert.match(byProperty.get("name") ?? "", /lowercase/);
       assert.match(byProperty.get("onConflict") ?? "", /suffix|fail/);
@@ -46,16 +53,25 @@ describe("providers against live espm and Puppet Server", function () {
 
     it("refuses a registration with neither groups nor classes", async () => {
       const result = await registrationProvider.check!({}, { name: "web-01.example.test" });
-      assert.deepEqual(result.failures?.map((f) => f.property), ["groups"]);
+      assert.deepEqual(
+        result.failures?.map((f) => f.property),
+        ["groups"],
+      );
       assert.match(result.failures![0]!.reason, /at least one group or one class/);
     });
 
     it("refuses unknown key types and extensions, and defaults what it may", async () => {
-      const bad = await certificateProvider.check!({}, { certname: "web-01.example.test", keyType: "ec-p256", extensions: { pp_colour: "blue" } });
+      const bad = await certificateProvider.check!(
+        {},
+        { certname: "web-01.example.test", keyType: "ec-p256", extensions: { pp_colour: "blue" } },
+      );
       const props = bad.failures?.map((f) => f.property).sort();
       assert.deepEqual(props, ["extensions.pp_colour", "keyType"]);
       assert.match(bad.failures!.find((f) => f.property === "keyType")!.reason, /rsa-2048, rsa-3072 or rsa-4096/);
-      assert.match(bad.failures!.find((f) => f.property === "extensions.pp_colour")!.reason, /unknown Puppet extension; known: pp_uuid/);
+      assert.match(
+        bad.failures!.find((f) => f.property === "extensions.pp_colour")!.reason,
+        /unknown Puppet extension; known: pp_uuid/,
+      );
       const good = await certificateProvider.check!({}, { certname: "web-01.example.test", __provider: "code" });
       assert.deepEqual(good.inputs, { certname: "web-01.example.test", keyType: "rsa-2048", extensions: {} });
     });
@@ -72,33 +88,68 @@ describe("providers against live espm and Puppet Server", function () {
     const base = { name: "a.example.test", groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" };
     it("updates classification in place and replaces on a new name", async () => {
       const olds = { ...base, nodeName: "a.example.test" };
-      assert.deepEqual(await registrationProvider.diff!("a.example.test", olds, { ...base }), { changes: false, replaces: [] });
-      assert.deepEqual(await registrationProvider.diff!("a.example.test", olds, { ...base, parameters: { tier: "front" } }), { changes: true, replaces: [] });
-      assert.deepEqual(await registrationProvider.diff!("a.example.test", olds, { ...base, name: "b.example.test" }), { changes: true, replaces: ["name"] });
+      assert.deepEqual(await registrationProvider.diff!("a.example.test", olds, { ...base }), {
+        changes: false,
+        replaces: [],
+      });
+      assert.deepEqual(
+        await registrationProvider.diff!("a.example.test", olds, { ...base, parameters: { tier: "front" } }),
+        { changes: true, replaces: [] },
+      );
+      assert.deepEqual(await registrationProvider.diff!("a.example.test", olds, { ...base, name: "b.example.test" }), {
+        changes: true,
+        replaces: ["name"],
+      });
     });
 
     it("ignores a new connection", async () => {
       const connection = { url: "https://elsewhere:8443", psk: "x".repeat(48), fingerprint: "ab".repeat(32) };
-      assert.equal((await registrationProvider.diff!("a.example.test", { ...base }, { ...base, connection })).changes, false);
+      assert.equal(
+        (await registrationProvider.diff!("a.example.test", { ...base }, { ...base, connection })).changes,
+        false,
+      );
     });
 
     it("replaces a certificate on any input change, delete before replace", async () => {
       const inputs = { certname: "a.example.test", keyType: "rsa-2048", extensions: {} };
-      const olds = { ...inputs, state: "signed", certificatePem: "-----BEGIN CERTIFICATE-----…", privateKeyPem: "-----BEGIN PRIVATE KEY-----…" };
-      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...inputs }), { changes: false, replaces: [], deleteBeforeReplace: true });
-      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...inputs, extensions: { pp_role: "db" } }), { changes: true, replaces: ["extensions"], deleteBeforeReplace: true });
-      assert.deepEqual((await certificateProvider.diff!("a.example.test", olds, { ...inputs, keyType: "rsa-3072" })).replaces, ["keyType"]);
+      const olds = {
+        ...inputs,
+        state: "signed",
+        certificatePem: "-----BEGIN CERTIFICATE-----…",
+        privateKeyPem: "-----BEGIN PRIVATE KEY-----…",
+      };
+      assert.deepEqual(await certificateProvider.diff!("a.example.test", olds, { ...inputs }), {
+        changes: false,
+        replaces: [],
+        deleteBeforeReplace: true,
+      });
+      assert.deepEqual(
+        await certificateProvider.diff!("a.example.test", olds, { ...inputs, extensions: { pp_role: "db" } }),
+        { changes: true, replaces: ["extensions"], deleteBeforeReplace: true },
+      );
+      assert.deepEqual(
+        (await certificateProvider.diff!("a.example.test", olds, { ...inputs, keyType: "rsa-3072" })).replaces,
+        ["keyType"],
+      );
     });
 
     it("replaces a certificate recorded half-made (init-failed: no key, no certificate), delete before replace", async () => {
       const inputs = { certname: "a.example.test", keyType: "rsa-2048", extensions: {} };
-      assert.deepEqual(await certificateProvider.diff!("a.example.test", { ...inputs, state: "unknown" }, { ...inputs }), { changes: true, replaces: ["state"], deleteBeforeReplace: true });
+      assert.deepEqual(
+        await certificateProvider.diff!("a.example.test", { ...inputs, state: "unknown" }, { ...inputs }),
+        { changes: true, replaces: ["state"], deleteBeforeReplace: true },
+      );
     });
   });
 
   describe("PuppetNodeRegistration", () => {
     it("creates, updates classification in place, and reads what espm holds", async () => {
-      const inputs = await checked(registrations, { name: "reg-01.provider.test", groups: ["base"], classes: { espm_file: { path: "/tmp/x", content: "one" } }, parameters: { tier: "front" } });
+      const inputs = await checked(registrations, {
+        name: "reg-01.provider.test",
+        groups: ["base"],
+        classes: { espm_file: { path: "/tmp/x", content: "one" } },
+        parameters: { tier: "front" },
+      });
       const created = await registrations.create(inputs);
       const state = created.outs as RegistrationState;
       assert.equal(created.id, "reg-01.provider.test");
@@ -106,7 +157,10 @@ describe("providers against live espm and Puppet Server", function () {
       assert.equal(state.nodeEnvironment, "production");
       assert.equal(state.onConflict, "suffix");
 
-      const news = await checked(registrations, { ...inputs, classes: { espm_file: { path: "/tmp/x", content: "two" } } });
+      const news = await checked(registrations, {
+        ...inputs,
+        classes: { espm_file: { path: "/tmp/x", content: "two" } },
+      });
       const updated = await registrations.update!(created.id, state, news);
       assert.equal((updated.outs as RegistrationState).nodeName, state.nodeName);
       const client = world.client();
@@ -128,12 +182,20 @@ describe("providers against live espm and Puppet Server", function () {
       assert.equal(first.id, "taken.provider.test");
       assert.match(second.id, /^taken-\d{13}\.provider\.test$/);
       assert.equal((second.outs as RegistrationState).nodeName, second.id);
-      await assert.rejects(registrations.create({ ...inputs, onConflict: "fail" }), /taken\.provider\.test.*(already|conflict|exists)/i);
+      await assert.rejects(
+        registrations.create({ ...inputs, onConflict: "fail" }),
+        /taken\.provider\.test.*(already|conflict|exists)/i,
+      );
       for (const created of [first, second]) await registrations.delete!(created.id, created.outs);
     });
 
     it("shows a node deleted behind Pulumi's back as gone on refresh, and deletes twice without error", async () => {
-      const created = await registrations.create(await checked(registrations, { name: "oob.provider.test", classes: { espm_file: { path: "/tmp/y", content: "y" } } }));
+      const created = await registrations.create(
+        await checked(registrations, {
+          name: "oob.provider.test",
+          classes: { espm_file: { path: "/tmp/y", content: "y" } },
+        }),
+      );
       const client = world.client();
       await client.deleteNode(created.id);
       await client.close();
@@ -151,7 +213,11 @@ describe("providers against live espm and Puppet Server", function () {
       const state = created.outs as CertificateState;
       const certificate = new X509Certificate(state.certificatePem);
       assert.equal(certificate.subject, "CN=cert-01.provider.test");
-      assert.ok(certificate.checkPrivateKey(createPublicKey(state.privateKeyPem) && (await import("node:crypto")).createPrivateKey(state.privateKeyPem)));
+      assert.ok(
+        certificate.checkPrivateKey(
+          createPublicKey(state.privateKeyPem) && (await import("node:crypto")).createPrivateKey(state.privateKeyPem),
+        ),
+      );
       assert.equal(state.serial, certificate.serialNumber.toUpperCase().replace(/^0+(?=.)/, ""));
       assert.equal(state.notAfter, new Date(certificate.validTo).toISOString());
       assert.match(state.caCertificatePem, /BEGIN CERTIFICATE/);
@@ -175,7 +241,11 @@ describe("providers against live espm and Puppet Server", function () {
       await client.close();
       const read = await certificates.read!(created.id, created.outs);
       assert.equal((read.props as CertificateState).state, "revoked");
-      const diff = await certificates.diff!(created.id, read.props, { certname: "cert-02.provider.test", keyType: "rsa-2048", extensions: {} });
+      const diff = await certificates.diff!(created.id, read.props, {
+        certname: "cert-02.provider.test",
+        keyType: "rsa-2048",
+        extensions: {},
+      });
       assert.deepEqual(diff.replaces, ["state"]);
       await certificates.delete!(created.id, read.props);
     });
@@ -183,7 +253,9 @@ describe("providers against live espm and Puppet Server", function () {
 
   describe("connection and secrets", () => {
     it("deletes with the stack's current PSK after a rotation, and never repeats a PSK in errors", async () => {
-      const created = await registrations.create(await checked(registrations, { name: "rotate.provider.test", groups: ["base"] }));
+      const created = await registrations.create(
+        await checked(registrations, { name: "rotate.provider.test", groups: ["base"] }),
+      );
       const cert = await certificates.create(await checked(certificates, { certname: "rotate.provider.test" }));
       const oldPsk = world.setup.psk;
       const newPsk = await world.rotatePsk();
@@ -206,14 +278,22 @@ describe("providers against live espm and Puppet Server", function () {
     });
 
     it("says which config keys are missing", async () => {
-      const bare = await configured(registrationProvider, world, { "espm:url": undefined, "espm:certificate": undefined });
-      await assert.rejects(bare.create({ name: "x.provider.test", groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" }), /espm:url.*espm:certificate or espm:fingerprint/);
+      const bare = await configured(registrationProvider, world, {
+        "espm:url": undefined,
+        "espm:certificate": undefined,
+      });
+      await assert.rejects(
+        bare.create({ name: "x.provider.test", groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" }),
+        /espm:url.*espm:certificate or espm:fingerprint/,
+      );
     });
 
     it("uses a resource's own connection over the stack's", async () => {
       const broken = await configured(registrationProvider, world, { "espm:url": "https://127.0.0.1:1" });
       const connection = { url: world.espm.url, psk: world.setup.psk, certificate: world.setup.certificate };
-      const created = await broken.create(await checked(broken, { name: "own.provider.test", groups: ["base"], connection }));
+      const created = await broken.create(
+        await checked(broken, { name: "own.provider.test", groups: ["base"], connection }),
+      );
       assert.equal(created.id, "own.provider.test");
       await broken.delete!(created.id, created.outs);
     });

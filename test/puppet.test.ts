@@ -41,7 +41,18 @@ describe("with a real Puppet Server", function () {
       modules: [join(ROOT, "test/fixtures/modules/espm_file")],
     });
     const setup = await setupEspm(
-      ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir],
+      [
+        "--puppetserver-url",
+        lab.url,
+        "--puppetserver-ca",
+        lab.caBundle,
+        "--puppetserver-cert",
+        lab.espmCert,
+        "--puppetserver-key",
+        lab.espmKey,
+        "--puppetserver-reportdir",
+        lab.reportDir,
+      ],
       groupsYaml(join(dir, "agent-web-01/managed.txt")),
       espmDir,
     );
@@ -62,14 +73,22 @@ describe("with a real Puppet Server", function () {
     await client.registerNode({ name, ...classification });
     const { privateKeyPem } = generateRsaKeyPair(2048);
     const issued = await client.signCertificate(name, createCsr(name, privateKeyPem, { pp_role: "web" }));
-    const userdata = renderUserData({ nodeName: name, master, masterPort: lab.port, certificatePem: issued.certificate, privateKeyPem, caCertificatePem: issued.caCertificate });
+    const userdata = renderUserData({
+      nodeName: name,
+      master,
+      masterPort: lab.port,
+      certificatePem: issued.certificate,
+      privateKeyPem,
+      caCertificatePem: issued.caCertificate,
+    });
     const file = join(dir, `${short}-userdata.sh`);
     writeFileSync(file, userdata.script, { mode: 0o700 });
     return { name, issued, userdata, file };
   }
 
   /** Runs the userdata as cloud-init would, with Puppet's directories under the test's own folder. */
-  const boot = (short: string, userdataFile: string, wrap?: (argv: string[]) => string[]) => bootAgent(join(dir, `agent-${short}`), userdataFile, wrap);
+  const boot = (short: string, userdataFile: string, wrap?: (argv: string[]) => string[]) =>
+    bootAgent(join(dir, `agent-${short}`), userdataFile, wrap);
 
   it("reports Puppet Server's CA and classes healthy, and lists classes with their parameters", async () => {
     const health = await client.health();
@@ -78,11 +97,20 @@ describe("with a real Puppet Server", function () {
     const { classes } = await client.classes("production");
     const cls = classes.find((c) => c.name === "espm_file");
     assert.ok(cls, `espm_file among ${classes.map((c) => c.name)}`);
-    assert.deepEqual(cls.parameters.map((p) => [p.name, p.type]), [["path", "String"], ["content", "String"]]);
+    assert.deepEqual(
+      cls.parameters.map((p) => [p.name, p.type]),
+      [
+        ["path", "String"],
+        ["content", "String"],
+      ],
+    );
   });
 
   it("boots a node end to end: signed ahead, classified by espm enc, changed, then unchanged", async () => {
-    const node = await provision("web-01", { groups: ["files"], classes: { espm_file: { content: "hello from the ENC" } } });
+    const node = await provision("web-01", {
+      groups: ["files"],
+      classes: { espm_file: { content: "hello from the ENC" } },
+    });
     assert.equal(node.userdata.gzipped, false);
     assert.ok(node.userdata.bytes < 16 * 1024);
     const first = await boot("web-01", node.file);
@@ -121,16 +149,30 @@ describe("with a real Puppet Server", function () {
   });
 
   it("reaches a master given as an IP through the one hosts line the script writes", async () => {
-    const node = await provision("web-02", { groups: ["files"], classes: { espm_file: { path: join(dir, "agent-web-02/ip.txt"), content: "via puppet" } } }, "127.0.0.1");
+    const node = await provision(
+      "web-02",
+      { groups: ["files"], classes: { espm_file: { path: join(dir, "agent-web-02/ip.txt"), content: "via puppet" } } },
+      "127.0.0.1",
+    );
     const hosts = join(dir, "hosts");
     writeFileSync(hosts, "127.0.0.1 localhost\n10.9.9.9 puppet puppetmaster # espm bootstrap\n");
-    const inNamespace = (argv: string[]) => ["unshare", "--mount", "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hosts, ...argv];
+    const inNamespace = (argv: string[]) => [
+      "unshare",
+      "--mount",
+      "sh",
+      "-c",
+      `mount --bind "$0" /etc/hosts && exec "$@"`,
+      hosts,
+      ...argv,
+    ];
     const first = await boot("web-02", node.file, inNamespace);
     assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
     assert.equal(readFileSync(join(dir, "agent-web-02/ip.txt"), "utf8"), "via puppet\n");
     const again = await boot("web-02", node.file, inNamespace);
     assert.equal(again.code, 0);
-    const lines = readFileSync(hosts, "utf8").split("\n").filter((l) => /\spuppet\s+puppetmaster/.test(l));
+    const lines = readFileSync(hosts, "utf8")
+      .split("\n")
+      .filter((l) => /\spuppet\s+puppetmaster/.test(l));
     assert.deepEqual(lines, ["127.0.0.1 puppet puppetmaster # espm bootstrap"]);
     assert.match(readFileSync(join(dir, "agent-web-02/conf/puppet.conf"), "utf8"), /server = puppet\n/);
     assert.ok(!readFileSync("/etc/hosts", "utf8").includes("puppetmaster # espm"), "the real /etc/hosts is untouched");
@@ -155,8 +197,14 @@ describe("with a real Puppet Server", function () {
     });
     assert.equal(res.statusCode, 200);
     await res.body.text();
-    await assert.rejects(client.registerNode({ name, groups: [] }), (err: EspmError) => err.status === 409 && /pending certificate request/.test(err.message));
-    await assert.rejects(client.signCertificate(name, createCsr(name, privateKeyPem)), (err: EspmError) => err.status === 409);
+    await assert.rejects(
+      client.registerNode({ name, groups: [] }),
+      (err: EspmError) => err.status === 409 && /pending certificate request/.test(err.message),
+    );
+    await assert.rejects(
+      client.signCertificate(name, createCsr(name, privateKeyPem)),
+      (err: EspmError) => err.status === 409,
+    );
     await assert.rejects(client.revokeCertificate(name), (err: EspmError) => err.status === 404);
   });
 });

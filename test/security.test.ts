@@ -36,7 +36,10 @@ function seeded(seed: number): () => number {
 }
 
 /** Resolves with the milliseconds until the server closed the connection. */
-function closedAfter(socket: { once(event: "close", listener: () => void): unknown }, started: number): Promise<number> {
+function closedAfter(
+  socket: { once(event: "close", listener: () => void): unknown },
+  started: number,
+): Promise<number> {
   return new Promise((resolve) => socket.once("close", () => resolve(Date.now() - started)));
 }
 
@@ -51,7 +54,20 @@ describe("security: what the PSK can and cannot do", function () {
     world = await sharedWorld();
     accessLog = join(world.lab.dir, "log/puppetserver-access.log");
     // A compile master: a certificate the CA signed with dns_alt_names.
-    await run("puppetserver", ["ca", "generate", "--certname", "compile-01.lab.test", "--subject-alt-names", "compile.lab.test", "--config", world.lab.confFile], { timeout: 120_000 });
+    await run(
+      "puppetserver",
+      [
+        "ca",
+        "generate",
+        "--certname",
+        "compile-01.lab.test",
+        "--subject-alt-names",
+        "compile.lab.test",
+        "--config",
+        world.lab.confFile,
+      ],
+      { timeout: 120_000 },
+    );
     const dir = scratchDir("espm-security");
     // The site's own classifier: it knows legacy-01 and is slow for slow-enc.
     const fallback = join(dir, "fallback-enc.sh");
@@ -63,10 +79,26 @@ describe("security: what the PSK can and cannot do", function () {
     const { lab } = world;
     const setup = await setupEspm(
       [
-        "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey,
-        "--puppetserver-reportdir", lab.reportDir, "--fallback-enc", fallback,
-        "--certname-pattern", "*.example.test", "--certname-pattern", "*.lab.test", "--certname-pattern", "web-01.exact.test",
-        "--deny-certname", "denied.example.test",
+        "--puppetserver-url",
+        lab.url,
+        "--puppetserver-ca",
+        lab.caBundle,
+        "--puppetserver-cert",
+        lab.espmCert,
+        "--puppetserver-key",
+        lab.espmKey,
+        "--puppetserver-reportdir",
+        lab.reportDir,
+        "--fallback-enc",
+        fallback,
+        "--certname-pattern",
+        "*.example.test",
+        "--certname-pattern",
+        "*.lab.test",
+        "--certname-pattern",
+        "web-01.exact.test",
+        "--deny-certname",
+        "denied.example.test",
       ],
       "groups:\n  base:\n    parameters:\n      managed_by: espm\n",
       dir,
@@ -89,7 +121,8 @@ describe("security: what the PSK can and cannot do", function () {
     assert.equal(seen, null, `the CA saw a request from espm for ${certname}: ${seen?.[0]}`);
   }
 
-  const post = (path: string, body: unknown) => espm.raw("POST", path, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+  const post = (path: string, body: unknown) =>
+    espm.raw("POST", path, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
 
   describe("the certname policy", () => {
     const refused: Array<[string, RegExp]> = [
@@ -119,8 +152,18 @@ describe("security: what the PSK can and cannot do", function () {
     }
 
     it("refuses a conflict-suffixed name that leaves the patterns, with the rule named in Pulumi's error", async () => {
-      const provider = await configuredProvider(registrationProvider, { "espm:url": espm.url, "espm:psk": espm.setup.psk, "espm:certificate": espm.setup.certificate });
-      const inputs = { name: "web-01.exact.test", groups: [], classes: { motd: {} }, parameters: {}, onConflict: "suffix" };
+      const provider = await configuredProvider(registrationProvider, {
+        "espm:url": espm.url,
+        "espm:psk": espm.setup.psk,
+        "espm:certificate": espm.setup.certificate,
+      });
+      const inputs = {
+        name: "web-01.exact.test",
+        groups: [],
+        classes: { motd: {} },
+        parameters: {},
+        onConflict: "suffix",
+      };
       const first = await provider.create!(inputs);
       assert.equal(first.id, "web-01.exact.test");
       await assert.rejects(provider.create!(inputs), (err: Error) => {
@@ -135,18 +178,43 @@ describe("security: what the PSK can and cannot do", function () {
     it("refuses Puppet's own names even where any certname is allowed, and says so loudly", async () => {
       const { lab } = world;
       const open = await EspmProcess.start(
-        await setupEspm(["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--allow-any-certname"], "groups: {}\n"),
+        await setupEspm(
+          [
+            "--puppetserver-url",
+            lab.url,
+            "--puppetserver-ca",
+            lab.caBundle,
+            "--puppetserver-cert",
+            lab.espmCert,
+            "--puppetserver-key",
+            lab.espmKey,
+            "--allow-any-certname",
+          ],
+          "groups: {}\n",
+        ),
       );
       try {
-        assert.ok(open.logLines.some((l) => l.includes("ANY CERTNAME MAY BE SIGNED")), "the log warns");
+        assert.ok(
+          open.logLines.some((l) => l.includes("ANY CERTNAME MAY BE SIGNED")),
+          "the log warns",
+        );
         for (const name of ["puppet", "localhost", "127.0.0.1", "puppet.lab.test", "compile.lab.test"]) {
-          const res = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name, classes: { motd: {} } }), headers: { "content-type": "application/json" } });
+          const res = await open.raw("POST", "/v1/nodes", {
+            body: JSON.stringify({ name, classes: { motd: {} } }),
+            headers: { "content-type": "application/json" },
+          });
           assert.equal(res.status, 403, `${name}: ${res.text}`);
         }
-        const anything = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "any-01.example.test", classes: { motd: {} } }), headers: { "content-type": "application/json" } });
+        const anything = await open.raw("POST", "/v1/nodes", {
+          body: JSON.stringify({ name: "any-01.example.test", classes: { motd: {} } }),
+          headers: { "content-type": "application/json" },
+        });
         assert.equal(anything.status, 201, anything.text);
         // Outside the patterns Puppet Server's auth.conf allows, the CA refuses espm itself: defence in depth.
-        const outside = await open.raw("POST", "/v1/nodes", { body: JSON.stringify({ name: "anything.else.test", classes: { motd: {} } }), headers: { "content-type": "application/json" } });
+        const outside = await open.raw("POST", "/v1/nodes", {
+          body: JSON.stringify({ name: "anything.else.test", classes: { motd: {} } }),
+          headers: { "content-type": "application/json" },
+        });
         assert.equal(outside.status, 502, outside.text);
         assert.match(outside.json.error!.message, /auth\.conf does not allow espm this path/);
       } finally {
@@ -157,10 +225,13 @@ describe("security: what the PSK can and cannot do", function () {
     it("refuses to start without a certname pattern, naming the flag", async () => {
       const dir = scratchDir("espm-nopattern");
       mkdirSync(join(dir, "etc/certs"), { recursive: true });
-      await assert.rejects(run(process.execPath, [join(__dirname, "../agent/cli/espm-setup.js"), "-d", join(dir, "etc")]), (err: { stderr: string }) => {
-        assert.match(err.stderr, /--certname-pattern '\*\.nodes\.example\.com'/);
-        return true;
-      });
+      await assert.rejects(
+        run(process.execPath, [join(__dirname, "../agent/cli/espm-setup.js"), "-d", join(dir, "etc")]),
+        (err: { stderr: string }) => {
+          assert.match(err.stderr, /--certname-pattern '\*\.nodes\.example\.com'/);
+          return true;
+        },
+      );
       const setup = await setupEspm(["--allow-any-certname"]);
       const ini = readFileSync(setup.ini, "utf8").replace("allow_any=true", "allow_any=false");
       writeFileSync(setup.ini, ini);
@@ -169,7 +240,14 @@ describe("security: what the PSK can and cannot do", function () {
   });
 
   describe("Puppet Server enforces the policy a second time", () => {
-    const asEspm = () => new Agent({ connect: { ca: readFileSync(world.lab.caBundle), cert: readFileSync(world.lab.espmCert), key: readFileSync(world.lab.espmKey) } });
+    const asEspm = () =>
+      new Agent({
+        connect: {
+          ca: readFileSync(world.lab.caBundle),
+          cert: readFileSync(world.lab.espmCert),
+          key: readFileSync(world.lab.espmKey),
+        },
+      });
     const sign = async (name: string) => {
       const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_status/${name}`, {
         method: "PUT",
@@ -202,7 +280,9 @@ describe("security: what the PSK can and cannot do", function () {
       });
       await clean.body.text();
       assert.equal(clean.statusCode, 403);
-      const status = await request(`${world.lab.url}/puppet-ca/v1/certificate_status/evil.other.test`, { dispatcher: asEspm() });
+      const status = await request(`${world.lab.url}/puppet-ca/v1/certificate_status/evil.other.test`, {
+        dispatcher: asEspm(),
+      });
       await status.body.text();
       assert.equal(status.statusCode, 403, "espm cannot even read the status of a name outside its patterns");
     });
@@ -240,7 +320,16 @@ describe("security: what the PSK can and cannot do", function () {
     });
 
     it("refuses a subjectAltName other than exactly DNS:<certname>", async () => {
-      const csr = openssl(["req", "-new", "-key", keyFile(), "-subj", "/CN=san.example.test", "-addext", "subjectAltName=DNS:san.example.test,DNS:puppet"]);
+      const csr = openssl([
+        "req",
+        "-new",
+        "-key",
+        keyFile(),
+        "-subj",
+        "/CN=san.example.test",
+        "-addext",
+        "subjectAltName=DNS:san.example.test,DNS:puppet",
+      ]);
       const res = await post("/v1/certificates/san.example.test", { csr });
       assert.equal(res.status, 400, res.text);
       assert.match(res.json.error!.message, /exactly DNS:san\.example\.test/);
@@ -283,7 +372,9 @@ describe("security: what the PSK can and cannot do", function () {
       const bodyClosed = closedAfter(body, started);
       body.on("error", () => {});
       body.once("secureConnect", () =>
-        body.write(`POST /v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${espm.setup.psk}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{"name":`),
+        body.write(
+          `POST /v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${espm.setup.psk}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{"name":`,
+        ),
       );
       const bodyDrip = setInterval(() => body.writable && body.write(" "), 500);
       // TCP only, never a TLS handshake: the handshake deadline (5 s) closes it.
@@ -297,7 +388,9 @@ describe("security: what the PSK can and cannot do", function () {
         assert.ok(lorisMs < 10_000, `slowloris closed after ${lorisMs} ms`);
         assert.ok(bodyMs < 15_000, `slow body closed after ${bodyMs} ms`);
         assert.ok(silentMs < 10_000, `silent TLS client closed after ${silentMs} ms`);
-        console.log(`      closed after: slowloris ${lorisMs} ms, slow body ${bodyMs} ms, silent TLS client ${silentMs} ms`);
+        console.log(
+          `      closed after: slowloris ${lorisMs} ms, slow body ${bodyMs} ms, silent TLS client ${silentMs} ms`,
+        );
       } finally {
         clearInterval(drip);
         clearInterval(bodyDrip);
@@ -315,7 +408,9 @@ describe("security: what the PSK can and cannot do", function () {
       for (const s of sockets) s.on("error", () => {});
       sockets[0]!.once("secureConnect", () => sockets[0]!.write("GET /v1/health HTTP/1.1\r\nHost: x\r\n"));
       sockets[1]!.once("secureConnect", () =>
-        sockets[1]!.write(`POST /v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${victim.setup.psk}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{`),
+        sockets[1]!.write(
+          `POST /v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${victim.setup.psk}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{`,
+        ),
       );
       await new Promise((r) => setTimeout(r, 500));
       const started = Date.now();
@@ -334,7 +429,11 @@ describe("security: what the PSK can and cannot do", function () {
       const deep = `${"[".repeat(2000)}${"]".repeat(2000)}`;
       const body = `{"name":"deep.example.test","classes":{"motd":{"x":${deep}}}}`;
       const headers = { "content-type": "application/json" };
-      for (const [method, path] of [["POST", "/v1/nodes"], ["PUT", "/v1/nodes/fresh-01.example.test"], ["POST", "/v1/certificates/deep.example.test"]] as const) {
+      for (const [method, path] of [
+        ["POST", "/v1/nodes"],
+        ["PUT", "/v1/nodes/fresh-01.example.test"],
+        ["POST", "/v1/certificates/deep.example.test"],
+      ] as const) {
         const res = await espm.raw(method, path, { body, headers });
         assert.equal(res.status, 400, `${method} ${path}: ${res.text}`);
         assert.match(res.json.error!.message, /nested deeper than 32 levels/);
@@ -346,7 +445,13 @@ describe("security: what the PSK can and cannot do", function () {
       for (let i = 0; i < 27; i++) value = { [`level${i}`]: value };
       const res = await post("/v1/nodes", { name: "nested.example.test", classes: { motd: { deep: value } } });
       assert.equal(res.status, 201, res.text);
-      const { stdout } = await run(process.execPath, [join(__dirname, "../agent/cli/espm.js"), "enc", "-c", espm.setup.ini, "nested.example.test"]);
+      const { stdout } = await run(process.execPath, [
+        join(__dirname, "../agent/cli/espm.js"),
+        "enc",
+        "-c",
+        espm.setup.ini,
+        "nested.example.test",
+      ]);
       const { parse } = await import("yaml");
       assert.deepEqual((parse(stdout) as { classes: Record<string, unknown> }).classes.motd, { deep: value });
     });
@@ -359,10 +464,17 @@ describe("security: what the PSK can and cannot do", function () {
       const nodeDir = join(world.lab.reportDir, name);
       mkdirSync(nodeDir, { recursive: true });
       const logs = (n: number, size: number) =>
-        Array.from({ length: n }, (_, i) => `- !ruby/object:Puppet::Util::Log\n  level: err\n  message: ${`failure ${i} `.padEnd(size, "x")}\n  source: Puppet\n`).join("");
+        Array.from(
+          { length: n },
+          (_, i) =>
+            `- !ruby/object:Puppet::Util::Log\n  level: err\n  message: ${`failure ${i} `.padEnd(size, "x")}\n  source: Puppet\n`,
+        ).join("");
       const report = (time: string, body: string) =>
         `--- !ruby/object:Puppet::Transaction::Report\nhost: ${name}\ntime: '${time}'\nstatus: failed\nlogs:\n${body}`;
-      writeFileSync(join(nodeDir, "202611270001.yaml"), report("2026-11-27T00:01:00Z", logs(30_000, 3500)).slice(0, 16 * 1024 * 1024));
+      writeFileSync(
+        join(nodeDir, "202611270001.yaml"),
+        report("2026-11-27T00:01:00Z", logs(30_000, 3500)).slice(0, 16 * 1024 * 1024),
+      );
       writeFileSync(join(nodeDir, "202611270000.yaml"), report("2026-11-27T00:00:00Z", logs(9_000, 280)));
       let worst = 0;
       let polling = true;
@@ -380,7 +492,11 @@ describe("security: what the PSK can and cannot do", function () {
       await poll;
       assert.equal(runs.status, 200, runs.text);
       const listed = (runs.json as unknown as { runs: Array<{ time: string; status: string }> }).runs;
-      assert.deepEqual(listed.map((r) => r.time), ["2026-11-27T00:00:00.000Z"], "the 3.5 MB report is read, the 16 MB one skipped");
+      assert.deepEqual(
+        listed.map((r) => r.time),
+        ["2026-11-27T00:00:00.000Z"],
+        "the 3.5 MB report is read, the 16 MB one skipped",
+      );
       assert.ok(worst < 100, `the slowest health answer took ${worst.toFixed(1)} ms`);
       console.log(`      slowest health answer while the reports were read: ${worst.toFixed(1)} ms`);
     });
@@ -390,25 +506,72 @@ describe("security: what the PSK can and cannot do", function () {
     it("gets no 5xx and leaves exactly what it acknowledged in the store, the export and the CA", async () => {
       const random = seeded(20261127);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-      const names = ["fz-1.example.test", "fz-2.example.test", "fz-3.lab.test", "puppet", "ca", "FZ.example.test", "a..b.example.test", "fz-4.other.test", "x".repeat(300), "-fz.example.test", "fz_5.example.test", "compile.lab.test", "%2e%2e", "fz-6.example.test"];
-      const values = [null, true, 1, -1.5, "s", "", [], {}, [1, "a"], { a: { b: [null] } }, "x".repeat(5000), "\u0000", "😀"];
+      const names = [
+        "fz-1.example.test",
+        "fz-2.example.test",
+        "fz-3.lab.test",
+        "puppet",
+        "ca",
+        "FZ.example.test",
+        "a..b.example.test",
+        "fz-4.other.test",
+        "x".repeat(300),
+        "-fz.example.test",
+        "fz_5.example.test",
+        "compile.lab.test",
+        "%2e%2e",
+        "fz-6.example.test",
+      ];
+      const values = [
+        null,
+        true,
+        1,
+        -1.5,
+        "s",
+        "",
+        [],
+        {},
+        [1, "a"],
+        { a: { b: [null] } },
+        "x".repeat(5000),
+        "\u0000",
+        "😀",
+      ];
       const randomValue = () => pick(values);
       const randomBody = (name: string): string => {
         switch (Math.floor(random() * 8)) {
           case 0:
-            return JSON.stringify({ name, classes: { motd: { message: randomValue() } }, parameters: { p: randomValue() } });
+            return JSON.stringify({
+              name,
+              classes: { motd: { message: randomValue() } },
+              parameters: { p: randomValue() },
+            });
           case 1:
-            return JSON.stringify({ name, groups: [pick(["base", "nope", ""])], environment: pick(["production", "Prod", "x".repeat(80)]) });
+            return JSON.stringify({
+              name,
+              groups: [pick(["base", "nope", ""])],
+              environment: pick(["production", "Prod", "x".repeat(80)]),
+            });
           case 2:
             return JSON.stringify({ name: randomValue(), classes: randomValue(), extra: randomValue() });
           case 3:
-            return JSON.stringify({ csr: pick([createCsr(name, KEY), "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "", "x".repeat(40_000)]) });
+            return JSON.stringify({
+              csr: pick([
+                createCsr(name, KEY),
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                "",
+                "x".repeat(40_000),
+              ]),
+            });
           case 4:
             return `${"{".repeat(Math.floor(random() * 60))}`;
           case 5:
-            return JSON.stringify({ constructor: { prototype: {} }, name }).replace('"name"', '"__proto__":{"x":1},"name"');
+            return JSON.stringify({ constructor: { prototype: {} }, name }).replace(
+              '"name"',
+              '"__proto__":{"x":1},"name"',
+            );
           case 6:
-            return pick(["", "null", "[]", "\"str\"", "{\"name\":", "\u0000"]);
+            return pick(["", "null", "[]", '"str"', '{"name":', "\u0000"]);
           default:
             return JSON.stringify({ name, classes: { [pick(["motd", "Bad-Class", "a::b", ""])]: {} } });
         }
@@ -431,9 +594,18 @@ describe("security: what the PSK can and cannot do", function () {
           sent++;
           const method = pick(["POST", "POST", "PUT", "GET", "DELETE"] as const);
           const route = pick(["nodes", "certificates"]);
-          const path = method === "POST" && route === "nodes" ? "/v1/nodes" : `/v1/${route}/${encodeURIComponent(name)}${random() < 0.05 ? "?x=%ff" : ""}`;
+          const path =
+            method === "POST" && route === "nodes"
+              ? "/v1/nodes"
+              : `/v1/${route}/${encodeURIComponent(name)}${random() < 0.05 ? "?x=%ff" : ""}`;
           const headers: Record<string, string> = {};
-          if (random() < 0.9) headers["content-type"] = pick(["application/json", "application/json", "text/plain", "application/json; charset=latin1"]);
+          if (random() < 0.9)
+            headers["content-type"] = pick([
+              "application/json",
+              "application/json",
+              "text/plain",
+              "application/json; charset=latin1",
+            ]);
           // A key that already made something replays that answer and creates nothing: count only its first 201.
           let key: string | undefined;
           if (random() < 0.2) {
@@ -446,7 +618,10 @@ describe("security: what the PSK can and cannot do", function () {
           try {
             const res = await espm.raw(method, path, { body, headers, psk });
             statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-            assert.ok(res.status < 500, `${method} ${path} ${body?.slice(0, 200)} -> ${res.status} ${res.text.slice(0, 300)}`);
+            assert.ok(
+              res.status < 500,
+              `${method} ${path} ${body?.slice(0, 200)} -> ${res.status} ${res.text.slice(0, 300)}`,
+            );
             if (res.status === 201 && !replay) (route === "nodes" ? acknowledged : signed).add(name);
             if (res.status === 201 && key !== undefined) keysUsed.add(key);
             if (res.status === 204 && method === "DELETE") (route === "nodes" ? acknowledged : signed).delete(name);
@@ -459,8 +634,16 @@ describe("security: what the PSK can and cannot do", function () {
       // The fuzz's names are the only ones it could have touched; compare what espm holds of them.
       const db = new Database(join(espm.setup.configDir, "espm.db"), { readonly: true });
       const fuzzNames = new Set(names);
-      const live = (db.prepare("SELECT name FROM nodes WHERE deleted_at IS NULL").all() as Array<{ name: string }>).map((r) => r.name).filter((n) => fuzzNames.has(n));
-      const certified = (db.prepare("SELECT certname FROM certificates WHERE state = 'signed' AND id IN (SELECT max(id) FROM certificates GROUP BY certname)").all() as Array<{ certname: string }>)
+      const live = (db.prepare("SELECT name FROM nodes WHERE deleted_at IS NULL").all() as Array<{ name: string }>)
+        .map((r) => r.name)
+        .filter((n) => fuzzNames.has(n));
+      const certified = (
+        db
+          .prepare(
+            "SELECT certname FROM certificates WHERE state = 'signed' AND id IN (SELECT max(id) FROM certificates GROUP BY certname)",
+          )
+          .all() as Array<{ certname: string }>
+      )
         .map((r) => r.certname)
         .filter((n) => fuzzNames.has(n));
       db.close();
@@ -472,7 +655,13 @@ describe("security: what the PSK can and cannot do", function () {
       }
       for (const name of ["puppet", "ca", "compile.lab.test", "fz-4.other.test"]) caNeverSaw(name);
       // At the CA: a signed certificate exactly for the acknowledged signs, and no request left pending.
-      for (const name of ["fz-1.example.test", "fz-2.example.test", "fz-3.lab.test", "fz_5.example.test", "fz-6.example.test"]) {
+      for (const name of [
+        "fz-1.example.test",
+        "fz-2.example.test",
+        "fz-3.lab.test",
+        "fz_5.example.test",
+        "fz-6.example.test",
+      ]) {
         const state = await caState(world.lab, name);
         assert.equal(state === "signed", signed.has(name), `${name} is ${state} at the CA`);
         assert.notEqual(state, "requested", `${name} left pending at the CA`);

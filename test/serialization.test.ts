@@ -29,7 +29,11 @@ function host<T>(cwd: string, args: string[], stdin = ""): Promise<T> {
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     // The result is the last line; progress lines a provider prints come before it.
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(stdout.trimEnd().split("\n").at(-1)!) as T) : reject(new Error(`provider host exited ${code}: ${stderr}`))));
+    child.on("exit", (code) =>
+      code === 0
+        ? resolve(JSON.parse(stdout.trimEnd().split("\n").at(-1)!) as T)
+        : reject(new Error(`provider host exited ${code}: ${stderr}`)),
+    );
     child.stdin.end(stdin);
   });
 }
@@ -58,16 +62,36 @@ describe("serialized providers in a fresh process", function () {
     const text = await serializeAsPulumiDoes(registrationProvider);
     assert.ok(!text.includes(world.setup.psk), "no PSK in the provider text");
     const inputs = { name: "ser-01.serialization.test", groups: ["base"] };
-    const [checked, created] = await host<[{ inputs: Record<string, unknown> }, { id: string; outs: Record<string, unknown> }]>(
+    const [checked, created] = await host<
+      [{ inputs: Record<string, unknown> }, { id: string; outs: Record<string, unknown> }]
+    >(
       ROOT,
       ["call"],
-      JSON.stringify({ text, config: config(world), steps: [{ method: "check", props: inputs }, { method: "create", props: { ...inputs, groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" } }] }),
+      JSON.stringify({
+        text,
+        config: config(world),
+        steps: [
+          { method: "check", props: inputs },
+          {
+            method: "create",
+            props: { ...inputs, groups: ["base"], classes: {}, parameters: {}, onConflict: "suffix" },
+          },
+        ],
+      }),
     );
     assert.equal(checked.inputs?.onConflict, "suffix", JSON.stringify([checked, created]));
     assert.equal(created.id, "ser-01.serialization.test", JSON.stringify(created));
     const client = world.client();
     assert.equal((await client.getNode(created.id))?.name, created.id);
-    const [deleted] = await host<[string]>(ROOT, ["call"], JSON.stringify({ text, config: config(world), steps: [{ method: "delete", id: created.id, props: created.outs }] }));
+    const [deleted] = await host<[string]>(
+      ROOT,
+      ["call"],
+      JSON.stringify({
+        text,
+        config: config(world),
+        steps: [{ method: "delete", id: created.id, props: created.outs }],
+      }),
+    );
     assert.equal(deleted, "deleted");
     assert.equal(await client.getNode(created.id), undefined);
 
@@ -75,7 +99,14 @@ describe("serialized providers in a fresh process", function () {
     const [cert] = await host<[{ id: string; outs: { privateKeyPem: string; serial: string } }]>(
       ROOT,
       ["call"],
-      JSON.stringify({ text: certText, config: config(world), steps: [{ method: "create", props: { certname: "ser-01.serialization.test", keyType: "rsa-2048", extensions: {} } }, { method: "delete", id: "ser-01.serialization.test", props: {} }] }),
+      JSON.stringify({
+        text: certText,
+        config: config(world),
+        steps: [
+          { method: "create", props: { certname: "ser-01.serialization.test", keyType: "rsa-2048", extensions: {} } },
+          { method: "delete", id: "ser-01.serialization.test", props: {} },
+        ],
+      }),
     );
     assert.match(cert.outs.privateKeyPem, /BEGIN PRIVATE KEY/);
     assert.equal((await client.certificateStatus(cert.id))?.state, "revoked");
@@ -85,13 +116,33 @@ describe("serialized providers in a fresh process", function () {
   it("runs the image provider's create and delete in fresh processes against moto", async () => {
     await moto.reset();
     const text = await serializeAsPulumiDoes(imageProvider);
-    const props = { scope: "espm-test/test/base", instanceId: await moto.runInstance(), name: "serialized-image", noReboot: false, tags: {}, snapshotTags: {}, timeouts: { create: "5m", delete: "5m" }, allowBootstrappedSource: false };
-    const [created] = await host<[{ id: string; outs: { snapshotIds: string[] } }]>(ROOT, ["call"], JSON.stringify({ text, config: moto.config(), steps: [{ method: "create", props }] }));
+    const props = {
+      scope: "espm-test/test/base",
+      instanceId: await moto.runInstance(),
+      name: "serialized-image",
+      noReboot: false,
+      tags: {},
+      snapshotTags: {},
+      timeouts: { create: "5m", delete: "5m" },
+      allowBootstrappedSource: false,
+    };
+    const [created] = await host<[{ id: string; outs: { snapshotIds: string[] } }]>(
+      ROOT,
+      ["call"],
+      JSON.stringify({ text, config: moto.config(), steps: [{ method: "create", props }] }),
+    );
     assert.match(created.id, /^ami-/, JSON.stringify(created));
     const [deleted, read] = await host<[string, { id: string }]>(
       ROOT,
       ["call"],
-      JSON.stringify({ text, config: moto.config(), steps: [{ method: "delete", id: created.id, props: created.outs }, { method: "read", id: created.id, props: created.outs }] }),
+      JSON.stringify({
+        text,
+        config: moto.config(),
+        steps: [
+          { method: "delete", id: created.id, props: created.outs },
+          { method: "read", id: created.id, props: created.outs },
+        ],
+      }),
     );
     assert.equal(deleted, "deleted");
     assert.equal(read.id, "");
@@ -119,23 +170,35 @@ describe("serialized providers in a fresh process", function () {
     after(() => rmSync(project, { recursive: true, force: true }));
 
     it("serializes to one require of the stable runtime module plus a few lines, and runs", async () => {
-      const serialized = await host<Record<"registration" | "certificate" | "image", Serialized>>(project, ["serialize", "pulumi-espm"]);
+      const serialized = await host<Record<"registration" | "certificate" | "image", Serialized>>(project, [
+        "serialize",
+        "pulumi-espm",
+      ]);
       for (const [name, { text, containsSecrets }] of Object.entries(serialized)) {
         assert.equal(containsSecrets, false, name);
         assert.ok(text.length < 4096, `${name} provider text is ${text.length} characters`);
         // The only module it loads is the stable runtime module, by the package path it holds as a string.
-        assert.deepEqual([...text.matchAll(/require\(([^)]*)\)/g)].map((m) => m[1]), ["runtimeModule"], name);
+        assert.deepEqual(
+          [...text.matchAll(/require\(([^)]*)\)/g)].map((m) => m[1]),
+          ["runtimeModule"],
+          name,
+        );
         // ...captured as a string value, so the stored code refers to no module of this package but that one.
         assert.match(text, /runtimeModule: "pulumi-espm\/dist\/provider\/runtime\.js"/, name);
       }
-      const [created, read, deleted] = await host<[{ id: string; outs: { certificatePem: string } }, { id: string }, string]>(
+      const [created, read, deleted] = await host<
+        [{ id: string; outs: { certificatePem: string } }, { id: string }, string]
+      >(
         project,
         ["call"],
         JSON.stringify({
           text: serialized.certificate.text,
           config: config(world),
           steps: [
-            { method: "create", props: { certname: "installed.serialization.test", keyType: "rsa-2048", extensions: { pp_role: "web" } } },
+            {
+              method: "create",
+              props: { certname: "installed.serialization.test", keyType: "rsa-2048", extensions: { pp_role: "web" } },
+            },
             { method: "read", id: "installed.serialization.test", props: {} },
             { method: "delete", id: "installed.serialization.test", props: {} },
           ],

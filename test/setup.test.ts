@@ -24,14 +24,21 @@ describe("espm-setup", () => {
 
   it("refuses to overwrite an existing setup, names the file and changes nothing", async () => {
     const setup = await setupEspm();
-    const before = ["espm.ini", "psk", "certs/espm.crt", "certs/espm.key"].map((f) => readFileSync(join(setup.configDir, f), "utf8"));
-    await assert.rejects(run(process.execPath, [SETUP_BIN, "-d", setup.configDir, "-p", "9999"]), (err: { code: number; stderr: string }) => {
-      assert.notEqual(err.code, 0);
-      assert.match(err.stderr, /already exists; espm-setup never overwrites/);
-      assert.ok(err.stderr.includes(setup.configDir));
-      return true;
-    });
-    const after = ["espm.ini", "psk", "certs/espm.crt", "certs/espm.key"].map((f) => readFileSync(join(setup.configDir, f), "utf8"));
+    const before = ["espm.ini", "psk", "certs/espm.crt", "certs/espm.key"].map((f) =>
+      readFileSync(join(setup.configDir, f), "utf8"),
+    );
+    await assert.rejects(
+      run(process.execPath, [SETUP_BIN, "-d", setup.configDir, "-p", "9999"]),
+      (err: { code: number; stderr: string }) => {
+        assert.notEqual(err.code, 0);
+        assert.match(err.stderr, /already exists; espm-setup never overwrites/);
+        assert.ok(err.stderr.includes(setup.configDir));
+        return true;
+      },
+    );
+    const after = ["espm.ini", "psk", "certs/espm.crt", "certs/espm.key"].map((f) =>
+      readFileSync(join(setup.configDir, f), "utf8"),
+    );
     assert.deepEqual(after, before);
     rmSync(setup.dir, { recursive: true });
   });
@@ -63,10 +70,24 @@ describe("espm-setup's defaults and the systemd unit", () => {
   it("runs espm as its own user with Puppet Server's group, sandboxed, and passes systemd-analyze verify", async () => {
     const unit = join(ROOT, "scripts/systemd/espm.service");
     const text = readFileSync(unit, "utf8");
-    for (const line of ["User=espm", "SupplementaryGroups=puppet", "StateDirectory=espm", "NoNewPrivileges=true", "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true", "CapabilityBoundingSet=", "AmbientCapabilities="]) {
+    for (const line of [
+      "User=espm",
+      "SupplementaryGroups=puppet",
+      "StateDirectory=espm",
+      "NoNewPrivileges=true",
+      "ProtectSystem=strict",
+      "ProtectHome=true",
+      "PrivateTmp=true",
+      "CapabilityBoundingSet=",
+      "AmbientCapabilities=",
+    ]) {
       assert.match(text, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"), line);
     }
-    assert.doesNotMatch(text, /ReadWritePaths=\/opt/, "nothing under /opt is writable: the store is in the StateDirectory");
+    assert.doesNotMatch(
+      text,
+      /ReadWritePaths=\/opt/,
+      "nothing under /opt is writable: the store is in the StateDirectory",
+    );
     const { stdout, stderr } = await run("systemd-analyze", ["verify", unit]);
     assert.equal(`${stdout}${stderr}`.trim(), "", "systemd finds nothing to complain about");
   });
@@ -74,8 +95,22 @@ describe("espm-setup's defaults and the systemd unit", () => {
 
 describe("espm puppet-config", () => {
   it("prints the ENC setting and Debian's auth.conf with espm's own rules first, limited to the certname patterns", async () => {
-    const setup = await setupEspm(["--certname-pattern", "*.nodes.example.com", "--certname-pattern", "db-01.example.org", "--deny-certname", "old.nodes.example.com"]);
-    const { stdout } = await run(process.execPath, [ESPM_BIN, "puppet-config", "-c", setup.ini, "--auth-conf", "/etc/puppet/puppetserver/conf.d/auth.conf"]);
+    const setup = await setupEspm([
+      "--certname-pattern",
+      "*.nodes.example.com",
+      "--certname-pattern",
+      "db-01.example.org",
+      "--deny-certname",
+      "old.nodes.example.com",
+    ]);
+    const { stdout } = await run(process.execPath, [
+      ESPM_BIN,
+      "puppet-config",
+      "-c",
+      setup.ini,
+      "--auth-conf",
+      "/etc/puppet/puppetserver/conf.d/auth.conf",
+    ]);
     assert.ok(stdout.includes(`external_nodes = ${ESPM_BIN} enc -c ${setup.ini}`));
     const rewritten = stdout.slice(stdout.indexOf("authorization: {"));
     assert.ok(
@@ -88,7 +123,11 @@ describe("espm puppet-config", () => {
     assert.match(rewritten, /name: "espm certificate list"/);
     assert.match(rewritten, /name: "espm environment classes"/);
     assert.equal(rewritten.match(/"espm"/g)?.length, 3, "espm appears in its own three rules and no stock rule");
-    assert.match(rewritten, /allow: \["espm", \{ extensions: \{ pp_cli_auth: "true" \} \}\]\s+sort-order: 400\s+name: "espm certificates"/, "the CA CLI keeps its access");
+    assert.match(
+      rewritten,
+      /allow: \["espm", \{ extensions: \{ pp_cli_auth: "true" \} \}\]\s+sort-order: 400\s+name: "espm certificates"/,
+      "the CA CLI keeps its access",
+    );
     assert.doesNotMatch(rewritten, /\/puppet-ca\/v1\/clean[^\n]*\n[^}]*"espm"/, "no rule lets espm use /clean");
     rmSync(setup.dir, { recursive: true });
   });
@@ -98,7 +137,13 @@ describe("espm puppet-config", () => {
     const regex = new RegExp(certnamePathRegex({ patterns: ["*.nodes.example.com"], allowAny: false, deny: [] }));
     const path = (name: string) => `/puppet-ca/v1/certificate_status/${name}`;
     assert.ok(regex.test(path("web-01.nodes.example.com")));
-    for (const name of ["a.b.nodes.example.com", "nodes.example.com", "webXnodes.example.com", "web.nodes.example.com.evil", "puppet"]) {
+    for (const name of [
+      "a.b.nodes.example.com",
+      "nodes.example.com",
+      "webXnodes.example.com",
+      "web.nodes.example.com.evil",
+      "puppet",
+    ]) {
       assert.ok(!regex.test(path(name)), name);
     }
     const any = new RegExp(certnamePathRegex({ patterns: [], allowAny: true, deny: [] }));

@@ -6,7 +6,13 @@ import { createSelfSignedCertificate } from "../sdk/x509";
 
 describe("renderUserData", () => {
   const tls = createSelfSignedCertificate({ commonName: "web-01.example.test", altNames: ["web-01.example.test"] });
-  const base = { nodeName: "web-01.example.test", master: "10.0.0.5", certificatePem: tls.certificatePem, privateKeyPem: tls.privateKeyPem, caCertificatePem: tls.certificatePem };
+  const base = {
+    nodeName: "web-01.example.test",
+    master: "10.0.0.5",
+    certificatePem: tls.certificatePem,
+    privateKeyPem: tls.privateKeyPem,
+    caCertificatePem: tls.certificatePem,
+  };
 
   it("embeds the values and the bootstrap script, without the CRL", () => {
     const out = renderUserData(base);
@@ -26,15 +32,24 @@ describe("renderUserData", () => {
     assert.ok(out.bytes <= USERDATA_LIMIT);
     assert.equal(gunzipSync(Buffer.from(out.base64, "base64")).toString(), out.script);
     // Random bytes do not compress: 20 KB of them cannot fit even gzipped.
-    const noise = randomBytes(20_000).toString("base64").match(/.{1,64}/g)!.join("\n");
+    const noise = randomBytes(20_000)
+      .toString("base64")
+      .match(/.{1,64}/g)!
+      .join("\n");
     const huge = `-----BEGIN CERTIFICATE-----\n${noise}\n-----END CERTIFICATE-----`;
-    assert.throws(() => renderUserData({ ...base, caCertificatePem: huge }), /bytes even gzip-compressed .* at most 16384/);
+    assert.throws(
+      () => renderUserData({ ...base, caCertificatePem: huge }),
+      /bytes even gzip-compressed .* at most 16384/,
+    );
   });
 
   it("refuses bad values naming the field", () => {
     assert.throws(() => renderUserData({ ...base, nodeName: "Web;rm" }), /nodeName/);
     assert.throws(() => renderUserData({ ...base, master: "x'; reboot; '" }), /master/);
-    assert.throws(() => renderUserData({ ...base, privateKeyPem: tls.certificatePem }), /privateKeyPem must be a PEM private key/);
+    assert.throws(
+      () => renderUserData({ ...base, privateKeyPem: tls.certificatePem }),
+      /privateKeyPem must be a PEM private key/,
+    );
     assert.throws(() => renderUserData({ ...base, masterPort: 70000 }), /masterPort/);
   });
 });

@@ -95,7 +95,8 @@ function main(argv: string[]): void {
   const stateDir = resolve(o["state-dir"]);
   const certDir = resolve(o["cert-dir"] ?? join(configDir, "certs"));
   const port = Number(o.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`--port must be a number from 1 to 65535, not ${o.port}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    fail(`--port must be a number from 1 to 65535, not ${o.port}`);
   const hosts = o.host?.length ? o.host : [hostname()];
   const puppet = [o["puppetserver-url"], o["puppetserver-ca"], o["puppetserver-cert"], o["puppetserver-key"]];
   if (puppet.some((v) => v !== undefined) && puppet.some((v) => v === undefined)) {
@@ -103,7 +104,8 @@ function main(argv: string[]): void {
   }
 
   for (const dir of new Set([configDir, certDir])) {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`the directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      fail(`the directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
   }
   const files = {
     config: join(configDir, "espm.ini"),
@@ -112,27 +114,48 @@ function main(argv: string[]): void {
     key: join(certDir, "espm.key"),
   };
   for (const path of Object.values(files)) {
-    if (existsSync(path)) fail(`${path} already exists; espm-setup never overwrites. Remove it yourself to start over, or keep the setup you have.`);
+    if (existsSync(path))
+      fail(
+        `${path} already exists; espm-setup never overwrites. Remove it yourself to start over, or keep the setup you have.`,
+      );
   }
 
   const patterns = o["certname-pattern"] ?? [];
   if (patterns.length === 0 && !o["allow-any-certname"]) {
-    fail("say which certnames espm may sign: --certname-pattern '*.nodes.example.com' (repeatable; '*' is one whole label), or --allow-any-certname for a lab");
+    fail(
+      "say which certnames espm may sign: --certname-pattern '*.nodes.example.com' (repeatable; '*' is one whole label), or --allow-any-certname for a lab",
+    );
   }
   for (const pattern of patterns) {
     const problem = patternProblem(pattern);
     if (problem) fail(`--certname-pattern ${pattern}: ${problem}`);
   }
   const exportGroup = o["export-group"] ?? (hasGroup("puppet") ? "puppet" : undefined);
-  if (exportGroup !== undefined && !hasGroup(exportGroup)) fail(`--export-group ${exportGroup}: no such group in /etc/group`);
+  if (exportGroup !== undefined && !hasGroup(exportGroup))
+    fail(`--export-group ${exportGroup}: no such group in /etc/group`);
 
   const psk = generatePsk();
-  const tls = createSelfSignedCertificate({ commonName: hosts[0]!, altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])] });
+  const tls = createSelfSignedCertificate({
+    commonName: hosts[0]!,
+    altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])],
+  });
   const ini: Record<string, Record<string, string | number | string[]>> = {
     server: { host: o.listen, port, cert: files.cert, key: files.key, psk_file: files.psk },
-    store: { database: join(stateDir, "espm.db"), enc_export: join(stateDir, "enc-nodes"), ...(exportGroup ? { export_group: exportGroup } : {}) },
-    certnames: { allow: patterns, ...(o["deny-certname"]?.length ? { deny: o["deny-certname"] } : {}), allow_any: o["allow-any-certname"] ? "true" : "false" },
-    classifier: { groups: join(configDir, "groups.yaml"), default_environment: "production", ...(o["fallback-enc"] ? { fallback_enc: resolve(o["fallback-enc"]) } : {}) },
+    store: {
+      database: join(stateDir, "espm.db"),
+      enc_export: join(stateDir, "enc-nodes"),
+      ...(exportGroup ? { export_group: exportGroup } : {}),
+    },
+    certnames: {
+      allow: patterns,
+      ...(o["deny-certname"]?.length ? { deny: o["deny-certname"] } : {}),
+      allow_any: o["allow-any-certname"] ? "true" : "false",
+    },
+    classifier: {
+      groups: join(configDir, "groups.yaml"),
+      default_environment: "production",
+      ...(o["fallback-enc"] ? { fallback_enc: resolve(o["fallback-enc"]) } : {}),
+    },
   };
   if (o["puppetserver-url"]) {
     ini.puppetserver = {
@@ -154,9 +177,14 @@ function main(argv: string[]): void {
     write(files.key, tls.privateKeyPem, 0o600);
     write(files.cert, tls.certificatePem, 0o644);
     write(files.psk, `${psk}\n`, 0o600);
-    write(files.config, `; espm configuration, written by espm-setup. It holds no secret: the PSK is in psk_file.\n${stringify(ini)}`, 0o644);
+    write(
+      files.config,
+      `; espm configuration, written by espm-setup. It holds no secret: the PSK is in psk_file.\n${stringify(ini)}`,
+      0o644,
+    );
     const groups = join(configDir, "groups.yaml");
-    if (!existsSync(groups)) write(groups, "# Groups a node can name: classes with parameters, and node parameters.\ngroups: {}\n", 0o644);
+    if (!existsSync(groups))
+      write(groups, "# Groups a node can name: classes with parameters, and node parameters.\ngroups: {}\n", 0o644);
   } catch (err) {
     for (const path of written) unlinkSync(path);
     fail(`could not write the setup (nothing was kept): ${(err as Error).message}`);

@@ -34,7 +34,14 @@ async function main(argv: string[]): Promise<void> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string", short: "c" }, "auth-conf": { type: "string" }, write: { type: "string" }, wait: { type: "string" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
+      options: {
+        config: { type: "string", short: "c" },
+        "auth-conf": { type: "string" },
+        write: { type: "string" },
+        wait: { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
+      },
     });
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`);
@@ -71,7 +78,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case "puppet-config": {
       const { printPuppetConfig } = await import("../puppet-config");
-      if (values.write && !values["auth-conf"]) fail("--write needs --auth-conf FILE: it writes FILE with espm's rules added");
+      if (values.write && !values["auth-conf"])
+        fail("--write needs --auth-conf FILE: it writes FILE with espm's rules added");
       process.stdout.write(printPuppetConfig(config, values["auth-conf"], undefined, values.write));
       return;
     }

@@ -6,7 +6,13 @@
  * travel in the body, where no auth.conf path rule can limit them to the names espm may touch.
  */
 import type { BackendStatus } from "../../sdk/protocol";
-import { BackendError, CaRefusal, type CaCertificateStatus, type CertificateAuthority, type ServerNameSource } from "./contract";
+import {
+  BackendError,
+  CaRefusal,
+  type CaCertificateStatus,
+  type CertificateAuthority,
+  type ServerNameSource,
+} from "./contract";
 import { parseJson, type PuppetServerHttp, type PuppetResponse } from "./http";
 
 const CA = "/puppet-ca/v1";
@@ -24,9 +30,16 @@ export class PuppetServerCa implements CertificateAuthority {
   async status(certname: string): Promise<CaCertificateStatus> {
     const response = await this.http.call("GET", `${CA}/certificate_status/${certname}`, { expected: [200, 404] });
     if (response.status === 404) return { state: "absent" };
-    const body = parseJson(response.text, "a certificate status") as { state?: string; serial_number?: unknown; not_after?: string };
+    const body = parseJson(response.text, "a certificate status") as {
+      state?: string;
+      serial_number?: unknown;
+      not_after?: string;
+    };
     if (body.state !== "requested" && body.state !== "signed" && body.state !== "revoked") {
-      throw new BackendError(502, `Puppet Server reported an unknown certificate state ${JSON.stringify(body.state)} for ${certname}`);
+      throw new BackendError(
+        502,
+        `Puppet Server reported an unknown certificate state ${JSON.stringify(body.state)} for ${certname}`,
+      );
     }
     // Puppet prints times as "2031-11-26T00:30:11UTC", which Date does not read as is.
     const notAfter = body.not_after ? new Date(body.not_after.replace(/UTC$/, "Z")) : undefined;
@@ -38,7 +51,14 @@ export class PuppetServerCa implements CertificateAuthority {
   }
 
   async submit(certname: string, csrPem: string): Promise<void> {
-    refusedBy(certname, await this.http.call("PUT", `${CA}/certificate_request/${certname}`, { body: csrPem, contentType: "text/plain", expected: [200, 400, 409] }));
+    refusedBy(
+      certname,
+      await this.http.call("PUT", `${CA}/certificate_request/${certname}`, {
+        body: csrPem,
+        contentType: "text/plain",
+        expected: [200, 400, 409],
+      }),
+    );
   }
 
   async sign(certname: string): Promise<void> {
@@ -85,13 +105,16 @@ export class PuppetServerCa implements CertificateAuthority {
 
   async health(): Promise<BackendStatus> {
     const response = await this.http.call("GET", "/status/v1/simple", { expected: [200, 503] });
-    return response.text.trim() === "running" ? { status: "ok" } : { status: "down", detail: `Puppet Server status: ${response.text.trim().slice(0, 100)}` };
+    return response.text.trim() === "running"
+      ? { status: "ok" }
+      : { status: "down", detail: `Puppet Server status: ${response.text.trim().slice(0, 100)}` };
   }
 }
 
 /** A 4xx from the CA for a submit or sign is a refusal of what the caller sent: pass on the CA's reason. */
 function refusedBy(certname: string, response: PuppetResponse): void {
-  if (response.status >= 400) throw new CaRefusal(certname, response.text.trim().slice(0, 500) || `HTTP ${response.status}`);
+  if (response.status >= 400)
+    throw new CaRefusal(certname, response.text.trim().slice(0, 500) || `HTTP ${response.status}`);
 }
 
 /**
@@ -122,7 +145,9 @@ export class PuppetServerNames implements ServerNameSource {
       if (typeof entry.name !== "string" || !Array.isArray(entry.dns_alt_names)) continue;
       // Puppet's CA gives every certificate it signs the SAN DNS:<certname>: only a certificate
       // with another name besides its own is a server's (a compile master's).
-      const alts = entry.dns_alt_names.filter((a): a is string => typeof a === "string").map((a) => a.replace(/^(?:DNS|IP Address|IP):/i, "").toLowerCase());
+      const alts = entry.dns_alt_names
+        .filter((a): a is string => typeof a === "string")
+        .map((a) => a.replace(/^(?:DNS|IP Address|IP):/i, "").toLowerCase());
       if (!alts.some((a) => a !== entry.name)) continue;
       names.add(entry.name);
       for (const alt of alts) names.add(alt);

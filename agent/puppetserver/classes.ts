@@ -4,7 +4,11 @@ import { BackendError, type ClassDiscovery } from "./contract";
 import { parseJson, type PuppetServerHttp } from "./http";
 
 interface EnvironmentClassesBody {
-  files?: Array<{ path?: string; error?: string; classes?: Array<{ name: string; params?: Array<{ name: string; type?: string; default_source?: string }> }> }>;
+  files?: Array<{
+    path?: string;
+    error?: string;
+    classes?: Array<{ name: string; params?: Array<{ name: string; type?: string; default_source?: string }> }>;
+  }>;
 }
 
 /** Classes from `/puppet/v3/environment_classes`, cached briefly; revalidated with the ETag when the server sends one. */
@@ -19,10 +23,14 @@ export class PuppetServerClasses implements ClassDiscovery {
   async classes(environment: string): Promise<PuppetClass[]> {
     const cached = this.cache.get(environment);
     if (cached && Date.now() - cached.at < this.cacheMs) return cached.classes;
-    const response = await this.http.call("GET", `/puppet/v3/environment_classes?environment=${encodeURIComponent(environment)}`, {
-      headers: cached?.etag ? { "if-none-match": cached.etag } : {},
-      expected: [200, 304, 404],
-    });
+    const response = await this.http.call(
+      "GET",
+      `/puppet/v3/environment_classes?environment=${encodeURIComponent(environment)}`,
+      {
+        headers: cached?.etag ? { "if-none-match": cached.etag } : {},
+        expected: [200, 304, 404],
+      },
+    );
     if (response.status === 304 && cached) {
       cached.at = Date.now();
       return cached.classes;

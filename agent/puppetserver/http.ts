@@ -28,11 +28,17 @@ export class PuppetServerHttp {
       try {
         return readFileSync(path, "utf8");
       } catch (err) {
-        throw new Error(`cannot read the Puppet Server ${what} ${path} named in espm.ini: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        throw new Error(
+          `cannot read the Puppet Server ${what} ${path} named in espm.ini: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        );
       }
     };
     this.base = config.url.replace(/\/+$/, "");
-    this.tls = { ca: read(config.ca_bundle, "CA bundle"), cert: read(config.cert, "client certificate"), key: read(config.key, "client key") };
+    this.tls = {
+      ca: read(config.ca_bundle, "CA bundle"),
+      cert: read(config.cert, "client certificate"),
+      key: read(config.key, "client key"),
+    };
     this.agent = new Agent({
       connect: this.tls,
       connections: 32,
@@ -42,7 +48,11 @@ export class PuppetServerHttp {
   }
 
   /** One call to Puppet Server. Statuses in `expected` are returned; any other is a BackendError. */
-  async call(method: "GET" | "PUT" | "DELETE", path: string, options: { body?: string; contentType?: string; headers?: Record<string, string>; expected: number[] }): Promise<PuppetResponse> {
+  async call(
+    method: "GET" | "PUT" | "DELETE",
+    path: string,
+    options: { body?: string; contentType?: string; headers?: Record<string, string>; expected: number[] },
+  ): Promise<PuppetResponse> {
     let response;
     try {
       response = await request(`${this.base}${path}`, {
@@ -50,7 +60,12 @@ export class PuppetServerHttp {
         dispatcher: this.agent,
         body: options.body,
         // Puppet Server's access log then tells espm's requests from everyone else's.
-        headers: { accept: "application/json, text/plain", "user-agent": `espm/${VERSION}`, ...(options.contentType ? { "content-type": options.contentType } : {}), ...options.headers },
+        headers: {
+          accept: "application/json, text/plain",
+          "user-agent": `espm/${VERSION}`,
+          ...(options.contentType ? { "content-type": options.contentType } : {}),
+          ...options.headers,
+        },
       });
     } catch (err) {
       throw new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${(err as Error).message}`);
@@ -61,7 +76,10 @@ export class PuppetServerHttp {
         response.statusCode === 403
           ? " (Puppet Server's auth.conf does not allow espm this path: for a certificate path, the name is outside the certname patterns in auth.conf; `espm puppet-config` prints the rules)"
           : "";
-      throw new BackendError(502, `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}${hint}: ${text.trim().slice(0, 500)}`);
+      throw new BackendError(
+        502,
+        `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}${hint}: ${text.trim().slice(0, 500)}`,
+      );
     }
     return { status: response.statusCode, headers: response.headers, text };
   }
@@ -71,13 +89,24 @@ export class PuppetServerHttp {
     const url = new URL(this.base);
     const host = url.hostname.replace(/^\[|\]$/g, "");
     return new Promise((resolve, reject) => {
-      const socket = connect({ host, port: Number(url.port || 443), ...this.tls, servername: isIP(host) ? undefined : host, timeout: timeoutMs }, () => {
-        const cert = socket.getPeerCertificate();
-        socket.end();
-        resolve(cert);
-      });
+      const socket = connect(
+        {
+          host,
+          port: Number(url.port || 443),
+          ...this.tls,
+          servername: isIP(host) ? undefined : host,
+          timeout: timeoutMs,
+        },
+        () => {
+          const cert = socket.getPeerCertificate();
+          socket.end();
+          resolve(cert);
+        },
+      );
       socket.once("timeout", () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
-      socket.once("error", (err) => reject(new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${err.message}`)));
+      socket.once("error", (err) =>
+        reject(new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${err.message}`)),
+      );
     });
   }
 

@@ -17,5 +17,9 @@ export function puppetServerBackends(config: EspmConfig): Backends {
   const settings: PuppetServerConfig | undefined = config.puppetserver;
   if (!settings) return {};
   const http = new PuppetServerHttp(settings);
-  return { ca: new PuppetServerCa(http), classes: new PuppetServerClasses(http, settings.class_cache_seconds * 1000), names: new PuppetServerNames(http) };
+  return {
+    ca: new PuppetServerCa(http),
+    classes: new PuppetServerClasses(http, settings.class_cache_seconds * 1000),
+    names: new PuppetServerNames(http),
+  };
 }

@@ -19,16 +19,24 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
     const { csr } = parseInput(schemas.signRequest, request.body, "certificate request");
     const ca = requireCa(ctx);
     const outcome = await ctx.idempotency.run(
-      { key: request.headers[IDEMPOTENCY_HEADER] as string | undefined, scope: `POST /v1/certificates/${certname}`, body: request.body },
+      {
+        key: request.headers[IDEMPOTENCY_HEADER] as string | undefined,
+        scope: `POST /v1/certificates/${certname}`,
+        body: request.body,
+      },
       async (remember) => {
         const problem = csrProblem(csr, certname);
         if (problem) throw new ApiError("invalid_request", `csr: ${problem}`, [{ field: "csr", message: problem }]);
         const publicKey = inspectCsr(csr).publicKeySha256;
 
         const { held, mine, foreign } = await caHolding(ctx, certname);
-        if (foreign) throw new ApiError("conflict", foreign, [{ field: "certname", message: "held by the CA for another owner" }]);
+        if (foreign)
+          throw new ApiError("conflict", foreign, [{ field: "certname", message: "held by the CA for another owner" }]);
         if (held.state === "signed") {
-          throw new ApiError("conflict", `espm already holds a signed certificate for ${certname}; delete it first (DELETE /v1/certificates/${certname})`);
+          throw new ApiError(
+            "conflict",
+            `espm already holds a signed certificate for ${certname}; delete it first (DELETE /v1/certificates/${certname})`,
+          );
         }
         // A pending request or revoked certificate of ours (a crash between submit and sign, or a
         // revoke without clean) would make Puppet Server ignore the new CSR: remove it first.
@@ -36,7 +44,10 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
 
         ctx.store.transaction(() => {
           ctx.store.recordCertificateRequested(certname, publicKey, now());
-          ctx.store.audit(auditEntry(request, { action: "certificate.request", target: certname, outcome: "submitting" }), now());
+          ctx.store.audit(
+            auditEntry(request, { action: "certificate.request", target: certname, outcome: "submitting" }),
+            now(),
+          );
         });
         let submitted = false;
         let fetched: [string, string, string];
@@ -46,24 +57,47 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
           await ca.sign(certname);
           fetched = await Promise.all([ca.certificate(certname), ca.caBundle(), ca.crl()]);
         } catch (err) {
-          ctx.store.audit(auditEntry(request, { action: "certificate.sign", target: certname, outcome: "failed", detail: (err as Error).message }), now());
+          ctx.store.audit(
+            auditEntry(request, {
+              action: "certificate.sign",
+              target: certname,
+              outcome: "failed",
+              detail: (err as Error).message,
+            }),
+            now(),
+          );
           // The CA keeps a refused request pending, which would block the name: remove ours.
           // (The server answers the refusal as the caller's error: 409 or 422 with the CA's reason.)
           if (err instanceof CaRefusal) await removeOurPending(ctx, ca, certname);
           // A 503 promises the caller that nothing was done; after a submit a request is pending at the CA.
-          if (submitted && err instanceof BackendError && err.status === 503) throw new BackendError(502, `${err.message} (after espm submitted the CSR; the next attempt removes the pending request)`);
+          if (submitted && err instanceof BackendError && err.status === 503)
+            throw new BackendError(
+              502,
+              `${err.message} (after espm submitted the CSR; the next attempt removes the pending request)`,
+            );
           throw err;
         }
         const [certificate, caCertificate, crl] = fetched;
         if (certificatePublicKeySha256(certificate) !== publicKey) {
-          throw new BackendError(502, `the Puppet CA returned a certificate for ${certname} that does not carry the submitted CSR's key; espm does not pass it on`);
+          throw new BackendError(
+            502,
+            `the Puppet CA returned a certificate for ${certname} that does not carry the submitted CSR's key; espm does not pass it on`,
+          );
         }
         const { serial, notAfter } = describeCertificate(certificate);
         const issued: CertificateIssued = { certname, certificate, caCertificate, crl, serial, notAfter };
         ctx.store.transaction(() => {
           ctx.store.recordCertificateSigned(certname, serial, notAfter, now());
           remember({ status: 201, body: issued });
-          ctx.store.audit(auditEntry(request, { action: "certificate.sign", target: certname, outcome: "signed", detail: `serial ${serial}` }), now());
+          ctx.store.audit(
+            auditEntry(request, {
+              action: "certificate.sign",
+              target: certname,
+              outcome: "signed",
+              detail: `serial ${serial}`,
+            }),
+            now(),
+          );
         });
         return { status: 201, body: issued };
       },
@@ -78,7 +112,8 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
     const { held } = await caHolding(ctx, certname);
     const ours = ctx.store.certificate(certname)!;
     // After a clean the CA forgets the certificate; espm still knows it revoked it.
-    if (held.state === "absent" && ours.state === "revoked") return { certname, state: "revoked", serial: ours.serial ?? undefined, notAfter: ours.notAfter ?? undefined };
+    if (held.state === "absent" && ours.state === "revoked")
+      return { certname, state: "revoked", serial: ours.serial ?? undefined, notAfter: ours.notAfter ?? undefined };
     if (held.serial !== undefined && ours.serial !== held.serial) return { certname, state: "absent" };
     return { certname, state: held.state, serial: held.serial, notAfter: held.notAfter };
   });
@@ -87,13 +122,25 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
     const certname = checkName(request.params.certname, "certname");
     const ca = requireCa(ctx);
     const ours = ctx.store.certificate(certname);
-    if (!ours) throw new ApiError("not_found", `espm has no certificate for ${certname}; it revokes only certificates it signed`);
+    if (!ours)
+      throw new ApiError(
+        "not_found",
+        `espm has no certificate for ${certname}; it revokes only certificates it signed`,
+      );
     if (ours.state !== "revoked" || ours.serial === null) {
       const { mine: stillOurs } = await caHolding(ctx, certname);
       if (stillOurs) await ca.clean(certname);
       ctx.store.transaction(() => {
         ctx.store.recordCertificateRevoked(certname, now());
-        ctx.store.audit(auditEntry(request, { action: "certificate.revoke", target: certname, outcome: stillOurs ? "revoked" : "already gone", detail: ours.serial ? `serial ${ours.serial}` : undefined }), now());
+        ctx.store.audit(
+          auditEntry(request, {
+            action: "certificate.revoke",
+            target: certname,
+            outcome: stillOurs ? "revoked" : "already gone",
+            detail: ours.serial ? `serial ${ours.serial}` : undefined,
+          }),
+          now(),
+        );
       });
     }
     return reply.code(204).send();

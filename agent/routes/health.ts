@@ -15,10 +15,16 @@ async function probe(check: (() => Promise<BackendStatus>) | undefined): Promise
   if (!check) return { status: "not_configured" };
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<BackendStatus>((resolve) => {
-    timer = setTimeout(() => resolve({ status: "down", detail: `no answer within ${BACKEND_CHECK_TIMEOUT_MS} ms` }), BACKEND_CHECK_TIMEOUT_MS);
+    timer = setTimeout(
+      () => resolve({ status: "down", detail: `no answer within ${BACKEND_CHECK_TIMEOUT_MS} ms` }),
+      BACKEND_CHECK_TIMEOUT_MS,
+    );
   });
   try {
-    return await Promise.race([check().catch((err: Error): BackendStatus => ({ status: "down", detail: err.message })), timeout]);
+    return await Promise.race([
+      check().catch((err: Error): BackendStatus => ({ status: "down", detail: err.message })),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -32,12 +32,17 @@ async function checkFallbackEnc(ctx: AgentContext, name: string): Promise<void> 
   if (!fallback) return;
   const answer = await runFallbackEnc(fallback, name, FALLBACK_TIMEOUT_MS);
   if (answer.timedOut) {
-    throw new ApiError("backend_unavailable", `the fallback ENC ${fallback} gave no answer for ${name} within ${FALLBACK_TIMEOUT_MS / 1000} s, so espm cannot tell whether another classifier owns it; retry later`);
+    throw new ApiError(
+      "backend_unavailable",
+      `the fallback ENC ${fallback} gave no answer for ${name} within ${FALLBACK_TIMEOUT_MS / 1000} s, so espm cannot tell whether another classifier owns it; retry later`,
+    );
   }
   if (classifiesNode(answer)) {
-    throw new ApiError("conflict", `the fallback ENC ${fallback} already classifies ${name}; espm never takes over a node another classifier knows. Choose another name, or remove the node from that classifier`, [
-      { field: "name", message: "classified by the fallback ENC" },
-    ]);
+    throw new ApiError(
+      "conflict",
+      `the fallback ENC ${fallback} already classifies ${name}; espm never takes over a node another classifier knows. Choose another name, or remove the node from that classifier`,
+      [{ field: "name", message: "classified by the fallback ENC" }],
+    );
   }
 }
 
@@ -76,7 +81,8 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
         if (ctx.store.liveNode(name)) throw liveConflict(name);
         if (ctx.ca) {
           const { foreign } = await caHolding(ctx, name);
-          if (foreign) throw new ApiError("conflict", foreign, [{ field: "name", message: "held by the CA for another owner" }]);
+          if (foreign)
+            throw new ApiError("conflict", foreign, [{ field: "name", message: "held by the CA for another owner" }]);
         }
         await checkFallbackEnc(ctx, name);
         let node: Node;
@@ -112,7 +118,8 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     checkGroups(ctx, classification.groups);
     const node = ctx.store.transaction(() => {
       const updated = ctx.store.updateNode(name, complete(ctx, classification), now());
-      if (updated) ctx.store.audit(auditEntry(request, { action: "node.update", target: name, outcome: "updated" }), now());
+      if (updated)
+        ctx.store.audit(auditEntry(request, { action: "node.update", target: name, outcome: "updated" }), now());
       return updated;
     });
     if (!node) throw notOurs(name);
@@ -124,7 +131,8 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     const name = checkName(request.params.name, "name");
     const deleted = ctx.store.transaction(() => {
       const gone = ctx.store.deleteNode(name, now());
-      if (gone) ctx.store.audit(auditEntry(request, { action: "node.delete", target: name, outcome: "deleted" }), now());
+      if (gone)
+        ctx.store.audit(auditEntry(request, { action: "node.delete", target: name, outcome: "deleted" }), now());
       return gone;
     });
     if (!deleted && !ctx.store.everCreatedNode(name)) throw notOurs(name);

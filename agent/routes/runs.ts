@@ -12,14 +12,26 @@ const DEFAULT_LIMIT = 10;
 const MAX_LIMIT = 50;
 
 export const runRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
-  app.get("/v1/nodes/:name/runs", async (request: FastifyRequest<{ Params: { name: string }; Querystring: { limit?: string } }>): Promise<RunsResponse> => {
-    const name = checkName(request.params.name, "name");
-    const limit = request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new ApiError("invalid_request", `limit must be a whole number from 1 to ${MAX_LIMIT}`, [{ field: "limit", message: "out of range" }]);
-    if (!ctx.store.liveNode(name)) throw new ApiError("not_found", `espm has no node ${name}; it shows runs only of nodes it created`);
-    if (!ctx.reports) {
-      throw new ApiError("not_configured", "espm does not know where Puppet Server stores reports: set reportdir in espm.ini's [puppetserver] section (and reports = store in puppet.conf)");
-    }
-    return { name, runs: await ctx.reports.runs(name, limit) };
-  });
+  app.get(
+    "/v1/nodes/:name/runs",
+    async (
+      request: FastifyRequest<{ Params: { name: string }; Querystring: { limit?: string } }>,
+    ): Promise<RunsResponse> => {
+      const name = checkName(request.params.name, "name");
+      const limit = request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)
+        throw new ApiError("invalid_request", `limit must be a whole number from 1 to ${MAX_LIMIT}`, [
+          { field: "limit", message: "out of range" },
+        ]);
+      if (!ctx.store.liveNode(name))
+        throw new ApiError("not_found", `espm has no node ${name}; it shows runs only of nodes it created`);
+      if (!ctx.reports) {
+        throw new ApiError(
+          "not_configured",
+          "espm does not know where Puppet Server stores reports: set reportdir in espm.ini's [puppetserver] section (and reports = store in puppet.conf)",
+        );
+      }
+      return { name, runs: await ctx.reports.runs(name, limit) };
+    },
+  );
 };

@@ -45,7 +45,13 @@ const securityGroup = new aws.ec2.SecurityGroup("node", {
   vpcId,
   ingress: sshCidr ? [{ description: "SSH", protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [sshCidr] }] : [],
   egress: [
-    { description: "Puppet Server", protocol: "tcp", fromPort: masterPort, toPort: masterPort, cidrBlocks: [masterCidr] },
+    {
+      description: "Puppet Server",
+      protocol: "tcp",
+      fromPort: masterPort,
+      toPort: masterPort,
+      cidrBlocks: [masterCidr],
+    },
     { description: "HTTPS (packages)", protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"] },
     { description: "HTTP (packages)", protocol: "tcp", fromPort: 80, toPort: 80, cidrBlocks: ["0.0.0.0/0"] },
     { description: "DNS", protocol: "udp", fromPort: 53, toPort: 53, cidrBlocks: ["0.0.0.0/0"] },
@@ -74,7 +80,11 @@ const instance = new aws.ec2.Instance(
 const firstRun =
   config.getBoolean("waitForFirstRun") === false
     ? undefined
-    : new PuppetFirstRun("node", { nodeName: registration.nodeName, instanceId: instance.id, timeoutMinutes: config.getNumber("firstRunTimeoutMinutes") ?? 30 });
+    : new PuppetFirstRun("node", {
+        nodeName: registration.nodeName,
+        instanceId: instance.id,
+        timeoutMinutes: config.getNumber("firstRunTimeoutMinutes") ?? 30,
+      });
 
 export const node = registration.nodeName;
 export const firstRunStatus = firstRun?.status;

@@ -7,7 +7,13 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetFirstRun, PuppetNodeRegistration, RegisteredImage } from "pulumi-espm";
+import {
+  bootstrapUserData,
+  PuppetCertificate,
+  PuppetFirstRun,
+  PuppetNodeRegistration,
+  RegisteredImage,
+} from "pulumi-espm";
 
 const config = new pulumi.Config();
 const nodeName = config.require("nodeName");
@@ -22,9 +28,20 @@ const image = new RegisteredImage("base", {
   timeouts: { create: config.get("imageTimeout") ?? "40m" },
 });
 
-const registration = new PuppetNodeRegistration("node", { name: nodeName, groups: config.getObject<string[]>("groups") ?? ["base"] });
-const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_image_name: image.imageId } });
-const userData = bootstrapUserData({ registration, certificate, master, masterPort: config.getNumber("puppetMasterPort") });
+const registration = new PuppetNodeRegistration("node", {
+  name: nodeName,
+  groups: config.getObject<string[]>("groups") ?? ["base"],
+});
+const certificate = new PuppetCertificate("node", {
+  certname: registration.nodeName,
+  extensions: { pp_image_name: image.imageId },
+});
+const userData = bootstrapUserData({
+  registration,
+  certificate,
+  master,
+  masterPort: config.getNumber("puppetMasterPort"),
+});
 
 const node = new aws.ec2.Instance(
   "node",
@@ -41,7 +58,11 @@ const node = new aws.ec2.Instance(
 );
 
 // The node launched from the image is only done when its first Puppet run succeeded.
-const firstRun = new PuppetFirstRun("node", { nodeName: registration.nodeName, instanceId: node.id, timeoutMinutes: config.getNumber("firstRunTimeoutMinutes") ?? 30 });
+const firstRun = new PuppetFirstRun("node", {
+  nodeName: registration.nodeName,
+  instanceId: node.id,
+  timeoutMinutes: config.getNumber("firstRunTimeoutMinutes") ?? 30,
+});
 
 export const imageId = image.imageId;
 export const firstRunStatus = firstRun.status;

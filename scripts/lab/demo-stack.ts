@@ -43,7 +43,11 @@ export function buildPulumi(root: string): { bin?: string; why?: string } {
     return { why: "Go is not installed, so the Pulumi CLI cannot be built" };
   }
   try {
-    return { bin: execFileSync(join(root, "scripts/build-pulumi.sh"), { stdio: ["ignore", "pipe", "inherit"] }).toString().trim() };
+    return {
+      bin: execFileSync(join(root, "scripts/build-pulumi.sh"), { stdio: ["ignore", "pipe", "inherit"] })
+        .toString()
+        .trim(),
+    };
   } catch (err) {
     return { why: `building the Pulumi CLI failed: ${(err as Error).message}` };
   }
@@ -56,7 +60,9 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
   const moto = await startMotoServer(motoServerCommand());
   o.onStop("moto", moto.stop);
   const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.url });
-  const builder = await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
+  const builder = await ec2.send(
+    new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }),
+  );
   ec2.destroy();
   const builderId = builder.Instances![0]!.InstanceId!;
 
@@ -66,13 +72,33 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
   rmSync(work, { recursive: true, force: true });
   for (const d of [state, work, join(o.dir, "pulumi-home")]) mkdirSync(d, { recursive: true });
   const program: automation.PulumiFn = async () => {
-    const registration = new PuppetNodeRegistration("node", { name: NODE, groups: ["demo"], classes: { espm_demo: { path: join(o.dir, "node/demo.txt") } } });
-    const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_role: "demo" } });
-    const image = new RegisteredImage("base", { instanceId: builderId, name: "espm-demo-base", tags: { demo: "espm" } });
+    const registration = new PuppetNodeRegistration("node", {
+      name: NODE,
+      groups: ["demo"],
+      classes: { espm_demo: { path: join(o.dir, "node/demo.txt") } },
+    });
+    const certificate = new PuppetCertificate("node", {
+      certname: registration.nodeName,
+      extensions: { pp_role: "demo" },
+    });
+    const image = new RegisteredImage("base", {
+      instanceId: builderId,
+      name: "espm-demo-base",
+      tags: { demo: "espm" },
+    });
     const userData = bootstrapUserData({ registration, certificate, master: "localhost", masterPort: o.masterPort });
-    return { nodeName: registration.nodeName, certificateSerial: certificate.serial, imageId: image.imageId, bootstrapScript: userData.script };
+    return {
+      nodeName: registration.nodeName,
+      certificateSerial: certificate.serial,
+      imageId: image.imageId,
+      bootstrapScript: userData.script,
+    };
   };
-  const env = { PULUMI_CONFIG_PASSPHRASE: PASSPHRASE, PULUMI_SKIP_UPDATE_CHECK: "true", PATH: `${bin}:${process.env.PATH ?? ""}` };
+  const env = {
+    PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PATH: `${bin}:${process.env.PATH ?? ""}`,
+  };
   const stack = await automation.LocalWorkspace.createOrSelectStack(
     { stackName: "demo", projectName: "espm-demo-local", program },
     {
@@ -105,7 +131,17 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
 
   console.log(`\nFirst boot of ${NODE} from the stack's bootstrapScript output, in ${nodeDir}...`);
   const log = join(nodeDir, "bootstrap.log");
-  const argv = [join(nodeDir, "userdata.sh"), "--confdir", join(nodeDir, "conf"), "--vardir", join(nodeDir, "var"), "--ssldir", join(nodeDir, "ssl"), "--logdest", log];
+  const argv = [
+    join(nodeDir, "userdata.sh"),
+    "--confdir",
+    join(nodeDir, "conf"),
+    "--vardir",
+    join(nodeDir, "var"),
+    "--ssldir",
+    join(nodeDir, "ssl"),
+    "--logdest",
+    log,
+  ];
   let exit = 0;
   let output = "";
   try {

@@ -62,12 +62,17 @@ function checkNothingLeftOver(dir: string, ports: Array<[string, number]>): void
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, "utf8").trim());
     if (pid > 0 && isRunning(pid) && commandLine(pid, Infinity).includes(dir)) {
-      throw new Error(`a Puppet Server from an earlier demo in ${dir} is still running (pid ${pid}: ${commandLine(pid)}); stop it with kill ${pid} and run the demo again`);
+      throw new Error(
+        `a Puppet Server from an earlier demo in ${dir} is still running (pid ${pid}: ${commandLine(pid)}); stop it with kill ${pid} and run the demo again`,
+      );
     }
   }
   for (const [what, port] of ports) {
     const owner = portOwner(port);
-    if (owner) throw new Error(`port ${port} (${what}) is taken by pid ${owner.pid}: ${owner.command}; stop it, or choose another port with --${what === "espm" ? "port" : "puppet-port"}`);
+    if (owner)
+      throw new Error(
+        `port ${port} (${what}) is taken by pid ${owner.pid}: ${owner.command}; stop it, or choose another port with --${what === "espm" ? "port" : "puppet-port"}`,
+      );
   }
 }
 
@@ -80,7 +85,8 @@ async function main(): Promise<void> {
       "no-pulumi": { type: "boolean", default: false },
     },
   });
-  if (process.getuid?.() !== 0) throw new Error("run the demo as root (it installs Debian packages and runs Puppet Server)");
+  if (process.getuid?.() !== 0)
+    throw new Error("run the demo as root (it installs Debian packages and runs Puppet Server)");
   const { signal } = onInterrupt();
   const dir = resolve(values.dir);
   checkNothingLeftOver(dir, [
@@ -111,14 +117,47 @@ async function main(): Promise<void> {
     stops.unshift({ what: "Puppet Server", stop: lab.stop });
     const setup = execFileSync(process.execPath, [
       join(ROOT, "dist/agent/cli/espm-setup.js"),
-      "-d", configDir, "--state-dir", configDir, "-p", values.port, "--host", "127.0.0.1", "--host", "localhost", "--listen", "127.0.0.1",
-      "--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir,
-      "--certname-pattern", DEMO_CERTNAMES,
+      "-d",
+      configDir,
+      "--state-dir",
+      configDir,
+      "-p",
+      values.port,
+      "--host",
+      "127.0.0.1",
+      "--host",
+      "localhost",
+      "--listen",
+      "127.0.0.1",
+      "--puppetserver-url",
+      lab.url,
+      "--puppetserver-ca",
+      lab.caBundle,
+      "--puppetserver-cert",
+      lab.espmCert,
+      "--puppetserver-key",
+      lab.espmKey,
+      "--puppetserver-reportdir",
+      lab.reportDir,
+      "--certname-pattern",
+      DEMO_CERTNAMES,
     ]).toString();
-    writeFileSync(join(configDir, "groups.yaml"), "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n");
+    writeFileSync(
+      join(configDir, "groups.yaml"),
+      "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n",
+    );
 
-    const espm = spawn(process.execPath, [espmBin, "-c", ini], { stdio: ["ignore", "pipe", "inherit"], detached: true });
-    stops.unshift({ what: "espm", stop: () => new Promise((done) => (espm.exitCode !== null ? done() : (espm.once("exit", () => done()), espm.kill("SIGTERM")))) });
+    const espm = spawn(process.execPath, [espmBin, "-c", ini], {
+      stdio: ["ignore", "pipe", "inherit"],
+      detached: true,
+    });
+    stops.unshift({
+      what: "espm",
+      stop: () =>
+        new Promise((done) =>
+          espm.exitCode !== null ? done() : (espm.once("exit", () => done()), espm.kill("SIGTERM")),
+        ),
+    });
     await interruptible(
       signal,
       new Promise<void>((ready, failed) => {

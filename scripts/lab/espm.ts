@@ -42,12 +42,30 @@ function certnameArgs(extraArgs: string[]): string[] {
   return LAB_CERTNAME_PATTERNS.flatMap((p) => ["--certname-pattern", p]);
 }
 
-export async function setupEspm(extraArgs: string[] = [], groupsYaml?: string, dir = scratchDir("espm")): Promise<SetupResult> {
+export async function setupEspm(
+  extraArgs: string[] = [],
+  groupsYaml?: string,
+  dir = scratchDir("espm"),
+): Promise<SetupResult> {
   const configDir = join(dir, "etc");
   mkdirSync(join(configDir, "certs"), { recursive: true, mode: 0o755 });
   chmodSync(configDir, 0o755);
   const port = await freePort();
-  const argv = [SETUP_BIN, "-d", configDir, "--state-dir", configDir, "-p", String(port), "--host", "127.0.0.1", "--listen", "127.0.0.1", ...certnameArgs(extraArgs), ...extraArgs];
+  const argv = [
+    SETUP_BIN,
+    "-d",
+    configDir,
+    "--state-dir",
+    configDir,
+    "-p",
+    String(port),
+    "--host",
+    "127.0.0.1",
+    "--listen",
+    "127.0.0.1",
+    ...certnameArgs(extraArgs),
+    ...extraArgs,
+  ];
   const { stdout } = await run(process.execPath, argv);
   if (groupsYaml !== undefined) writeFileSync(join(configDir, "groups.yaml"), groupsYaml, { mode: 0o644 });
   return setupIn(dir, configDir, port, stdout);
@@ -114,7 +132,11 @@ export class EspmProcess {
   }
 
   /** A raw HTTPS request trusting espm's certificate, for what the typed client would never send. */
-  async raw(method: string, path: string, options: { body?: string; headers?: Record<string, string>; psk?: string | null } = {}) {
+  async raw(
+    method: string,
+    path: string,
+    options: { body?: string; headers?: Record<string, string>; psk?: string | null } = {},
+  ) {
     const headers: Record<string, string> = { ...options.headers };
     const psk = options.psk === undefined ? this.setup.psk : options.psk;
     if (psk !== null) headers.authorization = `Bearer ${psk}`;
@@ -131,7 +153,12 @@ export class EspmProcess {
     } catch {
       json = undefined;
     }
-    return { status: response.statusCode, headers: response.headers, text, json: json as { error?: { code: string; message: string; details?: unknown } } & Record<string, unknown> };
+    return {
+      status: response.statusCode,
+      headers: response.headers,
+      text,
+      json: json as { error?: { code: string; message: string; details?: unknown } } & Record<string, unknown>,
+    };
   }
 }
 

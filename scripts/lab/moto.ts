@@ -36,7 +36,10 @@ export interface MotoServer {
 export async function startMotoServer(command: string, args: string[] = []): Promise<MotoServer> {
   const port = await freePort();
   // Its own process group: a Ctrl-C in the terminal goes to the program that started it, which stops it in order.
-  const child = spawn(command, [...args, "-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"], detached: true });
+  const child = spawn(command, [...args, "-H", "127.0.0.1", "-p", String(port)], {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: true,
+  });
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;

@@ -16,7 +16,19 @@ const run = promisify(execFile);
 const DEBIAN_CONF = "/etc/puppet/puppetserver";
 
 /** The certname patterns of the lab: tests, the demo and the benchmark name their nodes under these. */
-export const LAB_CERTNAME_PATTERNS = ["*.example.test", "*.lab.test", "*.provider.test", "*.plugin.test", "*.engine.test", "*.failures.test", "*.serialization.test", "*.first-boot.test", "*.first-run.test", "web-01.exact.test", "*.faults.test"];
+export const LAB_CERTNAME_PATTERNS = [
+  "*.example.test",
+  "*.lab.test",
+  "*.provider.test",
+  "*.plugin.test",
+  "*.engine.test",
+  "*.failures.test",
+  "*.serialization.test",
+  "*.first-boot.test",
+  "*.first-run.test",
+  "web-01.exact.test",
+  "*.faults.test",
+];
 
 export interface PuppetServerOptions {
   /** Everything the server writes goes under this directory. */
@@ -66,9 +78,25 @@ export function findJava(): string {
   throw new Error("OpenJDK 17 is not installed under /usr/lib/jvm; run scripts/install-deps.sh");
 }
 
-function writeLayout(o: Required<Omit<PuppetServerOptions, "enc" | "modules" | "signal" | "issueEspmCertificate" | "authConf">> & Pick<PuppetServerOptions, "enc" | "modules" | "authConf">): { confFile: string; environmentDir: string } {
+function writeLayout(
+  o: Required<Omit<PuppetServerOptions, "enc" | "modules" | "signal" | "issueEspmCertificate" | "authConf">> &
+    Pick<PuppetServerOptions, "enc" | "modules" | "authConf">,
+): { confFile: string; environmentDir: string } {
   const S = o.dir;
-  for (const d of ["conf.d", "services.d", "puppet", "code/environments/production/manifests", "code/environments/production/modules", "var", "run", "log", "jruby-gems", "ssl", "ca", "enc"]) {
+  for (const d of [
+    "conf.d",
+    "services.d",
+    "puppet",
+    "code/environments/production/manifests",
+    "code/environments/production/modules",
+    "var",
+    "run",
+    "log",
+    "jruby-gems",
+    "ssl",
+    "ca",
+    "enc",
+  ]) {
     mkdirSync(join(S, d), { recursive: true });
   }
   writeFileSync(
@@ -104,12 +132,17 @@ profiler: { enabled: false }
 </configuration>
 `,
   );
-  writeFileSync(join(S, "request-logging.xml"), readFileSync(join(DEBIAN_CONF, "request-logging.xml"), "utf8").replaceAll("/var/log/puppetserver", `${S}/log`));
-  for (const f of ["web-routes.conf", "metrics.conf"]) copyFileSync(join(DEBIAN_CONF, "conf.d", f), join(S, "conf.d", f));
+  writeFileSync(
+    join(S, "request-logging.xml"),
+    readFileSync(join(DEBIAN_CONF, "request-logging.xml"), "utf8").replaceAll("/var/log/puppetserver", `${S}/log`),
+  );
+  for (const f of ["web-routes.conf", "metrics.conf"])
+    copyFileSync(join(DEBIAN_CONF, "conf.d", f), join(S, "conf.d", f));
   // As on a site with compile masters, whose certificates carry dns_alt_names: the CA signs SANs,
   // so espm's own check (a SAN may be only DNS:<certname>) is what keeps them out of its CSRs.
   writeFileSync(join(S, "conf.d/ca.conf"), "certificate-authority: {\n    allow-subject-alt-names: true\n}\n");
-  for (const f of ["bootstrap.cfg", "ca.cfg"]) copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
+  for (const f of ["bootstrap.cfg", "ca.cfg"])
+    copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
   const stock = readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8");
   writeFileSync(join(S, "conf.d/auth.conf"), o.authConf === "stock" ? stock : authConfForEspm(stock, o.certnames));
 
@@ -153,13 +186,21 @@ function copyDir(from: string, to: string): void {
   }
 }
 
-async function waitUntilRunning(url: string, ca: string, child: ChildProcess, logFile: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+async function waitUntilRunning(
+  url: string,
+  ca: string,
+  child: ChildProcess,
+  logFile: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const agent = new Agent({ connect: { ca } });
   const deadline = Date.now() + timeoutMs;
   try {
     while (Date.now() < deadline) {
       signal?.throwIfAborted();
-      if (child.exitCode !== null) throw new Error(`Puppet Server exited with ${child.exitCode} while starting; see ${logFile}`);
+      if (child.exitCode !== null)
+        throw new Error(`Puppet Server exited with ${child.exitCode} while starting; see ${logFile}`);
       try {
         const res = await request(`${url}/status/v1/simple`, { dispatcher: agent });
         if ((await res.body.text()).trim() === "running") return;
@@ -181,12 +222,24 @@ async function waitUntilRunning(url: string, ca: string, child: ChildProcess, lo
 async function issueEspmCertificate(S: string, url: string, certname: string): Promise<{ cert: string; key: string }> {
   const ssl = join(S, "ssl");
   const ca = readFileSync(join(ssl, "certs/ca.pem"), "utf8");
-  const admin = new Agent({ connect: { ca, cert: readFileSync(join(ssl, `certs/${certname}.pem`)), key: readFileSync(join(ssl, `private_keys/${certname}.pem`)) } });
+  const admin = new Agent({
+    connect: {
+      ca,
+      cert: readFileSync(join(ssl, `certs/${certname}.pem`)),
+      key: readFileSync(join(ssl, `private_keys/${certname}.pem`)),
+    },
+  });
   const { privateKeyPem } = generateRsaKeyPair(2048);
   const call = async (method: "PUT" | "GET", path: string, body?: string, type = "application/json") => {
-    const res = await request(`${url}/puppet-ca/v1/${path}`, { method, dispatcher: admin, body, headers: body ? { "content-type": type } : {} });
+    const res = await request(`${url}/puppet-ca/v1/${path}`, {
+      method,
+      dispatcher: admin,
+      body,
+      headers: body ? { "content-type": type } : {},
+    });
     const text = await res.body.text();
-    if (res.statusCode >= 300) throw new Error(`issuing espm's certificate: ${method} ${path} answered ${res.statusCode}: ${text}`);
+    if (res.statusCode >= 300)
+      throw new Error(`issuing espm's certificate: ${method} ${path} answered ${res.statusCode}: ${text}`);
     return text;
   };
   try {
@@ -204,7 +257,12 @@ async function issueEspmCertificate(S: string, url: string, certname: string): P
 }
 
 export async function startPuppetServer(options: PuppetServerOptions): Promise<PuppetServerLab> {
-  const o = { port: 8140, certname: "puppet.lab.test", certnames: { patterns: LAB_CERTNAME_PATTERNS, allowAny: false, deny: [] }, ...options };
+  const o = {
+    port: 8140,
+    certname: "puppet.lab.test",
+    certnames: { patterns: LAB_CERTNAME_PATTERNS, allowAny: false, deny: [] },
+    ...options,
+  };
   const S = o.dir;
   const { confFile, environmentDir } = writeLayout(o);
   await run("puppetserver", ["ca", "setup", "--config", confFile]);
@@ -249,18 +307,35 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   };
   try {
     await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000, o.signal);
-    const espm = o.issueEspmCertificate === false ? { cert: join(S, "espm-client.crt"), key: join(S, "espm-client.key") } : await issueEspmCertificate(S, url, o.certname);
+    const espm =
+      o.issueEspmCertificate === false
+        ? { cert: join(S, "espm-client.crt"), key: join(S, "espm-client.key") }
+        : await issueEspmCertificate(S, url, o.certname);
     // Puppet Server counts its restarts in the restart file: a SIGHUP reload bumps it when done.
     const restarts = () => Number(readFileSync(join(S, "run/restart"), "utf8").trim() || 0);
     const reload = async () => {
       const before = restarts();
       child.kill("SIGHUP");
-      for (const deadline = Date.now() + 120_000; restarts() <= before; ) {
-        if (Date.now() > deadline) throw new Error(`Puppet Server did not finish reloading within 120 s; see ${logFile}`);
+      for (const deadline = Date.now() + 120_000; restarts() <= before;) {
+        if (Date.now() > deadline)
+          throw new Error(`Puppet Server did not finish reloading within 120 s; see ${logFile}`);
         await new Promise((r) => setTimeout(r, 500));
       }
     };
-    return { dir: S, url, port: o.port, certname: o.certname, confFile, caBundle, espmCert: espm.cert, espmKey: espm.key, environmentDir, reportDir: join(S, "var/reports"), stop, reload };
+    return {
+      dir: S,
+      url,
+      port: o.port,
+      certname: o.certname,
+      confFile,
+      caBundle,
+      espmCert: espm.cert,
+      espmKey: espm.key,
+      environmentDir,
+      reportDir: join(S, "var/reports"),
+      stop,
+      reload,
+    };
   } catch (err) {
     await stop();
     throw err;

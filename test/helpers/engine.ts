@@ -12,8 +12,13 @@ export const PASSPHRASE = "espm-engine-tests-passphrase";
 
 /** The directory with `pulumi` and the dynamic-provider shim, or undefined when none was built. */
 export function pulumiBin(): string | undefined {
-  const version = (JSON.parse(readFileSync(join(ROOT, "node_modules/@pulumi/pulumi/package.json"), "utf8")) as { version: string }).version;
-  const candidates = [process.env.ESPM_PULUMI_BIN, join(process.env.ESPM_PULUMI_CACHE ?? "/var/cache/espm-pulumi", `v${version}`, "bin")];
+  const version = (
+    JSON.parse(readFileSync(join(ROOT, "node_modules/@pulumi/pulumi/package.json"), "utf8")) as { version: string }
+  ).version;
+  const candidates = [
+    process.env.ESPM_PULUMI_BIN,
+    join(process.env.ESPM_PULUMI_CACHE ?? "/var/cache/espm-pulumi", `v${version}`, "bin"),
+  ];
   return candidates.find((dir): dir is string => !!dir && existsSync(join(dir, "pulumi")));
 }
 

@@ -24,7 +24,11 @@ export function unwrapSecret(value: unknown): { value: unknown; secret: boolean 
   return { value, secret: false };
 }
 
-export async function mockProgram(project: string, config: Record<string, unknown>, newState: NewState): Promise<Registered[]> {
+export async function mockProgram(
+  project: string,
+  config: Record<string, unknown>,
+  newState: NewState,
+): Promise<Registered[]> {
   const stack = "test";
   const registered: Registered[] = [];
   await pulumi.runtime.setMocks(
@@ -38,9 +42,15 @@ export async function mockProgram(project: string, config: Record<string, unknow
     project,
     stack,
   );
-  for (const [key, value] of Object.entries(config)) pulumi.runtime.setConfig(`${project}:${key}`.replace(/^[^:]+:(\w+:)/, "$1"), typeof value === "string" ? value : JSON.stringify(value));
+  for (const [key, value] of Object.entries(config))
+    pulumi.runtime.setConfig(
+      `${project}:${key}`.replace(/^[^:]+:(\w+:)/, "$1"),
+      typeof value === "string" ? value : JSON.stringify(value),
+    );
   // The mock monitor is internal to Pulumi; wrap its registerResource to see dependencies too.
-  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: unknown): unknown };
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(req: RegisterRequest, cb: unknown): unknown;
+  };
   const original = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
     registered.push({
@@ -64,8 +74,10 @@ interface RegisterRequest {
 
 /** An output's value, once known. */
 export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
-  return new Promise((resolve) => output.apply((value) => {
-    resolve(value);
-    return value;
-  }));
+  return new Promise((resolve) =>
+    output.apply((value) => {
+      resolve(value);
+      return value;
+    }),
+  );
 }

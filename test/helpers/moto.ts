@@ -41,7 +41,11 @@ export class Moto {
   }
 
   private async post(path: string, body?: unknown): Promise<void> {
-    const res = await request(`${this.url}${path}`, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
+    const res = await request(`${this.url}${path}`, {
+      method: "POST",
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+    });
     await res.body.dump();
     if (res.statusCode >= 300) throw new Error(`moto ${path} answered ${res.statusCode}`);
   }
@@ -61,7 +65,13 @@ export class Moto {
   async runInstance(userData?: string): Promise<string> {
     const client = this.ec2();
     const { Instances } = await client.send(
-      new RunInstancesCommand({ ImageId: "ami-12c6146b", InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, UserData: userData === undefined ? undefined : Buffer.from(userData).toString("base64") }),
+      new RunInstancesCommand({
+        ImageId: "ami-12c6146b",
+        InstanceType: "t3.micro",
+        MinCount: 1,
+        MaxCount: 1,
+        UserData: userData === undefined ? undefined : Buffer.from(userData).toString("base64"),
+      }),
     );
     client.destroy();
     return Instances![0]!.InstanceId!;

@@ -29,7 +29,11 @@ export class DynamicProviderPlugin {
   static async start(projectDir: string): Promise<DynamicProviderPlugin> {
     const entry = join(projectDir, "node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js");
     // The engine address is required but never dialled for these calls.
-    const child = spawn(process.execPath, [entry, "127.0.0.1:1"], { cwd: projectDir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PULUMI_NODEJS_PROJECT: "espm-test" } });
+    const child = spawn(process.execPath, [entry, "127.0.0.1:1"], {
+      cwd: projectDir,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, PULUMI_NODEJS_PROJECT: "espm-test" },
+    });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     let out = "";
@@ -46,46 +50,84 @@ export class DynamicProviderPlugin {
       child.once("exit", (code) => reject(new Error(`plugin exited ${code}: ${stderr}`)));
     });
     const client = new ResourceProviderClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    return new DynamicProviderPlugin(child, client, () => stderr, () => out);
+    return new DynamicProviderPlugin(
+      child,
+      client,
+      () => stderr,
+      () => out,
+    );
   }
 
-  private unary<Req, Res>(method: (request: Req, callback: (error: grpc.ServiceError | null, response: Res) => void) => unknown, request: Req): Promise<Res> {
-    return new Promise((resolve, reject) => method.call(this.client, request, (error, response) => (error ? reject(error) : resolve(response))));
+  private unary<Req, Res>(
+    method: (request: Req, callback: (error: grpc.ServiceError | null, response: Res) => void) => unknown,
+    request: Req,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) =>
+      method.call(this.client, request, (error, response) => (error ? reject(error) : resolve(response))),
+    );
   }
 
   async configure(config: Record<string, string>): Promise<void> {
-    await this.unary<rpc.ConfigureRequest, rpc.ConfigureResponse>(this.client.configure, new rpc.ConfigureRequest().setArgs(struct(config)).setAcceptsecrets(false));
+    await this.unary<rpc.ConfigureRequest, rpc.ConfigureResponse>(
+      this.client.configure,
+      new rpc.ConfigureRequest().setArgs(struct(config)).setAcceptsecrets(false),
+    );
   }
 
   async check(urn: string, olds: Props, news: Props) {
-    const res = await this.unary<rpc.CheckRequest, rpc.CheckResponse>(this.client.check, new rpc.CheckRequest().setUrn(urn).setOlds(struct(olds)).setNews(struct(news)));
-    return { inputs: res.getInputs()?.toJavaScript() as Props, failures: res.getFailuresList().map((f) => ({ property: f.getProperty(), reason: f.getReason() })) };
+    const res = await this.unary<rpc.CheckRequest, rpc.CheckResponse>(
+      this.client.check,
+      new rpc.CheckRequest().setUrn(urn).setOlds(struct(olds)).setNews(struct(news)),
+    );
+    return {
+      inputs: res.getInputs()?.toJavaScript() as Props,
+      failures: res.getFailuresList().map((f) => ({ property: f.getProperty(), reason: f.getReason() })),
+    };
   }
 
   async diff(urn: string, id: string, olds: Props, news: Props) {
-    const res = await this.unary<rpc.DiffRequest, rpc.DiffResponse>(this.client.diff, new rpc.DiffRequest().setUrn(urn).setId(id).setOlds(struct(olds)).setNews(struct(news)));
-    const names: Record<number, string> = { [rpc.DiffResponse.DiffChanges.DIFF_NONE]: "none", [rpc.DiffResponse.DiffChanges.DIFF_SOME]: "some", [rpc.DiffResponse.DiffChanges.DIFF_UNKNOWN]: "unknown" };
+    const res = await this.unary<rpc.DiffRequest, rpc.DiffResponse>(
+      this.client.diff,
+      new rpc.DiffRequest().setUrn(urn).setId(id).setOlds(struct(olds)).setNews(struct(news)),
+    );
+    const names: Record<number, string> = {
+      [rpc.DiffResponse.DiffChanges.DIFF_NONE]: "none",
+      [rpc.DiffResponse.DiffChanges.DIFF_SOME]: "some",
+      [rpc.DiffResponse.DiffChanges.DIFF_UNKNOWN]: "unknown",
+    };
     const changes = names[res.getChanges()];
     return { changes, replaces: res.getReplacesList(), deleteBeforeReplace: res.getDeletebeforereplace() };
   }
 
   async create(urn: string, properties: Props) {
-    const res = await this.unary<rpc.CreateRequest, rpc.CreateResponse>(this.client.create, new rpc.CreateRequest().setUrn(urn).setProperties(struct(properties)));
+    const res = await this.unary<rpc.CreateRequest, rpc.CreateResponse>(
+      this.client.create,
+      new rpc.CreateRequest().setUrn(urn).setProperties(struct(properties)),
+    );
     return { id: res.getId(), properties: res.getProperties()?.toJavaScript() as Props };
   }
 
   async read(urn: string, id: string, properties: Props, inputs: Props) {
-    const res = await this.unary<rpc.ReadRequest, rpc.ReadResponse>(this.client.read, new rpc.ReadRequest().setUrn(urn).setId(id).setProperties(struct(properties)).setInputs(struct(inputs)));
+    const res = await this.unary<rpc.ReadRequest, rpc.ReadResponse>(
+      this.client.read,
+      new rpc.ReadRequest().setUrn(urn).setId(id).setProperties(struct(properties)).setInputs(struct(inputs)),
+    );
     return { id: res.getId(), properties: res.getProperties()?.toJavaScript() as Props };
   }
 
   async update(urn: string, id: string, olds: Props, news: Props) {
-    const res = await this.unary<rpc.UpdateRequest, rpc.UpdateResponse>(this.client.update, new rpc.UpdateRequest().setUrn(urn).setId(id).setOlds(struct(olds)).setNews(struct(news)));
+    const res = await this.unary<rpc.UpdateRequest, rpc.UpdateResponse>(
+      this.client.update,
+      new rpc.UpdateRequest().setUrn(urn).setId(id).setOlds(struct(olds)).setNews(struct(news)),
+    );
     return { properties: res.getProperties()?.toJavaScript() as Props };
   }
 
   async delete(urn: string, id: string, properties: Props): Promise<void> {
-    await this.unary<rpc.DeleteRequest, Empty>(this.client.delete, new rpc.DeleteRequest().setUrn(urn).setId(id).setProperties(struct(properties)));
+    await this.unary<rpc.DeleteRequest, Empty>(
+      this.client.delete,
+      new rpc.DeleteRequest().setUrn(urn).setId(id).setProperties(struct(properties)),
+    );
   }
 
   async stop(): Promise<void> {

@@ -28,7 +28,11 @@ async function serialize(specifier: string): Promise<void> {
   const pulumi = createRequire(modulePath)("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
   const espm = fromProject(modulePath) as typeof import("../../provider");
   const out: Record<string, { text: string; containsSecrets: boolean }> = {};
-  for (const [name, captured] of [["registration", espm.registrationProvider], ["certificate", espm.certificateProvider], ["image", espm.imageProvider]] as const) {
+  for (const [name, captured] of [
+    ["registration", espm.registrationProvider],
+    ["certificate", espm.certificateProvider],
+    ["image", espm.imageProvider],
+  ] as const) {
     // As `new dynamic.Resource(provider, …)` does: a closure over the provider object itself.
     const provider = captured;
     const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
@@ -38,10 +42,18 @@ async function serialize(specifier: string): Promise<void> {
 }
 
 async function call(): Promise<void> {
-  const request = JSON.parse(readFileSync(0, "utf8")) as { text: string; config: Record<string, string>; steps: Step[] };
-  const requireFromString = fromProject("require-from-string") as (code: string) => { handler: () => import("@pulumi/pulumi").dynamic.ResourceProvider };
+  const request = JSON.parse(readFileSync(0, "utf8")) as {
+    text: string;
+    config: Record<string, string>;
+    steps: Step[];
+  };
+  const requireFromString = fromProject("require-from-string") as (code: string) => {
+    handler: () => import("@pulumi/pulumi").dynamic.ResourceProvider;
+  };
   const provider = requireFromString(request.text).handler();
-  await provider.configure?.({ config: { get: (key: string) => request.config[key], require: (key: string) => request.config[key]! } } as never);
+  await provider.configure?.({
+    config: { get: (key: string) => request.config[key], require: (key: string) => request.config[key]! },
+  } as never);
   const results: unknown[] = [];
   for (const step of request.steps) {
     try {

@@ -42,7 +42,18 @@ export class World {
     });
     try {
       const setup = await setupEspm(
-        ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle, "--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey, "--puppetserver-reportdir", lab.reportDir],
+        [
+          "--puppetserver-url",
+          lab.url,
+          "--puppetserver-ca",
+          lab.caBundle,
+          "--puppetserver-cert",
+          lab.espmCert,
+          "--puppetserver-key",
+          lab.espmKey,
+          "--puppetserver-reportdir",
+          lab.reportDir,
+        ],
         "groups:\n  base:\n    parameters:\n      managed_by: espm\n",
         espmDir,
       );
@@ -101,9 +112,24 @@ export class World {
  * Runs userdata as cloud-init would, with Puppet's directories (conf, var, ssl, the bootstrap log)
  * under `agentDir`; `wrap` changes the command line (to run it in a mount namespace, say).
  */
-export async function bootAgent(agentDir: string, userdataFile: string, wrap: (argv: string[]) => string[] = (a) => a): Promise<BootResult> {
+export async function bootAgent(
+  agentDir: string,
+  userdataFile: string,
+  wrap: (argv: string[]) => string[] = (a) => a,
+): Promise<BootResult> {
   const log = join(agentDir, "bootstrap.log");
-  const argv = wrap(["sh", userdataFile, "--confdir", join(agentDir, "conf"), "--vardir", join(agentDir, "var"), "--ssldir", join(agentDir, "ssl"), "--logdest", log]);
+  const argv = wrap([
+    "sh",
+    userdataFile,
+    "--confdir",
+    join(agentDir, "conf"),
+    "--vardir",
+    join(agentDir, "var"),
+    "--ssldir",
+    join(agentDir, "ssl"),
+    "--logdest",
+    log,
+  ]);
   const read = () => (existsSync(log) ? readFileSync(log, "utf8") : "");
   try {
     const { stdout, stderr } = await execFileP(argv[0]!, argv.slice(1), { timeout: 120_000 });
@@ -116,7 +142,9 @@ export async function bootAgent(agentDir: string, userdataFile: string, wrap: (a
 
 /** What a lab's CA holds for a name, as espm's client certificate reads it: absent, requested, signed or revoked. */
 export async function caState(lab: PuppetServerLab, name: string): Promise<string> {
-  const dispatcher = new Agent({ connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) } });
+  const dispatcher = new Agent({
+    connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) },
+  });
   try {
     const res = await request(`${lab.url}/puppet-ca/v1/certificate_status/${name}`, { dispatcher });
     const text = await res.body.text();

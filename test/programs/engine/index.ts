@@ -13,8 +13,26 @@ export async function program() {
     groups: ["base"],
     classes: { espm_file: { path: config.require("managedFile"), content: config.require("content") } },
   });
-  const certificate = new PuppetCertificate("node", { certname: registration.nodeName, extensions: { pp_role: "engine" } });
-  const image = new RegisteredImage("base", { instanceId: config.require("builderInstanceId"), name: "engine-base", tags: { team: "espm" } });
-  const userData = bootstrapUserData({ registration, certificate, master: "localhost", masterPort: config.requireNumber("masterPort") });
-  return { nodeName: registration.nodeName, serial: certificate.serial, imageId: image.imageId, snapshotIds: image.snapshotIds, bootstrapScript: userData.script };
+  const certificate = new PuppetCertificate("node", {
+    certname: registration.nodeName,
+    extensions: { pp_role: "engine" },
+  });
+  const image = new RegisteredImage("base", {
+    instanceId: config.require("builderInstanceId"),
+    name: "engine-base",
+    tags: { team: "espm" },
+  });
+  const userData = bootstrapUserData({
+    registration,
+    certificate,
+    master: "localhost",
+    masterPort: config.requireNumber("masterPort"),
+  });
+  return {
+    nodeName: registration.nodeName,
+    serial: certificate.serial,
+    imageId: image.imageId,
+    snapshotIds: image.snapshotIds,
+    bootstrapScript: userData.script,
+  };
 }

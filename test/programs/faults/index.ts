@@ -15,7 +15,11 @@ export async function program() {
   const serials: Record<string, pulumi.Output<string>> = {};
   for (const name of nodeNames(config.require("prefix"), config.requireNumber("count"))) {
     const short = name.split(".")[0]!;
-    const registration = new PuppetNodeRegistration(short, { name, classes: { motd: { message: short } }, onConflict: "fail" });
+    const registration = new PuppetNodeRegistration(short, {
+      name,
+      classes: { motd: { message: short } },
+      onConflict: "fail",
+    });
     serials[short] = new PuppetCertificate(short, { certname: registration.nodeName }).serial;
   }
   return serials;
