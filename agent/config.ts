@@ -57,11 +57,9 @@ function configSchema() {
     certnames: z
       .object({
         allow: list(
-          z
-            .string()
-            .refine((p) => patternProblem(p) === undefined, {
-              error: (issue) => `${JSON.stringify(issue.input)} ${patternProblem(String(issue.input))}`,
-            }),
+          z.string().refine((p) => patternProblem(p) === undefined, {
+            error: (issue) => `${JSON.stringify(issue.input)} ${patternProblem(String(issue.input))}`,
+          }),
         ),
         deny: list(z.string()),
         allow_any: z.preprocess(

@@ -146,7 +146,7 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
       );
       return;
     }
-    parseJson(request, body as string, done);
+    void parseJson(request, body as string, done);
   });
 
   const throttle = new FailureThrottle(

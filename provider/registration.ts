@@ -127,8 +127,8 @@ export const registrationLifecycle = {
           ...state,
           environment: state.environment === undefined ? undefined : node.environment,
           groups: node.groups,
-          classes: node.classes as RegistrationState["classes"],
-          parameters: node.parameters as RegistrationState["parameters"],
+          classes: node.classes,
+          parameters: node.parameters,
           nodeEnvironment: node.environment,
         }),
       };

@@ -83,7 +83,7 @@ export function thinProvider(name: LifecycleName): ThinProvider {
   const lifecycle = (): Lifecycle<object> => runtime()[name];
   return {
     async configure(request) {
-      this.settings = runtime().stackSettings(request.config as StackConfig);
+      this.settings = runtime().stackSettings(request.config);
     },
     check(olds, news) {
       return lifecycle().check(olds, news, this.settings);

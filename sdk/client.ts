@@ -9,7 +9,7 @@
  * create after a lost answer returns the first result instead of creating twice.
  */
 import { randomBytes } from "node:crypto";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as tlsConnect } from "node:tls";
 import { Agent, request, type buildConnector, type Dispatcher } from "undici";
 import type { z } from "zod";
 import { EspmError } from "./errors";
@@ -88,7 +88,7 @@ function pinningConnector(fingerprint: string, timeoutMs: number): buildConnecto
       if (err) {
         socket.destroy();
         callback(err, null);
-      } else callback(null, socket as TLSSocket);
+      } else callback(null, socket);
     };
     socket.once("secureConnect", () => {
       const presented = socket.getPeerCertificate().fingerprint256;
@@ -244,7 +244,7 @@ export class EspmClient {
       let response: Dispatcher.ResponseData;
       try {
         response = await request(url, {
-          method: method as Dispatcher.HttpMethod,
+          method: method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
           dispatcher: this.dispatcher,

@@ -159,7 +159,7 @@ export const PUPPET_EXTENSIONS: Readonly<Record<string, string>> = {
  * requests (names from PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them).
  */
 export function createCsr(certname: string, privateKeyPem: string, extensions: Record<string, string> = {}): string {
-  const privateKey = forge.pki.privateKeyFromPem(privateKeyPem) as forge.pki.rsa.PrivateKey;
+  const privateKey = forge.pki.privateKeyFromPem(privateKeyPem);
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.setRsaPublicKey(privateKey.n, privateKey.e);
   csr.setSubject([{ name: "commonName", value: certname }]);
@@ -220,7 +220,7 @@ export function inspectCsr(pem: string): CsrSummary {
     throw new Error(`not a PEM certificate request (${(err as Error).message})`);
   }
   const children = (node: forge.asn1.Asn1 | undefined): forge.asn1.Asn1[] =>
-    Array.isArray(node?.value) ? (node.value as forge.asn1.Asn1[]) : [];
+    Array.isArray(node?.value) ? node.value : [];
   const oid = (node: forge.asn1.Asn1 | undefined): string | undefined =>
     node && node.type === asn1.Type.OID && typeof node.value === "string" ? asn1.derToOid(node.value) : undefined;
 

@@ -35,12 +35,12 @@ function demoInTerminal(args: string[]): Terminal {
     env: { ...process.env, ESPM_PULUMI_BIN: pulumiBin() ?? "" },
   });
   let text = "";
-  child.stdout!.on("data", (d: Buffer) => (text += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (text += d.toString()));
+  child.stdout.on("data", (d: Buffer) => (text += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (text += d.toString()));
   return {
     child,
     output: () => text,
-    type: (input) => child.stdin!.write(input),
+    type: (input) => child.stdin.write(input),
     exited: new Promise((resolve) => child.once("exit", (code) => resolve(code))),
   };
 }

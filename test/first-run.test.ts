@@ -70,7 +70,7 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
     const { boot, result, error } = await firstRunWhileBooting(name, script);
     assert.equal(boot.code, 0, boot.log);
     assert.equal(error, undefined);
-    const state = result!.outs as FirstRunState;
+    const state = result.outs as FirstRunState;
     assert.equal(state.status, "changed");
     assert.ok(state.resources.changed >= 1, JSON.stringify(state.resources));
     assert.match(state.runAt, /^\d{4}-\d\d-\d\dT/);

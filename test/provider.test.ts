@@ -57,7 +57,7 @@ describe("providers against live espm and Puppet Server", function () {
         result.failures?.map((f) => f.property),
         ["groups"],
       );
-      assert.match(result.failures![0]!.reason, /at least one group or one class/);
+      assert.match(result.failures[0]!.reason, /at least one group or one class/);
     });
 
     it("refuses unknown key types and extensions, and defaults what it may", async () => {

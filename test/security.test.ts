@@ -164,9 +164,9 @@ describe("security: what the PSK can and cannot do", function () {
         parameters: {},
         onConflict: "suffix",
       };
-      const first = await provider.create!(inputs);
+      const first = await provider.create(inputs);
       assert.equal(first.id, "web-01.exact.test");
-      await assert.rejects(provider.create!(inputs), (err: Error) => {
+      await assert.rejects(provider.create(inputs), (err: Error) => {
         assert.match(err.message, /web-01-\d+\.exact\.test matches none of the certname patterns/);
         return true;
       });

@@ -161,11 +161,11 @@ async function main(): Promise<void> {
     await interruptible(
       signal,
       new Promise<void>((ready, failed) => {
-        espm.stdout!.on("data", (d: Buffer) => d.toString().includes('"espm ready"') && ready());
+        espm.stdout.on("data", (d: Buffer) => d.toString().includes('"espm ready"') && ready());
         espm.once("exit", (code) => failed(new Error(`espm exited with ${code}`)));
       }),
     );
-    espm.stdout!.pipe(createWriteStream(join(dir, "espm.log")));
+    espm.stdout.pipe(createWriteStream(join(dir, "espm.log")));
 
     console.log(`\nPuppet Server: ${lab.url} (CA and config in ${lab.dir}; puppet.conf ${lab.confFile})`);
     console.log(`espm: https://127.0.0.1:${values.port} (config ${ini}, log ${join(dir, "espm.log")})\n`);

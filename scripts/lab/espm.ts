@@ -98,11 +98,11 @@ export class EspmProcess {
     const child = spawn(process.execPath, [ESPM_BIN, "-c", setup.ini], { stdio: ["ignore", "pipe", "pipe"] });
     const espm = new EspmProcess(setup, child);
     let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     await new Promise<void>((ready, failed) => {
       let buffer = "";
       const timer = setTimeout(() => failed(new Error(`espm did not start within 15 s: ${stderr}`)), 15_000);
-      child.stdout!.on("data", (d: Buffer) => {
+      child.stdout.on("data", (d: Buffer) => {
         buffer += d.toString();
         let newline;
         while ((newline = buffer.indexOf("\n")) >= 0) {

@@ -35,11 +35,11 @@ export class DynamicProviderPlugin {
       env: { ...process.env, PULUMI_NODEJS_PROJECT: "espm-test" },
     });
     let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     let out = "";
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`plugin printed no port within 20 s: ${stderr}`)), 20_000);
-      child.stdout!.on("data", (d: Buffer) => {
+      child.stdout.on("data", (d: Buffer) => {
         out += d.toString();
         const line = out.split("\n")[0];
         if (out.includes("\n") && line) {

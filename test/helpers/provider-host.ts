@@ -53,7 +53,7 @@ async function call(): Promise<void> {
   const provider = requireFromString(request.text).handler();
   await provider.configure?.({
     config: { get: (key: string) => request.config[key], require: (key: string) => request.config[key]! },
-  } as never);
+  });
   const results: unknown[] = [];
   for (const step of request.steps) {
     try {
