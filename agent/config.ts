@@ -89,6 +89,21 @@ function configSchema() {
         reportdir: path.optional(),
       })
       .optional(),
+    /**
+     * Policy-based autosigning for nodes that make their own keys: `espm autosign`, run by Puppet
+     * Server, asks the running espm over this Unix socket, with the secret in secret_file (readable
+     * by Puppet Server's group only; it allows that one question and nothing else).
+     */
+    autosign: z
+      .object({
+        socket: path,
+        secret_file: path,
+        /** A policy executable for CSRs of names espm never enrolled (Puppet's own interface). */
+        fallback: z.string().optional(),
+        /** How often espm looks for pending requests of enrolled names that no policy decided. */
+        sweep_seconds: z.coerce.number().int().min(1).max(3600).default(15),
+      })
+      .optional(),
   });
 }
 
@@ -111,6 +126,7 @@ export function loadConfig(path: string): EspmConfig {
   const raw = parse(text);
   if (raw.store && raw.store.export_group === "") delete raw.store.export_group;
   if (raw.classifier && raw.classifier.fallback_enc === "") delete raw.classifier.fallback_enc;
+  if (raw.autosign && raw.autosign.fallback === "") delete raw.autosign.fallback;
   const result = configSchema().safeParse(raw);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`);
@@ -131,6 +147,11 @@ export function loadConfig(path: string): EspmConfig {
     config.puppetserver.cert = at(config.puppetserver.cert);
     config.puppetserver.key = at(config.puppetserver.key);
     if (config.puppetserver.reportdir) config.puppetserver.reportdir = at(config.puppetserver.reportdir);
+  }
+  if (config.autosign) {
+    config.autosign.socket = at(config.autosign.socket);
+    config.autosign.secret_file = at(config.autosign.secret_file);
+    if (config.autosign.fallback) config.autosign.fallback = at(config.autosign.fallback);
   }
   return config;
 }

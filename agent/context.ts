@@ -24,6 +24,8 @@ export interface AgentContext {
   /** Puppet Server's stored reports, when espm.ini names the report directory. */
   reports?: ReportReader;
   version: string;
+  /** The autosign channel, when espm.ini configures one: where it listens, and whether it does. */
+  autosign?: { socket: string; listening: boolean };
 }
 
 /** The options every route plugin is registered with. */

@@ -5,10 +5,12 @@
  * names are learned at start and relearned periodically, for the certname policy.
  */
 import { readFileSync } from "node:fs";
+import { buildAutosignServer, listenOnSocket } from "./autosign-server";
 import { CertnamePolicy } from "./certname-policy";
 import { loadConfig, type EspmConfig } from "./config";
 import type { AgentContext } from "./context";
 import { EncExport, readGroupsSnapshot } from "./enc-export";
+import { EnrollmentSweep } from "./enrollments";
 import { GroupsSource } from "./groups";
 import type { Backends, ServerNameSource } from "./puppetserver/contract";
 import { Idempotency } from "./idempotency";
@@ -76,8 +78,13 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     version: VERSION,
     reports,
     ...backends,
+    autosign: config.autosign && { socket: config.autosign.socket, listening: false },
   };
   const app = buildServer(ctx, { psk, tls });
+  const autosign = config.autosign
+    ? buildAutosignServer(ctx, readSecret(config.autosign.secret_file, "autosign secret file"), app.log)
+    : undefined;
+  const sweep = config.autosign && ctx.ca ? new EnrollmentSweep(ctx, app.log) : undefined;
   groups.attach(app.log);
   // Every socket, including those still in their TLS handshake (which the HTTP server does not
   // track), so that a stop can cut them all off.
@@ -107,6 +114,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     app.log.info({ signal, graceMs }, "stopping: finishing in-flight requests");
     learning?.stop();
     groups.close();
+    void sweep?.stop();
+    void autosign?.close();
     // Requests still running after the grace period (a slow client) are cut off: a stop never waits on a client.
     const cutOff = setTimeout(() => {
       app.log.warn({ connections: sockets.size }, "closing the connections still open after the grace period");
@@ -142,12 +151,18 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   // espm starts anyway and refuses names with 503 until it has learned them.
   await Promise.race([learning?.first, new Promise((r) => setTimeout(r, FIRST_LEARN_WAIT_MS).unref())]);
   await app.listen({ host: config.server.host, port: config.server.port });
+  if (autosign && config.autosign) {
+    await listenOnSocket(autosign, config.autosign.socket, config.store.export_group);
+    ctx.autosign!.listening = true;
+    sweep?.start(config.autosign.sweep_seconds * 1000);
+  }
   app.log.info(
     {
       version: VERSION,
       host: config.server.host,
       port: config.server.port,
       ca: ctx.ca ? "puppetserver" : "not configured",
+      autosign: config.autosign ? config.autosign.socket : "not configured",
       certnames: policy.describe().detail,
     },
     "espm ready",

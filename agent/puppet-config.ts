@@ -7,10 +7,55 @@
  * may use the CA's per-certname endpoints only on paths whose certname matches the operator's
  * patterns and is none of Puppet's own names, so even a compromised espm cannot get `puppet` signed.
  */
-import { readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { chownSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { patternRegex, RESERVED_CERTNAMES } from "./certname-policy";
-import { loadConfig } from "./config";
+import { loadConfig, type EspmConfig } from "./config";
+import { groupId } from "./enc-export";
+
+/** The first line of the autosign wrapper: espm rewrites only a file that starts with it. */
+const WRAPPER_MARK = "# espm autosign wrapper, written by espm puppet-config";
+
+export interface PuppetConfigOptions {
+  /** auth.conf to print with espm's rules added... */
+  authConf?: string;
+  /** ...or to write, with them, to this new file for review. */
+  writeTo?: string;
+  /** espm's executable (default: this one). */
+  espmBin?: string;
+  /** Where to write the autosign wrapper (default: espm-autosign beside espm.ini). */
+  autosignWrapper?: string;
+}
+
+/**
+ * Puppet Server takes `autosign` as the path of one executable, run with the certname as its only
+ * argument: a command line with arguments would be read as a file name, and a file Puppet Server's
+ * user cannot execute is read as an allowlist. So espm writes a wrapper: root:<Puppet Server's
+ * group>, mode 0750, that runs `espm autosign -c <this espm.ini>` with node's own path (Puppet
+ * Server's PATH may not have node). Returns what it did.
+ */
+export function writeAutosignWrapper(config: EspmConfig, ini: string, espmBin: string, wrapper: string): string {
+  for (const path of [process.execPath, espmBin, ini]) {
+    if (path.includes("'")) throw new Error(`cannot write the autosign wrapper: the path ${path} has a single quote`);
+  }
+  const text = `#!/bin/sh
+${WRAPPER_MARK}. Puppet Server runs it with the certname as its
+# one argument and the CSR on stdin; exit 0 signs.
+exec '${process.execPath}' '${espmBin}' autosign -c '${ini}' "$@"
+`;
+  if (existsSync(wrapper)) {
+    const current = readFileSync(wrapper, "utf8");
+    if (current === text) return `${wrapper} is already in place`;
+    if (!current.startsWith(`#!/bin/sh\n${WRAPPER_MARK}`))
+      throw new Error(`${wrapper} exists and was not written by espm puppet-config; remove it or choose --autosign-wrapper`);
+  }
+  const temporary = join(dirname(wrapper), `.${Date.now()}.espm-autosign`);
+  writeFileSync(temporary, text, { mode: 0o750, flag: "wx" });
+  const group = config.store.export_group;
+  if (group && process.getuid?.() === 0) chownSync(temporary, 0, groupId(group));
+  renameSync(temporary, wrapper);
+  return `wrote ${wrapper} (mode 0750${group && process.getuid?.() === 0 ? `, root:${group}` : ""})`;
+}
 
 export interface CertnameRules {
   patterns: readonly string[];
@@ -59,15 +104,13 @@ export function espmAuthRules(rules: CertnameRules): string {
 }
 
 /**
- * The puppet.conf and auth.conf changes, printed. With `authConfFile`, also that file with espm's
- * rules added: printed, or written to `writeTo` (a new file, never an existing one) for review.
+ * The puppet.conf and auth.conf changes, printed. With `authConf`, also that file with espm's rules
+ * added: printed, or written to `writeTo` (a new file, never an existing one) for review. With an
+ * [autosign] section in espm.ini, also writes the autosign wrapper and prints its setting.
  */
-export function printPuppetConfig(
-  configFile: string,
-  authConfFile?: string,
-  espmBin = process.argv[1] ?? "/usr/local/bin/espm",
-  writeTo?: string,
-): string {
+export function printPuppetConfig(configFile: string, options: PuppetConfigOptions = {}): string {
+  const { authConf: authConfFile, writeTo } = options;
+  const espmBin = resolve(options.espmBin ?? process.argv[1] ?? "/usr/local/bin/espm");
   const config = loadConfig(configFile);
   const ini = resolve(configFile);
   const rules = { patterns: config.certnames.allow, allowAny: config.certnames.allow_any, deny: config.certnames.deny };
@@ -81,6 +124,17 @@ export function printPuppetConfig(
       rewritten = `\n# ${authConfFile} with espm's rules added (review it, then put it in place):\n${text}`;
     }
   }
+  let autosign = "";
+  if (config.autosign) {
+    const wrapper = resolve(options.autosignWrapper ?? join(dirname(ini), "espm-autosign"));
+    const done = writeAutosignWrapper(config, ini, espmBin, wrapper);
+    autosign = `autosign = ${wrapper}
+#    (${done}. Puppet Server's user runs it; it reads ${ini} and
+#    ${config.autosign.secret_file}, and asks espm on ${config.autosign.socket}: all three must be
+#    readable by Puppet Server's group${config.store.export_group ? ` (${config.store.export_group})` : ""}, the secret by no one else.
+#    Remove any other "autosign =" line: the last one wins, and "autosign = false" disables it.)
+`;
+  }
   const reports = config.puppetserver?.reportdir
     ? `reports = store
 #    (PuppetFirstRun reads the stored reports from ${config.puppetserver.reportdir}; espm's user reads
@@ -91,8 +145,8 @@ export function printPuppetConfig(
 #    that user needs read access to ${ini} and ${config.store.enc_export}):
 [server]
 node_terminus = exec
-external_nodes = ${resolve(espmBin)} enc -c ${ini}
-${reports}
+external_nodes = ${espmBin} enc -c ${ini}
+${autosign}${reports}
 # 2. auth.conf (/etc/puppet/puppetserver/conf.d/auth.conf on Debian): add these rules at the top of
 #    "rules: [". They come before the stock rules (sort-order 400), allow espm the CA's certificate
 #    paths only for the names its certname policy allows, and leave every stock rule as it is

@@ -14,6 +14,7 @@ import { BackendError, CaRefusal } from "./puppetserver/contract";
 import { ApiError, sendError } from "./http";
 import { certificateRoutes } from "./routes/certificates";
 import { discoveryRoutes } from "./routes/discovery";
+import { enrollmentRoutes } from "./routes/enrollments";
 import { healthRoutes } from "./routes/health";
 import { nodeRoutes } from "./routes/nodes";
 import { runRoutes } from "./routes/runs";
@@ -219,6 +220,7 @@ export function buildServer(ctx: AgentContext, options: ServerOptions): FastifyI
     await authenticated.register(nodeRoutes, { ctx });
     await authenticated.register(runRoutes, { ctx });
     await authenticated.register(certificateRoutes, { ctx });
+    await authenticated.register(enrollmentRoutes, { ctx });
   });
   return app;
 }

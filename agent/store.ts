@@ -63,11 +63,32 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 
 `;
 
 /**
+ * Version 3: enrollments. espm keeps only the token's hash. A name has at most one enrollment that
+ * is not revoked; a revoked one stays as a tombstone for the audit trail.
+ */
+const ENROLLMENTS = `
+CREATE TABLE enrollments (
+  id INTEGER PRIMARY KEY,
+  certname TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  extensions TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('issued', 'used', 'signed', 'refused', 'revoked')),
+  public_key TEXT,
+  serial TEXT,
+  reason TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX enrollments_live ON enrollments(certname) WHERE state <> 'revoked';
+`;
+
+/**
  * Each step brings the schema from version i to i + 1. Version 2: the public key of the CSR espm
  * submitted (SHA-256 of its SPKI), so that a pending request at the CA is recognised as espm's own
  * by its key, not by its name alone.
  */
-const MIGRATIONS = [SCHEMA_V1, "ALTER TABLE certificates ADD COLUMN public_key TEXT;"];
+const MIGRATIONS = [SCHEMA_V1, "ALTER TABLE certificates ADD COLUMN public_key TEXT;", ENROLLMENTS];
 const SCHEMA_VERSION = MIGRATIONS.length;
 
 export interface CertificateRecord {
@@ -77,6 +98,44 @@ export interface CertificateRecord {
   publicKey: string | null;
   serial: string | null;
   notAfter: string | null;
+}
+
+export type EnrollmentRecordState = "issued" | "used" | "signed" | "refused" | "revoked";
+
+export interface EnrollmentRecord {
+  id: number;
+  certname: string;
+  extensions: Record<string, string>;
+  expiresAt: string;
+  state: EnrollmentRecordState;
+  /** SHA-256 (hex) of the public key of the CSR the token signed, once presented and accepted. */
+  publicKey: string | null;
+  serial: string | null;
+  reason: string | null;
+}
+
+interface EnrollmentRow {
+  id: number;
+  certname: string;
+  extensions: string;
+  expires_at: string;
+  state: EnrollmentRecordState;
+  public_key: string | null;
+  serial: string | null;
+  reason: string | null;
+}
+
+function toEnrollment(row: EnrollmentRow): EnrollmentRecord {
+  return {
+    id: row.id,
+    certname: row.certname,
+    extensions: JSON.parse(row.extensions),
+    expiresAt: row.expires_at,
+    state: row.state,
+    publicKey: row.public_key,
+    serial: row.serial,
+    reason: row.reason,
+  };
 }
 
 export interface IdempotencyRecord {
@@ -263,6 +322,72 @@ export class Store {
          WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?)`,
       )
       .run(now, certname);
+  }
+
+  insertEnrollment(
+    certname: string,
+    tokenHash: string,
+    extensions: Record<string, string>,
+    expiresAt: string,
+    now: string,
+  ): EnrollmentRecord {
+    this.db
+      .prepare(
+        `INSERT INTO enrollments (certname, token_hash, extensions, expires_at, state, created_at, updated_at)
+         VALUES (?, ?, ?, ?, 'issued', ?, ?)`,
+      )
+      .run(certname, tokenHash, JSON.stringify(extensions), expiresAt, now, now);
+    return this.liveEnrollment(certname)!;
+  }
+
+  /** The name's enrollment that is not revoked, in whatever state. */
+  liveEnrollment(certname: string): EnrollmentRecord | undefined {
+    const row = this.db
+      .prepare<[string], EnrollmentRow>("SELECT * FROM enrollments WHERE certname = ? AND state <> 'revoked'")
+      .get(certname);
+    return row && toEnrollment(row);
+  }
+
+  /** The enrollment a token belongs to, in whatever state (a revoked one too: its token is dead). */
+  enrollmentByToken(tokenHash: string): EnrollmentRecord | undefined {
+    const row = this.db
+      .prepare<[string], EnrollmentRow>("SELECT * FROM enrollments WHERE token_hash = ?")
+      .get(tokenHash);
+    return row && toEnrollment(row);
+  }
+
+  everEnrolled(certname: string): boolean {
+    return this.db.prepare("SELECT 1 FROM enrollments WHERE certname = ? LIMIT 1").get(certname) !== undefined;
+  }
+
+  /** Every enrollment that is not revoked, for the sweep of pending requests. */
+  liveEnrollments(): EnrollmentRecord[] {
+    return this.db
+      .prepare<[], EnrollmentRow>("SELECT * FROM enrollments WHERE state <> 'revoked' ORDER BY id")
+      .all()
+      .map(toEnrollment);
+  }
+
+  updateEnrollment(
+    id: number,
+    change: { state?: EnrollmentRecordState; publicKey?: string; serial?: string; reason?: string; expiresAt?: string },
+    now: string,
+  ): void {
+    this.db
+      .prepare(
+        `UPDATE enrollments SET state = coalesce(?, state), public_key = coalesce(?, public_key),
+           serial = coalesce(?, serial), reason = coalesce(?, reason), expires_at = coalesce(?, expires_at),
+           updated_at = ? WHERE id = ?`,
+      )
+      .run(
+        change.state ?? null,
+        change.publicKey ?? null,
+        change.serial ?? null,
+        change.reason ?? null,
+        change.expiresAt ?? null,
+        now,
+        id,
+      );
   }
 
   idempotency(key: string, nowMs: number): IdempotencyRecord | undefined {

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { nameProblem } from "./names";
+import { EXTENSION_VALUE_PATTERN, PUPPET_EXTENSIONS } from "./puppet-extensions";
 
 export { NAME_PATTERN, nameProblem, suffixedName } from "./names";
 
@@ -79,6 +80,43 @@ const certificateStatus = z.object({
   notAfter: z.string().optional(),
 });
 
+/**
+ * An enrollment: a one-time token for a registered node, so that the node makes its own key and
+ * Puppet's policy-based autosigning (`espm autosign`) signs its CSR. Extensions are the `pp_*`
+ * extensions the CSR may carry, with their values; pp_instance_id is always allowed.
+ */
+const extensions = z
+  .record(
+    z.string().refine((n) => n in PUPPET_EXTENSIONS && n !== "pp_instance_id", {
+      error: (issue) =>
+        `${JSON.stringify(issue.input)} is not a Puppet extension espm allows (pp_instance_id is always allowed; others: ${Object.keys(PUPPET_EXTENSIONS).join(", ")})`,
+    }),
+    z.string().regex(EXTENSION_VALUE_PATTERN, "must be 1 to 255 printable characters, without quotes or backslashes"),
+  )
+  .refine((e) => Object.keys(e).length <= 20, "at most 20 extensions");
+const enrollmentRequest = z.strictObject({
+  ttlMinutes: z.number().int().min(1).max(7 * 24 * 60).default(60),
+  extensions: extensions.default({}),
+});
+const enrollmentState = z.enum(["issued", "used", "signed", "refused", "expired", "revoked"]);
+const enrollment = z.object({
+  certname: name,
+  state: enrollmentState,
+  expiresAt: z.string(),
+  extensions: z.record(z.string(), z.string()),
+  /** The serial of the certificate signed through the enrollment, once espm has learned it. */
+  serial: z.string().optional(),
+  /** Why the last CSR presented was refused, when it was. */
+  reason: z.string().optional(),
+});
+const enrollmentIssued = enrollment.extend({
+  /** The one-time token: shown once, here; espm keeps only its hash. */
+  token: z.string(),
+  /** The Puppet CA's certificate bundle, for the node to trust from its first connection. */
+  caCertificate: z.string(),
+});
+const enrollmentUpdate = z.strictObject({ ttlMinutes: z.number().int().min(1).max(7 * 24 * 60) });
+
 const count = z.number().int().min(0);
 const puppetRun = z.object({
   /** When the run started, ISO 8601. */
@@ -127,6 +165,10 @@ export const schemas = {
   signRequest,
   certificateIssued,
   certificateStatus,
+  enrollmentRequest,
+  enrollmentUpdate,
+  enrollment,
+  enrollmentIssued,
   puppetRun,
   runsResponse,
   backendStatus,
@@ -147,6 +189,9 @@ export type ClassesResponse = z.output<Protocol["classesResponse"]>;
 export type SignRequest = z.output<Protocol["signRequest"]>;
 export type CertificateIssued = z.output<Protocol["certificateIssued"]>;
 export type CertificateStatus = z.output<Protocol["certificateStatus"]>;
+export type EnrollmentInput = z.input<Protocol["enrollmentRequest"]>;
+export type Enrollment = z.output<Protocol["enrollment"]>;
+export type EnrollmentIssued = z.output<Protocol["enrollmentIssued"]>;
 export type PuppetRun = z.output<Protocol["puppetRun"]>;
 export type RunsResponse = z.output<Protocol["runsResponse"]>;
 export type Health = z.output<Protocol["health"]>;

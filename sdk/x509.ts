@@ -14,6 +14,9 @@ import {
 } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
+import { PUPPET_EXTENSIONS } from "./puppet-extensions";
+
+export { PUPPET_EXTENSIONS, puppetExtensionName } from "./puppet-extensions";
 
 export type RsaKeySize = 2048 | 3072 | 4096;
 
@@ -125,40 +128,18 @@ export function describeCertificate(certificatePem: string): CertificateSummary 
   };
 }
 
-/** Puppet's registered `pp_*` certificate extensions (OID arc 1.3.6.1.4.1.34380.1.1). */
-export const PUPPET_EXTENSIONS: Readonly<Record<string, string>> = {
-  pp_uuid: "1.3.6.1.4.1.34380.1.1.1",
-  pp_instance_id: "1.3.6.1.4.1.34380.1.1.2",
-  pp_image_name: "1.3.6.1.4.1.34380.1.1.3",
-  pp_preshared_key: "1.3.6.1.4.1.34380.1.1.4",
-  pp_cost_center: "1.3.6.1.4.1.34380.1.1.5",
-  pp_product: "1.3.6.1.4.1.34380.1.1.6",
-  pp_project: "1.3.6.1.4.1.34380.1.1.7",
-  pp_application: "1.3.6.1.4.1.34380.1.1.8",
-  pp_service: "1.3.6.1.4.1.34380.1.1.9",
-  pp_employee: "1.3.6.1.4.1.34380.1.1.10",
-  pp_created_by: "1.3.6.1.4.1.34380.1.1.11",
-  pp_environment: "1.3.6.1.4.1.34380.1.1.12",
-  pp_role: "1.3.6.1.4.1.34380.1.1.13",
-  pp_software_version: "1.3.6.1.4.1.34380.1.1.14",
-  pp_department: "1.3.6.1.4.1.34380.1.1.15",
-  pp_cluster: "1.3.6.1.4.1.34380.1.1.16",
-  pp_provisioner: "1.3.6.1.4.1.34380.1.1.17",
-  pp_region: "1.3.6.1.4.1.34380.1.1.18",
-  pp_datacenter: "1.3.6.1.4.1.34380.1.1.19",
-  pp_zone: "1.3.6.1.4.1.34380.1.1.20",
-  pp_network: "1.3.6.1.4.1.34380.1.1.21",
-  pp_securitypolicy: "1.3.6.1.4.1.34380.1.1.22",
-  pp_cloudplatform: "1.3.6.1.4.1.34380.1.1.23",
-  pp_apptier: "1.3.6.1.4.1.34380.1.1.24",
-  pp_hostname: "1.3.6.1.4.1.34380.1.1.25",
-};
 
 /**
  * A PEM CSR for certname signed with an RSA private key, carrying the given `pp_*` extension
- * requests (names from PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them).
+ * requests (names from PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them) and,
+ * when given, a challengePassword attribute (as an agent's csr_attributes.yaml puts one).
  */
-export function createCsr(certname: string, privateKeyPem: string, extensions: Record<string, string> = {}): string {
+export function createCsr(
+  certname: string,
+  privateKeyPem: string,
+  extensions: Record<string, string> = {},
+  challengePassword?: string,
+): string {
   const privateKey = forge.pki.privateKeyFromPem(privateKeyPem);
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.setRsaPublicKey(privateKey.n, privateKey.e);
@@ -171,7 +152,10 @@ export function createCsr(certname: string, privateKeyPem: string, extensions: R
       .getBytes();
     return { id, critical: false, value: der };
   });
-  if (requested.length) csr.setAttributes([{ name: "extensionRequest", extensions: requested }]);
+  const attributes: Array<Record<string, unknown>> = [];
+  if (challengePassword !== undefined) attributes.push({ name: "challengePassword", value: challengePassword });
+  if (requested.length) attributes.push({ name: "extensionRequest", extensions: requested });
+  if (attributes.length) csr.setAttributes(attributes);
   csr.sign(privateKey, forge.md.sha256.create());
   return forge.pki.certificationRequestToPem(csr);
 }
@@ -188,6 +172,10 @@ export interface CsrSummary {
   keyType: "rsa" | "ec-p256" | "ec-p384" | "other";
   /** OIDs of the requested extensions. */
   extensions: string[];
+  /** The requested extensions' values, by OID, where the value is a string (as Puppet's pp_* are). */
+  extensionValues: Record<string, string>;
+  /** The challengePassword attribute (an enrollment token travels in it), when the CSR has one. */
+  challengePassword: string | undefined;
   /** DNS names of a requested subjectAltName extension. */
   dnsAltNames: string[];
   /** True when the SAN requests anything other than DNS names. */
@@ -201,6 +189,7 @@ const OID = {
   p256: "1.2.840.10045.3.1.7",
   p384: "1.3.132.0.34",
   extensionRequest: "1.2.840.113549.1.9.14",
+  challengePassword: "1.2.840.113549.1.9.7",
   subjectAltName: "2.5.29.17",
 };
 
@@ -244,11 +233,21 @@ export function inspectCsr(pem: string): CsrSummary {
   else if (oid(keyOid) === OID.ecPublicKey)
     keyType = oid(params) === OID.p256 ? "ec-p256" : oid(params) === OID.p384 ? "ec-p384" : "other";
 
+  /** The text of a string-typed ASN.1 value (UTF8String, PrintableString, IA5String…), or undefined. */
+  const text = (node: forge.asn1.Asn1 | undefined): string | undefined => {
+    const stringTypes: number[] = [asn1.Type.UTF8, asn1.Type.PRINTABLESTRING, asn1.Type.IA5STRING, 20, 30];
+    if (!node || node.tagClass !== asn1.Class.UNIVERSAL || !stringTypes.includes(node.type)) return undefined;
+    return typeof node.value === "string" ? forge.util.decodeUtf8(node.value) : undefined;
+  };
+
   const extensions: string[] = [];
+  const extensionValues: Record<string, string> = {};
   const dnsAltNames: string[] = [];
   let otherAltNames = false;
+  let challengePassword: string | undefined;
   for (const attribute of children(attributes)) {
     const [type, values] = children(attribute);
+    if (oid(type) === OID.challengePassword) challengePassword = text(children(values)[0]);
     if (oid(type) !== OID.extensionRequest) continue;
     for (const list of children(values)) {
       for (const extension of children(list)) {
@@ -256,8 +255,17 @@ export function inspectCsr(pem: string): CsrSummary {
         const id = oid(parts[0]);
         if (!id) continue;
         extensions.push(id);
+        const octets = parts[parts.length - 1];
+        if (id !== OID.subjectAltName && typeof octets?.value === "string") {
+          let value: string | undefined;
+          try {
+            value = text(asn1.fromDer(octets.value));
+          } catch {
+            value = undefined;
+          }
+          if (value !== undefined) extensionValues[id] = value;
+        }
         if (id === OID.subjectAltName) {
-          const octets = parts[parts.length - 1];
           const names = typeof octets?.value === "string" ? children(asn1.fromDer(octets.value)) : [];
           for (const name of names) {
             // Context tag 2 is dNSName; anything else (IP, URI, email) Puppet Server refuses by default.
@@ -279,6 +287,8 @@ export function inspectCsr(pem: string): CsrSummary {
     signatureProblem: signatureProblem(signatureOid, signed.info, signed.spki, signed.signature),
     keyType,
     extensions,
+    extensionValues,
+    challengePassword,
     dnsAltNames,
     otherAltNames,
   };

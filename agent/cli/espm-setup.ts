@@ -5,7 +5,7 @@
  * writing anything and names the file.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -110,6 +110,7 @@ function main(argv: string[]): void {
   const files = {
     config: join(configDir, "espm.ini"),
     psk: join(configDir, "psk"),
+    autosignSecret: join(configDir, "autosign.secret"),
     cert: join(certDir, "espm.crt"),
     key: join(certDir, "espm.key"),
   };
@@ -135,6 +136,7 @@ function main(argv: string[]): void {
     fail(`--export-group ${exportGroup}: no such group in /etc/group`);
 
   const psk = generatePsk();
+  const autosignSecret = generatePsk();
   const tls = createSelfSignedCertificate({
     commonName: hosts[0]!,
     altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])],
@@ -155,6 +157,10 @@ function main(argv: string[]): void {
       groups: join(configDir, "groups.yaml"),
       default_environment: "production",
       ...(o["fallback-enc"] ? { fallback_enc: resolve(o["fallback-enc"]) } : {}),
+    },
+    autosign: {
+      socket: join(stateDir, "autosign.sock"),
+      secret_file: files.autosignSecret,
     },
   };
   if (o["puppetserver-url"]) {
@@ -177,6 +183,9 @@ function main(argv: string[]): void {
     write(files.key, tls.privateKeyPem, 0o600);
     write(files.cert, tls.certificatePem, 0o644);
     write(files.psk, `${psk}\n`, 0o600);
+    // Puppet Server's user runs espm autosign, which reads this secret: its group may read it, no one else.
+    write(files.autosignSecret, `${autosignSecret}\n`, 0o640);
+    if (exportGroup && process.getuid?.() === 0) chownSync(files.autosignSecret, 0, groupId(exportGroup));
     write(
       files.config,
       `; espm configuration, written by espm-setup. It holds no secret: the PSK is in psk_file.\n${stringify(ini)}`,

@@ -6,6 +6,7 @@
  *   espm enc [-c espm.ini] CERTNAME     print a node's classification (Puppet's node_terminus = exec)
  *   espm puppet-config [-c espm.ini]    print the puppet.conf and auth.conf changes espm needs
  *   espm enroll [-c espm.ini] [--wait S] get espm's client certificate from the Puppet CA
+ *   espm autosign [-c espm.ini] CERTNAME  Puppet Server's autosign policy (CSR on stdin)
  */
 import { parseArgs } from "node:util";
 import { configPath } from "../config";
@@ -13,19 +14,35 @@ import { configPath } from "../config";
 const USAGE = `usage:
   espm [-c CONFIG]                       run the espm agent in the foreground
   espm enc [-c CONFIG] CERTNAME          print the ENC YAML for CERTNAME
-  espm puppet-config [-c CONFIG] [--auth-conf FILE [--write NEWFILE]]
+  espm puppet-config [-c CONFIG] [--auth-conf FILE [--write NEWFILE]] [--autosign-wrapper PATH]
                                          print the Puppet Server settings espm needs; with
                                          --auth-conf, also FILE with espm's rules added
-                                         (to NEWFILE with --write, for review)
+                                         (to NEWFILE with --write, for review); with [autosign]
+                                         in CONFIG, write the autosign wrapper (default:
+                                         espm-autosign beside CONFIG)
   espm enroll [-c CONFIG] [--wait SECONDS]
                                          make espm's key, submit its certificate request to the
                                          Puppet CA, and once signed there (puppetserver ca sign
                                          --certname espm) fetch the certificate
+  espm autosign [-c CONFIG] CERTNAME < CSR
+                                         Puppet Server's policy-based autosigning: exit 0 signs,
+                                         anything else refuses with the reason on stderr (run it
+                                         through the wrapper espm puppet-config writes)
 CONFIG defaults to $ESPM_CONFIG, else /opt/espm/etc/espm.ini.`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`espm: ${message}\n`);
   process.exit(code);
+}
+
+/** stdin as text, at most 64 KB (a CSR is a few KB). */
+async function readStdin(): Promise<string> {
+  let text = "";
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.length > 64 * 1024) fail("the CSR on stdin is larger than 64 KB", 1);
+  }
+  return text;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -38,6 +55,7 @@ async function main(argv: string[]): Promise<void> {
         config: { type: "string", short: "c" },
         "auth-conf": { type: "string" },
         write: { type: "string" },
+        "autosign-wrapper": { type: "string" },
         wait: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
@@ -68,6 +86,15 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = result.exitCode;
       return;
     }
+    case "autosign": {
+      if (rest.length !== 1) fail(`autosign takes exactly one CERTNAME, and the CSR on stdin\n${USAGE}`);
+      const { autosign } = await import("../autosign");
+      const csr = await readStdin();
+      const result = await autosign(config, rest[0]!, csr);
+      process.stderr.write(`espm autosign: ${result.message}\n`);
+      process.exitCode = result.exitCode;
+      return;
+    }
     case "enroll": {
       const wait = Number(values.wait ?? 0);
       if (!Number.isInteger(wait) || wait < 0) fail(`--wait takes whole seconds, not ${values.wait}`);
@@ -80,7 +107,13 @@ async function main(argv: string[]): Promise<void> {
       const { printPuppetConfig } = await import("../puppet-config");
       if (values.write && !values["auth-conf"])
         fail("--write needs --auth-conf FILE: it writes FILE with espm's rules added");
-      process.stdout.write(printPuppetConfig(config, values["auth-conf"], undefined, values.write));
+      process.stdout.write(
+        printPuppetConfig(config, {
+          authConf: values["auth-conf"],
+          writeTo: values.write,
+          autosignWrapper: values["autosign-wrapper"],
+        }),
+      );
       return;
     }
     case undefined:

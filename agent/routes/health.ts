@@ -60,11 +60,16 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
     if (!request.authenticated) return { status: store.status === "ok" ? "ok" : "down" };
     const groups: BackendStatus = { status: "ok", detail: `${ctx.groups().size} groups` };
     const names = ctx.policy.describe();
+    const autosign: BackendStatus = !ctx.autosign
+      ? { status: "not_configured" }
+      : ctx.autosign.listening
+        ? { status: "ok", detail: `espm autosign reaches espm on ${ctx.autosign.socket}` }
+        : { status: "down", detail: `not listening on ${ctx.autosign.socket}` };
     return {
       status: store.status === "ok" ? "ok" : "down",
       version: ctx.version,
       protocol: PROTOCOL_VERSION,
-      backends: { store, groups, certnames: names, ...(await remoteBackends()) },
+      backends: { store, groups, certnames: names, autosign, ...(await remoteBackends()) },
     };
   });
 };

@@ -1,0 +1,158 @@
+/**
+ * What happens to an enrollment after its token is issued: learning the serial of the certificate
+ * the CA signed through it, revoking that certificate when the enrollment is deleted, and the sweep.
+ *
+ * Puppet Server saves a CSR before it runs the autosign policy and never runs the policy for it again,
+ * so a CSR the policy refused, or could not decide (espm down, or slower than the policy's 5 s),
+ * stays pending and blocks its name. The sweep looks at the pending requests of enrolled names:
+ * one espm accepted is signed through the CA API; one no policy decided gets the same decision
+ * now; one refused is cleaned, so no name is stranded.
+ */
+import { inspectCsr } from "../sdk/x509";
+import { decide } from "./autosign-policy";
+import { caHolding } from "./ca-holding";
+import { now, type AgentContext } from "./context";
+import type { CertificateAuthority } from "./puppetserver/contract";
+import type { EnrollmentRecord } from "./store";
+
+/**
+ * A pending request seen for at least this long was never decided by a policy run that is still
+ * going: `espm autosign` gives up within 5 s.
+ */
+export const PENDING_GRACE_MS = 10_000;
+
+export interface SweepLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+/**
+ * Once the CA has signed the CSR espm accepted, records its serial with the enrollment (through the
+ * certificate record, which recognises the certificate by the CSR's public key). Returns the record as it is now.
+ */
+export async function learnSerial(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
+  if (enrollment.state !== "used" || !ctx.ca) return enrollment;
+  const { held, mine } = await caHolding(ctx, enrollment.certname);
+  const serial = ctx.store.certificate(enrollment.certname)?.serial;
+  if (!mine || (held.state !== "signed" && held.state !== "revoked") || !serial) return enrollment;
+  ctx.store.updateEnrollment(enrollment.id, { state: "signed", serial }, now());
+  return ctx.store.liveEnrollment(enrollment.certname) ?? enrollment;
+}
+
+/**
+ * Revokes and cleans what the CA holds for an enrolled name (the certificate signed through the
+ * enrollment, or a pending request presented for it), then revokes the enrollment, so that an
+ * unused token signs nothing. Idempotent.
+ */
+export async function revokeEnrollment(ctx: AgentContext, enrollment: EnrollmentRecord, actor: string): Promise<string> {
+  let outcome = "token invalidated";
+  if (ctx.ca) {
+    const { held, mine } = await caHolding(ctx, enrollment.certname);
+    if (held.state === "requested" || (held.state !== "absent" && mine)) {
+      await ctx.ca.clean(enrollment.certname);
+      outcome = held.state === "requested" ? "pending request cleaned" : `certificate ${held.serial ?? ""} revoked`;
+    }
+  }
+  ctx.store.transaction(() => {
+    const at = now();
+    if (enrollment.publicKey && ctx.store.certificate(enrollment.certname)?.state !== "revoked")
+      ctx.store.recordCertificateRevoked(enrollment.certname, at);
+    ctx.store.updateEnrollment(enrollment.id, { state: "revoked" }, at);
+    ctx.store.audit({ actor, action: "enrollment.delete", target: enrollment.certname, outcome }, at);
+  });
+  return outcome;
+}
+
+export class EnrollmentSweep {
+  /** When the sweep first saw each pending request, by certname, with the request's public key. */
+  private readonly firstSeen = new Map<string, { key: string; at: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly log: SweepLog,
+  ) {}
+
+  start(intervalMs: number): void {
+    const tick = () => {
+      void this.once().finally(() => {
+        if (this.timer) this.timer = setTimeout(tick, intervalMs);
+      });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One pass over the enrolled names; one at a time, and never two passes at once. */
+  once(): Promise<void> {
+    this.running ??= this.pass().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const ca = this.ctx.ca;
+    if (!ca) return;
+    for (const enrollment of this.ctx.store.liveEnrollments()) {
+      try {
+        await this.sweep(ca, enrollment);
+      } catch (err) {
+        this.log.warn({ certname: enrollment.certname, err: (err as Error).message }, "enrollment sweep failed");
+      }
+    }
+  }
+
+  private async sweep(ca: CertificateAuthority, enrollment: EnrollmentRecord): Promise<void> {
+    const { certname } = enrollment;
+    const held = await ca.status(certname);
+    if (held.state !== "requested") {
+      this.firstSeen.delete(certname);
+      if (enrollment.state === "used") await learnSerial(this.ctx, enrollment);
+      return;
+    }
+    const pem = await ca.request(certname);
+    if (pem === undefined) return;
+    let key: string;
+    try {
+      key = inspectCsr(pem).publicKeySha256;
+    } catch {
+      key = "unreadable";
+    }
+    const seen = this.firstSeen.get(certname);
+    if (!seen || seen.key !== key) {
+      this.firstSeen.set(certname, { key, at: Date.now() });
+      return;
+    }
+    if (Date.now() - seen.at < PENDING_GRACE_MS) return;
+    this.firstSeen.delete(certname);
+
+    if (enrollment.state === "used" && enrollment.publicKey === key) {
+      await ca.sign(certname);
+      this.audit(certname, "signed", "a pending request espm had accepted, which no policy run signed");
+      await learnSerial(this.ctx, enrollment);
+      return;
+    }
+    if (enrollment.state === "issued") {
+      const answer = decide(this.ctx, certname, pem, "espm sweep");
+      if (answer.decision === "sign") {
+        await ca.sign(certname);
+        this.audit(certname, "signed", "a pending request no policy run decided, accepted now");
+        await learnSerial(this.ctx, this.ctx.store.liveEnrollment(certname)!);
+        return;
+      }
+      if (answer.decision === "refuse" && answer.undecided) return;
+    }
+    await ca.clean(certname);
+    this.audit(certname, "cleaned", "a pending request espm refused, so that the name is not stranded");
+  }
+
+  private audit(certname: string, outcome: string, detail: string): void {
+    this.ctx.store.audit({ actor: "espm sweep", action: "enrollment.sweep", target: certname, outcome, detail }, now());
+    this.log.info({ certname, outcome }, detail);
+  }
+}
