@@ -98,7 +98,13 @@ export function decide(ctx: AgentContext, certname: string, pem: string, actor: 
     ctx.store.recordCertificateRequested(certname, csr.publicKeySha256, at);
     ctx.store.updateEnrollment(presented.id, { state: "used", publicKey: csr.publicKeySha256 }, at);
     ctx.store.audit(
-      { actor, action: "autosign", target: certname, outcome: "sign", detail: `key ${csr.publicKeySha256.slice(0, 16)}` },
+      {
+        actor,
+        action: "autosign",
+        target: certname,
+        outcome: "sign",
+        detail: `key ${csr.publicKeySha256.slice(0, 16)}`,
+      },
       at,
     );
     return { decision: "sign" };

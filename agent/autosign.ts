@@ -42,7 +42,8 @@ function ask(socket: string, secret: string, certname: string, csr: string, time
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => (text += chunk));
         res.on("end", () => {
-          if (res.statusCode !== 200) return reject(new Error(`espm answered HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
+          if (res.statusCode !== 200)
+            return reject(new Error(`espm answered HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
           try {
             resolve(JSON.parse(text) as Answer);
           } catch {
@@ -100,8 +101,10 @@ export async function autosign(configFile: string, certname: string, csr: string
       message: `cannot reach espm on ${config.autosign.socket} (${(err as Error).message}); the CSR for ${certname} stays pending, and espm signs it within ${config.autosign.sweep_seconds + 10} s of being back if its enrollment allows`,
     };
   }
-  if (answer.decision === "sign") return { exitCode: 0, message: `espm signs ${certname}: its enrollment token is valid` };
-  if (answer.decision === "refuse") return { exitCode: 1, message: `espm refused the CSR for ${certname}: ${answer.reason}` };
+  if (answer.decision === "sign")
+    return { exitCode: 0, message: `espm signs ${certname}: its enrollment token is valid` };
+  if (answer.decision === "refuse")
+    return { exitCode: 1, message: `espm refused the CSR for ${certname}: ${answer.reason}` };
   if (config.autosign.fallback) return runFallback(config.autosign.fallback, certname, csr, remaining());
   return {
     exitCode: 1,

@@ -44,7 +44,11 @@ export async function learnSerial(ctx: AgentContext, enrollment: EnrollmentRecor
  * enrollment, or a pending request presented for it), then revokes the enrollment, so that an
  * unused token signs nothing. Idempotent.
  */
-export async function revokeEnrollment(ctx: AgentContext, enrollment: EnrollmentRecord, actor: string): Promise<string> {
+export async function revokeEnrollment(
+  ctx: AgentContext,
+  enrollment: EnrollmentRecord,
+  actor: string,
+): Promise<string> {
   let outcome = "token invalidated";
   if (ctx.ca) {
     const { held, mine } = await caHolding(ctx, enrollment.certname);

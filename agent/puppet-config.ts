@@ -47,7 +47,9 @@ exec '${process.execPath}' '${espmBin}' autosign -c '${ini}' "$@"
     const current = readFileSync(wrapper, "utf8");
     if (current === text) return `${wrapper} is already in place`;
     if (!current.startsWith(`#!/bin/sh\n${WRAPPER_MARK}`))
-      throw new Error(`${wrapper} exists and was not written by espm puppet-config; remove it or choose --autosign-wrapper`);
+      throw new Error(
+        `${wrapper} exists and was not written by espm puppet-config; remove it or choose --autosign-wrapper`,
+      );
   }
   const temporary = join(dirname(wrapper), `.${Date.now()}.espm-autosign`);
   writeFileSync(temporary, text, { mode: 0o750, flag: "wx" });

@@ -18,6 +18,7 @@ export {
   type CertificateState,
   type CertificateKeyType,
 } from "./certificate";
+export { PuppetEnrollment, enrollmentProvider, type PuppetEnrollmentArgs, type EnrollmentState } from "./enrollment";
 export { RegisteredImage, imageProvider, type RegisteredImageArgs, type ImageState } from "./image";
 export { PuppetFirstRun, firstRunProvider, type PuppetFirstRunArgs, type FirstRunState } from "./first-run";
 export { bootstrapUserData, type BootstrapUserDataArgs } from "./bootstrap";

@@ -11,6 +11,7 @@ export { registrationLifecycle as registration } from "./registration";
 export { certificateLifecycle as certificate } from "./certificate";
 export { imageLifecycle as image } from "./image";
 export { firstRunLifecycle as firstRun } from "./first-run";
+export { enrollmentLifecycle as enrollment } from "./enrollment";
 // Stacks stored by earlier releases load these from here too.
 export {
   espmRuntime,

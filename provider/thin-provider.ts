@@ -32,7 +32,7 @@ export interface Lifecycle<State extends object> {
 }
 
 /** The resources whose lifecycles the runtime module exports, by export name. */
-export type LifecycleName = "registration" | "certificate" | "image" | "firstRun";
+export type LifecycleName = "registration" | "certificate" | "image" | "firstRun" | "enrollment";
 
 /** What the runtime module exports for the thin provider (see runtime.ts). */
 export interface EspmRuntime extends Record<LifecycleName, Lifecycle<object>> {

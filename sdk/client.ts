@@ -22,6 +22,9 @@ import {
   type ClassesResponse,
   type ClassificationInput,
   type CreateNodeInput,
+  type Enrollment,
+  type EnrollmentInput,
+  type EnrollmentIssued,
   type ErrorCode,
   type GroupsResponse,
   type Health,
@@ -191,6 +194,31 @@ export class EspmClient {
 
   async revokeCertificate(certname: string): Promise<void> {
     await this.call("DELETE", `/v1/certificates/${encodeURIComponent(certname)}`);
+  }
+
+  /**
+   * A one-time enrollment token for a registered node that makes its own key. A retry is safe: a
+   * new token replaces one that was never presented.
+   */
+  enroll(certname: string, input: EnrollmentInput = {}): Promise<EnrollmentIssued> {
+    return this.call("POST", `/v1/enrollments/${encodeURIComponent(certname)}`, schemas.enrollmentIssued, input);
+  }
+
+  /** The enrollment's state (never its token), or undefined when espm has none for that name. */
+  async enrollment(certname: string): Promise<Enrollment | undefined> {
+    return this.orUndefined(() =>
+      this.call("GET", `/v1/enrollments/${encodeURIComponent(certname)}`, schemas.enrollment),
+    );
+  }
+
+  /** A new time to live for a token not yet presented; a used one is left as it is. */
+  updateEnrollment(certname: string, ttlMinutes: number): Promise<Enrollment> {
+    return this.call("PUT", `/v1/enrollments/${encodeURIComponent(certname)}`, schemas.enrollment, { ttlMinutes });
+  }
+
+  /** Revokes and cleans whatever was signed through the enrollment, and invalidates an unused token. */
+  async deleteEnrollment(certname: string): Promise<void> {
+    await this.call("DELETE", `/v1/enrollments/${encodeURIComponent(certname)}`);
   }
 
   /** The node's Puppet runs as espm read them from Puppet Server's reports, newest first; undefined for a node espm did not create. */

@@ -95,7 +95,12 @@ const extensions = z
   )
   .refine((e) => Object.keys(e).length <= 20, "at most 20 extensions");
 const enrollmentRequest = z.strictObject({
-  ttlMinutes: z.number().int().min(1).max(7 * 24 * 60).default(60),
+  ttlMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 60)
+    .default(60),
   extensions: extensions.default({}),
 });
 const enrollmentState = z.enum(["issued", "used", "signed", "refused", "expired", "revoked"]);
@@ -115,7 +120,13 @@ const enrollmentIssued = enrollment.extend({
   /** The Puppet CA's certificate bundle, for the node to trust from its first connection. */
   caCertificate: z.string(),
 });
-const enrollmentUpdate = z.strictObject({ ttlMinutes: z.number().int().min(1).max(7 * 24 * 60) });
+const enrollmentUpdate = z.strictObject({
+  ttlMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 60),
+});
 
 const count = z.number().int().min(0);
 const puppetRun = z.object({

@@ -128,7 +128,6 @@ export function describeCertificate(certificatePem: string): CertificateSummary 
   };
 }
 
-
 /**
  * A PEM CSR for certname signed with an RSA private key, carrying the given `pp_*` extension
  * requests (names from PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them) and,

@@ -1,11 +1,20 @@
 #!/bin/sh
-# puppet-bootstrap.sh: first boot of a Puppet node whose certificate espm signed in advance.
+# puppet-bootstrap.sh: first boot of a Puppet node registered with espm, in one of two key modes.
 #
-# Installs the node's certificate, key and CA bundle, points puppet.conf's [agent] at the master,
-# and runs the Puppet agent once. Running it again converges to the same state: files rewritten,
-# one hosts entry, the agent run again. POSIX sh; works with Puppet's AIO packages and Debian's.
+#   provider: the certificate espm signed in advance and its key are installed (--cert, --key).
+#   instance: the node makes its own key; a one-time enrollment token (--token-file) goes into
+#             csr_attributes.yaml as challengePassword, with the allowed extensions (--extension)
+#             and, on EC2, pp_instance_id from the instance metadata service; Puppet Server's
+#             autosign policy (espm autosign) signs the CSR, and the agent waits for it, at most
+#             --maxwaitforcert seconds. csr_attributes.yaml is removed after the run.
 #
-# usage: puppet-bootstrap.sh --certname NAME --master HOST|IP --cert FILE --key FILE --ca FILE
+# Either way it installs the CA bundle, points puppet.conf's [agent] at the master, and runs the
+# Puppet agent once. Running it again converges to the same state: files rewritten, one hosts
+# entry, the agent run again. POSIX sh; works with Puppet's AIO packages and Debian's.
+#
+# usage: puppet-bootstrap.sh --certname NAME --master HOST|IP --ca FILE
+#          (--cert FILE --key FILE | --token-file FILE [--extension pp_NAME=VALUE]...
+#           [--instance-id ID] [--maxwaitforcert 600])
 #          [--port 8140] [--environment ENV] [--logdest FILE]
 #          [--confdir DIR] [--vardir DIR] [--ssldir DIR]     (defaults: Puppet's own)
 #
@@ -16,7 +25,7 @@ set -u
 die() { echo "puppet-bootstrap: $1" >&2; exit "${2:-64}"; }
 
 certname= master= port=8140 environment= cert= key= ca= logdest=/var/log/puppet-bootstrap.log
-confdir= vardir= ssldir=
+confdir= vardir= ssldir= token_file= extensions= instance_id= maxwaitforcert=600
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die "option $1 needs a value"
   case "$1" in
@@ -31,6 +40,11 @@ while [ $# -gt 0 ]; do
     --confdir) confdir=$2 ;;
     --vardir) vardir=$2 ;;
     --ssldir) ssldir=$2 ;;
+    --token-file) token_file=$2 ;;
+    --extension) extensions="$extensions
+$2" ;;
+    --instance-id) instance_id=$2 ;;
+    --maxwaitforcert) maxwaitforcert=$2 ;;
     *) die "unknown option $1" ;;
   esac
   shift 2
@@ -38,9 +52,23 @@ done
 
 [ -n "$certname" ] || die "--certname is required"
 [ -n "$master" ] || die "--master is required"
-for f in "$cert" "$key" "$ca"; do
-  [ -n "$f" ] && [ -r "$f" ] || die "--cert, --key and --ca must name readable PEM files (got '$f')"
-done
+[ -n "$ca" ] && [ -r "$ca" ] || die "--ca must name a readable PEM file (got '$ca')"
+if [ -n "$token_file" ]; then
+  [ -z "$cert$key" ] || die "give either --cert and --key (provider key mode) or --token-file (instance key mode), not both"
+  [ -r "$token_file" ] || die "--token-file must name a readable file (got '$token_file')"
+  case "$maxwaitforcert" in ''|*[!0-9]*) die "--maxwaitforcert must be a number of seconds" ;; esac
+  old_ifs=$IFS; IFS='
+'
+  for e in $extensions; do
+    case "$e" in pp_*=*) ;; *) die "--extension takes pp_NAME=VALUE (got '$e')" ;; esac
+    case "$e" in *"'"*|*\\*) die "--extension values cannot hold quotes or backslashes (got '$e')" ;; esac
+  done
+  IFS=$old_ifs
+else
+  for f in "$cert" "$key"; do
+    [ -n "$f" ] && [ -r "$f" ] || die "--cert and --key must name readable PEM files (got '$f'), or give --token-file"
+  done
+fi
 case "$certname" in *[!a-z0-9._-]*|.*|-*|*.|*-|*..*) die "certname '$certname' is not a valid Puppet certname" ;; esac
 case "$port" in ''|*[!0-9]*) die "--port must be a number" ;; esac
 
@@ -62,13 +90,14 @@ elif command -v service >/dev/null 2>&1 && service puppet status >/dev/null 2>&1
 fi
 
 # Where this Puppet keeps its files, asked of Puppet itself (AIO and Debian differ).
-settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert --section agent "$@") || die "puppet config print failed" 69
+settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes --section agent "$@") || die "puppet config print failed" 69
 setting() { printf '%s\n' "$settings" | sed -n "s/^$1 = //p"; }
 confdir=$(setting confdir)
 certdir=$(setting certdir)
 privatekeydir=$(setting privatekeydir)
 localcacert=$(setting localcacert)
 ssldir=$(setting ssldir)
+csr_attributes=$(setting csr_attributes)
 
 # The master given as an IP address: agents reach it as "puppet" through one hosts line, as the
 # original espm did; the master's certificate must carry "puppet" among its names.
@@ -93,11 +122,39 @@ umask 022
 mkdir -p "$certdir" "$privatekeydir" "$(dirname "$localcacert")"
 chmod 0771 "$ssldir" 2>/dev/null || true
 chmod 0750 "$privatekeydir"
-cp "$cert" "$certdir/$certname.pem" && chmod 0644 "$certdir/$certname.pem"
-(umask 027 && cp "$key" "$privatekeydir/$certname.pem") && chmod 0640 "$privatekeydir/$certname.pem"
 cp "$ca" "$localcacert" && chmod 0644 "$localcacert"
-if getent group puppet >/dev/null 2>&1; then
-  chgrp puppet "$privatekeydir" "$privatekeydir/$certname.pem" 2>/dev/null || true
+if [ -z "$token_file" ]; then
+  cp "$cert" "$certdir/$certname.pem" && chmod 0644 "$certdir/$certname.pem"
+  (umask 027 && cp "$key" "$privatekeydir/$certname.pem") && chmod 0640 "$privatekeydir/$certname.pem"
+  if getent group puppet >/dev/null 2>&1; then
+    chgrp puppet "$privatekeydir" "$privatekeydir/$certname.pem" 2>/dev/null || true
+  fi
+else
+  # The instance's id from EC2's metadata service (IMDSv2), when there is one, as pp_instance_id.
+  if [ -z "$instance_id" ] && command -v curl >/dev/null 2>&1; then
+    imds=http://169.254.169.254/latest
+    imds_token=$(curl -sf --connect-timeout 1 --max-time 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/api/token" 2>/dev/null) &&
+      instance_id=$(curl -sf --connect-timeout 1 --max-time 2 -H "X-aws-ec2-metadata-token: $imds_token" "$imds/meta-data/instance-id" 2>/dev/null) ||
+      instance_id=
+  fi
+  case "$instance_id" in *[!A-Za-z0-9-]*) instance_id= ;; esac
+  # The token goes in challengePassword, readable by root only, and is removed after the run.
+  mkdir -p "$(dirname "$csr_attributes")"
+  (
+    umask 077
+    printf '%s\n' '---' 'custom_attributes:'
+    printf "  challengePassword: '%s'\n" "$(tr -cd 'A-Za-z0-9' < "$token_file")"
+    if [ -n "$extensions$instance_id" ]; then
+      printf 'extension_requests:\n'
+      IFS='
+'
+      for e in $extensions; do printf "  %s: '%s'\n" "${e%%=*}" "${e#*=}"; done
+      IFS=$old_ifs
+      [ -z "$instance_id" ] || printf "  pp_instance_id: '%s'\n" "$instance_id"
+    fi
+  ) > "$csr_attributes"
+  chmod 0600 "$csr_attributes"
+  [ -n "$instance_id" ] && echo "puppet-bootstrap: pp_instance_id $instance_id from the instance metadata service"
 fi
 
 # puppet.conf: certname, server and port (and environment) in [agent], everything else kept.
@@ -122,8 +179,16 @@ mkdir -p "$(dirname "$logdest")"
 echo "puppet-bootstrap: running puppet agent for $certname against $server:$port (log: $logdest)"
 # --no-usecacheonfailure: a refused or failed catalog request must fail this run, not quietly
 # re-apply a catalog cached by an earlier run.
-puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 0 --no-usecacheonfailure --logdest "$logdest" "$@"
-code=$?
+if [ -n "$token_file" ]; then
+  # Submit our own CSR and wait for espm's policy to sign it, polling every 10 s, never forever.
+  puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 10 --maxwaitforcert "$maxwaitforcert" \
+    --no-usecacheonfailure --logdest "$logdest" "$@"
+  code=$?
+  rm -f "$csr_attributes"
+else
+  puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 0 --no-usecacheonfailure --logdest "$logdest" "$@"
+  code=$?
+fi
 case "$code" in
   0|2) echo "puppet-bootstrap: first run succeeded (agent exit $code)"; exit 0 ;;
   *)

@@ -28,6 +28,7 @@ export const LAB_CERTNAME_PATTERNS = [
   "*.first-run.test",
   "web-01.exact.test",
   "*.faults.test",
+  "*.enroll.test",
 ];
 
 export interface PuppetServerOptions {
@@ -47,6 +48,8 @@ export interface PuppetServerOptions {
   issueEspmCertificate?: boolean;
   /** "stock": Debian's auth.conf as the package installs it, for `espm puppet-config` to change (default: with espm's rules). */
   authConf?: "stock" | "espm";
+  /** The policy executable for policy-based autosigning (the wrapper `espm puppet-config` writes); default none. */
+  autosign?: string;
 }
 
 export interface PuppetServerLab {
@@ -79,8 +82,10 @@ export function findJava(): string {
 }
 
 function writeLayout(
-  o: Required<Omit<PuppetServerOptions, "enc" | "modules" | "signal" | "issueEspmCertificate" | "authConf">> &
-    Pick<PuppetServerOptions, "enc" | "modules" | "authConf">,
+  o: Required<
+    Omit<PuppetServerOptions, "enc" | "modules" | "signal" | "issueEspmCertificate" | "authConf" | "autosign">
+  > &
+    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign">,
 ): { confFile: string; environmentDir: string } {
   const S = o.dir;
   for (const d of [
@@ -169,7 +174,7 @@ cadir = ${S}/ca
 dns_alt_names = puppet,puppetmaster,localhost,${o.certname},IP:127.0.0.1
 environmentpath = ${S}/code/environments
 basemodulepath = ${S}/code/modules:/usr/share/puppet/modules
-${enc}autosign = false
+${enc}autosign = ${o.autosign ?? "false"}
 reports = store
 `,
   );

@@ -34,10 +34,13 @@ export class World {
     const dir = scratchDir("espm-world");
     const espmDir = join(dir, "espm");
     mkdirSync(espmDir);
+    // As production sets it up: the ENC and the autosign policy are espm's, the latter through the
+    // wrapper `espm puppet-config` writes beside espm.ini once espm is set up.
     const lab = await startPuppetServer({
       dir: join(dir, "puppetserver"),
       port: await freePort(),
       enc: `${process.execPath} ${ESPM_BIN} enc -c ${join(espmDir, "etc/espm.ini")}`,
+      autosign: join(espmDir, "etc/espm-autosign"),
       modules: [join(ROOT, "test/fixtures/modules/espm_file")],
     });
     try {
@@ -57,6 +60,12 @@ export class World {
         "groups:\n  base:\n    parameters:\n      managed_by: espm\n",
         espmDir,
       );
+      // The sweep looks for undecided requests every 2 s here (15 s by default), so tests wait less.
+      writeFileSync(
+        setup.ini,
+        readFileSync(setup.ini, "utf8").replace("[autosign]\n", "[autosign]\nsweep_seconds = 2\n"),
+      );
+      await execFileP(process.execPath, [ESPM_BIN, "puppet-config", "-c", setup.ini]);
       return new World(dir, lab, await EspmProcess.start(setup));
     } catch (err) {
       await lab.stop();
@@ -81,6 +90,12 @@ export class World {
 
   client(): EspmClient {
     return new EspmClient({ url: this.espm.url, psk: this.setup.psk, certificate: this.setup.certificate });
+  }
+
+  /** Stops espm and starts it again on the same port, with the same setup. */
+  async restartEspm(): Promise<void> {
+    await this.espm.stop();
+    this.espm = await EspmProcess.start(this.setup);
   }
 
   /** Writes a new PSK and restarts espm on the same port, as an operator rotating it would. */

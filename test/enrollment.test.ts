@@ -1,0 +1,311 @@
+/**
+ * The instance key mode against a real Puppet Server whose `autosign` is the wrapper `espm
+ * puppet-config` wrote, and real agents: the node makes its own key, its token has the CSR signed,
+ * and every way of misusing a token is refused with the reason in Puppet Server's log, and left unsigned.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import Database from "better-sqlite3";
+import { Agent, request } from "undici";
+import type { EspmClient } from "../sdk/client";
+import { createCsr, generateRsaKeyPair } from "../sdk/x509";
+import { renderUserData } from "../provider/userdata";
+import { enrollmentProvider, registrationProvider } from "../provider";
+import type { EnrollmentState } from "../provider/enrollment";
+import type { RegistrationState } from "../provider/registration";
+import { configuredProvider } from "./helpers/providers";
+import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
+
+const DOMAIN = "enroll.test";
+
+describe("the instance key mode: enrollment through Puppet's policy-based autosigning", function () {
+  this.timeout(240_000);
+  let world: World;
+  let client: EspmClient;
+
+  before(async () => {
+    world = await sharedWorld();
+    client = world.client();
+  });
+
+  after(async () => {
+    await client?.close();
+  });
+
+  const puppetServerLog = () => readFileSync(join(world.lab.dir, "log/puppetserver.log"), "utf8");
+
+  /** A registered node with an enrollment; returns its name and the token. */
+  async function enrolled(short: string, extensions: Record<string, string> = {}, ttlMinutes = 60) {
+    const name = `${short}.${DOMAIN}`;
+    const managed = join(world.dir, `agent-${short}/managed.txt`);
+    await client.registerNode({ name, groups: ["base"], classes: { espm_file: { path: managed, content: name } } });
+    const issued = await client.enroll(name, { ttlMinutes, extensions });
+    return { name, token: issued.token, issued };
+  }
+
+  /** Submits a CSR through the CA's open endpoint, as an agent does: Puppet Server then runs the policy. */
+  async function submit(name: string, csr: string): Promise<number> {
+    const dispatcher = new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } });
+    try {
+      const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_request/${name}`, {
+        method: "PUT",
+        body: csr,
+        headers: { "content-type": "text/plain" },
+        dispatcher,
+      });
+      await res.body.text();
+      return res.statusCode;
+    } finally {
+      await dispatcher.close();
+    }
+  }
+
+  async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const value = await check();
+      if (value !== undefined) return value;
+      await sleep(500);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  /** Whether the CA has signed a certificate for the name (its open certificate endpoint, which anyone may read). */
+  async function signedAtCa(name: string): Promise<boolean> {
+    const dispatcher = new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } });
+    try {
+      const res = await request(`${world.lab.url}/puppet-ca/v1/certificate/${name}`, { dispatcher });
+      await res.body.text();
+      return res.statusCode === 200;
+    } finally {
+      await dispatcher.close();
+    }
+  }
+
+  /** Revokes and removes the name's certificate at the CA, as `puppetserver ca clean` does. */
+  async function cleanAtCa(name: string): Promise<void> {
+    const dispatcher = new Agent({
+      connect: {
+        ca: readFileSync(world.lab.caBundle),
+        cert: readFileSync(world.lab.espmCert),
+        key: readFileSync(world.lab.espmKey),
+      },
+    });
+    try {
+      const url = `${world.lab.url}/puppet-ca/v1/certificate_status/${name}`;
+      const revoked = await request(url, {
+        method: "PUT",
+        body: JSON.stringify({ desired_state: "revoked" }),
+        headers: { "content-type": "application/json" },
+        dispatcher,
+      });
+      await revoked.body.text();
+      const deleted = await request(url, { method: "DELETE", dispatcher });
+      await deleted.body.text();
+    } finally {
+      await dispatcher.close();
+    }
+  }
+
+  const csrFor = (name: string, token?: string, extensions: Record<string, string> = {}) =>
+    createCsr(name, generateRsaKeyPair(2048).privateKeyPem, extensions, token);
+
+  it("boots an agent that makes its own key: signed through its token, exit 2 then 0, and no private key anywhere but on the node", async () => {
+    const { name, token, issued } = await enrolled("inst-01", { pp_role: "web" });
+    const userdata = renderUserData({
+      nodeName: name,
+      master: "localhost",
+      masterPort: world.lab.port,
+      caCertificatePem: issued.caCertificate,
+      enrollment: { token, extensions: { pp_role: "web" } },
+      maxWaitForCertSeconds: 60,
+    });
+    assert.doesNotMatch(userdata.script, /PRIVATE KEY/);
+    assert.ok(userdata.script.includes(token));
+
+    const first = await world.boot("inst-01", userdata.script);
+    assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
+    assert.match(first.stdout, /agent exit 2/);
+    assert.equal(existsSync(join(world.dir, "agent-inst-01/conf/csr_attributes.yaml")), false, "token file removed");
+    const second = await world.boot("inst-01", userdata.script);
+    assert.equal(second.code, 0, second.log);
+    assert.match(second.stdout, /agent exit 0/);
+
+    const key = readFileSync(join(world.dir, `agent-inst-01/ssl/private_keys/${name}.pem`), "utf8");
+    assert.match(key, /PRIVATE KEY/, "the node made its own key");
+    const enrollment = await waitFor("the serial", async () => {
+      const e = await client.enrollment(name);
+      return e?.state === "signed" ? e : undefined;
+    });
+    const cert = readFileSync(join(world.dir, `agent-inst-01/ssl/certs/${name}.pem`), "utf8");
+    const { describeCertificate } = await import("../sdk/x509");
+    assert.equal(enrollment.serial, describeCertificate(cert).serial);
+    assert.match(puppetServerLog(), new RegExp(`espm signs ${name.replaceAll(".", "\\.")}`));
+
+    const stateDir = world.setup.configDir;
+    for (const file of readdirSync(stateDir).filter((f) => f.startsWith("espm.db"))) {
+      const bytes = readFileSync(join(stateDir, file));
+      assert.equal(bytes.includes("PRIVATE KEY"), false, `${file} holds no private key`);
+      assert.equal(bytes.includes(token), false, `${file} holds no token, only its hash`);
+    }
+    const log = world.espm.logLines.join("\n");
+    assert.equal(log.includes("PRIVATE KEY"), false);
+    assert.equal(log.includes(token), false, "espm never logs a token");
+  });
+
+  it("refuses a token presented a second time (another CSR for the name after a clean), and leaves it unsigned", async () => {
+    const { name, token } = await enrolled("inst-02");
+    assert.equal(await submit(name, csrFor(name, token)), 200);
+    await waitFor("the first sign", async () => ((await caState(world.lab, name)) === "signed" ? true : undefined));
+    await cleanAtCa(name); // as `puppetserver ca clean` would: the enrollment stays, its token used
+    assert.equal(await caState(world.lab, name), "absent");
+
+    await submit(name, csrFor(name, token));
+    assert.notEqual(await caState(world.lab, name), "signed");
+    assert.match(puppetServerLog(), /enrollment token for inst-02\.enroll\.test was already presented/);
+    // The sweep cleans the refused request, so the name is not stranded.
+    await waitFor("the refused request cleaned", async () =>
+      (await caState(world.lab, name)) === "absent" ? true : undefined,
+    );
+  });
+
+  /** Each misuse: the CSR to submit, and what Puppet Server's log must then say. */
+  const misuses: Array<{
+    what: string;
+    csr: (enrolledName: string, token: string, other: { name: string; token: string }) => string;
+    submitAs?: (enrolledName: string) => string;
+    expired?: true;
+    reason: RegExp;
+  }> = [
+    {
+      what: "an expired token",
+      csr: (name, token) => csrFor(name, token),
+      expired: true,
+      reason: /the enrollment token expired at/,
+    },
+    {
+      what: "a token for another certname",
+      csr: (name, _token, other) => csrFor(name, other.token),
+      reason: /the enrollment token is for mis-b-\w+\.enroll\.test, not for/,
+    },
+    { what: "a CSR without a token", csr: (name) => csrFor(name), reason: /carries no enrollment token/ },
+    {
+      what: "a disallowed extension",
+      csr: (name, token) => csrFor(name, token, { pp_role: "db" }),
+      reason: /asks for pp_role = "db"; the enrollment allows "web"/,
+    },
+    {
+      what: "an extension the enrollment does not list",
+      csr: (name, token) => csrFor(name, token, { pp_department: "ops" }),
+      reason: /asks for extension pp_department, which the enrollment does not allow/,
+    },
+    {
+      what: "a CSR for puppet",
+      csr: (_name, token) => csrFor("puppet", token),
+      submitAs: () => "puppet",
+      reason: /the enrollment token is for mis-a-\w+\.enroll\.test, not for puppet|espm never enrolled puppet/,
+    },
+  ];
+  misuses.forEach((m, i) => {
+    it(`refuses ${m.what} with the reason in Puppet Server's log, and leaves it unsigned`, async () => {
+      const a = await enrolled(`mis-a-${i}`, { pp_role: "web" });
+      const b = await enrolled(`mis-b-${i}`);
+      if (m.expired) {
+        const db = new Database(join(world.setup.configDir, "espm.db"));
+        db.prepare("UPDATE enrollments SET expires_at = '2000-01-01T00:00:00.000Z' WHERE certname = ?").run(a.name);
+        db.close();
+      }
+      const target = m.submitAs?.(a.name) ?? a.name;
+      await submit(target, m.csr(a.name, a.token, b));
+      await waitFor("the policy's answer in the log", async () =>
+        m.reason.test(puppetServerLog()) ? true : undefined,
+      );
+      assert.equal(await signedAtCa(target), false);
+      assert.equal(await signedAtCa(a.name), false);
+    });
+  });
+
+  it("lets exactly one of two espm autosign processes racing for one token sign", async () => {
+    const { name, token } = await enrolled("race-01");
+    const csr = csrFor(name, token);
+    const wrapper = join(world.setup.configDir, "espm-autosign");
+    const run = () =>
+      new Promise<number>((resolve) => {
+        const child = spawn(wrapper, [name], { stdio: ["pipe", "ignore", "ignore"] });
+        child.on("exit", (code) => resolve(code ?? -1));
+        child.stdin.end(csr);
+      });
+    const codes = await Promise.all([run(), run(), run(), run()]);
+    assert.equal(codes.filter((c) => c === 0).length, 1, `exit codes ${codes}`);
+  });
+
+  it("signs a CSR left pending while espm was down, once espm is back", async () => {
+    const { name, token } = await enrolled("down-01");
+    await world.espm.stop();
+    try {
+      await submit(name, csrFor(name, token));
+      assert.equal(await caState(world.lab, name), "requested");
+      assert.match(puppetServerLog(), /cannot reach espm/);
+    } finally {
+      await world.restartEspm();
+      client = world.client();
+    }
+    await waitFor("the sweep's sign", async () => ((await caState(world.lab, name)) === "signed" ? true : undefined));
+    const enrollment = await waitFor("the serial", async () => {
+      const e = await client.enrollment(name);
+      return e?.state === "signed" ? e : undefined;
+    });
+    assert.ok(enrollment.serial);
+  });
+
+  it("shows in health that autosign reaches espm", async () => {
+    const health = await client.health();
+    assert.equal(health.backends?.autosign?.status, "ok", JSON.stringify(health.backends?.autosign));
+  });
+
+  it("through the providers: enroll, boot, and delete revokes the agent's certificate (serial in the CRL, agent refused)", async () => {
+    const registrations = await configuredProvider(registrationProvider, world.stackConfig());
+    const enrollments = await configuredProvider(enrollmentProvider, world.stackConfig());
+    const registration = await registrations.create(
+      (await registrations.check!({}, { name: `prov-01.${DOMAIN}`, groups: ["base"] })).inputs,
+    );
+    const reg = registration.outs as RegistrationState;
+    const checked = await enrollments.check!({}, { certname: reg.nodeName, extensions: { pp_role: "web" } });
+    const created = await enrollments.create(checked.inputs);
+    const enrollment = created.outs as EnrollmentState;
+    assert.equal(enrollment.state, "issued");
+    const userdata = renderUserData({
+      nodeName: reg.nodeName,
+      master: "localhost",
+      masterPort: world.lab.port,
+      caCertificatePem: enrollment.caCertificatePem,
+      enrollment: { token: enrollment.token, extensions: enrollment.extensions },
+      maxWaitForCertSeconds: 60,
+    });
+    const boot = await world.boot("prov-01", userdata.script);
+    assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
+
+    const read = await waitFor("a read with the serial", async () => {
+      const r = await enrollments.read!(created.id, enrollment);
+      return (r.props as EnrollmentState).serial ? (r.props as EnrollmentState) : undefined;
+    });
+    assert.equal(read.state, "signed");
+    // A change of ttl after use is an update in place, never a replacement that would revoke the node.
+    const diff = await enrollments.diff!(created.id, read, { ...read, ttlMinutes: 5 });
+    assert.deepEqual(diff.replaces, []);
+    assert.equal(diff.changes, true);
+    const replaced = await enrollments.diff!(created.id, read, { ...read, extensions: { pp_role: "db" } });
+    assert.deepEqual(replaced.replaces, ["extensions"]);
+
+    await enrollments.delete!(created.id, read);
+    await registrations.delete!(registration.id, reg);
+    assert.ok((await crlSerials(world.lab)).includes(read.serial!), "serial in the CRL");
+    assert.equal(await caState(world.lab, reg.nodeName), "absent");
+    const refused = await world.boot("prov-01", userdata.script);
+    assert.notEqual(refused.code, 0, refused.stdout);
+    await enrollments.delete!(created.id, read); // again: nothing left, no error
+  });
+});
