@@ -99,26 +99,37 @@ export class EnrollmentSweep {
     return this.running;
   }
 
+  /**
+   * One list of the CA's pending requests per pass, whatever the number of enrollments; a name is
+   * looked at alone only when it has a pending request, or when espm said yes and waits for the serial.
+   */
   private async pass(): Promise<void> {
     const ca = this.ctx.ca;
-    if (!ca) return;
-    for (const enrollment of this.ctx.store.liveEnrollments()) {
+    const enrollments = this.ctx.store.liveEnrollments();
+    if (!ca || enrollments.length === 0) return;
+    let pending: Set<string>;
+    try {
+      pending = new Set(await ca.pending());
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "enrollment sweep: cannot list the CA's pending requests");
+      return;
+    }
+    for (const enrollment of enrollments) {
       try {
-        await this.sweep(ca, enrollment);
+        if (pending.has(enrollment.certname)) {
+          await this.sweepPending(ca, enrollment);
+        } else {
+          this.firstSeen.delete(enrollment.certname);
+          if (enrollment.state === "used") await learnSerial(this.ctx, enrollment);
+        }
       } catch (err) {
         this.log.warn({ certname: enrollment.certname, err: (err as Error).message }, "enrollment sweep failed");
       }
     }
   }
 
-  private async sweep(ca: CertificateAuthority, enrollment: EnrollmentRecord): Promise<void> {
+  private async sweepPending(ca: CertificateAuthority, enrollment: EnrollmentRecord): Promise<void> {
     const { certname } = enrollment;
-    const held = await ca.status(certname);
-    if (held.state !== "requested") {
-      this.firstSeen.delete(certname);
-      if (enrollment.state === "used") await learnSerial(this.ctx, enrollment);
-      return;
-    }
     const pem = await ca.request(certname);
     if (pem === undefined) return;
     let key: string;

@@ -34,12 +34,14 @@ sh -c "$CA_SIGN"
 espm enroll -c "$CONFIG_DIR/espm.ini"
 chown -R espm:espm "$CONFIG_DIR/certs" "$CONFIG_DIR/psk"
 
-echo "== 4. Puppet Server: espm's auth.conf rules, the ENC and stored reports, then a reload"
+echo "== 4. Puppet Server: espm's auth.conf rules, the ENC, espm's autosign policy and stored reports, then a reload"
+# Also writes the autosign wrapper $CONFIG_DIR/espm-autosign (root:puppet, 0750), which runs espm autosign.
 espm puppet-config -c "$CONFIG_DIR/espm.ini" --auth-conf "$AUTH_CONF" --write "$AUTH_CONF.espm"
 cp "$AUTH_CONF" "$AUTH_CONF.before-espm"
 mv "$AUTH_CONF.espm" "$AUTH_CONF"
 puppet config set --config "$PUPPET_CONF" --section server node_terminus exec
 puppet config set --config "$PUPPET_CONF" --section server external_nodes "$(command -v espm) enc -c $CONFIG_DIR/espm.ini"
+puppet config set --config "$PUPPET_CONF" --section server autosign "$CONFIG_DIR/espm-autosign"
 puppet config set --config "$PUPPET_CONF" --section server reports store
 sh -c "$RELOAD_PUPPETSERVER"
 

@@ -93,6 +93,10 @@ class CaDouble implements CertificateAuthority {
     const { serial, notAfter } = describeCertificate(pem);
     this.held.set(certname, { state: "signed", serial, notAfter, pem });
   }
+  async pending() {
+    this.check("pending");
+    return [...this.held].filter(([, h]) => h.state === "requested").map(([name]) => name);
+  }
   async request(certname: string) {
     this.check("request", certname);
     return this.held.get(certname)?.csr;

@@ -11,6 +11,7 @@ import { mockProgram, unwrapSecret, valueOf, type Registered } from "./helpers/m
 
 const REGISTRATION = "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration";
 const CERTIFICATE = "pulumi-nodejs:dynamic/espm:PuppetCertificate";
+const ENROLLMENT = "pulumi-nodejs:dynamic/espm:PuppetEnrollment";
 const IMAGE = "pulumi-nodejs:dynamic/espm:RegisteredImage";
 const FIRST_RUN = "pulumi-nodejs:dynamic/espm:PuppetFirstRun";
 
@@ -31,6 +32,17 @@ function espmState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       serial: "1f",
       notAfter: "2031-01-01T00:00:00.000Z",
       state: "signed",
+    };
+  }
+  if (args.type === ENROLLMENT) {
+    const ca = createSelfSignedCertificate({ commonName: "Puppet CA: mock", altNames: [] });
+    return {
+      ...inputs,
+      id: inputs.certname,
+      token: "0123456789abcdef".repeat(4),
+      caCertificatePem: ca.certificatePem,
+      expiresAt: "2031-01-01T00:00:00.000Z",
+      state: "issued",
     };
   }
   if (args.type === IMAGE)
@@ -58,7 +70,41 @@ function one(registered: Registered[], type: string): Registered {
   return found[0]!;
 }
 
-describe("examples/ec2-puppet-node under mocks", function () {
+// First: later runs of the same program keep the config keys earlier ones set, and this one sets no keyMode.
+describe("examples/ec2-puppet-node under mocks, in the instance key mode (the default)", function () {
+  this.timeout(60_000);
+  let registered: Registered[];
+
+  before(async () => {
+    registered = await mockProgram(
+      "ec2-puppet-node",
+      { nodeName: "web-02.example.test", ami: "ami-0123456789abcdef0", puppetMaster: "10.0.0.5", role: "web" },
+      espmState,
+    );
+    delete require.cache[require.resolve("../examples/ec2-puppet-node/index")];
+    const program = await import("../examples/ec2-puppet-node/index");
+    assert.equal(await valueOf(program.instanceId), "i-0123456789abcdef0");
+  });
+
+  it("enrolls the node with the extensions its CSR may carry, and makes no key", () => {
+    const enrollment = one(registered, ENROLLMENT);
+    assert.deepEqual(enrollment.inputs.extensions, { pp_image_name: "ami-0123456789abcdef0", pp_role: "web" });
+    assert.equal(registered.filter((r) => r.type === CERTIFICATE).length, 0);
+  });
+
+  it("gives the instance the token and the CA bundle, and no key", () => {
+    const instance = one(registered, "aws:ec2/instance:Instance");
+    assert.equal(unwrapSecret(instance.inputs.userDataBase64).secret, true, "userdata is secret: it holds the token");
+    const text = script(instance.inputs.userDataBase64);
+    assert.match(text, /'ESPM_ENROLLMENT_TOKEN'\n0123456789abcdef/);
+    assert.match(text, /--extension 'pp_image_name=ami-0123456789abcdef0' --extension 'pp_role=web'/);
+    assert.match(text, /-----BEGIN CERTIFICATE-----/, "the CA bundle");
+    assert.doesNotMatch(text, /PRIVATE KEY/);
+    assert.ok(instance.dependencies.includes(one(registered, ENROLLMENT).urn), "enrolled before the instance boots");
+  });
+});
+
+describe("examples/ec2-puppet-node under mocks, in the provider key mode", function () {
   this.timeout(60_000);
   let registered: Registered[];
   let program: typeof import("../examples/ec2-puppet-node/index");
@@ -75,9 +121,11 @@ describe("examples/ec2-puppet-node under mocks", function () {
         classes: { ntp: { servers: ["pool.ntp.org"] } },
         parameters: { tier: "front" },
         role: "web",
+        keyMode: "provider",
       },
       espmState,
     );
+    delete require.cache[require.resolve("../examples/ec2-puppet-node/index")];
     program = await import("../examples/ec2-puppet-node/index");
     assert.equal(await valueOf(program.instanceId), "i-0123456789abcdef0");
   });
@@ -145,7 +193,7 @@ describe("examples/ec2-puppet-node under mocks", function () {
 
   it("exports the node name and certificate serial, and stores a small provider without secrets", async () => {
     assert.equal(await valueOf(program.node), "web-01.example.test");
-    assert.equal(await valueOf(program.certificateSerial), "1f");
+    assert.equal(await valueOf(program.certificateSerial!), "1f");
     for (const type of [REGISTRATION, CERTIFICATE, FIRST_RUN]) {
       const provider = one(registered, type).inputs.__provider;
       assert.equal(typeof provider, "string", "the provider serialized");
@@ -220,9 +268,10 @@ describe("examples/register-image under mocks", function () {
     const image = one(registered, IMAGE);
     assert.equal(node.inputs.ami, "ami-0fedcba9876543210");
     assert.ok(node.dependencies.includes(image.urn));
-    assert.ok(node.dependencies.includes(one(registered, CERTIFICATE).urn));
+    assert.ok(node.dependencies.includes(one(registered, ENROLLMENT).urn));
     assert.match(script(node.inputs.userDataBase64), /img-01\.example\.test/);
-    assert.deepEqual(one(registered, CERTIFICATE).inputs.extensions, { pp_image_name: "ami-0fedcba9876543210" });
+    assert.doesNotMatch(script(node.inputs.userDataBase64), /PRIVATE KEY/, "the instance key mode by default");
+    assert.deepEqual(one(registered, ENROLLMENT).inputs.extensions, { pp_image_name: "ami-0fedcba9876543210" });
     assert.deepEqual(await valueOf(program.snapshotIds), ["snap-0123456789abcdef0"]);
     assert.ok(one(registered, FIRST_RUN).dependencies.includes(node.urn));
   });

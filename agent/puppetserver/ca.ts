@@ -77,6 +77,14 @@ export class PuppetServerCa implements CertificateAuthority {
     return response.status === 200 ? response.text : undefined;
   }
 
+  async pending(): Promise<string[]> {
+    const response = await this.http.call("GET", `${CA}/certificate_statuses/any?state=requested`, { expected: [200] });
+    const list = parseJson(response.text, "the list of pending requests");
+    if (!Array.isArray(list))
+      throw new BackendError(502, "Puppet Server sent a list of pending requests that is not a list");
+    return (list as Array<{ name?: unknown }>).map((e) => e.name).filter((n): n is string => typeof n === "string");
+  }
+
   async certificate(certname: string): Promise<string> {
     return (await this.http.call("GET", `${CA}/certificate/${certname}`, { expected: [200] })).text;
   }

@@ -24,6 +24,8 @@ export interface CertificateAuthority {
   caBundle(): Promise<string>;
   /** The CA's current revocation list chain, PEM. */
   crl(): Promise<string>;
+  /** The names with a pending request (one call, for the enrollment sweep). */
+  pending(): Promise<string[]>;
   /** The pending request's CSR (PEM), or undefined when there is none. */
   request(certname: string): Promise<string | undefined>;
   /**

@@ -1,12 +1,21 @@
 /**
- * One EC2 instance that Puppet configures on first boot, with no autosigning and no hand work:
- * espm registers the node with its classification and has the Puppet CA sign a key made here; the
- * instance's userdata installs both and runs Puppet once. `pulumi destroy` terminates the instance,
- * then removes the node and revokes its certificate.
+ * One EC2 instance that Puppet configures on first boot, with no autosign-everything and no hand
+ * work: espm registers the node with its classification, and then, by `keyMode`:
+ *   instance (default): issues a one-time enrollment token; the instance makes its own key and
+ *     Puppet Server's autosign policy (espm) signs its CSR for that token. No key leaves the node.
+ *   provider: has the Puppet CA sign a key made here; the userdata carries both.
+ * The instance's userdata runs Puppet once. `pulumi destroy` terminates the instance, then removes
+ * the node and revokes its certificate.
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetFirstRun, PuppetNodeRegistration } from "pulumi-espm";
+import {
+  bootstrapUserData,
+  PuppetCertificate,
+  PuppetEnrollment,
+  PuppetFirstRun,
+  PuppetNodeRegistration,
+} from "pulumi-espm";
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
@@ -20,6 +29,9 @@ const subnetId = config.get("subnetId");
 const vpcId = config.get("vpcId");
 const sshCidr = config.get("sshCidr");
 const role = config.get("role");
+const keyMode = config.get("keyMode") ?? "instance";
+if (keyMode !== "instance" && keyMode !== "provider")
+  throw new Error(`keyMode must be instance (the node makes its own key) or provider, not ${keyMode}`);
 
 // Classification from stack config: `pulumi config set --path 'groups[0]' web`,
 // `pulumi config set --path 'classes.ntp.servers[0]' pool.ntp.org`, `pulumi config set --path parameters.tier front`.
@@ -31,12 +43,14 @@ const registration = new PuppetNodeRegistration("node", {
   parameters: config.getObject<Record<string, Json>>("parameters") ?? {},
 });
 
-const certificate = new PuppetCertificate("node", {
-  certname: registration.nodeName,
-  extensions: { pp_image_name: ami, ...(role ? { pp_role: role } : {}) },
-});
+const extensions = { pp_image_name: ami, ...(role ? { pp_role: role } : {}) };
+const keys =
+  keyMode === "instance"
+    ? { enrollment: new PuppetEnrollment("node", { certname: registration.nodeName, extensions }) }
+    : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
+const issued = keys.enrollment ?? keys.certificate!;
 
-const userData = bootstrapUserData({ registration, certificate, master, masterPort });
+const userData = bootstrapUserData({ registration, ...keys, master, masterPort });
 
 // The instance talks to the Puppet master and to package mirrors; SSH in only when asked for.
 const masterCidr = /^\d+\.\d+\.\d+\.\d+$/.test(master) ? `${master}/32` : "0.0.0.0/0";
@@ -66,13 +80,13 @@ const instance = new aws.ec2.Instance(
     subnetId,
     vpcSecurityGroupIds: [securityGroup.id],
     userDataBase64: userData.base64,
-    // A new certificate means new userdata, and userdata runs only on first boot: a new instance.
+    // A new certificate or token means new userdata, and userdata runs only on first boot: a new instance.
     userDataReplaceOnChange: true,
     metadataOptions: { httpTokens: "required" },
     tags: { Name: nodeName, "espm:node": registration.nodeName },
   },
   // Issued before the instance boots; on destroy the instance goes first, then the certificate is revoked.
-  { dependsOn: [registration, certificate] },
+  { dependsOn: [registration, issued] },
 );
 
 // `pulumi up` ends when the node's first Puppet run has reached the Puppet Server, and fails if that
@@ -89,6 +103,7 @@ const firstRun =
 export const node = registration.nodeName;
 export const firstRunStatus = firstRun?.status;
 export const instanceId = instance.id;
-export const certificateSerial = certificate.serial;
+// In the instance key mode the serial is known once the node's CSR is signed (after a refresh).
+export const certificateSerial = keys.certificate?.serial ?? keys.enrollment?.serial;
 // The size reveals nothing: a plain number, not a secret like the userdata itself.
 export const userDataBytes = pulumi.unsecret(userData.bytes);

@@ -1,6 +1,8 @@
 /**
  * Turn a prepared builder instance (Puppet agent installed, never bootstrapped) into a registered
- * AMI, then launch a Puppet node from that image, booted by espm's bootstrap.
+ * AMI, then launch a Puppet node from that image, booted by espm's bootstrap in the key mode
+ * `keyMode` names: instance (default; the node makes its own key and enrolls with a one-time token)
+ * or provider (a key made here, signed in advance, carried in userdata).
  *
  * The builder must never have run the bootstrap: its image would carry that node's key and
  * certificate into every instance launched from it. RegisteredImage refuses such a source.
@@ -10,6 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import {
   bootstrapUserData,
   PuppetCertificate,
+  PuppetEnrollment,
   PuppetFirstRun,
   PuppetNodeRegistration,
   RegisteredImage,
@@ -18,6 +21,9 @@ import {
 const config = new pulumi.Config();
 const nodeName = config.require("nodeName");
 const master = config.require("puppetMaster");
+const keyMode = config.get("keyMode") ?? "instance";
+if (keyMode !== "instance" && keyMode !== "provider")
+  throw new Error(`keyMode must be instance (the node makes its own key) or provider, not ${keyMode}`);
 
 const image = new RegisteredImage("base", {
   instanceId: config.require("builderInstanceId"),
@@ -32,13 +38,14 @@ const registration = new PuppetNodeRegistration("node", {
   name: nodeName,
   groups: config.getObject<string[]>("groups") ?? ["base"],
 });
-const certificate = new PuppetCertificate("node", {
-  certname: registration.nodeName,
-  extensions: { pp_image_name: image.imageId },
-});
+const extensions = { pp_image_name: image.imageId };
+const keys =
+  keyMode === "instance"
+    ? { enrollment: new PuppetEnrollment("node", { certname: registration.nodeName, extensions }) }
+    : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
 const userData = bootstrapUserData({
   registration,
-  certificate,
+  ...keys,
   master,
   masterPort: config.getNumber("puppetMasterPort"),
 });
@@ -54,7 +61,7 @@ const node = new aws.ec2.Instance(
     metadataOptions: { httpTokens: "required" },
     tags: { Name: nodeName },
   },
-  { dependsOn: [certificate] },
+  { dependsOn: [keys.enrollment ?? keys.certificate!] },
 );
 
 // The node launched from the image is only done when its first Puppet run succeeded.

@@ -181,8 +181,10 @@ echo "puppet-bootstrap: running puppet agent for $certname against $server:$port
 # re-apply a catalog cached by an earlier run.
 if [ -n "$token_file" ]; then
   # Submit our own CSR and wait for espm's policy to sign it, polling every 10 s, never forever.
+  # --http_keepalive_timeout 0: Puppet Server 7.9.5 stalled the agent's next request on the connection
+  # that carried the CSR, while the policy ran, for 30 s (measured); a new connection each time does not.
   puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 10 --maxwaitforcert "$maxwaitforcert" \
-    --no-usecacheonfailure --logdest "$logdest" "$@"
+    --http_keepalive_timeout 0 --no-usecacheonfailure --logdest "$logdest" "$@"
   code=$?
   rm -f "$csr_attributes"
 else
