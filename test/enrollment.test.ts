@@ -156,6 +156,29 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     assert.equal(log.includes(token), false, "espm never logs a token");
   });
 
+  it("gives someone who reads the userdata after first boot nothing: their agent gets no certificate, and the node runs on", async () => {
+    const { name, token, issued } = await enrolled("inst-03");
+    const userdata = renderUserData({
+      nodeName: name,
+      master: "localhost",
+      masterPort: world.lab.port,
+      caCertificatePem: issued.caCertificate,
+      enrollment: { token },
+      maxWaitForCertSeconds: 10,
+    });
+    const node = await world.boot("inst-03", userdata.script);
+    assert.equal(node.code, 0, node.log);
+    const before = await client.enrollment(name);
+
+    // The attacker runs the same userdata on a machine of their own.
+    const attacker = await world.boot("inst-03-attacker", userdata.script);
+    assert.notEqual(attacker.code, 0, "the attacker's agent gets no certificate");
+    assert.equal(existsSync(join(world.dir, `agent-inst-03-attacker/ssl/certs/${name}.pem`)), false);
+    assert.equal((await client.enrollment(name))?.serial, before?.serial, "the node's certificate is untouched");
+    const again = await world.boot("inst-03", userdata.script);
+    assert.equal(again.code, 0, "the node itself runs on");
+  });
+
   it("refuses a token presented a second time (another CSR for the name after a clean), and leaves it unsigned", async () => {
     const { name, token } = await enrolled("inst-02");
     assert.equal(await submit(name, csrFor(name, token)), 200);
