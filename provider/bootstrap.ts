@@ -5,7 +5,13 @@
  * node makes its own key). The result is secret either way: it carries a key or a token.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { renderUserData, type RenderedUserData } from "./userdata";
+import { renderUserData, type CloudInitPart, type RenderedUserData, type UserDataInput } from "./userdata";
+
+/** The bootstrap's own options, the user's: hooks, facts, a template, cloud-init parts, installing the agent. */
+export type BootstrapCustomization = Pick<
+  UserDataInput,
+  "before" | "after" | "onFailure" | "facts" | "script" | "installAgent"
+> & { cloudConfig?: string | CloudInitPart[] };
 
 export interface BootstrapUserDataArgs {
   /**
@@ -33,6 +39,20 @@ export interface BootstrapUserDataArgs {
   masterPort?: pulumi.Input<number>;
   /** Instance key mode: how long the agent waits for its certificate (default 600 s). */
   maxWaitForCertSeconds?: pulumi.Input<number>;
+  /** POSIX sh run first of all, before puppet is looked for (README: "Bootstrap and userdata"). */
+  before?: pulumi.Input<string>;
+  /** POSIX sh run after a successful first run. */
+  after?: pulumi.Input<string>;
+  /** POSIX sh run after a failed first run, with `$ESPM_AGENT_EXIT` and `$ESPM_LOG`. */
+  onFailure?: pulumi.Input<string>;
+  /** External facts (facts.d/espm.yaml) for the first catalog. */
+  facts?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** Your own script in place of espm's call of the bootstrap, using the ESPM_* variables. */
+  script?: pulumi.Input<string>;
+  /** Your own `#cloud-config` (or parts), sent with the script as a MIME multi-part message. */
+  cloudConfig?: pulumi.Input<string | CloudInitPart[]>;
+  /** `distro` installs puppet-agent from the distribution's packages when the image has none. */
+  installAgent?: pulumi.Input<"distro" | "none">;
 }
 
 function sameNode(what: string, certname: string, nodeName: string): void {
@@ -47,56 +67,57 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
   const { registration, certificate, enrollment } = args;
   if ((certificate === undefined) === (enrollment === undefined))
     throw new Error("bootstrapUserData takes either certificate (provider key mode) or enrollment (instance key mode)");
-  const common = pulumi.all([registration.nodeName, registration.environment, args.master, args.masterPort]);
-  const rendered = certificate
+  const node = pulumi.all([registration.nodeName, registration.environment, args.master, args.masterPort]);
+  // pulumi.output unwraps the nested inputs; its type does not follow unions of arrays, hence the cast.
+  const custom = pulumi.output({
+    before: args.before,
+    after: args.after,
+    onFailure: args.onFailure,
+    facts: args.facts,
+    script: args.script,
+    cloudConfig: args.cloudConfig,
+    installAgent: args.installAgent,
+  }) as pulumi.Output<BootstrapCustomization>;
+  const keys: pulumi.Output<
+    Pick<
+      UserDataInput,
+      "certificatePem" | "privateKeyPem" | "enrollment" | "caCertificatePem" | "maxWaitForCertSeconds"
+    > & { certname: string; what: string }
+  > = certificate
     ? pulumi
         .all([
-          common,
           certificate.certname,
           certificate.certificatePem,
           certificate.privateKeyPem,
           certificate.caCertificatePem,
         ])
-        .apply(
-          ([
-            [nodeName, environment, master, masterPort],
-            certname,
-            certificatePem,
-            privateKeyPem,
-            caCertificatePem,
-          ]) => {
-            sameNode("certificate", certname, nodeName);
-            return renderUserData({
-              nodeName,
-              environment,
-              master,
-              masterPort,
-              certificatePem,
-              privateKeyPem,
-              caCertificatePem,
-            });
-          },
-        )
+        .apply(([certname, certificatePem, privateKeyPem, caCertificatePem]) => ({
+          what: "certificate",
+          certname,
+          certificatePem,
+          privateKeyPem,
+          caCertificatePem,
+        }))
     : pulumi
         .all([
-          common,
           enrollment!.certname,
           enrollment!.token,
           enrollment!.extensions,
           enrollment!.caCertificatePem,
           args.maxWaitForCertSeconds,
         ])
-        .apply(([[nodeName, environment, master, masterPort], certname, token, extensions, caCertificatePem, wait]) => {
-          sameNode("enrollment", certname, nodeName);
-          return renderUserData({
-            nodeName,
-            environment,
-            master,
-            masterPort,
-            caCertificatePem,
-            enrollment: { token, extensions },
-            maxWaitForCertSeconds: wait,
-          });
-        });
+        .apply(([certname, token, extensions, caCertificatePem, maxWaitForCertSeconds]) => ({
+          what: "enrollment",
+          certname,
+          enrollment: { token, extensions },
+          caCertificatePem,
+          maxWaitForCertSeconds,
+        }));
+  const rendered = pulumi
+    .all([node, keys, custom])
+    .apply(([[nodeName, environment, master, masterPort], { what, certname, ...material }, customization]) => {
+      sameNode(what, certname, nodeName);
+      return renderUserData({ nodeName, environment, master, masterPort, ...material, ...customization });
+    });
   return pulumi.secret(rendered);
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { renderUserData, USERDATA_LIMIT } from "../provider/userdata";
@@ -18,7 +19,10 @@ describe("renderUserData", () => {
     const out = renderUserData(base);
     assert.equal(out.gzipped, false);
     assert.ok(out.script.startsWith("#!/bin/sh\n"));
-    assert.ok(out.script.includes("--certname 'web-01.example.test' --master '10.0.0.5' --port '8140'"));
+    assert.ok(
+      out.script.includes("ESPM_NODE_NAME='web-01.example.test'\nESPM_MASTER='10.0.0.5'\nESPM_MASTER_PORT=8140\n"),
+    );
+    assert.ok(out.script.includes('--certname "$ESPM_NODE_NAME" --master "$ESPM_MASTER" --port "$ESPM_MASTER_PORT"'));
     assert.ok(out.script.includes(tls.certificatePem.trim()));
     assert.ok(out.script.includes("puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 0"));
     assert.ok(!out.script.includes("X509 CRL"));
@@ -51,5 +55,106 @@ describe("renderUserData", () => {
       /privateKeyPem must be a PEM private key/,
     );
     assert.throws(() => renderUserData({ ...base, masterPort: 70000 }), /masterPort/);
+  });
+
+  it("writes hooks as files the bootstrap runs, and refuses one that holds its heredoc's delimiter", () => {
+    const out = renderUserData({
+      ...base,
+      before: "hostname web-01",
+      after: "echo done",
+      onFailure: "echo $ESPM_AGENT_EXIT",
+    });
+    assert.match(out.script, /cat > "\$d\/before.sh" <<'ESPM_HOOK_BEFORE'\nhostname web-01\nESPM_HOOK_BEFORE\n/);
+    assert.match(out.script, /--before "\$d\/before.sh" --after "\$d\/after.sh" --on-failure "\$d\/onFailure.sh"/);
+    assert.throws(
+      () => renderUserData({ ...base, after: "echo\nESPM_HOOK_AFTER\nrm -rf /" }),
+      /after must not contain the line ESPM_HOOK_AFTER/,
+    );
+  });
+
+  it("writes facts as single-quoted YAML, and refuses names and values that are not facts", () => {
+    const out = renderUserData({ ...base, facts: { role: "web", motto: "it's fine: {yes}" } });
+    assert.match(out.script, /role: 'web'\nmotto: 'it''s fine: \{yes\}'\n/);
+    assert.match(out.script, /--facts "\$d\/facts.yaml"/);
+    assert.throws(
+      () => renderUserData({ ...base, facts: { "Bad-Name": "x" } }),
+      /facts: "Bad-Name" is not a fact name/,
+    );
+    assert.throws(() => renderUserData({ ...base, facts: { ok: "line\nbreak" } }), /facts.ok must be a string/);
+  });
+
+  it("takes a template of the user's that uses espm's variables, and refuses one that misses one, naming it", () => {
+    const template =
+      'echo "mine"\nsh "$ESPM_BOOTSTRAP" --certname "$ESPM_NODE_NAME" --master "$ESPM_MASTER" --ca "$ESPM_CA_FILE" --cert "$ESPM_CERT_FILE" --key "$ESPM_KEY_FILE" "$@"';
+    assert.ok(renderUserData({ ...base, script: template }).script.endsWith(`${template}\n`));
+    assert.ok(renderUserData({ ...base, script: 'hostname x\nespm_bootstrap "$@"' }));
+    assert.throws(
+      () => renderUserData({ ...base, script: 'puppet agent -t --server "$ESPM_MASTER" --certname "$ESPM_NODE_NAME"' }),
+      /script does not use \$ESPM_CA_FILE, \$ESPM_CERT_FILE, \$ESPM_KEY_FILE/,
+    );
+    const token = { token: "ab".repeat(32) };
+    const instance = { ...base, certificatePem: undefined, privateKeyPem: undefined, enrollment: token };
+    assert.throws(
+      () => renderUserData({ ...instance, script: "echo $ESPM_NODE_NAME $ESPM_MASTER $ESPM_CA_FILE" }),
+      /\$ESPM_TOKEN_FILE/,
+    );
+  });
+
+  it("sends a cloud config beside the script as a multi-part message that Python's email package parses back into the same parts", () => {
+    const cloudConfig = "#cloud-config\npackages:\n  - puppet-agent\n";
+    const out = renderUserData({ ...base, cloudConfig });
+    assert.equal(out.multipart, true);
+    assert.ok(out.bytes <= USERDATA_LIMIT);
+    const message = Buffer.from(out.base64, "base64");
+    const parsed = JSON.parse(
+      execFileSync(
+        "python3",
+        [
+          "-c",
+          "import email, json, sys\nm = email.message_from_bytes(sys.stdin.buffer.read())\nprint(json.dumps([m.get_content_type()] + [[p.get_content_type(), p.get_filename(), p.get_payload(decode=True).decode()] for p in m.get_payload()]))",
+        ],
+        { input: message },
+      ).toString(),
+    ) as [string, ...Array<[string, string, string]>];
+    assert.equal(parsed[0], "multipart/mixed");
+    assert.deepEqual(
+      parsed.slice(1).map(([type, filename]) => [type, filename]),
+      [
+        ["text/cloud-config", "cloud-config.yaml"],
+        ["text/x-shellscript", "espm-bootstrap.sh"],
+      ],
+    );
+    assert.equal(parsed[1]![2], cloudConfig);
+    assert.equal(parsed[2]![2], out.script);
+    assert.throws(
+      () => renderUserData({ ...base, cloudConfig: "packages: [x]" }),
+      /cloudConfig must start with #cloud-config/,
+    );
+  });
+
+  it("gzips a multi-part message that only fits compressed", () => {
+    const big = `#cloud-config\nwrite_files:\n${Array.from({ length: 200 }, (_, i) => `  - path: /etc/espm-example-${i}\n    content: "the same line, again and again"\n`).join("")}`;
+    const out = renderUserData({ ...base, cloudConfig: big });
+    assert.equal(out.gzipped, true);
+    assert.match(gunzipSync(Buffer.from(out.base64, "base64")).toString(), /^Content-Type: multipart\/mixed/);
+  });
+
+  it("costs, per option, what the README's size table says", () => {
+    const plain = renderUserData(base).bytes;
+    const costs: Record<string, number> = {
+      "hooks (three one-liners)":
+        renderUserData({ ...base, before: "hostname web-01", after: "echo ok", onFailure: "echo failed" }).bytes -
+        plain,
+      "facts (two)": renderUserData({ ...base, facts: { role: "web", tier: "front" } }).bytes - plain,
+      "installAgent: distro": renderUserData({ ...base, installAgent: "distro" }).bytes - plain,
+      "cloudConfig (install puppet-agent)":
+        renderUserData({ ...base, cloudConfig: "#cloud-config\npackages:\n  - puppet-agent\n" }).bytes - plain,
+    };
+    console.log(
+      `      provider key mode, 2048-bit key, one CA certificate: ${plain} bytes; ${Object.entries(costs)
+        .map(([k, v]) => `${k} +${v}`)
+        .join(", ")}`,
+    );
+    for (const cost of Object.values(costs)) assert.ok(cost > 0 && cost < 1024);
   });
 });

@@ -16,7 +16,16 @@
 #          (--cert FILE --key FILE | --token-file FILE [--extension pp_NAME=VALUE]...
 #           [--instance-id ID] [--maxwaitforcert 600])
 #          [--port 8140] [--environment ENV] [--logdest FILE]
+#          [--before FILE] [--after FILE] [--on-failure FILE]   (POSIX sh fragments: hooks)
+#          [--facts FILE [--factsdir DIR]] [--install-agent distro|none]
 #          [--confdir DIR] [--vardir DIR] [--ssldir DIR]     (defaults: Puppet's own)
+#
+# Hooks run with sh, their output appended to the log: --before first of all (it may set the
+# hostname, mount a volume, install packages), --after once the agent succeeded, --on-failure once
+# it failed. They see ESPM_CERTNAME, ESPM_LOG and, after the run, ESPM_AGENT_EXIT. A hook that fails
+# stops the bootstrap with its own exit code. --facts is a YAML file of external facts, installed as
+# espm.yaml in Facter's facts.d before the run. --install-agent distro installs puppet-agent from
+# the distribution's packages (apt or dnf) when puppet is missing.
 #
 # Exit status: 0 when the agent exits 0 (no changes) or 2 (changes applied); the agent's own
 # code when it exits 1, 4 or 6 (failure); 64 for bad usage; 69 when puppet is missing.
@@ -26,6 +35,7 @@ die() { echo "puppet-bootstrap: $1" >&2; exit "${2:-64}"; }
 
 certname= master= port=8140 environment= cert= key= ca= logdest=/var/log/puppet-bootstrap.log
 confdir= vardir= ssldir= token_file= extensions= instance_id= maxwaitforcert=600
+before= after= on_failure= facts= factsdir= install_agent=none
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die "option $1 needs a value"
   case "$1" in
@@ -45,6 +55,12 @@ while [ $# -gt 0 ]; do
 $2" ;;
     --instance-id) instance_id=$2 ;;
     --maxwaitforcert) maxwaitforcert=$2 ;;
+    --before) before=$2 ;;
+    --after) after=$2 ;;
+    --on-failure) on_failure=$2 ;;
+    --facts) facts=$2 ;;
+    --factsdir) factsdir=$2 ;;
+    --install-agent) install_agent=$2 ;;
     *) die "unknown option $1" ;;
   esac
   shift 2
@@ -70,11 +86,45 @@ else
   done
 fi
 case "$certname" in *[!a-z0-9._-]*|.*|-*|*.|*-|*..*) die "certname '$certname' is not a valid Puppet certname" ;; esac
+for f in "$before" "$after" "$on_failure" "$facts"; do
+  [ -z "$f" ] || [ -r "$f" ] || die "--before, --after, --on-failure and --facts must name readable files (got '$f')"
+done
+case "$install_agent" in distro|none) ;; *) die "--install-agent takes distro or none" ;; esac
 case "$port" in ''|*[!0-9]*) die "--port must be a number" ;; esac
+
+mkdir -p "$(dirname "$logdest")"
+export ESPM_CERTNAME="$certname" ESPM_LOG="$logdest"
+
+# A hook: its output in the log; its failure is the bootstrap's, with its own exit code.
+run_hook() {
+  [ -n "$2" ] || return 0
+  echo "puppet-bootstrap: running the $1 hook" >> "$logdest"
+  sh "$2" >> "$logdest" 2>&1
+  hook_code=$?
+  if [ "$hook_code" -ne 0 ]; then
+    echo "puppet-bootstrap: the $1 hook failed (exit $hook_code); see $logdest" | tee -a "$logdest" >&2
+    exit "$hook_code"
+  fi
+  echo "puppet-bootstrap: the $1 hook succeeded" >> "$logdest"
+}
+run_hook before "$before"
 
 # Puppet's AIO packages live in /opt/puppetlabs/bin, which a first-boot PATH may lack.
 PATH="$PATH:/opt/puppetlabs/bin:/opt/puppetlabs/puppet/bin"
-command -v puppet >/dev/null 2>&1 || die "puppet is not installed on this image" 69
+if [ "$install_agent" = distro ] && ! command -v puppet >/dev/null 2>&1; then
+  started=$(date +%s)
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -q && { apt-get install -y -q puppet-agent || apt-get install -y -q puppet; }; } >> "$logdest" 2>&1
+  elif command -v dnf >/dev/null 2>&1; then
+    { dnf install -y puppet-agent || dnf install -y puppet; } >> "$logdest" 2>&1
+  else
+    die "--install-agent distro: this image has neither apt-get nor dnf" 69
+  fi
+  command -v puppet >/dev/null 2>&1 || die "installing puppet-agent from the distribution's packages failed; see $logdest" 69
+  echo "puppet-bootstrap: installed puppet-agent from the distribution's packages in $(( $(date +%s) - started )) s" | tee -a "$logdest"
+fi
+command -v puppet >/dev/null 2>&1 || die "puppet is not installed on this image (--install-agent distro installs it)" 69
 
 # Path options passed to every puppet command, so a sandboxed run never touches the system's files.
 set --
@@ -175,7 +225,16 @@ awk -v certname="$certname" -v server="$server" -v port="$port" -v env="$environ
 cat "$tmp" > "$conf"
 rm -f "$tmp"
 
-mkdir -p "$(dirname "$logdest")"
+# External facts for the first catalog: Facter reads facts.d (AIO: /etc/puppetlabs/facter/facts.d).
+if [ -n "$facts" ]; then
+  if [ -z "$factsdir" ]; then
+    factsdir=/etc/facter/facts.d
+    [ -d /opt/puppetlabs/puppet ] && factsdir=/etc/puppetlabs/facter/facts.d
+  fi
+  mkdir -p "$factsdir"
+  cp "$facts" "$factsdir/espm.yaml" && chmod 0644 "$factsdir/espm.yaml"
+fi
+
 echo "puppet-bootstrap: running puppet agent for $certname against $server:$port (log: $logdest)"
 # --no-usecacheonfailure: a refused or failed catalog request must fail this run, not quietly
 # re-apply a catalog cached by an earlier run.
@@ -191,10 +250,15 @@ else
   puppet agent --onetime --no-daemonize --detailed-exitcodes --waitforcert 0 --no-usecacheonfailure --logdest "$logdest" "$@"
   code=$?
 fi
+export ESPM_AGENT_EXIT="$code"
 case "$code" in
-  0|2) echo "puppet-bootstrap: first run succeeded (agent exit $code)"; exit 0 ;;
+  0|2)
+    echo "puppet-bootstrap: first run succeeded (agent exit $code)"
+    run_hook after "$after"
+    exit 0 ;;
   *)
     echo "puppet-bootstrap: first run failed (agent exit $code); Puppet's errors from $logdest:" >&2
     grep 'Puppet (err)' "$logdest" 2>/dev/null | tail -n 20 >&2
+    run_hook on-failure "$on_failure"
     exit "$code" ;;
 esac
