@@ -99,6 +99,12 @@ describe("examples/ec2-puppet-node under mocks, in the instance key mode (the de
     assert.match(text, /'ESPM_ENROLLMENT_TOKEN'\n0123456789abcdef/);
     assert.match(text, /--extension 'pp_image_name=ami-0123456789abcdef0' --extension 'pp_role=web'/);
     assert.match(text, /-----BEGIN CERTIFICATE-----/, "the CA bundle");
+    assert.match(text, /^Content-Type: multipart\/mixed/, "a cloud-init multi-part message");
+    assert.match(
+      text,
+      /Content-Type: text\/cloud-config[^]*packages:\n {2}- puppet-agent\n/,
+      "cloud-init installs the agent",
+    );
     assert.doesNotMatch(text, /PRIVATE KEY/);
     assert.ok(instance.dependencies.includes(one(registered, ENROLLMENT).urn), "enrolled before the instance boots");
   });

@@ -50,7 +50,13 @@ const keys =
     : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
 const issued = keys.enrollment ?? keys.certificate!;
 
-const userData = bootstrapUserData({ registration, ...keys, master, masterPort });
+// cloud-init installs puppet-agent from the distribution's packages before espm's script runs
+// (its cloud-config stage comes before scripts); `pulumi config set installAgent false` for an AMI
+// that has it. The userdata becomes a MIME multi-part message, which cloud-init reads.
+const cloudConfig =
+  config.getBoolean("installAgent") === false ? undefined : "#cloud-config\npackages:\n  - puppet-agent\n";
+
+const userData = bootstrapUserData({ registration, ...keys, master, masterPort, cloudConfig });
 
 // The instance talks to the Puppet master and to package mirrors; SSH in only when asked for.
 const masterCidr = /^\d+\.\d+\.\d+\.\d+$/.test(master) ? `${master}/32` : "0.0.0.0/0";

@@ -46,6 +46,9 @@ const keys =
 const userData = bootstrapUserData({
   registration,
   ...keys,
+  // The builder's image has puppet-agent; for one that may not, cloud-init installs it from the
+  // distribution's packages before espm's script runs (`pulumi config set installAgent true`).
+  cloudConfig: config.getBoolean("installAgent") ? "#cloud-config\npackages:\n  - puppet-agent\n" : undefined,
   master,
   masterPort: config.getNumber("puppetMasterPort"),
 });
