@@ -115,6 +115,13 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
     assert.match(conf, /node_terminus = exec/);
     assert.match(conf, new RegExp(`external_nodes = ${join(dir, "bin/espm")} enc -c ${setup.ini}`));
     assert.match(conf, /reports = store/);
+    const wrapper = join(setup.configDir, "espm-autosign");
+    assert.match(conf, new RegExp(`autosign = ${wrapper}`));
+    assert.doesNotMatch(conf, /autosign = false/, "the lab's stock autosign = false line is gone");
+    const mode = statSync(wrapper);
+    assert.equal(mode.mode & 0o777, 0o750);
+    assert.equal(mode.uid, 0);
+    assert.equal(mode.gid, Number(readFileSync("/etc/group", "utf8").match(/^puppet:[^:]*:(\d+):/m)![1]));
   });
 
   it("leaves an espm that starts, and a node registered, signed and booted through it", async () => {
@@ -150,6 +157,28 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
       assert.match(boot.stdout, /agent exit 2/);
       assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
+      // The instance key mode through the autosign policy the guide set: the node makes its own key.
+      const enrolledName = "ops-02.ops.test";
+      await client.registerNode({
+        name: enrolledName,
+        groups: ["files"],
+        classes: { espm_file: { path: join(dir, "agent-02/managed.txt") } },
+      });
+      const enrollment = await client.enroll(enrolledName);
+      const instanceUserdata = renderUserData({
+        nodeName: enrolledName,
+        master: "localhost",
+        masterPort: lab.port,
+        caCertificatePem: enrollment.caCertificate,
+        enrollment: { token: enrollment.token },
+        maxWaitForCertSeconds: 30,
+      });
+      mkdirSync(join(dir, "agent-02"), { recursive: true });
+      writeFileSync(join(dir, "agent-02/userdata.sh"), instanceUserdata.script, { mode: 0o700 });
+      const enrolledBoot = await bootAgent(join(dir, "agent-02"), join(dir, "agent-02/userdata.sh"));
+      assert.equal(enrolledBoot.code, 0, `${enrolledBoot.stdout}\n${enrolledBoot.log}`);
+      assert.match(enrolledBoot.stdout, /agent exit 2/);
+      assert.equal((await client.health()).backends?.autosign?.status, "ok");
       // Outside espm's patterns, espm refuses, and so would Puppet Server.
       await assert.rejects(
         client.registerNode({ name: "web-01.example.test", classes: { motd: {} } }),
