@@ -13,6 +13,8 @@ command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 ls /usr/lib/jvm/java-17-openjdk-*/bin/java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+# debootstrap builds the throw-away Debian root the installAgent test installs puppet-agent into.
+command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 # systemd-analyze checks espm's unit file (no systemd needs to run).
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 

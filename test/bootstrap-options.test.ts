@@ -4,12 +4,13 @@
  * sees. Each node is registered and signed through espm, as the provider key mode does.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { EspmClient } from "../sdk/client";
 import type { Classification } from "../sdk/protocol";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData, type UserDataInput } from "../provider/userdata";
+import { debianRoot, runInRoot } from "../scripts/lab/debian-root";
 import { bootAgent, sharedWorld, type BootResult, type World } from "./helpers/world";
 
 const DOMAIN = "first-boot.test";
@@ -127,5 +128,48 @@ sh "$ESPM_BOOTSTRAP" --certname "$ESPM_NODE_NAME" --master "$ESPM_MASTER" --port
     assert.equal(result.code, 0, `${result.stdout}\n${result.log}`);
     assert.equal(readFileSync(path, "utf8"), "role from facts: web's front\n");
     assert.equal(readFileSync(join(factsDir, "espm.yaml"), "utf8").includes("espm_role: 'web''s front'"), true);
+  });
+
+  it("installs Debian's puppet-agent in a throw-away Debian root that has none (installAgent: distro), then boots (agent exit 2)", async function () {
+    this.timeout(600_000);
+    const root = await debianRoot("bookworm");
+    if (root.builtInSeconds) console.log(`      built the Debian root in ${root.builtInSeconds} s`);
+    const name = `distro-01.${DOMAIN}`;
+    await client.registerNode({
+      name,
+      groups: ["base"],
+      classes: { espm_file: { path: "/root/managed.txt", content: "installed by the bootstrap" } },
+    });
+    const { privateKeyPem } = generateRsaKeyPair(2048);
+    const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
+    const userdata = renderUserData({
+      nodeName: name,
+      master: "localhost",
+      masterPort: world.lab.port,
+      certificatePem: issued.certificate,
+      privateKeyPem,
+      caCertificatePem: issued.caCertificate,
+      installAgent: "distro",
+    });
+    const scratch = mkdtempSync(join(world.dir, "root-"));
+    try {
+      const result = await runInRoot(
+        root.dir,
+        scratch,
+        { "root/userdata.sh": { text: userdata.script, mode: 0o700 } },
+        ["sh", "-c", "command -v puppet && exit 9; sh /root/userdata.sh"],
+      );
+      const log = existsSync(join(result.changes, "var/log/puppet-bootstrap.log"))
+        ? readFileSync(join(result.changes, "var/log/puppet-bootstrap.log"), "utf8")
+        : "";
+      assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}\n${log.slice(-3000)}`);
+      const installed = /installed puppet-agent from the distribution's packages in (\d+) s/.exec(result.stdout);
+      assert.ok(installed, result.stdout);
+      console.log(`      apt installed puppet-agent in ${installed[1]} s`);
+      assert.match(result.stdout, /agent exit 2/);
+      assert.equal(readFileSync(join(result.changes, "root/managed.txt"), "utf8"), "installed by the bootstrap\n");
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });
