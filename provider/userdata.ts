@@ -121,7 +121,8 @@ function pem(value: string, label: RegExp, what: string, field: string): string 
 
 /** A file written by a quoted heredoc: nothing in `text` is expanded; the delimiter must not be a line of it. */
 function heredoc(file: string, delimiter: string, text: string, field: string): string {
-  if (text.split("\n").some((line) => line === delimiter)) throw new Error(`${field} must not contain the line ${delimiter}`);
+  if (text.split("\n").some((line) => line === delimiter))
+    throw new Error(`${field} must not contain the line ${delimiter}`);
   return `cat > "$d/${file}" <<'${delimiter}'\n${text.replace(/\n$/, "")}\n${delimiter}\n`;
 }
 
