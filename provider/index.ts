@@ -22,5 +22,13 @@ export { PuppetEnrollment, enrollmentProvider, type PuppetEnrollmentArgs, type E
 export { RegisteredImage, imageProvider, type RegisteredImageArgs, type ImageState } from "./image";
 export { PuppetFirstRun, firstRunProvider, type PuppetFirstRunArgs, type FirstRunState } from "./first-run";
 export { bootstrapUserData, type BootstrapUserDataArgs } from "./bootstrap";
-export { renderUserData, USERDATA_LIMIT, type RenderedUserData, type UserDataInput } from "./userdata";
+export { getClasses, getGroups } from "./discovery";
+export {
+  renderUserData,
+  USERDATA_LIMIT,
+  USERDATA_VARIABLES,
+  type CloudInitPart,
+  type RenderedUserData,
+  type UserDataInput,
+} from "./userdata";
 export { type EspmConnection } from "./connection";

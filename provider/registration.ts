@@ -10,7 +10,16 @@ import type { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import { schemas, suffixedName, type Node } from "../sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
+import { classificationChanged, classificationFailures } from "./classification-check";
+import {
+  changedProperties,
+  checkWith,
+  containsUnknown,
+  defined,
+  initFailed,
+  messageOf,
+  nothingWasDone,
+} from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
@@ -71,7 +80,11 @@ function stateFrom(inputs: RegistrationState, node: Node): RegistrationState {
 }
 
 export const registrationLifecycle = {
-  async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
+  async check(
+    olds: Partial<RegistrationState>,
+    news: Record<string, unknown>,
+    settings: StackSettings | undefined,
+  ): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
     const empty = (value: unknown) =>
       value === undefined || value === null || (typeof value === "object" && Object.keys(value).length === 0);
@@ -81,7 +94,23 @@ export const registrationLifecycle = {
         reason: "give at least one group or one class: a node with neither is classified with nothing",
       });
     }
-    return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
+    if (result.failures.length) return { failures: result.failures };
+    // Against espm's groups and Puppet Server's classes, when every value is known (not at a
+    // preview where they come from other resources' outputs) and the stack has not turned it off.
+    const inputs = result.inputs as unknown as RegistrationState; // what inputSchema() made of `news`
+    const known = !["name", "environment", "groups", "classes"].some((key) =>
+      containsUnknown(inputs[key as keyof RegistrationState]),
+    );
+    if (known && settings?.validateClassification !== false) {
+      const failures = await classificationFailures(
+        inputs,
+        inputs.connection,
+        settings?.espm,
+        classificationChanged(olds, inputs),
+      );
+      if (failures.length) return { failures };
+    }
+    return { inputs: result.inputs };
   },
 
   async diff(_id: string, olds: RegistrationState, news: RegistrationState): Promise<pulumi.dynamic.DiffResult> {

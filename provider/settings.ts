@@ -16,11 +16,14 @@ export interface AwsSettings {
 export interface StackSettings {
   espm: PartialConnection;
   aws: AwsSettings;
+  /** `espm:validateClassification` (default true): check groups, classes and parameters against espm in `check`. */
+  validateClassification: boolean;
 }
 
 export function stackSettings(config: StackConfig): StackSettings {
   return {
     espm: stackConnection(config),
+    validateClassification: config.get("espm:validateClassification") !== "false",
     aws: {
       region: config.get("aws:region") ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION,
       profile: config.get("aws:profile"),

@@ -121,6 +121,9 @@ function pinningConnector(fingerprint: string, timeoutMs: number): buildConnecto
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** What `call` returns for a 304 to a conditional GET. */
+const NOT_MODIFIED = Symbol("not modified");
+
 export class EspmClient {
   private readonly base: URL;
   private readonly dispatcher: Dispatcher;
@@ -242,13 +245,45 @@ export class EspmClient {
     }
   }
 
+  /**
+   * The groups, or undefined when the caller's copy (tagged `etag`) is still current: one request
+   * that costs espm a header. The answer carries the ETag to revalidate with next time.
+   */
+  groupsIfChanged(etag?: string): Promise<{ value: GroupsResponse; etag?: string } | undefined> {
+    return this.conditional("/v1/groups", schemas.groupsResponse, etag);
+  }
+
+  /** The classes of an environment (espm's default when none), or undefined when the caller's copy is current. */
+  classesIfChanged(environment?: string, etag?: string): Promise<{ value: ClassesResponse; etag?: string } | undefined> {
+    const query = environment ? `?environment=${encodeURIComponent(environment)}` : "";
+    return this.conditional(`/v1/classes${query}`, schemas.classesResponse, etag);
+  }
+
+  private async conditional<S extends z.ZodType>(
+    path: string,
+    schema: S,
+    etag: string | undefined,
+  ): Promise<{ value: z.output<S>; etag?: string } | undefined> {
+    let seen: string | undefined;
+    const value = await this.call("GET", path, schema, undefined, {
+      headers: etag ? { "if-none-match": etag } : {},
+      etag: (tag) => (seen = tag),
+    });
+    return value === NOT_MODIFIED ? undefined : { value: value as z.output<S>, etag: seen };
+  }
+
   private async call<S extends z.ZodType>(
     method: string,
     path: string,
     schema?: S,
     body?: unknown,
+    conditional?: { headers: Record<string, string>; etag: (etag: string | undefined) => void },
   ): Promise<z.output<S>> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.psk}`, accept: "application/json" };
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.psk}`,
+      accept: "application/json",
+      ...conditional?.headers,
+    };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (method === "POST") headers[IDEMPOTENCY_HEADER] = randomBytes(18).toString("base64url");
     const url = new URL(path, this.base).toString();
@@ -296,6 +331,11 @@ export class EspmClient {
         continue;
       }
       const text = await response.body.text();
+      if (conditional) {
+        const etag = response.headers.etag;
+        conditional.etag(typeof etag === "string" ? etag : undefined);
+        if (response.statusCode === 304) return NOT_MODIFIED as z.output<S>;
+      }
       if (response.statusCode >= 200 && response.statusCode < 300) {
         if (!schema) return undefined as z.output<S>;
         let json: unknown;

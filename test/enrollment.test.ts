@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
@@ -17,6 +18,7 @@ import { enrollmentProvider, registrationProvider } from "../provider";
 import type { EnrollmentState } from "../provider/enrollment";
 import type { RegistrationState } from "../provider/registration";
 import { configuredProvider } from "./helpers/providers";
+import { ESPM_BIN } from "./helpers/espm";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
 const DOMAIN = "enroll.test";
@@ -282,6 +284,62 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
       return e?.state === "signed" ? e : undefined;
     });
     assert.ok(enrollment.serial);
+  });
+
+  /** Runs `espm autosign` with a copy of espm.ini changed by `edit`, the CSR on stdin; returns its exit code, stderr and time. */
+  async function autosignWith(edit: (ini: string) => string, certname: string, csr: string) {
+    const ini = join(world.dir, `espm-${certname}.ini`);
+    writeFileSync(ini, edit(readFileSync(world.setup.ini, "utf8")));
+    const started = Date.now();
+    return new Promise<{ code: number; stderr: string; ms: number }>((resolve) => {
+      const child = spawn(process.execPath, [ESPM_BIN, "autosign", "-c", ini, certname], {
+        stdio: ["pipe", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("exit", (code) => resolve({ code: code ?? -1, stderr, ms: Date.now() - started }));
+      child.stdin.end(csr);
+    });
+  }
+
+  it("hands a CSR for a name espm never enrolled to the fallback policy, and refuses it without one", async () => {
+    const name = `elsewhere-01.${DOMAIN}`;
+    const fallback = join(world.dir, "fallback-policy.sh");
+    writeFileSync(
+      fallback,
+      '#!/bin/sh\nread -r first\ncase "$1 $first" in "elsewhere-01.enroll.test -----BEGIN CERTIFICATE REQUEST-----"*) exit 0 ;; esac\nexit 3\n',
+      { mode: 0o755 },
+    );
+    const withFallback = await autosignWith(
+      (ini) => ini.replace("[autosign]\n", `[autosign]\nfallback = ${fallback}\n`),
+      name,
+      csrFor(name),
+    );
+    assert.equal(withFallback.code, 0, withFallback.stderr);
+    assert.match(withFallback.stderr, /never enrolled elsewhere-01\.enroll\.test; the fallback policy .* signs it/);
+    const without = await autosignWith((ini) => ini, name, csrFor(name));
+    assert.equal(without.code, 1);
+    assert.match(without.stderr, /never enrolled elsewhere-01\.enroll\.test and no fallback policy is configured/);
+  });
+
+  it("gives up within 5 s when espm does not answer, leaving the CSR to the sweep", async () => {
+    const socket = join(world.dir, "silent.sock");
+    const silent = createServer(() => {}); // accepts, never answers
+    await new Promise<void>((resolve) => silent.listen(socket, resolve));
+    try {
+      const { name, token } = await enrolled("silent-01");
+      const result = await autosignWith(
+        (ini) => ini.replace(/^socket\s*=.*$/m, `socket = ${socket}`),
+        name,
+        csrFor(name, token),
+      );
+      assert.equal(result.code, 1);
+      assert.ok(result.ms < 5000, `gave up after ${result.ms} ms`);
+      assert.match(result.stderr, /cannot reach espm on .*silent\.sock \(no answer within \d+ ms\)/);
+      assert.equal((await client.enrollment(name))?.state, "issued", "nothing decided, nothing burned");
+    } finally {
+      silent.close();
+    }
   });
 
   it("shows in health that autosign reaches espm", async () => {

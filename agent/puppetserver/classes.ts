@@ -42,7 +42,12 @@ export class PuppetServerClasses implements ClassDiscovery {
       for (const cls of file.classes ?? []) {
         classes.push({
           name: cls.name,
-          parameters: (cls.params ?? []).map((p) => ({ name: p.name, type: p.type, default: p.default_source })),
+          parameters: (cls.params ?? []).map((p) => ({
+            name: p.name,
+            type: p.type,
+            default: p.default_source,
+            hasDefault: p.default_source !== undefined,
+          })),
         });
       }
     }

@@ -41,7 +41,7 @@ export class World {
       port: await freePort(),
       enc: `${process.execPath} ${ESPM_BIN} enc -c ${join(espmDir, "etc/espm.ini")}`,
       autosign: join(espmDir, "etc/espm-autosign"),
-      modules: [join(ROOT, "test/fixtures/modules/espm_file"), join(ROOT, "test/fixtures/modules/espm_fact")],
+      modules: ["espm_file", "espm_fact", "espm_typed"].map((m) => join(ROOT, "test/fixtures/modules", m)),
     });
     try {
       const setup = await setupEspm(

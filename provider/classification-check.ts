@@ -1,0 +1,195 @@
+/**
+ * A registration's classification checked against the Puppet server's truth, in `check`, so that
+ * `pulumi preview` shows a mistyped group, a class the environment lacks, or a parameter Puppet
+ * would refuse, before anything launches. espm's groups and the environment's classes are fetched
+ * once per provider process (per espm and environment), shared by concurrent checks, and
+ * revalidated with their ETag after a minute.
+ *
+ * It degrades honestly: a classification that did not change in this stack is never failed (a
+ * Puppet code change must not block unrelated `up`s), only noted; when espm cannot be asked, one
+ * line says so and the check passes (`up` checks again); a type it cannot read passes; a required
+ * parameter nobody sets is a note, since Hiera may supply it. Notes go to stdout, the one channel a
+ * dynamic provider has to the engine.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { isDeepStrictEqual } from "node:util";
+import type { ClassesResponse, Group, GroupsResponse, PuppetClass } from "../sdk/protocol";
+import { openClient, type EspmConnection, type PartialConnection } from "./connection";
+import { messageOf, progress } from "./lifecycle";
+import { parsePuppetType, typeProblem } from "./puppet-types";
+
+export interface ClassificationInputs {
+  name: string;
+  environment?: string;
+  groups: string[];
+  classes: Record<string, Record<string, unknown>>;
+}
+
+/** After this long, a cached answer is revalidated with its ETag. */
+const REVALIDATE_MS = 60_000;
+
+interface Cached<T> {
+  at: number;
+  etag?: string;
+  value: T;
+}
+
+const cache = new Map<string, Promise<Cached<unknown>>>();
+/** espm could not be asked: said once per process, not once per resource. */
+let saidUnreachable = false;
+
+/** One request in flight per key; a failure is not cached. */
+async function cached<T>(
+  key: string,
+  fetch: (etag?: string) => Promise<{ value: T; etag?: string } | undefined>,
+): Promise<T> {
+  const entry = cache.get(key) as Promise<Cached<T>> | undefined;
+  const current = entry ? await entry.catch(() => undefined) : undefined;
+  if (current && Date.now() - current.at < REVALIDATE_MS) return current.value;
+  if (entry && cache.get(key) !== entry) return ((await cache.get(key)) as Cached<T>).value;
+  const next = (async (): Promise<Cached<T>> => {
+    const fresh = await fetch(current?.etag);
+    if (!fresh) return { ...current!, at: Date.now() };
+    return { at: Date.now(), etag: fresh.etag, value: fresh.value };
+  })();
+  cache.set(key, next);
+  next.catch(() => cache.delete(key));
+  return (await next).value;
+}
+
+/** For tests: forget what this process has cached. */
+export function forgetClassificationCache(): void {
+  cache.clear();
+  saidUnreachable = false;
+}
+
+function listed(names: string[]): string {
+  return names.length ? names.join(", ") : "none";
+}
+
+/**
+ * The failures `check` reports (new or changed classifications only), after printing the notes.
+ * `changed` is false when the classification is the one already in state.
+ */
+export async function classificationFailures(
+  inputs: ClassificationInputs,
+  own: EspmConnection | undefined,
+  stack: PartialConnection | undefined,
+  changed: boolean,
+): Promise<pulumi.dynamic.CheckFailure[]> {
+  let groups: Map<string, Group>;
+  let environment: string;
+  let classes: Map<string, PuppetClass>;
+  try {
+    const client = () => openClient(own, stack);
+    const url = own?.url ?? stack?.url ?? "";
+    const ask = async <T>(request: (c: ReturnType<typeof client>) => Promise<T>): Promise<T> => {
+      const c = client();
+      try {
+        return await request(c);
+      } finally {
+        await c.close();
+      }
+    };
+    const groupList = await cached<GroupsResponse>(`${url} groups`, (etag) => ask((c) => c.groupsIfChanged(etag)));
+    groups = new Map(groupList.groups.map((g) => [g.name, g]));
+    const wanted = inputs.environment ?? inputs.groups.map((g) => groups.get(g)?.environment).find((e) => e);
+    const classList = await cached<ClassesResponse>(`${url} classes ${wanted ?? ""}`, (etag) =>
+      ask((c) => c.classesIfChanged(wanted, etag)),
+    );
+    environment = classList.environment;
+    classes = new Map(classList.classes.map((c) => [c.name, c]));
+  } catch (error) {
+    if (!saidUnreachable) {
+      saidUnreachable = true;
+      progress(
+        `espm could not be asked to validate classifications (${messageOf(error)}); they were not checked now, and pulumi up checks them again`,
+      );
+    }
+    return [];
+  }
+
+  const failures: pulumi.dynamic.CheckFailure[] = [];
+  const fail = (property: string, reason: string) => failures.push({ property, reason });
+  const supplied = new Map<string, Set<string>>();
+  const supply = (cls: string, params: Record<string, unknown>) => {
+    const set = supplied.get(cls) ?? new Set<string>();
+    for (const p of Object.keys(params)) set.add(p);
+    supplied.set(cls, set);
+  };
+
+  inputs.groups.forEach((name, i) => {
+    const group = groups.get(name);
+    if (!group) {
+      fail(`groups[${i}]`, `espm has no group ${name}; its groups.yaml defines: ${listed([...groups.keys()])}`);
+      return;
+    }
+    for (const [cls, params] of Object.entries(group.classes)) {
+      supply(cls, params);
+      const known = classes.get(cls);
+      if (!known) {
+        fail(`groups[${i}]`, `group ${name} sets class ${cls}, which environment ${environment} does not have`);
+        continue;
+      }
+      for (const [param, value] of Object.entries(params)) {
+        const declared = known.parameters.find((p) => p.name === param);
+        const problem = declared && typeProblem(parsePuppetType(declared.type), value);
+        if (problem)
+          fail(
+            `groups[${i}]`,
+            `group ${name} sets ${cls}::${param}${problem.at} to ${JSON.stringify(problem.got)}; Puppet expects ${problem.expected}`,
+          );
+      }
+    }
+  });
+
+  for (const [cls, params] of Object.entries(inputs.classes)) {
+    supply(cls, params);
+    const known = classes.get(cls);
+    if (!known) {
+      fail(`classes.${cls}`, `environment ${environment} has no class ${cls}`);
+      continue;
+    }
+    for (const [param, value] of Object.entries(params)) {
+      const declared = known.parameters.find((p) => p.name === param);
+      if (!declared) {
+        fail(
+          `classes.${cls}.${param}`,
+          `class ${cls} has no parameter ${param}; it has: ${listed(known.parameters.map((p) => p.name))}`,
+        );
+        continue;
+      }
+      const problem = typeProblem(parsePuppetType(declared.type), value);
+      if (problem)
+        fail(
+          `classes.${cls}.${param}${problem.at}`,
+          `Puppet expects ${problem.expected}, got ${JSON.stringify(problem.got)}`,
+        );
+    }
+  }
+
+  for (const [cls, given] of supplied) {
+    for (const param of classes.get(cls)?.parameters ?? []) {
+      if (!param.hasDefault && !given.has(param.name))
+        progress(
+          `${inputs.name}: class ${cls} requires ${param.name} (${param.type ?? "Any"}), which neither the node nor its groups set; Hiera must supply it, or the node's first Puppet run fails`,
+        );
+    }
+  }
+
+  if (changed) return failures;
+  for (const { property, reason } of failures)
+    progress(
+      `${inputs.name}: ${property}: ${reason} (unchanged in this stack, so not failed: the Puppet code changed since)`,
+    );
+  return [];
+}
+
+/** Whether the classification differs from the one in state (a create has none). */
+export function classificationChanged(olds: Partial<ClassificationInputs>, news: ClassificationInputs): boolean {
+  if (olds.name === undefined) return true;
+  return !isDeepStrictEqual(
+    { environment: olds.environment, groups: olds.groups, classes: olds.classes },
+    { environment: news.environment, groups: news.groups, classes: news.classes },
+  );
+}
