@@ -254,7 +254,10 @@ export class EspmClient {
   }
 
   /** The classes of an environment (espm's default when none), or undefined when the caller's copy is current. */
-  classesIfChanged(environment?: string, etag?: string): Promise<{ value: ClassesResponse; etag?: string } | undefined> {
+  classesIfChanged(
+    environment?: string,
+    etag?: string,
+  ): Promise<{ value: ClassesResponse; etag?: string } | undefined> {
     const query = environment ? `?environment=${encodeURIComponent(environment)}` : "";
     return this.conditional(`/v1/classes${query}`, schemas.classesResponse, etag);
   }

@@ -34,6 +34,9 @@ export const discoveryRoutes: FastifyPluginAsync<RouteOptions> = async (app, { c
         "class discovery is not configured: add a [puppetserver] section to espm.ini and restart espm",
       );
     }
-    return conditional<ClassesResponse>(request, reply, { environment, classes: await ctx.classes.classes(environment) });
+    return conditional<ClassesResponse>(request, reply, {
+      environment,
+      classes: await ctx.classes.classes(environment),
+    });
   });
 };
