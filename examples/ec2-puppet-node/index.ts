@@ -11,6 +11,8 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import {
   bootstrapUserData,
+  getClasses,
+  getGroups,
   PuppetCertificate,
   PuppetEnrollment,
   PuppetFirstRun,
@@ -113,3 +115,13 @@ export const instanceId = instance.id;
 export const certificateSerial = keys.certificate?.serial ?? keys.enrollment?.serial;
 // The size reveals nothing: a plain number, not a secret like the userdata itself.
 export const userDataBytes = pulumi.unsecret(userData.bytes);
+
+// What the Puppet server offers, read through espm (`pulumi config set showOffered true`): the groups
+// of groups.yaml, and the classes of the node's environment with each parameter's Puppet type.
+const showOffered = config.getBoolean("showOffered") ?? false;
+export const offeredGroups = showOffered ? getGroups().apply((groups) => groups.map((g) => g.name)) : undefined;
+export const offeredClasses = showOffered
+  ? getClasses({ environment: config.get("environment") }).apply(({ classes }) =>
+      classes.map((c) => `${c.name}(${c.parameters.map((p) => `${p.type ?? "Any"} $${p.name}`).join(", ")})`),
+    )
+  : undefined;
