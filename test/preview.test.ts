@@ -6,7 +6,7 @@
  * groups.yaml and the module define.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type * as automation from "@pulumi/pulumi/automation";
 import { program } from "./programs/preview";
@@ -133,6 +133,37 @@ describe("pulumi preview validates classifications against espm and Puppet Serve
       assert.ok([1, 2].includes(preview.changeSummary.create ?? 0), JSON.stringify(preview.changeSummary));
     } finally {
       await stack.removeConfig("espm:validateClassification");
+    }
+  });
+
+  it("notes, and never fails, a classification unchanged in the stack whose group has since gone", async () => {
+    const groupsFile = join(world.setup.configDir, "groups.yaml");
+    const original = readFileSync(groupsFile, "utf8");
+    const client = world.client();
+    const groupsAre = async (present: boolean) => {
+      for (let waited = 0; waited < 10_000; waited += 100) {
+        if ((await client.groups()).groups.some((g) => g.name === "passing") === present) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.fail(`groups.yaml reload: passing ${present ? "never appeared" : "never went"}`);
+    };
+    try {
+      writeFileSync(groupsFile, `${original}  passing:\n    parameters:\n      temp: "yes"\n`);
+      await groupsAre(true);
+      await nodes([{ name: "kept-01.engine.test", groups: ["passing"] }]);
+      assert.equal((await stack.up()).summary.result, "succeeded");
+      writeFileSync(groupsFile, original); // the operator removes the group
+      await groupsAre(false);
+      const preview = await stack.preview();
+      assert.equal(preview.changeSummary.update ?? 0, 0);
+      assert.match(
+        preview.stdout,
+        /kept-01\.engine\.test: groups\[0\]: espm has no group passing; .*\(unchanged in this stack, so not failed/,
+      );
+    } finally {
+      writeFileSync(groupsFile, original);
+      await stack.destroy();
+      await client.close();
     }
   });
 

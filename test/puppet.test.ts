@@ -106,6 +106,18 @@ describe("with a real Puppet Server", function () {
     );
   });
 
+  it("asks Puppet Server once for an environment's classes however many callers arrive at once", async () => {
+    const accessLog = () => readFileSync(join(lab.dir, "log/puppetserver-access.log"), "utf8");
+    const asked = () => accessLog().match(/environment_classes\?environment=nosuchenv/g)?.length ?? 0;
+    const before = asked();
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => espm.raw("GET", "/v1/classes?environment=nosuchenv")),
+    );
+    assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([502]));
+    assert.match(answers[0]!.text, /Puppet Server has no environment named nosuchenv/);
+    assert.equal(asked() - before, 1, "one request in flight, shared by all twenty");
+  });
+
   it("boots a node end to end: signed ahead, classified by espm enc, changed, then unchanged", async () => {
     const node = await provision("web-01", {
       groups: ["files"],

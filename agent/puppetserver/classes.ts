@@ -11,9 +11,15 @@ interface EnvironmentClassesBody {
   }>;
 }
 
-/** Classes from `/puppet/v3/environment_classes`, cached briefly; revalidated with the ETag when the server sends one. */
+/**
+ * Classes from `/puppet/v3/environment_classes`. One request per environment at a time, however
+ * many callers arrive: the first answer is awaited by all of them; after that, an answer older than
+ * the cache time is served as it is while one refresh (revalidated with the ETag) runs behind it.
+ * Puppet Server takes about a second to answer, so callers never queue behind one another's refreshes.
+ */
 export class PuppetServerClasses implements ClassDiscovery {
   private readonly cache = new Map<string, { at: number; etag?: string; classes: PuppetClass[] }>();
+  private readonly inFlight = new Map<string, Promise<PuppetClass[]>>();
 
   constructor(
     private readonly http: PuppetServerHttp,
@@ -23,6 +29,18 @@ export class PuppetServerClasses implements ClassDiscovery {
   async classes(environment: string): Promise<PuppetClass[]> {
     const cached = this.cache.get(environment);
     if (cached && Date.now() - cached.at < this.cacheMs) return cached.classes;
+    let refresh = this.inFlight.get(environment);
+    if (!refresh) {
+      refresh = this.fetch(environment).finally(() => this.inFlight.delete(environment));
+      this.inFlight.set(environment, refresh);
+      // A failed background refresh keeps the old answer; the next caller tries again.
+      if (cached) refresh.catch(() => undefined);
+    }
+    return cached ? cached.classes : refresh;
+  }
+
+  private async fetch(environment: string): Promise<PuppetClass[]> {
+    const cached = this.cache.get(environment);
     const response = await this.http.call(
       "GET",
       `/puppet/v3/environment_classes?environment=${encodeURIComponent(environment)}`,
