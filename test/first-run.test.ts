@@ -26,10 +26,12 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
   const configured = (provider: Provider) => configuredProvider(provider, world.stackConfig());
 
   /** A node registered and signed through the providers; returns its userdata script. */
-  async function provision(name: string, classification: Omit<ClassificationInput, "environment">): Promise<string> {
-    const registration = await registrations.create(
-      (await registrations.check!({}, { name, ...classification })).inputs,
-    );
+  async function provision(
+    name: string,
+    classification: Omit<ClassificationInput, "environment">,
+    using = registrations,
+  ): Promise<string> {
+    const registration = await using.create((await using.check!({}, { name, ...classification })).inputs);
     const certificate = await certificates.create((await certificates.check!({}, { certname: name })).inputs);
     const userData = await valueOf(
       bootstrapUserData({
@@ -84,7 +86,14 @@ describe("first Puppet runs, from Puppet Server's reports", function () {
 
   it("fails with Puppet's error lines when the run fails (a class that does not exist)", async () => {
     const name = "run-bad.first-run.test";
-    const script = await provision(name, { classes: { no_such_class: {} } });
+    // Preview validation refuses the class; a stack that turned it off gets a failing first run.
+    const refused = await registrations.check!({}, { name, classes: { no_such_class: {} } });
+    assert.match(refused.failures?.[0]?.reason ?? "", /environment production has no class no_such_class/);
+    const unvalidated = await configuredProvider(
+      registrationProvider,
+      world.stackConfig({ "espm:validateClassification": "false" }),
+    );
+    const script = await provision(name, { classes: { no_such_class: {} } }, unvalidated);
     const { boot, error } = await firstRunWhileBooting(name, script);
     assert.equal(boot.code, 1, "the bootstrap exits 1");
     assert.ok(error, "PuppetFirstRun create fails");

@@ -17,7 +17,7 @@ export async function program() {
     const short = name.split(".")[0]!;
     const registration = new PuppetNodeRegistration(short, {
       name,
-      classes: { motd: { message: short } },
+      classes: { espm_typed: { port: 8140, note: short } },
       onConflict: "fail",
     });
     serials[short] = new PuppetCertificate(short, { certname: registration.nodeName }).serial;
