@@ -13,7 +13,7 @@ import { parseArgs, promisify } from "node:util";
 import { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { startPuppetServer } from "../scripts/lab/puppetserver";
-import { EspmProcess, freePort, setupEspm } from "../scripts/lab/espm";
+import { EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 
 const run = promisify(execFile);
 
@@ -36,24 +36,7 @@ async function main(): Promise<void> {
   const lab = await startPuppetServer({ dir: join(dir, "puppetserver"), port: await freePort() });
   const espmDir = join(dir, "espm");
   mkdirSync(espmDir);
-  const espm = await EspmProcess.start(
-    await setupEspm(
-      [
-        "--puppetserver-url",
-        lab.url,
-        "--puppetserver-ca",
-        lab.caBundle,
-        "--puppetserver-cert",
-        lab.espmCert,
-        "--puppetserver-key",
-        lab.espmKey,
-        "--puppetserver-reportdir",
-        lab.reportDir,
-      ],
-      "groups: {}\n",
-      espmDir,
-    ),
-  );
+  const espm = await EspmProcess.start(await setupEspm([...puppetServerArgs(lab)], "groups: {}\n", espmDir));
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
   try {
     const names = Array.from({ length: count }, (_, i) => i);

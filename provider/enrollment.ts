@@ -56,12 +56,7 @@ const SPENT: ReadonlySet<string> = new Set(["refused", "expired", "revoked"]);
 function inputSchema() {
   return z.strictObject({
     certname: schemas.name,
-    ttlMinutes: z
-      .number()
-      .int()
-      .min(1)
-      .max(7 * 24 * 60)
-      .default(60),
+    ttlMinutes: schemas.enrollmentRequest.shape.ttlMinutes,
     extensions: schemas.enrollmentRequest.shape.extensions,
     connection: connectionSchema().optional(),
   });

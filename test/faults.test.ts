@@ -16,7 +16,7 @@ import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { Agent, request } from "undici";
 import { nodeNames, program } from "./programs/faults";
 import { createSelfSignedCertificate } from "../sdk/x509";
-import { EspmProcess, freePort, ROOT, setupEspm, type SetupResult } from "./helpers/espm";
+import { EspmProcess, freePort, puppetServerArgs, ROOT, setupEspm, type SetupResult } from "./helpers/espm";
 import { engineStack, pulumiBin } from "./helpers/engine";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
@@ -116,19 +116,7 @@ describe("failed `pulumi up`s through the real engine", function () {
     }
     world = await sharedWorld();
     const { lab } = world;
-    setup = await setupEspm(
-      [
-        "--puppetserver-url",
-        lab.url,
-        "--puppetserver-ca",
-        lab.caBundle,
-        "--puppetserver-cert",
-        lab.espmCert,
-        "--puppetserver-key",
-        lab.espmKey,
-      ],
-      "groups: {}\n",
-    );
+    setup = await setupEspm([...puppetServerArgs(lab, { reports: false })], "groups: {}\n");
     espm = await EspmProcess.start(setup);
     mkdirSync(join(ROOT, ".tmp"), { recursive: true });
     dir = mkdtempSync(join(ROOT, ".tmp/faults-"));

@@ -13,7 +13,7 @@ import type { CreateNodeInput } from "../sdk/protocol";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { ESPM_BIN, EspmProcess, freePort, ROOT, scratchDir, setupEspm } from "./helpers/espm";
+import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
 import { bootAgent, crlSerials } from "./helpers/world";
 
 const DOMAIN = "lab.test";
@@ -41,18 +41,7 @@ describe("with a real Puppet Server", function () {
       modules: [join(ROOT, "test/fixtures/modules/espm_file")],
     });
     const setup = await setupEspm(
-      [
-        "--puppetserver-url",
-        lab.url,
-        "--puppetserver-ca",
-        lab.caBundle,
-        "--puppetserver-cert",
-        lab.espmCert,
-        "--puppetserver-key",
-        lab.espmKey,
-        "--puppetserver-reportdir",
-        lab.reportDir,
-      ],
+      [...puppetServerArgs(lab)],
       groupsYaml(join(dir, "agent-web-01/managed.txt")),
       espmDir,
     );

@@ -17,7 +17,7 @@ import { Agent, request } from "undici";
 import forge from "node-forge";
 import { registrationProvider } from "../provider";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
-import { EspmProcess, run, scratchDir, setupEspm } from "./helpers/espm";
+import { EspmProcess, puppetServerArgs, run, scratchDir, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
 import { caState, sharedWorld, type World } from "./helpers/world";
 
@@ -79,16 +79,7 @@ describe("security: what the PSK can and cannot do", function () {
     const { lab } = world;
     const setup = await setupEspm(
       [
-        "--puppetserver-url",
-        lab.url,
-        "--puppetserver-ca",
-        lab.caBundle,
-        "--puppetserver-cert",
-        lab.espmCert,
-        "--puppetserver-key",
-        lab.espmKey,
-        "--puppetserver-reportdir",
-        lab.reportDir,
+        ...puppetServerArgs(lab),
         "--fallback-enc",
         fallback,
         "--certname-pattern",
@@ -178,20 +169,7 @@ describe("security: what the PSK can and cannot do", function () {
     it("refuses Puppet's own names even where any certname is allowed, and says so loudly", async () => {
       const { lab } = world;
       const open = await EspmProcess.start(
-        await setupEspm(
-          [
-            "--puppetserver-url",
-            lab.url,
-            "--puppetserver-ca",
-            lab.caBundle,
-            "--puppetserver-cert",
-            lab.espmCert,
-            "--puppetserver-key",
-            lab.espmKey,
-            "--allow-any-certname",
-          ],
-          "groups: {}\n",
-        ),
+        await setupEspm([...puppetServerArgs(lab, { reports: false }), "--allow-any-certname"], "groups: {}\n"),
       );
       try {
         assert.ok(

@@ -13,6 +13,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFi
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildPulumi, DEMO_CERTNAMES, runDemoStack } from "./demo-stack";
+import { puppetServerArgs } from "./espm";
 import { commandLine, isRunning, portOwner } from "./ports";
 import { startPuppetServer } from "./puppetserver";
 
@@ -129,16 +130,7 @@ async function main(): Promise<void> {
       "localhost",
       "--listen",
       "127.0.0.1",
-      "--puppetserver-url",
-      lab.url,
-      "--puppetserver-ca",
-      lab.caBundle,
-      "--puppetserver-cert",
-      lab.espmCert,
-      "--puppetserver-key",
-      lab.espmKey,
-      "--puppetserver-reportdir",
-      lab.reportDir,
+      ...puppetServerArgs(lab),
       "--certname-pattern",
       DEMO_CERTNAMES,
     ]).toString();

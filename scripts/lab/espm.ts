@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { freePort } from "./ports";
-import { LAB_CERTNAME_PATTERNS } from "./puppetserver";
+import { LAB_CERTNAME_PATTERNS, type PuppetServerLab } from "./puppetserver";
 
 export { freePort };
 
@@ -40,6 +40,13 @@ export interface SetupResult {
 function certnameArgs(extraArgs: string[]): string[] {
   if (extraArgs.some((a) => a === "--certname-pattern" || a === "--allow-any-certname")) return [];
   return LAB_CERTNAME_PATTERNS.flatMap((p) => ["--certname-pattern", p]);
+}
+
+/** espm-setup's arguments that point espm at a lab's Puppet Server (its CA, classes and, unless told not to, reports). */
+export function puppetServerArgs(lab: PuppetServerLab, o: { reports?: boolean } = {}): string[] {
+  const args = ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle];
+  args.push("--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey);
+  return o.reports === false ? args : [...args, "--puppetserver-reportdir", lab.reportDir];
 }
 
 export async function setupEspm(

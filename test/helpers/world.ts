@@ -12,7 +12,16 @@ import { EspmClient } from "../../sdk/client";
 import { normalizeSerial } from "../../sdk/x509";
 import type { StackConfig } from "../../provider/connection";
 import { startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
-import { ESPM_BIN, EspmProcess, freePort, ROOT, scratchDir, setupEspm, type SetupResult } from "./espm";
+import {
+  ESPM_BIN,
+  EspmProcess,
+  freePort,
+  puppetServerArgs,
+  ROOT,
+  scratchDir,
+  setupEspm,
+  type SetupResult,
+} from "./espm";
 
 const execFileP = promisify(execFile);
 
@@ -45,18 +54,7 @@ export class World {
     });
     try {
       const setup = await setupEspm(
-        [
-          "--puppetserver-url",
-          lab.url,
-          "--puppetserver-ca",
-          lab.caBundle,
-          "--puppetserver-cert",
-          lab.espmCert,
-          "--puppetserver-key",
-          lab.espmKey,
-          "--puppetserver-reportdir",
-          lab.reportDir,
-        ],
+        [...puppetServerArgs(lab)],
         "groups:\n  base:\n    parameters:\n      managed_by: espm\n",
         espmDir,
       );
