@@ -253,6 +253,26 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     });
   });
 
+  it("lets Puppet Server's user run the wrapper and reach espm, and nobody else", async () => {
+    const wrapper = join(world.setup.configDir, "espm-autosign");
+    const asUser = (user: string, name: string, csr: string) =>
+      new Promise<{ code: number; stderr: string }>((resolve) => {
+        const child = spawn("runuser", ["-u", user, "--", wrapper, name], { stdio: ["pipe", "ignore", "pipe"] });
+        let stderr = "";
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.on("exit", (code) => resolve({ code: code ?? -1, stderr }));
+        child.stdin.end(csr);
+      });
+    const { name, token } = await enrolled("perm-01");
+    const stranger = await asUser("nobody", name, csrFor(name, token));
+    assert.notEqual(stranger.code, 0);
+    assert.match(stranger.stderr, /Permission denied|EACCES|cannot read the autosign secret/);
+    assert.equal((await client.enrollment(name))?.state, "issued", "a stranger's try burns nothing");
+    const puppet = await asUser("puppet", name, csrFor(name, token));
+    assert.equal(puppet.code, 0, puppet.stderr);
+    assert.match(puppet.stderr, /espm signs perm-01\.enroll\.test/);
+  });
+
   it("lets exactly one of two espm autosign processes racing for one token sign", async () => {
     const { name, token } = await enrolled("race-01");
     const csr = csrFor(name, token);
