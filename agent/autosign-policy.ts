@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { nameProblem } from "../sdk/names";
 import { puppetExtensionName } from "../sdk/puppet-extensions";
-import { csrProblem, inspectCsr, type CsrSummary } from "../sdk/x509";
+import { csrProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../sdk/x509";
 import { now, type AgentContext } from "./context";
 import type { EnrollmentRecord } from "./store";
 
@@ -32,18 +32,27 @@ export function tokenHash(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
 }
 
-/** Why a CSR presented with an issued token must not be signed, or undefined when it may. */
-function problemWith(ctx: AgentContext, enrollment: EnrollmentRecord, certname: string, pem: string, csr: CsrSummary) {
+/**
+ * Why a CSR presented with an issued token must not be signed, or undefined when it may; `refusal`
+ * is the certname policy's answer for the name, already asked.
+ */
+function problemWith(
+  ctx: AgentContext,
+  enrollment: EnrollmentRecord,
+  certname: string,
+  pem: string,
+  csr: CsrSummary,
+  refusal: ReturnType<AgentContext["policy"]["refusal"]>,
+) {
   if (Date.parse(enrollment.expiresAt) <= Date.now()) return `the enrollment token expired at ${enrollment.expiresAt}`;
   if (enrollment.certname !== certname)
     return `the enrollment token is for ${enrollment.certname}, not for ${certname}`;
   if (!ctx.store.liveNode(certname)) return `${certname} is no longer registered with espm`;
-  const refusal = ctx.policy.refusal(certname);
   if (refusal) return `refused by the certname policy (${refusal.rule}): ${refusal.message}`;
   const problem = csrProblem(pem, certname);
   if (problem) return `the CSR is refused: ${problem}`;
   for (const oid of csr.extensions) {
-    if (oid === "2.5.29.17") continue; // subjectAltName, checked by csrProblem
+    if (oid === SUBJECT_ALT_NAME_OID) continue; // checked by csrProblem
     const name = puppetExtensionName(oid);
     if (name === "pp_instance_id") continue;
     if (!name || !(name in enrollment.extensions))
@@ -91,9 +100,9 @@ export function decide(ctx: AgentContext, certname: string, pem: string, actor: 
         `the enrollment token for ${presented.certname} was already presented (${presented.state}); a token is good for one CSR: replace the PuppetEnrollment for a new one`,
       );
     }
-    const unknown = ctx.policy.refusal(certname);
-    if (unknown?.unknown) return { decision: "refuse", reason: unknown.message, undecided: true };
-    const problem = problemWith(ctx, presented, certname, pem, csr);
+    const refusal = ctx.policy.refusal(certname);
+    if (refusal?.unknown) return { decision: "refuse", reason: refusal.message, undecided: true };
+    const problem = problemWith(ctx, presented, certname, pem, csr, refusal);
     if (problem) return refuse(problem, presented);
     ctx.store.recordCertificateRequested(certname, csr.publicKeySha256, at);
     ctx.store.updateEnrollment(presented.id, { state: "used", publicKey: csr.publicKeySha256 }, at);

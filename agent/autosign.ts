@@ -9,6 +9,8 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
+// A type only: the policy module, and node-forge with it, is never loaded in this short-lived process.
+import type { AutosignAnswer } from "./autosign-policy";
 import { loadConfig } from "./config";
 
 /** The whole run, fallback included, ends within this time. */
@@ -20,9 +22,13 @@ export interface AutosignResult {
   message: string;
 }
 
-type Answer = { decision: "sign" } | { decision: "refuse"; reason: string } | { decision: "not_enrolled" };
-
-function ask(socket: string, secret: string, certname: string, csr: string, timeoutMs: number): Promise<Answer> {
+function ask(
+  socket: string,
+  secret: string,
+  certname: string,
+  csr: string,
+  timeoutMs: number,
+): Promise<AutosignAnswer> {
   const body = JSON.stringify({ certname, csr });
   return new Promise((resolve, reject) => {
     const req = request(
@@ -45,7 +51,7 @@ function ask(socket: string, secret: string, certname: string, csr: string, time
           if (res.statusCode !== 200)
             return reject(new Error(`espm answered HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
           try {
-            resolve(JSON.parse(text) as Answer);
+            resolve(JSON.parse(text) as AutosignAnswer);
           } catch {
             reject(new Error("espm's answer is not JSON"));
           }
@@ -92,7 +98,7 @@ export async function autosign(configFile: string, certname: string, csr: string
       message: `cannot read the autosign secret ${config.autosign.secret_file} (${(err as NodeJS.ErrnoException).code}); Puppet Server's user must be in its group`,
     };
   }
-  let answer: Answer;
+  let answer: AutosignAnswer;
   try {
     answer = await ask(config.autosign.socket, secret, certname, csr, remaining());
   } catch (err) {

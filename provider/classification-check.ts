@@ -13,8 +13,14 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "node:util";
-import type { ClassesResponse, Group, GroupsResponse, PuppetClass } from "../sdk/protocol";
-import { openClient, type EspmConnection, type PartialConnection } from "./connection";
+import {
+  nodeEnvironment,
+  type ClassesResponse,
+  type Group,
+  type GroupsResponse,
+  type PuppetClass,
+} from "../sdk/protocol";
+import { withClient, type EspmConnection, type PartialConnection } from "./connection";
 import { messageOf, progress } from "./lifecycle";
 import { parsePuppetType, typeProblem } from "./puppet-types";
 
@@ -57,12 +63,6 @@ async function cached<T>(
   return (await next).value;
 }
 
-/** For tests: forget what this process has cached. */
-export function forgetClassificationCache(): void {
-  cache.clear();
-  saidUnreachable = false;
-}
-
 function listed(names: string[]): string {
   return names.length ? names.join(", ") : "none";
 }
@@ -81,21 +81,15 @@ export async function classificationFailures(
   let environment: string;
   let classes: Map<string, PuppetClass>;
   try {
-    const client = () => openClient(own, stack);
     const url = own?.url ?? stack?.url ?? "";
-    const ask = async <T>(request: (c: ReturnType<typeof client>) => Promise<T>): Promise<T> => {
-      const c = client();
-      try {
-        return await request(c);
-      } finally {
-        await c.close();
-      }
-    };
-    const groupList = await cached<GroupsResponse>(`${url} groups`, (etag) => ask((c) => c.groupsIfChanged(etag)));
+    const groupList = await cached<GroupsResponse>(`${url} groups`, (etag) =>
+      withClient(own, stack, (c) => c.groupsIfChanged(etag)),
+    );
     groups = new Map(groupList.groups.map((g) => [g.name, g]));
-    const wanted = inputs.environment ?? inputs.groups.map((g) => groups.get(g)?.environment).find((e) => e);
+    // Unset here means espm's default environment, which GET /v1/classes answers for.
+    const wanted = nodeEnvironment(inputs, (g) => groups.get(g)?.environment);
     const classList = await cached<ClassesResponse>(`${url} classes ${wanted ?? ""}`, (etag) =>
-      ask((c) => c.classesIfChanged(wanted, etag)),
+      withClient(own, stack, (c) => c.classesIfChanged(wanted, etag)),
     );
     environment = classList.environment;
     classes = new Map(classList.classes.map((c) => [c.name, c]));

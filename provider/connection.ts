@@ -66,7 +66,7 @@ export function connectionSchema() {
  * A client for the resource's own connection when it has one, else for the stack's. Throws a
  * message naming the missing config keys.
  */
-export function openClient(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
+function openClient(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
   const chosen = own ?? stack ?? {};
   const missing: string[] = [];
   if (!chosen.url) missing.push("espm:url");

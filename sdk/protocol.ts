@@ -214,6 +214,18 @@ export type BackendStatus = z.output<Protocol["backendStatus"]>;
 export type ErrorBody = z.output<Protocol["errorBody"]>;
 
 /** Error codes of protocol v1, each with the HTTP status it travels with. */
+/**
+ * The environment a node is classified in: its own, else that of the first of its groups that names
+ * one; undefined leaves it to espm's default. espm stores it with the node, and preview validation
+ * checks classes against it, so both sides use this one rule.
+ */
+export function nodeEnvironment(
+  node: { environment?: string; groups: readonly string[] },
+  groupEnvironment: (group: string) => string | undefined,
+): string | undefined {
+  return node.environment ?? node.groups.map(groupEnvironment).find((e) => e !== undefined);
+}
+
 export const ERROR_STATUS = {
   invalid_request: 400,
   unauthorized: 401,

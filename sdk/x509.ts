@@ -181,6 +181,9 @@ export interface CsrSummary {
   otherAltNames: boolean;
 }
 
+/** The subjectAltName extension's OID, which csrProblem checks apart from Puppet's pp_* ones. */
+export const SUBJECT_ALT_NAME_OID = "2.5.29.17";
+
 const OID = {
   commonName: "2.5.4.3",
   rsaEncryption: "1.2.840.113549.1.1.1",
@@ -189,7 +192,7 @@ const OID = {
   p384: "1.3.132.0.34",
   extensionRequest: "1.2.840.113549.1.9.14",
   challengePassword: "1.2.840.113549.1.9.7",
-  subjectAltName: "2.5.29.17",
+  subjectAltName: SUBJECT_ALT_NAME_OID,
 };
 
 /**

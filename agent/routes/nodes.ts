@@ -5,7 +5,7 @@
  * request espm did not make) and not the site's fallback ENC.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { IDEMPOTENCY_HEADER, schemas, type Classification, type Node } from "../../sdk/protocol";
+import { IDEMPOTENCY_HEADER, nodeEnvironment, schemas, type Classification, type Node } from "../../sdk/protocol";
 import { classifiesNode, runFallbackEnc } from "../fallback-enc";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
 import { auditEntry, now, type AgentContext, type RouteOptions } from "../context";
@@ -51,8 +51,8 @@ async function checkFallbackEnc(ctx: AgentContext, name: string): Promise<void> 
  * default. Decided when the node is created or updated, and stored with it.
  */
 function complete(ctx: AgentContext, c: Classification): Required<Classification> {
-  const fromGroup = c.groups.map((g) => ctx.groups().get(g)?.environment).find((e) => e !== undefined);
-  return { ...c, environment: c.environment ?? fromGroup ?? ctx.config.classifier.default_environment };
+  const environment = nodeEnvironment(c, (g) => ctx.groups().get(g)?.environment);
+  return { ...c, environment: environment ?? ctx.config.classifier.default_environment };
 }
 
 function notOurs(name: string): ApiError {
