@@ -29,18 +29,13 @@ describe("the bootstrap's options, with a real agent", function () {
     await client?.close();
   });
 
-  /** A node registered and signed through espm, booted with the given options; returns the boot and its folder. */
-  async function boot(
-    short: string,
-    classification: Partial<Classification>,
-    options: Partial<UserDataInput>,
-    wrap?: (argv: string[]) => string[],
-  ): Promise<BootResult & { dir: string }> {
+  /** A node registered and signed through espm, and its userdata rendered with the given options. */
+  async function provision(short: string, classification: Partial<Classification>, options: Partial<UserDataInput>) {
     const name = `${short}.${DOMAIN}`;
     await client.registerNode({ name, groups: ["base"], ...classification });
     const { privateKeyPem } = generateRsaKeyPair(2048);
     const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-    const userdata = renderUserData({
+    return renderUserData({
       nodeName: name,
       master: "localhost",
       masterPort: world.lab.port,
@@ -49,6 +44,16 @@ describe("the bootstrap's options, with a real agent", function () {
       caCertificatePem: issued.caCertificate,
       ...options,
     });
+  }
+
+  /** A node provisioned with the given options and booted; returns the boot and its folder. */
+  async function boot(
+    short: string,
+    classification: Partial<Classification>,
+    options: Partial<UserDataInput>,
+    wrap?: (argv: string[]) => string[],
+  ): Promise<BootResult & { dir: string }> {
+    const userdata = await provision(short, classification, options);
     const dir = join(world.dir, `agent-${short}`);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "userdata.sh"), userdata.script, { mode: 0o700 });
@@ -134,23 +139,11 @@ sh "$ESPM_BOOTSTRAP" --certname "$ESPM_NODE_NAME" --master "$ESPM_MASTER" --port
     this.timeout(600_000);
     const root = await debianRoot("bookworm");
     if (root.builtInSeconds) console.log(`      built the Debian root in ${root.builtInSeconds} s`);
-    const name = `distro-01.${DOMAIN}`;
-    await client.registerNode({
-      name,
-      groups: ["base"],
-      classes: { espm_file: { path: "/root/managed.txt", content: "installed by the bootstrap" } },
-    });
-    const { privateKeyPem } = generateRsaKeyPair(2048);
-    const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-    const userdata = renderUserData({
-      nodeName: name,
-      master: "localhost",
-      masterPort: world.lab.port,
-      certificatePem: issued.certificate,
-      privateKeyPem,
-      caCertificatePem: issued.caCertificate,
-      installAgent: "distro",
-    });
+    const userdata = await provision(
+      "distro-01",
+      { classes: { espm_file: { path: "/root/managed.txt", content: "installed by the bootstrap" } } },
+      { installAgent: "distro" },
+    );
     const scratch = mkdtempSync(join(world.dir, "root-"));
     try {
       const result = await runInRoot(

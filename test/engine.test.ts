@@ -5,14 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2";
 import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
 import { program } from "./programs/engine";
-import { ROOT } from "./helpers/espm";
-import { engineStack, pulumiBin } from "./helpers/engine";
+import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { crlSerials, sharedWorld, type World } from "./helpers/world";
 
@@ -68,16 +67,10 @@ describe("the real Pulumi engine", function () {
   }
 
   before(async function () {
-    if (!pulumiBin()) {
-      // .ci/run always builds the CLI; a developer without Go can still run the rest.
-      console.log("    (no Pulumi CLI: run scripts/build-pulumi.sh; skipping the engine tests)");
-      this.skip();
-    }
+    requirePulumi(this);
     [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
     await moto.reset();
-    // Inside the checkout, so the engine's dynamic-provider host finds @pulumi/pulumi from its working directory.
-    mkdirSync(join(ROOT, ".tmp"), { recursive: true });
-    dir = mkdtempSync(join(ROOT, ".tmp/engine-"));
+    dir = engineDir("engine");
     stack = await engineStack({
       dir,
       projectName: "espm-engine",
@@ -89,9 +82,7 @@ describe("the real Pulumi engine", function () {
         "engine:managedFile": { value: join(world.dir, "agent-engine/managed.txt") },
         "engine:builderInstanceId": { value: await moto.runInstance() },
         "engine:masterPort": { value: String(world.lab.port) },
-        "espm:url": { value: world.espm.url },
-        "espm:psk": { value: world.setup.psk, secret: true },
-        "espm:certificate": { value: world.setup.certificate },
+        ...world.engineConfig(),
         "aws:region": { value: "us-east-1" },
         "espm:ec2Endpoint": { value: moto.url },
       },

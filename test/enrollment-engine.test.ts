@@ -5,13 +5,12 @@
  * in the stack's state.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type * as automation from "@pulumi/pulumi/automation";
 import { program } from "./programs/enrollment";
-import { ROOT } from "./helpers/espm";
-import { engineStack, pulumiBin } from "./helpers/engine";
+import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
 describe("the real Pulumi engine in the instance key mode", function () {
@@ -22,13 +21,9 @@ describe("the real Pulumi engine in the instance key mode", function () {
   const nodeName = "engine-enroll-01.enroll.test";
 
   before(async function () {
-    if (!pulumiBin()) {
-      console.log("    (no Pulumi CLI: run scripts/build-pulumi.sh; skipping the engine tests)");
-      this.skip();
-    }
+    requirePulumi(this);
     world = await sharedWorld();
-    mkdirSync(join(ROOT, ".tmp"), { recursive: true });
-    dir = mkdtempSync(join(ROOT, ".tmp/enroll-engine-"));
+    dir = engineDir("enroll-engine");
     stack = await engineStack({
       dir,
       projectName: "espm-enroll",
@@ -39,9 +34,7 @@ describe("the real Pulumi engine in the instance key mode", function () {
         "enroll:managedFile": { value: join(world.dir, "agent-engine-enroll/managed.txt") },
         "enroll:userdataFile": { value: join(dir, "userdata.sh") },
         "enroll:masterPort": { value: String(world.lab.port) },
-        "espm:url": { value: world.espm.url },
-        "espm:psk": { value: world.setup.psk, secret: true },
-        "espm:certificate": { value: world.setup.certificate },
+        ...world.engineConfig(),
       },
     });
   });

@@ -6,7 +6,7 @@
  * Each test ends by checking the CA's statuses and espm's store for anything left behind.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -16,8 +16,8 @@ import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { Agent, request } from "undici";
 import { nodeNames, program } from "./programs/faults";
 import { createSelfSignedCertificate } from "../sdk/x509";
-import { EspmProcess, freePort, puppetServerArgs, ROOT, setupEspm, type SetupResult } from "./helpers/espm";
-import { engineStack, pulumiBin } from "./helpers/engine";
+import { EspmProcess, freePort, puppetServerArgs, setupEspm, type SetupResult } from "./helpers/espm";
+import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
 const names = nodeNames;
@@ -110,16 +110,12 @@ describe("failed `pulumi up`s through the real engine", function () {
   let espm: EspmProcess;
 
   before(async function () {
-    if (!pulumiBin()) {
-      console.log("    (no Pulumi CLI: run scripts/build-pulumi.sh; skipping the fault tests)");
-      this.skip();
-    }
+    requirePulumi(this, "the fault tests");
     world = await sharedWorld();
     const { lab } = world;
     setup = await setupEspm([...puppetServerArgs(lab, { reports: false })], "groups: {}\n");
     espm = await EspmProcess.start(setup);
-    mkdirSync(join(ROOT, ".tmp"), { recursive: true });
-    dir = mkdtempSync(join(ROOT, ".tmp/faults-"));
+    dir = engineDir("faults");
   });
 
   after(async () => {

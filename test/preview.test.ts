@@ -6,12 +6,12 @@
  * groups.yaml and the module define.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type * as automation from "@pulumi/pulumi/automation";
 import { program } from "./programs/preview";
-import { freePort, ROOT } from "./helpers/espm";
-import { engineStack, pulumiBin } from "./helpers/engine";
+import { freePort } from "./helpers/espm";
+import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { sharedWorld, type World } from "./helpers/world";
 
 describe("pulumi preview validates classifications against espm and Puppet Server", function () {
@@ -21,22 +21,16 @@ describe("pulumi preview validates classifications against espm and Puppet Serve
   let stack: automation.Stack;
 
   before(async function () {
-    if (!pulumiBin()) {
-      console.log("    (no Pulumi CLI: run scripts/build-pulumi.sh; skipping the engine tests)");
-      this.skip();
-    }
+    requirePulumi(this);
     world = await sharedWorld();
-    mkdirSync(join(ROOT, ".tmp"), { recursive: true });
-    dir = mkdtempSync(join(ROOT, ".tmp/preview-"));
+    dir = engineDir("preview");
     stack = await engineStack({
       dir,
       projectName: "espm-preview",
       stackName: "test",
       program,
       config: {
-        "espm:url": { value: world.espm.url },
-        "espm:psk": { value: world.setup.psk, secret: true },
-        "espm:certificate": { value: world.setup.certificate },
+        ...world.engineConfig(),
       },
     });
   });

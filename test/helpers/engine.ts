@@ -3,7 +3,7 @@
  * Automation API with an inline program, a local file backend and a passphrase secrets provider.
  * No Pulumi service and no cloud account.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as automation from "@pulumi/pulumi/automation";
 import { ROOT } from "./espm";
@@ -20,6 +20,19 @@ export function pulumiBin(): string | undefined {
     join(process.env.ESPM_PULUMI_CACHE ?? "/var/cache/espm-pulumi", `v${version}`, "bin"),
   ];
   return candidates.find((dir): dir is string => !!dir && existsSync(join(dir, "pulumi")));
+}
+
+/** Skips the suite when no Pulumi CLI was built: .ci/run always builds it; a developer without Go can still run the rest. */
+export function requirePulumi(suite: Mocha.Context, what = "the engine tests"): void {
+  if (pulumiBin()) return;
+  console.log(`    (no Pulumi CLI: run scripts/build-pulumi.sh; skipping ${what})`);
+  suite.skip();
+}
+
+/** A scratch directory inside the checkout, so the engine's dynamic-provider host finds @pulumi/pulumi from its working directory. */
+export function engineDir(prefix: string): string {
+  mkdirSync(join(ROOT, ".tmp"), { recursive: true });
+  return mkdtempSync(join(ROOT, `.tmp/${prefix}-`));
 }
 
 export interface EngineStackOptions {

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { Agent, request } from "undici";
 import { EspmClient } from "../../sdk/client";
 import { normalizeSerial } from "../../sdk/x509";
+import type { ConfigValue } from "@pulumi/pulumi/automation";
 import type { StackConfig } from "../../provider/connection";
 import { startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
 import {
@@ -84,6 +85,15 @@ export class World {
       ...overrides,
     };
     return { get: (key) => values[key] };
+  }
+
+  /** The same, as stack config for the Automation API, the PSK a secret. */
+  engineConfig(): Record<string, ConfigValue> {
+    return {
+      "espm:url": { value: this.espm.url },
+      "espm:psk": { value: this.setup.psk, secret: true },
+      "espm:certificate": { value: this.setup.certificate },
+    };
   }
 
   client(): EspmClient {
