@@ -1,30 +1,11 @@
 /** `espm enc` as Puppet Server runs it: a separate process, read-only, fast. */
 import assert from "node:assert/strict";
-import { cpSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { EspmClient } from "../sdk/client";
-import { ESPM_BIN, EspmProcess, GROUPS_YAML, ROOT, run, setupEspm } from "./helpers/espm";
-
-/**
- * A copy of what `espm enc` loads, in a directory every user can read, as an installed package would
- * be: the checkout itself may sit under a directory other users cannot enter.
- */
-function installedCopy(dir: string): string {
-  const pkg = join(dir, "pkg");
-  for (const part of [
-    "package.json",
-    "dist/agent",
-    "dist/sdk",
-    "node_modules/zod",
-    "node_modules/yaml",
-    "node_modules/ini",
-  ]) {
-    cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
-  }
-  return join(pkg, "dist/agent/cli/espm.js");
-}
+import { ESPM_BIN, EspmProcess, GROUPS_YAML, installedCopy, run, setupEspm } from "./helpers/espm";
 
 let installedBin = ESPM_BIN;
 

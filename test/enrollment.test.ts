@@ -18,7 +18,7 @@ import { enrollmentProvider, registrationProvider } from "../provider";
 import type { EnrollmentState } from "../provider/enrollment";
 import type { RegistrationState } from "../provider/registration";
 import { configuredProvider } from "./helpers/providers";
-import { ESPM_BIN } from "./helpers/espm";
+import { ESPM_BIN, installedCopy, run } from "./helpers/espm";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
 const DOMAIN = "enroll.test";
@@ -254,7 +254,10 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
   });
 
   it("lets Puppet Server's user run the wrapper and reach espm, and nobody else", async () => {
-    const wrapper = join(world.setup.configDir, "espm-autosign");
+    // As installed (where every user can read espm), not from the checkout, which may sit in a private directory.
+    const installed = installedCopy(join(world.dir, "installed"));
+    const wrapper = join(world.dir, "installed-autosign");
+    await run(process.execPath, [installed, "puppet-config", "-c", world.setup.ini, "--autosign-wrapper", wrapper]);
     const asUser = (user: string, name: string, csr: string) =>
       new Promise<{ code: number; stderr: string }>((resolve) => {
         const child = spawn("runuser", ["-u", user, "--", wrapper, name], { stdio: ["pipe", "ignore", "pipe"] });
