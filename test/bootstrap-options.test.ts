@@ -149,8 +149,10 @@ sh "$ESPM_BOOTSTRAP" --certname "$ESPM_NODE_NAME" --master "$ESPM_MASTER" --port
       const result = await runInRoot(
         root.dir,
         scratch,
-        { "root/userdata.sh": { text: userdata.script, mode: 0o700 } },
         ["sh", "-c", "command -v puppet && exit 9; sh /root/userdata.sh"],
+        {
+          files: { "root/userdata.sh": { text: userdata.script, mode: 0o700 } },
+        },
       );
       const log = existsSync(join(result.changes, "var/log/puppet-bootstrap.log"))
         ? readFileSync(join(result.changes, "var/log/puppet-bootstrap.log"), "utf8")

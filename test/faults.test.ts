@@ -7,100 +7,18 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:https";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
-import { Agent, request } from "undici";
 import { nodeNames, program } from "./programs/faults";
 import { createSelfSignedCertificate } from "../sdk/x509";
 import { EspmProcess, freePort, puppetServerArgs, setupEspm, type SetupResult } from "./helpers/espm";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
+import { CaCutter } from "./helpers/ca-cutter";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
 const names = nodeNames;
-
-/**
- * A TLS stand-in for Puppet Server's address that forwards every request to the real one (as espm,
- * with espm's client certificate), and can cut the CA off: `cutAfterSubmit` lets a CSR submit
- * through, then drops the sign and every request after it until `restore()`.
- */
-class CaCutter {
-  private server!: Server;
-  private cut = false;
-  private armed = false;
-  url = "";
-  certificate = "";
-  readonly events: string[] = [];
-
-  static async start(world: World): Promise<CaCutter> {
-    const cutter = new CaCutter();
-    const tls = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] });
-    cutter.certificate = tls.certificatePem;
-    const upstream = new Agent({
-      connect: {
-        ca: readFileSync(world.lab.caBundle),
-        cert: readFileSync(world.lab.espmCert),
-        key: readFileSync(world.lab.espmKey),
-      },
-    });
-    cutter.server = createServer({ key: tls.privateKeyPem, cert: tls.certificatePem }, (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", async () => {
-        const body = Buffer.concat(chunks);
-        const signing =
-          req.method === "PUT" && /\/certificate_status\//.test(req.url!) && body.toString().includes('"signed"');
-        if (cutter.drops(signing)) {
-          cutter.events.push(`dropped ${req.method} ${req.url}`);
-          req.socket.destroy();
-          return;
-        }
-        try {
-          const answer = await request(`${world.lab.url}${req.url}`, {
-            method: req.method as "GET",
-            headers: {
-              ...(req.headers["content-type"] ? { "content-type": req.headers["content-type"] } : {}),
-              "user-agent": req.headers["user-agent"] ?? "",
-            },
-            body: body.length ? body : undefined,
-            dispatcher: upstream,
-          });
-          const text = Buffer.from(await answer.body.arrayBuffer());
-          res
-            .writeHead(answer.statusCode, { "content-type": String(answer.headers["content-type"] ?? "text/plain") })
-            .end(text);
-        } catch {
-          req.socket.destroy();
-        }
-      });
-    });
-    await new Promise<void>((ready) => cutter.server.listen(0, "127.0.0.1", ready));
-    cutter.url = `https://127.0.0.1:${(cutter.server.address() as AddressInfo).port}`;
-    return cutter;
-  }
-
-  /** Whether to drop this request: from the first sign after `cutAfterSubmit`, every one until `restore`. */
-  drops(signing: boolean): boolean {
-    if (this.armed && signing) this.cut = true;
-    return this.cut;
-  }
-
-  cutAfterSubmit(): void {
-    this.armed = true;
-  }
-
-  restore(): void {
-    this.armed = false;
-    this.cut = false;
-  }
-
-  close(): void {
-    this.server.close();
-  }
-}
 
 describe("failed `pulumi up`s through the real engine", function () {
   this.timeout(600_000);
@@ -338,7 +256,7 @@ describe("failed `pulumi up`s through the real engine", function () {
   });
 
   it("converges when Puppet Server's CA is cut off between submit and sign, and destroy then revokes", async () => {
-    const cutter = await CaCutter.start(world);
+    const cutter = await CaCutter.start(world.lab);
     const bundle = join(dir, "cutter-bundle.pem");
     writeFileSync(bundle, `${readFileSync(world.lab.caBundle, "utf8")}${cutter.certificate}`);
     const { lab } = world;

@@ -1,10 +1,12 @@
 /**
- * espm against a real Puppet Server (Debian's package, isolated, on loopback) and a real
- * `puppet agent`: the CA backend, class discovery, and the whole first boot through the bootstrap
- * userdata, then destroy and the agent refused.
+ * The first-boot suite: espm against a real Puppet Server (Debian's package, isolated, on loopback)
+ * and a real `puppet agent`, on both Puppets CI runs: Debian 12's Puppet 7 on the host, and Debian
+ * 13's Puppet 8 (server and agent) inside a Debian root (scripts/lab/debian-root.ts). The CA backend,
+ * class discovery, the whole first boot through the bootstrap userdata, the run's report as
+ * PuppetFirstRun reads it, a crash between submit and sign, then destroy and the agent refused.
  */
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
@@ -12,9 +14,14 @@ import { EspmError } from "../sdk/errors";
 import type { CreateNodeInput } from "../sdk/protocol";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
+import { firstRunProvider } from "../provider";
+import type { FirstRunState } from "../provider/first-run";
+import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
+import { CaCutter } from "./helpers/ca-cutter";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
-import { bootAgent, crlSerials } from "./helpers/world";
+import { configuredProvider } from "./helpers/providers";
+import { bootAgent, caState, crlSerials } from "./helpers/world";
 
 const DOMAIN = "lab.test";
 
@@ -22,199 +29,288 @@ function groupsYaml(path: string): string {
   return `groups:\n  files:\n    classes:\n      espm_file:\n        path: ${path}\n        content: from the group\n    parameters:\n      role: files\n`;
 }
 
-describe("with a real Puppet Server", function () {
-  this.timeout(240_000);
-  let dir: string;
-  let lab: PuppetServerLab;
-  let espm: EspmProcess;
-  let client: EspmClient;
+/** The Puppets the suite runs on: the host's, and one in a Debian root (built on first use, then cached). */
+const PUPPETS: Array<{ label: string; root(): Promise<string | undefined> }> = [
+  { label: "Puppet 7 (Debian 12's, on the host)", root: async () => undefined },
+  {
+    label: "Puppet 8 (Debian 13's, in a Debian root)",
+    root: async () => {
+      const built = await debianRoot(puppet8());
+      if (built.builtInSeconds) console.log(`      built the Puppet 8 root in ${built.builtInSeconds} s`);
+      return built.dir;
+    },
+  },
+];
 
-  before(async function () {
-    dir = scratchDir("espm-puppet");
-    const espmDir = join(dir, "espm");
-    mkdirSync(espmDir);
-    const ini = join(espmDir, "etc/espm.ini");
-    lab = await startPuppetServer({
-      dir: join(dir, "puppetserver"),
-      port: await freePort(),
-      enc: `${process.execPath} ${ESPM_BIN} enc -c ${ini}`,
-      modules: [join(ROOT, "test/fixtures/modules/espm_file")],
+for (const puppet of PUPPETS)
+  describe(`with a real Puppet Server: ${puppet.label}`, function () {
+    this.timeout(240_000);
+    let dir: string;
+    let root: string | undefined;
+    let lab: PuppetServerLab;
+    let espm: EspmProcess;
+    let client: EspmClient;
+
+    before(async function () {
+      this.timeout(600_000); // building the Puppet 8 root, once per cache
+      root = await puppet.root();
+      dir = scratchDir("espm-puppet");
+      const espmDir = join(dir, "espm");
+      mkdirSync(espmDir);
+      const ini = join(espmDir, "etc/espm.ini");
+      lab = await startPuppetServer({
+        dir: join(dir, "puppetserver"),
+        port: await freePort(),
+        enc: `${process.execPath} ${ESPM_BIN} enc -c ${ini}`,
+        modules: [join(ROOT, "test/fixtures/modules/espm_file")],
+        // The ENC runs inside the root: it needs node, the checkout and espm's config where the host has them.
+        root,
+        binds: [dir, ROOT, process.execPath],
+      });
+      const setup = await setupEspm(
+        [...puppetServerArgs(lab)],
+        groupsYaml(join(dir, "agent-web-01/managed.txt")),
+        espmDir,
+      );
+      espm = await EspmProcess.start(setup);
+      client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
     });
-    const setup = await setupEspm(
-      [...puppetServerArgs(lab)],
-      groupsYaml(join(dir, "agent-web-01/managed.txt")),
-      espmDir,
-    );
-    espm = await EspmProcess.start(setup);
-    client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
-  });
 
-  after(async () => {
-    await client?.close();
-    await espm?.stop();
-    await lab?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  /** Registers a node, has espm sign a key made here, and renders its userdata. */
-  async function provision(short: string, classification: Omit<CreateNodeInput, "name">, master = "localhost") {
-    const name = `${short}.${DOMAIN}`;
-    await client.registerNode({ name, ...classification });
-    const { privateKeyPem } = generateRsaKeyPair(2048);
-    const issued = await client.signCertificate(name, createCsr(name, privateKeyPem, { pp_role: "web" }));
-    const userdata = renderUserData({
-      nodeName: name,
-      master,
-      masterPort: lab.port,
-      certificatePem: issued.certificate,
-      privateKeyPem,
-      caCertificatePem: issued.caCertificate,
+    after(async () => {
+      await client?.close();
+      await espm?.stop();
+      await lab?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
-    const file = join(dir, `${short}-userdata.sh`);
-    writeFileSync(file, userdata.script, { mode: 0o700 });
-    return { name, issued, userdata, file };
-  }
 
-  /** Runs the userdata as cloud-init would, with Puppet's directories under the test's own folder. */
-  const boot = (short: string, userdataFile: string, wrap?: (argv: string[]) => string[]) =>
-    bootAgent(join(dir, `agent-${short}`), userdataFile, wrap);
+    /** Registers a node, has espm sign a key made here, and renders its userdata. */
+    async function provision(short: string, classification: Omit<CreateNodeInput, "name">, master = "localhost") {
+      const name = `${short}.${DOMAIN}`;
+      await client.registerNode({ name, ...classification });
+      const { privateKeyPem } = generateRsaKeyPair(2048);
+      const issued = await client.signCertificate(name, createCsr(name, privateKeyPem, { pp_role: "web" }));
+      const userdata = renderUserData({
+        nodeName: name,
+        master,
+        masterPort: lab.port,
+        certificatePem: issued.certificate,
+        privateKeyPem,
+        caCertificatePem: issued.caCertificate,
+      });
+      const file = join(dir, `${short}-userdata.sh`);
+      writeFileSync(file, userdata.script, { mode: 0o700 });
+      return { name, issued, userdata, file };
+    }
 
-  it("reports Puppet Server's CA and classes healthy, and lists classes with their parameters", async () => {
-    const health = await client.health();
-    assert.equal(health.backends?.ca?.status, "ok");
-    assert.equal(health.backends?.certnames?.status, "ok", "Puppet Server's names learned");
-    const { classes } = await client.classes("production");
-    const cls = classes.find((c) => c.name === "espm_file");
-    assert.ok(cls, `espm_file among ${classes.map((c) => c.name)}`);
-    assert.deepEqual(
-      cls.parameters.map((p) => [p.name, p.type]),
-      [
-        ["path", "String"],
-        ["content", "String"],
-      ],
-    );
-  });
+    /**
+     * Runs the userdata as cloud-init would, with Puppet's directories under the test's own folder:
+     * on the host, or inside the root with that folder bound. `hosts` stands in for /etc/hosts.
+     */
+    const boot = (short: string, userdataFile: string, hosts?: string) => {
+      const inRoot = (argv: string[]) =>
+        rootCommand(root!, mkdtempSync(join(dir, "run-")), argv, { binds: [dir], hosts });
+      const onHost = (argv: string[]) =>
+        hosts ? ["unshare", "--mount", "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hosts, ...argv] : argv;
+      return bootAgent(join(dir, `agent-${short}`), userdataFile, root ? inRoot : onHost);
+    };
 
-  it("asks Puppet Server once for an environment's classes however many callers arrive at once", async () => {
-    // A new environment, so espm has nothing cached for it; the module makes Puppet Server parse something.
-    const environment = join(lab.environmentDir, "..", "coldenv");
-    mkdirSync(join(environment, "manifests"), { recursive: true });
-    cpSync(join(ROOT, "test/fixtures/modules/espm_file"), join(environment, "modules/espm_file"), { recursive: true });
-    const accessLog = () => readFileSync(join(lab.dir, "log/puppetserver-access.log"), "utf8");
-    const asked = () => accessLog().match(/environment_classes\?environment=coldenv/g)?.length ?? 0;
-    // Twenty connections open first, so that the twenty requests arrive together, not one handshake apart.
-    await Promise.all(Array.from({ length: 20 }, () => espm.raw("GET", "/v1/health")));
-    const answers = await Promise.all(
-      Array.from({ length: 20 }, () => espm.raw("GET", "/v1/classes?environment=coldenv")),
-    );
-    assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]));
-    assert.ok((answers[0]!.json.classes as Array<{ name: string }>).some((c) => c.name === "espm_file"));
-    await new Promise((r) => setTimeout(r, 500)); // the access log is written after the answer
-    assert.equal(asked(), 1, "one request in flight, shared by all twenty");
-  });
+    const firstRuns = () =>
+      configuredProvider(firstRunProvider, {
+        "espm:url": espm.url,
+        "espm:psk": espm.setup.psk,
+        "espm:certificate": espm.setup.certificate,
+      });
 
-  it("boots a node end to end: signed ahead, classified by espm enc, changed, then unchanged", async () => {
-    const node = await provision("web-01", {
-      groups: ["files"],
-      classes: { espm_file: { content: "hello from the ENC" } },
+    it("reports Puppet Server's CA and classes healthy, and lists classes with their parameters", async () => {
+      const health = await client.health();
+      assert.equal(health.backends?.ca?.status, "ok");
+      assert.equal(health.backends?.certnames?.status, "ok", "Puppet Server's names learned");
+      const { classes } = await client.classes("production");
+      const cls = classes.find((c) => c.name === "espm_file");
+      assert.ok(cls, `espm_file among ${classes.map((c) => c.name)}`);
+      assert.deepEqual(
+        cls.parameters.map((p) => [p.name, p.type]),
+        [
+          ["path", "String"],
+          ["content", "String"],
+        ],
+      );
     });
-    // With Puppet's two-certificate CA chain and the key, the plain script is just over 16 KB, so it goes gzipped.
-    assert.ok(node.userdata.bytes < 16 * 1024);
-    console.log(
-      `      userdata: ${node.userdata.bytes} bytes${node.userdata.gzipped ? ` gzipped (${node.userdata.script.length} plain)` : ""}`,
-    );
-    const first = await boot("web-01", node.file);
-    assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
-    assert.match(first.stdout, /agent exit 2/);
-    assert.equal(readFileSync(join(dir, "agent-web-01/managed.txt"), "utf8"), "hello from the ENC\n");
-    const conf = readFileSync(join(dir, "agent-web-01/conf/puppet.conf"), "utf8");
-    assert.match(conf, /certname = web-01\.lab\.test/);
-    assert.match(conf, /server = localhost/);
-    const key = join(dir, "agent-web-01/ssl/private_keys/web-01.lab.test.pem");
-    assert.equal((await import("node:fs")).statSync(key).mode & 0o777, 0o640);
 
-    const second = await boot("web-01", node.file);
-    assert.equal(second.code, 0);
-    assert.match(second.stdout, /agent exit 0/);
-  });
-
-  it("applies a groups.yaml edit on the next run", async () => {
-    writeFileSync(join(espm.setup.configDir, "groups.yaml"), groupsYaml(join(dir, "agent-web-01/moved.txt")));
-    const run = await boot("web-01", join(dir, "web-01-userdata.sh"));
-    assert.match(run.stdout, /agent exit 2/);
-    assert.equal(readFileSync(join(dir, "agent-web-01/moved.txt"), "utf8"), "hello from the ENC\n");
-  });
-
-  it("after destroy, the agent is refused and the serial is in the CRL", async () => {
-    const status = await client.certificateStatus("web-01.lab.test");
-    assert.equal(status?.state, "signed");
-    await client.deleteNode("web-01.lab.test");
-    await client.revokeCertificate("web-01.lab.test");
-    await client.revokeCertificate("web-01.lab.test");
-    assert.equal((await client.certificateStatus("web-01.lab.test"))?.state, "revoked");
-    assert.ok((await crlSerials(lab)).includes(status.serial!), "revoked serial in the CRL");
-    const refused = await boot("web-01", join(dir, "web-01-userdata.sh"));
-    assert.equal(refused.code, 1, refused.stdout);
-    assert.match(refused.log, /certificate unknown|certificate revoked|SSL/i);
-  });
-
-  it("reaches a master given as an IP through the one hosts line the script writes", async () => {
-    const node = await provision(
-      "web-02",
-      { groups: ["files"], classes: { espm_file: { path: join(dir, "agent-web-02/ip.txt"), content: "via puppet" } } },
-      "127.0.0.1",
-    );
-    const hosts = join(dir, "hosts");
-    writeFileSync(hosts, "127.0.0.1 localhost\n10.9.9.9 puppet puppetmaster # espm bootstrap\n");
-    const inNamespace = (argv: string[]) => [
-      "unshare",
-      "--mount",
-      "sh",
-      "-c",
-      `mount --bind "$0" /etc/hosts && exec "$@"`,
-      hosts,
-      ...argv,
-    ];
-    const first = await boot("web-02", node.file, inNamespace);
-    assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
-    assert.equal(readFileSync(join(dir, "agent-web-02/ip.txt"), "utf8"), "via puppet\n");
-    const again = await boot("web-02", node.file, inNamespace);
-    assert.equal(again.code, 0);
-    const lines = readFileSync(hosts, "utf8")
-      .split("\n")
-      .filter((l) => /\spuppet\s+puppetmaster/.test(l));
-    assert.deepEqual(lines, ["127.0.0.1 puppet puppetmaster # espm bootstrap"]);
-    assert.match(readFileSync(join(dir, "agent-web-02/conf/puppet.conf"), "utf8"), /server = puppet\n/);
-    assert.ok(!readFileSync("/etc/hosts", "utf8").includes("puppetmaster # espm"), "the real /etc/hosts is untouched");
-  });
-
-  it("fails the bootstrap with exit 1 and the server's message for a class that does not exist", async () => {
-    const node = await provision("web-03", { classes: { no_such_class: {} } });
-    const run = await boot("web-03", node.file);
-    assert.equal(run.code, 1);
-    assert.match(run.log + run.stderr, /Could not find class (::)?no_such_class for web-03/);
-  });
-
-  it("refuses with 409 a name the CA holds for someone else, and will not revoke it", async () => {
-    const name = `stranger.${DOMAIN}`;
-    const { privateKeyPem } = generateRsaKeyPair(2048);
-    // An agent that bootstrapped on its own: its CSR goes straight to Puppet Server.
-    const res = await request(`${lab.url}/puppet-ca/v1/certificate_request/${name}`, {
-      method: "PUT",
-      body: createCsr(name, privateKeyPem),
-      headers: { "content-type": "text/plain" },
-      dispatcher: new Agent({ connect: { ca: readFileSync(lab.caBundle) } }),
+    it("asks Puppet Server once for an environment's classes however many callers arrive at once", async () => {
+      // A new environment, so espm has nothing cached for it; the module makes Puppet Server parse something.
+      const environment = join(lab.environmentDir, "..", "coldenv");
+      mkdirSync(join(environment, "manifests"), { recursive: true });
+      cpSync(join(ROOT, "test/fixtures/modules/espm_file"), join(environment, "modules/espm_file"), {
+        recursive: true,
+      });
+      const accessLog = () => readFileSync(join(lab.dir, "log/puppetserver-access.log"), "utf8");
+      const asked = () => accessLog().match(/environment_classes\?environment=coldenv/g)?.length ?? 0;
+      // Twenty connections open first, so that the twenty requests arrive together, not one handshake apart.
+      await Promise.all(Array.from({ length: 20 }, () => espm.raw("GET", "/v1/health")));
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => espm.raw("GET", "/v1/classes?environment=coldenv")),
+      );
+      assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]));
+      assert.ok((answers[0]!.json.classes as Array<{ name: string }>).some((c) => c.name === "espm_file"));
+      await new Promise((r) => setTimeout(r, 500)); // the access log is written after the answer
+      assert.equal(asked(), 1, "one request in flight, shared by all twenty");
     });
-    assert.equal(res.statusCode, 200);
-    await res.body.text();
-    await assert.rejects(
-      client.registerNode({ name, groups: [] }),
-      (err: EspmError) => err.status === 409 && /pending certificate request/.test(err.message),
-    );
-    await assert.rejects(
-      client.signCertificate(name, createCsr(name, privateKeyPem)),
-      (err: EspmError) => err.status === 409,
-    );
-    await assert.rejects(client.revokeCertificate(name), (err: EspmError) => err.status === 404);
+
+    it("boots a node end to end: signed ahead, classified by espm enc, changed, then unchanged", async () => {
+      const node = await provision("web-01", {
+        groups: ["files"],
+        classes: { espm_file: { content: "hello from the ENC" } },
+      });
+      // With Puppet's two-certificate CA chain and the key, the plain script is just over 16 KB, so it goes gzipped.
+      assert.ok(node.userdata.bytes < 16 * 1024);
+      console.log(
+        `      userdata: ${node.userdata.bytes} bytes${node.userdata.gzipped ? ` gzipped (${node.userdata.script.length} plain)` : ""}`,
+      );
+      const booted = new Date(Date.now() - 1000).toISOString();
+      const first = await boot("web-01", node.file);
+      assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
+      assert.match(first.stdout, /agent exit 2/);
+      assert.equal(readFileSync(join(dir, "agent-web-01/managed.txt"), "utf8"), "hello from the ENC\n");
+      const conf = readFileSync(join(dir, "agent-web-01/conf/puppet.conf"), "utf8");
+      assert.match(conf, /certname = web-01\.lab\.test/);
+      assert.match(conf, /server = localhost/);
+      const key = join(dir, "agent-web-01/ssl/private_keys/web-01.lab.test.pem");
+      assert.equal(statSync(key).mode & 0o777, 0o640);
+
+      // PuppetFirstRun reads the run from the report Puppet Server stored.
+      const inputs = { nodeName: node.name, instanceId: "i-web01", timeoutMinutes: 1, notBefore: booted };
+      const provider = await firstRuns();
+      const created = await provider.create((await provider.check!({}, inputs)).inputs);
+      const state = created.outs as FirstRunState;
+      assert.equal(state.status, "changed");
+      assert.ok(state.resources.changed >= 1, JSON.stringify(state.resources));
+
+      const second = await boot("web-01", node.file);
+      assert.equal(second.code, 0);
+      assert.match(second.stdout, /agent exit 0/);
+      // Puppet's store processor names reports by the minute: a second run within it replaces the first.
+      assert.equal((await client.nodeRuns(node.name, 5))?.runs[0]?.status, "unchanged");
+    });
+
+    it("applies a groups.yaml edit on the next run", async () => {
+      writeFileSync(join(espm.setup.configDir, "groups.yaml"), groupsYaml(join(dir, "agent-web-01/moved.txt")));
+      const run = await boot("web-01", join(dir, "web-01-userdata.sh"));
+      assert.match(run.stdout, /agent exit 2/);
+      assert.equal(readFileSync(join(dir, "agent-web-01/moved.txt"), "utf8"), "hello from the ENC\n");
+    });
+
+    it("after destroy, the agent is refused and the serial is in the CRL", async () => {
+      const status = await client.certificateStatus("web-01.lab.test");
+      assert.equal(status?.state, "signed");
+      await client.deleteNode("web-01.lab.test");
+      await client.revokeCertificate("web-01.lab.test");
+      await client.revokeCertificate("web-01.lab.test");
+      assert.equal((await client.certificateStatus("web-01.lab.test"))?.state, "revoked");
+      assert.ok((await crlSerials(lab)).includes(status.serial!), "revoked serial in the CRL");
+      const refused = await boot("web-01", join(dir, "web-01-userdata.sh"));
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.log, /certificate unknown|certificate revoked|SSL/i);
+    });
+
+    it("reaches a master given as an IP through the one hosts line the script writes", async () => {
+      const node = await provision(
+        "web-02",
+        {
+          groups: ["files"],
+          classes: { espm_file: { path: join(dir, "agent-web-02/ip.txt"), content: "via puppet" } },
+        },
+        "127.0.0.1",
+      );
+      const hosts = join(dir, "hosts");
+      writeFileSync(hosts, "127.0.0.1 localhost\n10.9.9.9 puppet puppetmaster # espm bootstrap\n");
+      const first = await boot("web-02", node.file, hosts);
+      assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}\n${first.log}`);
+      assert.equal(readFileSync(join(dir, "agent-web-02/ip.txt"), "utf8"), "via puppet\n");
+      const again = await boot("web-02", node.file, hosts);
+      assert.equal(again.code, 0);
+      const lines = readFileSync(hosts, "utf8")
+        .split("\n")
+        .filter((l) => /\spuppet\s+puppetmaster/.test(l));
+      assert.deepEqual(lines, ["127.0.0.1 puppet puppetmaster # espm bootstrap"]);
+      assert.match(readFileSync(join(dir, "agent-web-02/conf/puppet.conf"), "utf8"), /server = puppet\n/);
+      assert.ok(
+        !readFileSync("/etc/hosts", "utf8").includes("puppetmaster # espm"),
+        "the real /etc/hosts is untouched",
+      );
+    });
+
+    it("fails the bootstrap with exit 1 and the server's message for a class that does not exist", async () => {
+      const node = await provision("web-03", { classes: { no_such_class: {} } });
+      const started = new Date(Date.now() - 1000).toISOString();
+      const run = await boot("web-03", node.file);
+      assert.equal(run.code, 1);
+      assert.match(run.log + run.stderr, /Could not find class (::)?no_such_class for web-03/);
+      const provider = await firstRuns();
+      const inputs = { nodeName: node.name, instanceId: "i-web03", timeoutMinutes: 1, notBefore: started };
+      await assert.rejects(
+        provider.create((await provider.check!({}, inputs)).inputs),
+        /first run on web-03\.lab\.test .* failed:\n[\s\S]*Could not find class (::)?no_such_class for web-03/,
+      );
+    });
+
+    it("refuses with 409 a name the CA holds for someone else, and will not revoke it", async () => {
+      const name = `stranger.${DOMAIN}`;
+      const { privateKeyPem } = generateRsaKeyPair(2048);
+      // An agent that bootstrapped on its own: its CSR goes straight to Puppet Server.
+      const res = await request(`${lab.url}/puppet-ca/v1/certificate_request/${name}`, {
+        method: "PUT",
+        body: createCsr(name, privateKeyPem),
+        headers: { "content-type": "text/plain" },
+        dispatcher: new Agent({ connect: { ca: readFileSync(lab.caBundle) } }),
+      });
+      assert.equal(res.statusCode, 200);
+      await res.body.text();
+      await assert.rejects(
+        client.registerNode({ name, groups: [] }),
+        (err: EspmError) => err.status === 409 && /pending certificate request/.test(err.message),
+      );
+      await assert.rejects(
+        client.signCertificate(name, createCsr(name, privateKeyPem)),
+        (err: EspmError) => err.status === 409,
+      );
+      await assert.rejects(client.revokeCertificate(name), (err: EspmError) => err.status === 404);
+    });
+
+    it("cleans its own request left pending by a CA cut off between submit and sign, then signs", async () => {
+      const cutter = await CaCutter.start(lab);
+      const bundle = join(dir, "cutter-bundle.pem");
+      writeFileSync(bundle, `${readFileSync(lab.caBundle, "utf8")}${cutter.certificate}`);
+      const args = ["--puppetserver-url", cutter.url, "--puppetserver-ca", bundle];
+      args.push("--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey);
+      const viaCutter = await EspmProcess.start(await setupEspm(args, "groups: {}\n", join(dir, "espm-cut")));
+      const cut = new EspmClient({
+        url: viaCutter.url,
+        psk: viaCutter.setup.psk,
+        certificate: viaCutter.setup.certificate,
+      });
+      const name = `stuck-01.${DOMAIN}`;
+      try {
+        await cut.registerNode({ name, groups: [] });
+        const { privateKeyPem } = generateRsaKeyPair(2048);
+        cutter.cutAfterSubmit();
+        await assert.rejects(
+          cut.signCertificate(name, createCsr(name, privateKeyPem)),
+          (err: EspmError) => err.status === 502,
+        );
+        assert.equal(await caState(lab, name), "requested", "the CSR is pending at the real CA");
+        cutter.restore();
+        const issued = await cut.signCertificate(name, createCsr(name, privateKeyPem));
+        assert.match(issued.certificate, /BEGIN CERTIFICATE/);
+        assert.equal(await caState(lab, name), "signed");
+        await cut.deleteNode(name);
+        await cut.revokeCertificate(name);
+        assert.equal(await caState(lab, name), "absent", "nothing left at the CA");
+        assert.equal(await cut.getNode(name), undefined, "nothing left in espm");
+      } finally {
+        await cut.close();
+        await viaCutter.stop();
+        cutter.close();
+      }
+    });
   });
-});

@@ -1,11 +1,25 @@
 /**
- * A minimal Debian root built with debootstrap, cached outside the repository and reused, and
- * throw-away runs inside it: each run gets an overlay over the cached root (so whatever it installs
- * is gone afterwards), /proc, /dev and /sys, and the host's network (so Puppet Server on the host's
- * loopback is reachable), in a private mount namespace that the kernel tears down when it ends.
+ * Minimal Debian roots built with debootstrap, cached outside the repository and reused, and
+ * throw-away runs inside them: each run gets an overlay over the cached root (so whatever it writes
+ * there is gone afterwards), /proc, /dev and /sys, the host's network (so servers on the host's
+ * loopback are reachable both ways) and host directories bound at their own paths, in a private
+ * mount namespace that the kernel tears down when the run's last process ends.
+ *
+ * Run as a script it builds (or finds) the Puppet 8 root and prints where it is:
+ *   node dist/scripts/lab/debian-root.js puppet8
  */
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -27,25 +41,136 @@ export interface DebianRoot {
   dir: string;
   /** Seconds the build took, or 0 when the cached root was reused. */
   builtInSeconds: number;
+  /** What the build stamped: the date, and each installed package's version. */
+  stamp: string;
 }
 
-/** The cached minbase root of `suite`, built first when missing (about 36 s and 206 MB for bookworm here). */
-export async function debianRoot(suite = "bookworm"): Promise<DebianRoot> {
-  const dir = join(ROOTS_CACHE, `${suite}-minbase`);
-  if (existsSync(join(dir, ".espm-complete"))) return { dir, builtInSeconds: 0 };
+export interface RootRecipe {
+  suite: string;
+  /** Installed with apt-get --no-install-recommends after debootstrap; none for a bare minbase root. */
+  packages?: string[];
+  /** The cache directory's name; with packages it carries the build month, so a root is rebuilt monthly with that month's packages. */
+  name: string;
+}
+
+/** The bare minbase root of `suite` (about 36 s and 206 MB for bookworm here). */
+export function minbase(suite: string): RootRecipe {
+  return { suite, name: `${suite}-minbase` };
+}
+
+/**
+ * Debian 13's Puppet 8: puppetserver 8.7 with trixie's own OpenJDK 21, and puppet-agent 8.10.
+ * Built in about 40 s and 860 MB here, then reused until the month changes.
+ */
+export function puppet8(): RootRecipe {
+  const month = new Date().toISOString().slice(0, 7);
+  return { suite: "trixie", packages: ["puppetserver", "puppet-agent"], name: `trixie-puppet8-${month}` };
+}
+
+/** The cached root `recipe` describes, built first when missing. */
+export async function debianRoot(recipe: RootRecipe | string = "bookworm"): Promise<DebianRoot> {
+  const r = typeof recipe === "string" ? minbase(recipe) : recipe;
+  const dir = join(ROOTS_CACHE, r.name);
+  const marker = join(dir, ".espm-complete");
+  if (existsSync(marker)) return { dir, builtInSeconds: 0, stamp: readFileSync(marker, "utf8") };
   mkdirSync(ROOTS_CACHE, { recursive: true });
   const started = Date.now();
-  const partial = mkdtempSync(join(ROOTS_CACHE, `.${suite}-`));
+  const partial = mkdtempSync(join(ROOTS_CACHE, `.${r.name}-`));
   try {
-    await run("debootstrap", ["--variant=minbase", suite, partial, mirror()], { maxBuffer: 64 * 1024 * 1024 });
-    writeFileSync(join(partial, ".espm-complete"), `${new Date().toISOString()}\n`);
+    await run("debootstrap", ["--variant=minbase", r.suite, partial, mirror()], { maxBuffer: 64 * 1024 * 1024 });
+    let versions = "";
+    if (r.packages?.length) {
+      const install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", ...r.packages];
+      for (const argv of [["apt-get", "update", "-q"], install]) {
+        const result = await runInRoot(partial, "", argv, {
+          overlay: false,
+          env: { DEBIAN_FRONTEND: "noninteractive" },
+        });
+        if (result.code !== 0)
+          throw new Error(`${argv.join(" ")} exited ${result.code}: ${result.stderr.slice(-2000)}`);
+      }
+      const query = await runInRoot(partial, "", ["dpkg-query", "-W", "-f=${Package} ${Version}\\n", ...r.packages], {
+        overlay: false,
+      });
+      versions = query.stdout;
+      // apt's downloaded archives are not part of the root: 200 MB less to keep.
+      rmSync(join(partial, "var/cache/apt/archives"), { recursive: true, force: true });
+      mkdirSync(join(partial, "var/cache/apt/archives/partial"), { recursive: true });
+    }
+    const stamp = `built ${new Date().toISOString()} in ${Math.round((Date.now() - started) / 1000)} s\n${versions}`;
+    writeFileSync(join(partial, ".espm-complete"), stamp);
     rmSync(dir, { recursive: true, force: true });
     renameSync(partial, dir);
+    // An older month's root of the same kind is stale now.
+    const kind = r.name.replace(/-\d{4}-\d\d$/, "-");
+    for (const old of readdirSync(ROOTS_CACHE)) {
+      if (old !== r.name && kind !== r.name && old.startsWith(kind))
+        rmSync(join(ROOTS_CACHE, old), { recursive: true, force: true });
+    }
+    return { dir, builtInSeconds: Math.round((Date.now() - started) / 1000), stamp };
   } catch (err) {
     rmSync(partial, { recursive: true, force: true });
-    throw new Error(`debootstrap of Debian ${suite} failed: ${(err as Error).message}`);
+    throw new Error(`building the Debian ${r.suite} root failed: ${(err as Error).message}`);
   }
-  return { dir, builtInSeconds: Math.round((Date.now() - started) / 1000) };
+}
+
+export interface RootOptions {
+  /**
+   * true (the default): the run writes into an overlay under `scratch`, and the cached root stays
+   * as built; false: straight into the root (only while building it).
+   */
+  overlay?: boolean;
+  /** Host paths (directories or files) bound at the same paths in the root. */
+  binds?: string[];
+  /** A host file bound as the root's /etc/hosts (default: a copy of the host's). */
+  hosts?: string;
+  env?: Record<string, string>;
+}
+
+/**
+ * The command line that runs `argv` as root inside `root`: in a private mount namespace, with
+ * the mounts RootOptions describe. unshare, sh and chroot each exec the next, so the process
+ * started is `argv`'s own (a signal to it reaches the program), and when it ends the namespace,
+ * and every mount in it, go with it.
+ */
+export function rootCommand(root: string, scratch: string, argv: string[], o: RootOptions = {}): string[] {
+  const steps: string[] = [];
+  let target = root;
+  if (o.overlay !== false) {
+    target = join(scratch, "merged");
+    for (const d of ["upper", "work", "merged"]) mkdirSync(join(scratch, d), { recursive: true });
+    steps.push(
+      `mount -t overlay overlay -o "lowerdir=${root},upperdir=${join(scratch, "upper")},workdir=${join(scratch, "work")}" "$R"`,
+    );
+  }
+  steps.push('mount -t proc proc "$R/proc"', 'mount --rbind /dev "$R/dev"', 'mount --bind /sys "$R/sys"');
+  steps.push(
+    o.hosts ? `mount --bind '${o.hosts}' "$R/etc/hosts"` : 'cp /etc/hosts "$R/etc/hosts"',
+    'cp /etc/resolv.conf "$R/etc/resolv.conf"',
+  );
+  for (const path of o.binds ?? []) {
+    const inRoot = `"$R${path}"`;
+    steps.push(
+      statSync(path).isDirectory() ? `mkdir -p ${inRoot}` : `mkdir -p "$(dirname ${inRoot})" && touch ${inRoot}`,
+      `mount --bind '${path}' ${inRoot}`,
+    );
+  }
+  for (const p of [root, scratch, o.hosts ?? "", ...(o.binds ?? [])]) {
+    if (p.includes("'")) throw new Error(`a path to mount in a Debian root has a single quote: ${p}`);
+  }
+  const env = Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  steps.push(`exec chroot "$R" env PATH=/usr/sbin:/usr/bin:/sbin:/bin ${env.join(" ")} "$@"`);
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-ec",
+    `R='${target}'; ${steps.join("; ")}`,
+    "sh",
+    ...argv,
+  ];
 }
 
 export interface RootRun {
@@ -57,39 +182,27 @@ export interface RootRun {
 }
 
 /**
- * Runs `argv` as root inside a throw-away overlay of `root`, with `files` (path in the root → text)
- * written first. The caller removes `scratch` when done with `changes`.
+ * Runs `argv` as root inside a throw-away overlay of `root` under `scratch`, with `files` (path in
+ * the root → text) written first. The caller removes `scratch` when done with `changes`.
  */
 export async function runInRoot(
   root: string,
   scratch: string,
-  files: Record<string, { text: string; mode?: number }>,
   argv: string[],
-  timeoutMs = 300_000,
+  o: RootOptions & { files?: Record<string, { text: string; mode?: number }>; timeoutMs?: number } = {},
 ): Promise<RootRun> {
   const upper = join(scratch, "upper");
-  const work = join(scratch, "work");
-  const merged = join(scratch, "merged");
-  for (const d of [upper, work, merged]) mkdirSync(d, { recursive: true });
-  for (const [path, { text, mode }] of Object.entries(files)) {
+  for (const [path, { text, mode }] of Object.entries(o.files ?? {})) {
     const target = join(upper, path);
     mkdirSync(join(target, ".."), { recursive: true });
     writeFileSync(target, text, { mode: mode ?? 0o644 });
   }
-  const setup = [
-    'mount -t overlay overlay -o "lowerdir=$0,upperdir=$1,workdir=$2" "$3"',
-    'mount -t proc proc "$3/proc"',
-    'mount --rbind /dev "$3/dev"',
-    'mount --bind /sys "$3/sys"',
-    'cp /etc/resolv.conf /etc/hosts "$3/etc/"',
-    'root=$3; shift 3; exec chroot "$root" "$@"',
-  ].join(" && ");
+  const command = rootCommand(root, scratch, argv, o);
   try {
-    const { stdout, stderr } = await run(
-      "unshare",
-      ["--mount", "--propagation", "private", "sh", "-c", setup, root, upper, work, merged, ...argv],
-      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
-    );
+    const { stdout, stderr } = await run(command[0]!, command.slice(1), {
+      timeout: o.timeoutMs ?? 300_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
     return { code: 0, stdout, stderr, changes: upper };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -100,4 +213,21 @@ export async function runInRoot(
       changes: upper,
     };
   }
+}
+
+if (require.main === module) {
+  const which = process.argv[2] ?? "puppet8";
+  const recipe = which === "puppet8" ? puppet8() : minbase(which);
+  debianRoot(recipe).then(
+    (root) => {
+      const size = execFileSync("du", ["-sh", root.dir]).toString().split("\t")[0];
+      console.log(
+        `${root.dir}\n${root.builtInSeconds ? `built in ${root.builtInSeconds} s` : "reused"}, ${size}\n${root.stamp}`,
+      );
+    },
+    (err: Error) => {
+      console.error(err.message);
+      process.exit(1);
+    },
+  );
 }

@@ -1,8 +1,11 @@
 /**
  * An isolated Puppet Server as a child process: its own directories (CA, code, logs) under one
- * folder, listening on loopback, started with Debian's OpenJDK 17 and the fast-start JVM flags
- * measured in shared/notes/puppetserver.md (about 25 s to ready instead of 70). Used by the tests,
- * the benchmark and the demo.
+ * folder, listening on loopback. By default the host's: Debian 12's Puppet Server 7 on OpenJDK 17;
+ * with `root`, the one installed in that Debian root (Debian 13's Puppet Server 8 on OpenJDK 21,
+ * scripts/lab/debian-root.ts), run inside it with the server's folder and `binds` at their own
+ * paths, so its ENC and autosign policy (its child processes) find espm where the host has it.
+ * With the fast-start JVM flags measured in shared/notes/puppetserver.md (about 25 s to ready
+ * instead of 70) unless told `jvm: "production"`. Used by the tests, the benchmark and the demo.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -10,10 +13,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { authConfForEspm, type CertnameRules } from "../../agent/puppet-config";
+import { rootCommand } from "./debian-root";
 import { createCsr, generateRsaKeyPair } from "../../sdk/x509";
 
 const run = promisify(execFile);
-const DEBIAN_CONF = "/etc/puppet/puppetserver";
+/** Where Debian's puppetserver package keeps its configuration, on Debian 12 and 13 alike. */
+const PACKAGE_CONF = "/etc/puppet/puppetserver";
 
 /** The certname patterns of the lab: tests, the demo and the benchmark name their nodes under these. */
 export const LAB_CERTNAME_PATTERNS = [
@@ -50,6 +55,15 @@ export interface PuppetServerOptions {
   authConf?: "stock" | "espm";
   /** The policy executable for policy-based autosigning (the wrapper `espm puppet-config` writes); default none. */
   autosign?: string;
+  /** A Debian root with puppetserver installed, to run that Puppet Server instead of the host's. */
+  root?: string;
+  /** Host paths the server's child processes need inside `root` (espm's checkout, its config, node). */
+  binds?: string[];
+  /**
+   * "fast" (default): -XX:TieredStopAtLevel=1, about 25 s to ready, but every RSA signature costs
+   * several times more; "production": the JIT as Debian's package runs it (-Xms1g -Xmx1g).
+   */
+  jvm?: "fast" | "production";
 }
 
 export interface PuppetServerLab {
@@ -65,29 +79,41 @@ export interface PuppetServerLab {
   environmentDir: string;
   /** Where the server stores agents' reports (reports = store). */
   reportDir: string;
+  /** The Debian root it runs in, if not the host's. */
+  root?: string;
+  /** Puppet Server's major version: 7 (Debian 12) or 8 (Debian 13). */
+  puppetVersion: number;
   stop(): Promise<void>;
   /** Reloads its config (auth.conf, puppet.conf) as `systemctl reload puppetserver` would, and waits until it has. */
   reload(): Promise<void>;
 }
 
-/** Debian's OpenJDK 17, even when another JDK is first on PATH (Puppet 7's JRuby wants 17). */
-export function findJava(): string {
+/**
+ * The OpenJDK Debian's puppetserver runs on, by its path inside `root` (default the host): on the
+ * host OpenJDK 17 even when another JDK is first on PATH (Puppet 7's JRuby wants 17); in a root,
+ * the one it installed (21 on Debian 13).
+ */
+export function findJava(root = ""): string {
   const jvm = "/usr/lib/jvm";
-  const candidates = existsSync(jvm) ? readdirSync(jvm).filter((d) => /^java-17-openjdk/.test(d)) : [];
+  const wanted = root ? /^java-\d+-openjdk/ : /^java-17-openjdk/;
+  const candidates = existsSync(root + jvm) ? readdirSync(root + jvm).filter((d) => wanted.test(d)) : [];
   for (const d of candidates) {
     const java = join(jvm, d, "bin/java");
-    if (existsSync(java)) return java;
+    if (existsSync(root + java)) return java;
   }
-  throw new Error("OpenJDK 17 is not installed under /usr/lib/jvm; run scripts/install-deps.sh");
+  throw new Error(
+    root
+      ? `no OpenJDK under ${root}${jvm}; rebuild the root (scripts/lab/debian-root.ts)`
+      : "OpenJDK 17 is not installed under /usr/lib/jvm; run scripts/install-deps.sh",
+  );
 }
 
 function writeLayout(
-  o: Required<
-    Omit<PuppetServerOptions, "enc" | "modules" | "signal" | "issueEspmCertificate" | "authConf" | "autosign">
-  > &
-    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign">,
+  o: Pick<Required<PuppetServerOptions>, "dir" | "port" | "certname" | "certnames"> &
+    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign" | "root">,
 ): { confFile: string; environmentDir: string } {
   const S = o.dir;
+  const DEBIAN_CONF = `${o.root ?? ""}${PACKAGE_CONF}`;
   for (const d of [
     "conf.d",
     "services.d",
@@ -270,35 +296,38 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   };
   const S = o.dir;
   const { confFile, environmentDir } = writeLayout(o);
-  await run("puppetserver", ["ca", "setup", "--config", confFile]);
+  // In a root, each command runs inside it in a mount namespace of its own, with an overlay beside S.
+  const inRoot = (name: string, argv: string[]) =>
+    o.root ? rootCommand(o.root, `${S}.${name}`, argv, { binds: [S, ...(o.binds ?? [])] }) : argv;
+  const setup = inRoot("ca-setup", ["puppetserver", "ca", "setup", "--config", confFile]);
+  await run(setup[0]!, setup.slice(1));
   writeFileSync(join(S, "run/restart"), "0");
   const logFile = join(S, "log/stdout.log");
   const out = openSync(logFile, "a");
-  const child = spawn(
-    findJava(),
-    [
-      "-Xms256m",
-      "-Xmx768m",
-      "-XX:TieredStopAtLevel=1",
-      "-XX:+UseSerialGC",
-      "--add-opens",
-      "java.base/sun.nio.ch=ALL-UNNAMED",
-      "--add-opens",
-      "java.base/java.io=ALL-UNNAMED",
-      "-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger",
-      "-Djruby.lib=/usr/share/jruby/lib",
-      "-XX:+CrashOnOutOfMemoryError",
-      "-jar",
-      "/usr/share/puppetserver/puppetserver.jar",
-      "--config",
-      join(S, "conf.d"),
-      "--bootstrap-config",
-      join(S, "services.d"),
-      "--restart-file",
-      join(S, "run/restart"),
-    ],
-    { stdio: ["ignore", out, out], detached: true },
-  );
+  const jvm =
+    o.jvm === "production"
+      ? ["-Xms1g", "-Xmx1g"]
+      : ["-Xms256m", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"];
+  const server = inRoot("server", [
+    findJava(o.root),
+    ...jvm,
+    "--add-opens",
+    "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.io=ALL-UNNAMED",
+    "-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger",
+    "-Djruby.lib=/usr/share/jruby/lib",
+    "-XX:+CrashOnOutOfMemoryError",
+    "-jar",
+    "/usr/share/puppetserver/puppetserver.jar",
+    "--config",
+    join(S, "conf.d"),
+    "--bootstrap-config",
+    join(S, "services.d"),
+    "--restart-file",
+    join(S, "run/restart"),
+  ]);
+  const child = spawn(server[0]!, server.slice(1), { stdio: ["ignore", out, out], detached: true });
   writeFileSync(join(S, "run/server.pid"), String(child.pid));
   const url = `https://127.0.0.1:${o.port}`;
   const caBundle = join(S, "ssl/certs/ca.pem");
@@ -338,6 +367,8 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
       espmKey: espm.key,
       environmentDir,
       reportDir: join(S, "var/reports"),
+      root: o.root,
+      puppetVersion: puppetVersion(o.root),
       stop,
       reload,
     };
@@ -345,4 +376,12 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
     await stop();
     throw err;
   }
+}
+
+/** The major version of the puppetserver package installed on the host or in `root`. */
+export function puppetVersion(root = ""): number {
+  const status = readFileSync(`${root}/var/lib/dpkg/status`, "utf8");
+  const version = /^Package: puppetserver\n(?:[^\n]+\n)*?Version: (\d+)\./m.exec(status)?.[1];
+  if (!version) throw new Error(`puppetserver is not installed${root ? ` in ${root}` : ""}`);
+  return Number(version);
 }
