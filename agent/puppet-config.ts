@@ -25,6 +25,8 @@ export interface PuppetConfigOptions {
   espmBin?: string;
   /** Where to write the autosign wrapper (default: espm-autosign beside espm.ini). */
   autosignWrapper?: string;
+  /** Also the rule for Puppet 8's bulk sign (see espmAuthRules). */
+  bulkSign?: boolean;
 }
 
 /**
@@ -77,11 +79,29 @@ export function certnamePathRegex(rules: CertnameRules): string {
   return `^/puppet-ca/v1/certificate_status/(?!(?:${never.join("|")})$)${allowed}$`;
 }
 
-/** espm's own auth.conf rules, placed before the stock ones (sort-order 400: the first matching rule wins). */
-export function espmAuthRules(rules: CertnameRules): string {
+/**
+ * espm's own auth.conf rules, placed before the stock ones (sort-order 400: the first matching rule
+ * wins). With `bulkSign`, also Puppet 8's POST /puppet-ca/v1/sign for espm: matched exactly, as a
+ * regex, because a `type: path` rule is a prefix and would take in /puppet-ca/v1/sign/all too (the
+ * stock "puppetlabs cert sign" rule does: joining it would let espm sign every pending request).
+ * The names to sign travel in the body there, where auth.conf cannot check them against the
+ * certname patterns: Puppet Server's second check of espm's policy is lost for signing.
+ */
+export function espmAuthRules(rules: CertnameRules, o: { bulkSign?: boolean } = {}): string {
   // HOCON strings take a backslash as an escape: double each one of the regex.
   const path = certnamePathRegex(rules).replaceAll("\\", "\\\\");
-  return `
+  const bulk = o.bulkSign
+    ? `
+        {
+            # espm signs its own requests in batches through Puppet 8's bulk sign: this path exactly,
+            # never /puppet-ca/v1/sign/all. The names are in the body, so auth.conf cannot limit them.
+            match-request: { path: "^/puppet-ca/v1/sign$", type: regex, method: post }
+            allow: ["espm"]
+            sort-order: 400
+            name: "espm bulk sign"
+        },`
+    : "";
+  return `${bulk}
         {
             # espm signs, revokes and deletes certificates only of the names its certname policy allows;
             # the CA CLI (pp_cli_auth) keeps the access the stock "puppetlabs cert status" rule gives it
@@ -111,14 +131,14 @@ export function espmAuthRules(rules: CertnameRules): string {
  * [autosign] section in espm.ini, also writes the autosign wrapper and prints its setting.
  */
 export function printPuppetConfig(configFile: string, options: PuppetConfigOptions = {}): string {
-  const { authConf: authConfFile, writeTo } = options;
+  const { authConf: authConfFile, writeTo, bulkSign } = options;
   const espmBin = resolve(options.espmBin ?? process.argv[1] ?? "/usr/local/bin/espm");
   const config = loadConfig(configFile);
   const ini = resolve(configFile);
   const rules = { patterns: config.certnames.allow, allowAny: config.certnames.allow_any, deny: config.certnames.deny };
   let rewritten = "";
   if (authConfFile) {
-    const text = authConfForEspm(readFileSync(authConfFile, "utf8"), rules);
+    const text = authConfForEspm(readFileSync(authConfFile, "utf8"), rules, { bulkSign });
     if (writeTo) {
       writeFileSync(writeTo, text, { mode: 0o644, flag: "wx" });
       rewritten = `\n# ${authConfFile} with espm's rules added is in ${writeTo}: review it (diff ${authConfFile} ${writeTo}), then put it in place.\n`;
@@ -153,14 +173,21 @@ ${autosign}${reports}
 #    "rules: [". They come before the stock rules (sort-order 400), allow espm the CA's certificate
 #    paths only for the names its certname policy allows, and leave every stock rule as it is
 #    (espm needs neither "puppetlabs cert status" for other names nor "puppetlabs cert clean"):
-${espmAuthRules(rules)}
-
+${espmAuthRules(rules, { bulkSign })}
+${
+  bulkSign
+    ? `#    (--bulk-sign: the "espm bulk sign" rule lets espm sign any pending request on Puppet 8, since
+#    the names travel in the body; espm sends only names its own policy allowed. Without the rule,
+#    espm signs one by one on the certname-limited path above.)
+`
+    : ""
+}
 # 3. reload Puppet Server (systemctl reload puppetserver, or kill -HUP its pid)
 ${rewritten}`;
 }
 
 /** An auth.conf with espm's rules added at the top of its rule list; every other rule unchanged. */
-export function authConfForEspm(original: string, rules: CertnameRules): string {
+export function authConfForEspm(original: string, rules: CertnameRules, o: { bulkSign?: boolean } = {}): string {
   if (!/rules:\s*\[/.test(original)) {
     throw new Error(
       "this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them",
@@ -168,5 +195,5 @@ export function authConfForEspm(original: string, rules: CertnameRules): string 
   }
   if (original.includes('name: "espm certificates"'))
     throw new Error("this auth.conf already has espm's rules; edit them by hand");
-  return original.replace(/rules:\s*\[/, (m) => `${m}${espmAuthRules(rules)}`);
+  return original.replace(/rules:\s*\[/, (m) => `${m}${espmAuthRules(rules, o)}`);
 }

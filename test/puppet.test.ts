@@ -66,6 +66,7 @@ for (const puppet of PUPPETS)
         // The ENC runs inside the root: it needs node, the checkout and espm's config where the host has them.
         root,
         binds: [dir, ROOT, process.execPath],
+        bulkSign: true,
       });
       const setup = await setupEspm(
         [...puppetServerArgs(lab)],
@@ -311,6 +312,61 @@ for (const puppet of PUPPETS)
         await cut.close();
         await viaCutter.stop();
         cutter.close();
+      }
+    });
+
+    it("signs concurrent requests in batches where the server has bulk sign (Puppet 8), one by one where not, and never through sign/all", async () => {
+      const accessLog = () => readFileSync(join(lab.dir, "log/puppetserver-access.log"), "utf8");
+      const before = accessLog().length;
+      const names = Array.from({ length: 8 }, (_, i) => `batch-${i}.${DOMAIN}`);
+      const keys = names.map(() => generateRsaKeyPair(2048).privateKeyPem);
+      await Promise.all(names.map((name) => client.registerNode({ name, groups: [] })));
+      const issued = await Promise.all(names.map((name, i) => client.signCertificate(name, createCsr(name, keys[i]!))));
+      assert.deepEqual(
+        issued.map((c) => c.certname),
+        names,
+      );
+      await new Promise((r) => setTimeout(r, 500)); // the access log is written after the answer
+      const log = accessLog().slice(before);
+      const bulk = log.match(/"POST \/puppet-ca\/v1\/sign HTTP/g)?.length ?? 0;
+      const single = log.match(/"PUT \/puppet-ca\/v1\/certificate_status\/batch-/g)?.length ?? 0;
+      const detail = (await client.health()).backends?.ca?.detail;
+      if (lab.puppetVersion >= 8) {
+        assert.equal(detail, "signing bulk");
+        assert.ok(bulk >= 1 && bulk < names.length, `${bulk} bulk requests for ${names.length} signs`);
+        assert.equal(single, 0);
+      } else {
+        assert.equal(detail, "signing one by one");
+        assert.equal(single, names.length);
+      }
+      // espm's certificate may sign only through the exact path: sign/all stays the CA CLI's.
+      const { privateKeyPem } = generateRsaKeyPair(2048);
+      const ssl = { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) };
+      const asEspm = new Agent({ connect: ssl });
+      const stranger = `pending.${DOMAIN}`;
+      await (
+        await request(`${lab.url}/puppet-ca/v1/certificate_request/${stranger}`, {
+          method: "PUT",
+          body: createCsr(stranger, privateKeyPem),
+          headers: { "content-type": "text/plain" },
+          dispatcher: asEspm,
+        })
+      ).body.text();
+      const all = await request(`${lab.url}/puppet-ca/v1/sign/all`, {
+        method: "POST",
+        body: "{}",
+        headers: { "content-type": "application/json" },
+        dispatcher: asEspm,
+      });
+      await all.body.text();
+      await asEspm.close();
+      assert.ok([403, 404].includes(all.statusCode), `sign/all answered ${all.statusCode}`);
+      assert.equal(await caState(lab, stranger), "requested", "nothing signed through sign/all");
+
+      for (const name of names) {
+        await client.deleteNode(name);
+        await client.revokeCertificate(name);
+        assert.equal(await caState(lab, name), "absent");
       }
     });
   });

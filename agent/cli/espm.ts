@@ -15,11 +15,13 @@ const USAGE = `usage:
   espm [-c CONFIG]                       run the espm agent in the foreground
   espm enc [-c CONFIG] CERTNAME          print the ENC YAML for CERTNAME
   espm puppet-config [-c CONFIG] [--auth-conf FILE [--write NEWFILE]] [--autosign-wrapper PATH]
+                     [--bulk-sign]
                                          print the Puppet Server settings espm needs; with
                                          --auth-conf, also FILE with espm's rules added
                                          (to NEWFILE with --write, for review); with [autosign]
                                          in CONFIG, write the autosign wrapper (default:
-                                         espm-autosign beside CONFIG)
+                                         espm-autosign beside CONFIG); with --bulk-sign, also
+                                         the rule that lets espm sign in batches on Puppet 8
   espm enroll [-c CONFIG] [--wait SECONDS]
                                          make espm's key, submit its certificate request to the
                                          Puppet CA, and once signed there (puppetserver ca sign
@@ -56,6 +58,7 @@ async function main(argv: string[]): Promise<void> {
         "auth-conf": { type: "string" },
         write: { type: "string" },
         "autosign-wrapper": { type: "string" },
+        "bulk-sign": { type: "boolean" },
         wait: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
@@ -112,6 +115,7 @@ async function main(argv: string[]): Promise<void> {
           authConf: values["auth-conf"],
           writeTo: values.write,
           autosignWrapper: values["autosign-wrapper"],
+          bulkSign: values["bulk-sign"],
         }),
       );
       return;

@@ -13,6 +13,7 @@ import {
   type CertificateAuthority,
   type ServerNameSource,
 } from "./contract";
+import { BatchedSigner } from "./bulk-sign";
 import { parseJson, type PuppetServerHttp, type PuppetResponse } from "./http";
 
 const CA = "/puppet-ca/v1";
@@ -25,7 +26,11 @@ export function serialToHex(serial: unknown): string | undefined {
 }
 
 export class PuppetServerCa implements CertificateAuthority {
-  constructor(private readonly http: PuppetServerHttp) {}
+  private readonly signer: BatchedSigner;
+
+  constructor(private readonly http: PuppetServerHttp) {
+    this.signer = new BatchedSigner(http, (certname) => this.signOne(certname));
+  }
 
   async status(certname: string): Promise<CaCertificateStatus> {
     const response = await this.http.call("GET", `${CA}/certificate_status/${certname}`, { expected: [200, 404] });
@@ -61,7 +66,12 @@ export class PuppetServerCa implements CertificateAuthority {
     );
   }
 
-  async sign(certname: string): Promise<void> {
+  /** Through Puppet 8's bulk sign where espm may use it (bulk-sign.ts), else one by one. */
+  sign(certname: string): Promise<void> {
+    return this.signer.sign(certname);
+  }
+
+  private async signOne(certname: string): Promise<void> {
     refusedBy(
       certname,
       await this.http.call("PUT", `${CA}/certificate_status/${certname}`, {
@@ -114,7 +124,7 @@ export class PuppetServerCa implements CertificateAuthority {
   async health(): Promise<BackendStatus> {
     const response = await this.http.call("GET", "/status/v1/simple", { expected: [200, 503] });
     return response.text.trim() === "running"
-      ? { status: "ok" }
+      ? { status: "ok", detail: `signing ${this.signer.mode === "unknown" ? "not tried yet" : this.signer.mode}` }
       : { status: "down", detail: `Puppet Server status: ${response.text.trim().slice(0, 100)}` };
   }
 }

@@ -49,7 +49,7 @@ export class PuppetServerHttp {
 
   /** One call to Puppet Server. Statuses in `expected` are returned; any other is a BackendError. */
   async call(
-    method: "GET" | "PUT" | "DELETE",
+    method: "GET" | "PUT" | "POST" | "DELETE",
     path: string,
     options: { body?: string; contentType?: string; headers?: Record<string, string>; expected: number[] },
   ): Promise<PuppetResponse> {

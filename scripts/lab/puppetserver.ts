@@ -55,6 +55,8 @@ export interface PuppetServerOptions {
   authConf?: "stock" | "espm";
   /** The policy executable for policy-based autosigning (the wrapper `espm puppet-config` writes); default none. */
   autosign?: string;
+  /** Also auth.conf's rule for Puppet 8's bulk sign, as `espm puppet-config --bulk-sign` prints it. */
+  bulkSign?: boolean;
   /** A Debian root with puppetserver installed, to run that Puppet Server instead of the host's. */
   root?: string;
   /** Host paths the server's child processes need inside `root` (espm's checkout, its config, node). */
@@ -110,7 +112,7 @@ export function findJava(root = ""): string {
 
 function writeLayout(
   o: Pick<Required<PuppetServerOptions>, "dir" | "port" | "certname" | "certnames"> &
-    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign" | "root">,
+    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign" | "root" | "bulkSign">,
 ): { confFile: string; environmentDir: string } {
   const S = o.dir;
   const DEBIAN_CONF = `${o.root ?? ""}${PACKAGE_CONF}`;
@@ -175,7 +177,10 @@ profiler: { enabled: false }
   for (const f of ["bootstrap.cfg", "ca.cfg"])
     copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
   const stock = readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8");
-  writeFileSync(join(S, "conf.d/auth.conf"), o.authConf === "stock" ? stock : authConfForEspm(stock, o.certnames));
+  writeFileSync(
+    join(S, "conf.d/auth.conf"),
+    o.authConf === "stock" ? stock : authConfForEspm(stock, o.certnames, { bulkSign: o.bulkSign }),
+  );
 
   let enc = "";
   if (o.enc) {
