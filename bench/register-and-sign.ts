@@ -1,18 +1,30 @@
 /**
- * Benchmark (not a test): N nodes registered and certified through espm, C at a time, against a
- * local Puppet Server, beside the same N certificates made by `puppetserver ca generate` in the same
- * run. Prints both times and their ratio.
+ * Benchmark (not a test): what espm adds to the Puppet CA, on Puppet 7 (the host's Debian 12 server)
+ * and Puppet 8 (Debian 13's, in a Debian root), each started with production JVM settings (Debian's
+ * -Xms1g -Xmx1g, the JIT at full strength; not the lab's -XX:TieredStopAtLevel=1 fast start, under
+ * which one RSA signature costs several times more). For the same number of nodes on the same server
+ * in one run, C at a time, it times:
  *
- *   npm run bench [-- --count 100 --concurrency 16]      (root; starts its own Puppet Server)
+ *   floor      the CA API directly with CSRs made beforehand: submit, sign, fetch the certificate
+ *   espm       register + sign through espm, with the same kind of pre-made CSRs
+ *   espm+keys  the same, each key and CSR made as the provider makes them (key off the event loop)
+ *   generate   `puppetserver ca generate` for each name, as an operator would without espm
+ *
+ * and prints espm/floor, generate/espm and the load average before and after each server's run.
+ *
+ *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production]
+ *   (root; starts its own Puppet Servers, one at a time, and espm)
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
-import { startPuppetServer } from "../scripts/lab/puppetserver";
+import { createCsr, generateRsaKeyPairAsync } from "../sdk/x509";
+import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
+import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 
 const run = promisify(execFile);
@@ -26,50 +38,175 @@ async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promi
   );
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { count: { type: "string", default: "100" }, concurrency: { type: "string", default: "16" } },
+async function timed(work: () => Promise<void>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+/** `count` CSRs for names under `prefix`, made before any clock starts (keys on the thread pool). */
+async function csrsFor(prefix: string, count: number): Promise<Array<{ name: string; csr: string }>> {
+  return Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const name = `${prefix}-${i}.example.test`;
+      return { name, csr: createCsr(name, (await generateRsaKeyPairAsync(2048)).privateKeyPem) };
+    }),
+  );
+}
+
+/** The CA API as espm's certificate may use it, with nothing in between. */
+async function floor(lab: PuppetServerLab, csrs: Array<{ name: string; csr: string }>, concurrency: number) {
+  const dispatcher = new Agent({
+    connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) },
   });
-  const count = Number(values.count);
-  const concurrency = Number(values.concurrency);
-  const dir = mkdtempSync(join(tmpdir(), "espm-bench-"));
-  const lab = await startPuppetServer({ dir: join(dir, "puppetserver"), port: await freePort() });
+  const call = async (method: "PUT" | "GET", path: string, body?: string, type?: string) => {
+    const res = await request(`${lab.url}/puppet-ca/v1/${path}`, {
+      method,
+      body,
+      headers: type ? { "content-type": type } : {},
+      dispatcher,
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 300) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
+  };
+  try {
+    return await timed(() =>
+      pool(csrs, concurrency, async ({ name, csr }) => {
+        await call("PUT", `certificate_request/${name}`, csr, "text/plain");
+        await call(
+          "PUT",
+          `certificate_status/${name}`,
+          JSON.stringify({ desired_state: "signed" }),
+          "application/json",
+        );
+        await call("GET", `certificate/${name}`);
+      }),
+    );
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+interface Row {
+  label: string;
+  ms: number;
+}
+
+async function benchServer(puppet: number, o: { count: number; concurrency: number; jvm: "production" | "fast" }) {
+  const dir = mkdtempSync(join(tmpdir(), `espm-bench-${puppet}-`));
+  const root = puppet >= 8 ? (await debianRoot(puppet8())).dir : undefined;
+  const loadBefore = loadavg()[0]!;
+  const startedAt = Date.now();
+  const lab = await startPuppetServer({
+    dir: join(dir, "puppetserver"),
+    port: await freePort(),
+    root,
+    jvm: o.jvm,
+    bulkSign: true,
+  });
+  const startSeconds = (Date.now() - startedAt) / 1000;
   const espmDir = join(dir, "espm");
   mkdirSync(espmDir);
   const espm = await EspmProcess.start(await setupEspm([...puppetServerArgs(lab)], "groups: {}\n", espmDir));
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
+  const { count, concurrency } = o;
+  const rows: Row[] = [];
   try {
-    const names = Array.from({ length: count }, (_, i) => i);
-    let started = process.hrtime.bigint();
-    await pool(names, concurrency, async (i) => {
-      const name = `bench-${i}.example.test`;
-      await client.registerNode({ name, classes: { espm_demo: {} } });
-      const { privateKeyPem } = generateRsaKeyPair(2048);
-      await client.signCertificate(name, createCsr(name, privateKeyPem));
-    });
-    const espmMs = Number(process.hrtime.bigint() - started) / 1e6;
+    // One warm-up node each way, so that neither side pays the JIT's first compile in its time.
+    await floor(lab, await csrsFor("warm-floor", 1), 1);
+    const warm = (await csrsFor("warm-espm", 1))[0]!;
+    await client.registerNode({ name: warm.name, groups: [] });
+    await client.signCertificate(warm.name, warm.csr);
 
-    started = process.hrtime.bigint();
-    await pool(names, concurrency, async (i) => {
-      await run("puppetserver", ["ca", "generate", "--certname", `cli-${i}.bench.test`, "--config", lab.confFile], {
-        timeout: 120_000,
-      });
+    rows.push({
+      label: "floor: CA API, pre-made CSRs",
+      ms: await floor(lab, await csrsFor("floor", count), concurrency),
     });
-    const cliMs = Number(process.hrtime.bigint() - started) / 1e6;
-
-    console.log(`nodes: ${count}, concurrency: ${concurrency}`);
+    const premade = await csrsFor("espm", count);
+    rows.push({
+      label: "espm: register + sign, pre-made CSRs",
+      ms: await timed(() =>
+        pool(premade, concurrency, async ({ name, csr }) => {
+          await client.registerNode({ name, groups: [] });
+          await client.signCertificate(name, csr);
+        }),
+      ),
+    });
+    const names = Array.from({ length: count }, (_, i) => `keys-${i}.example.test`);
+    rows.push({
+      label: "espm+keys: key and CSR as the provider makes them",
+      ms: await timed(() =>
+        pool(names, concurrency, async (name) => {
+          await client.registerNode({ name, groups: [] });
+          const { privateKeyPem } = await generateRsaKeyPairAsync(2048);
+          await client.signCertificate(name, createCsr(name, privateKeyPem));
+        }),
+      ),
+    });
+    const signing = (await client.health()).backends?.ca?.detail ?? "";
+    rows.push({
+      label: "generate: puppetserver ca generate",
+      ms: await timed(() =>
+        pool(
+          Array.from({ length: count }, (_, i) => i),
+          concurrency,
+          async (i) => {
+            const argv = [
+              "puppetserver",
+              "ca",
+              "generate",
+              "--certname",
+              `cli-${i}.bench.test`,
+              "--config",
+              lab.confFile,
+            ];
+            const command = root ? rootCommand(root, mkdtempSync(join(dir, "cli-")), argv, { binds: [lab.dir] }) : argv;
+            await run(command[0]!, command.slice(1), { timeout: 300_000 });
+          },
+        ),
+      ),
+    });
+    const loadAfter = loadavg()[0]!;
+    const ms = (label: string) => rows.find((r) => r.label.startsWith(label))!.ms;
     console.log(
-      `espm (register + RSA-2048 key + CSR + sign): ${(espmMs / 1000).toFixed(1)} s, ${(espmMs / count).toFixed(0)} ms/node`,
+      `\nPuppet Server ${puppet} (${root ? "Debian 13, in a Debian root" : "Debian 12, the host's"}), ${o.jvm} JVM settings, ready in ${startSeconds.toFixed(0)} s; ${signing}`,
     );
     console.log(
-      `puppetserver ca generate (baseline):        ${(cliMs / 1000).toFixed(1)} s, ${(cliMs / count).toFixed(0)} ms/node`,
+      `${count} nodes, concurrency ${concurrency}; load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after`,
     );
-    console.log(`ratio baseline/espm: ${(cliMs / espmMs).toFixed(1)}x`);
+    for (const row of rows)
+      console.log(
+        `  ${row.label.padEnd(52)} ${(row.ms / 1000).toFixed(2).padStart(7)} s  ${(row.ms / count).toFixed(1).padStart(6)} ms/node`,
+      );
+    console.log(
+      `  espm/floor ${(ms("espm:") / ms("floor")).toFixed(2)}x   espm+keys/floor ${(ms("espm+keys") / ms("floor")).toFixed(2)}x   generate/espm ${(ms("generate") / ms("espm:")).toFixed(1)}x`,
+    );
+    return { puppet, espm: ms("espm:"), floor: ms("floor") };
   } finally {
     await client.close();
     await espm.stop();
     await lab.stop();
-    rmSync(resolve(dir), { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      count: { type: "string", default: "100" },
+      concurrency: { type: "string", default: "16" },
+      puppet: { type: "string", default: "7,8" },
+      jvm: { type: "string", default: "production" },
+    },
+  });
+  const jvm: "production" | "fast" = values.jvm === "fast" ? "fast" : "production";
+  if (values.jvm !== jvm) throw new Error("--jvm is production or fast");
+  const options = { count: Number(values.count), concurrency: Number(values.concurrency), jvm };
+  const results = [];
+  for (const puppet of values.puppet.split(",").map(Number)) results.push(await benchServer(puppet, options));
+  const [a, b] = results;
+  if (a && b) {
+    console.log(`\nPuppet 8/Puppet 7: floor ${(b.floor / a.floor).toFixed(2)}x, espm ${(b.espm / a.espm).toFixed(2)}x`);
   }
 }
 
