@@ -7,10 +7,12 @@
  *
  *   floor      the CA API directly with CSRs made beforehand: submit, sign, fetch the certificate
  *   espm       register + sign through espm, with the same kind of pre-made CSRs
- *   espm+keys  the same, each key and CSR made as the provider makes them (key off the event loop)
+ *   espm+keys  the same, each key and CSR made as the provider makes them (key off the event loop),
+ *              with RSA-2048 and with P-256 (the default)
  *   generate   `puppetserver ca generate` for each name, as an operator would without espm
  *
  * and prints espm/floor, generate/espm and the load average before and after each server's run.
+ * First, with no server running, it times key + CSR per node for each key type, one at a time.
  *
  *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production]
  *   (root; starts its own Puppet Servers, one at a time, and espm)
@@ -22,7 +24,7 @@ import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
-import { createCsr, generateRsaKeyPairAsync } from "../sdk/x509";
+import { createCsr, generateKeyPairAsync, generateRsaKeyPairAsync } from "../sdk/x509";
 import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
@@ -132,17 +134,19 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
         }),
       ),
     });
-    const names = Array.from({ length: count }, (_, i) => `keys-${i}.example.test`);
-    rows.push({
-      label: "espm+keys: key and CSR as the provider makes them",
-      ms: await timed(() =>
-        pool(names, concurrency, async (name) => {
-          await client.registerNode({ name, groups: [] });
-          const { privateKeyPem } = await generateRsaKeyPairAsync(2048);
-          await client.signCertificate(name, createCsr(name, privateKeyPem));
-        }),
-      ),
-    });
+    for (const keyType of ["rsa-2048", "ec-p256"] as const) {
+      const names = Array.from({ length: count }, (_, i) => `keys-${keyType}-${i}.example.test`);
+      rows.push({
+        label: `espm+keys: ${keyType} key and CSR as the provider makes them`,
+        ms: await timed(() =>
+          pool(names, concurrency, async (name) => {
+            await client.registerNode({ name, groups: [] });
+            const { privateKeyPem } = await generateKeyPairAsync(keyType);
+            await client.signCertificate(name, createCsr(name, privateKeyPem));
+          }),
+        ),
+      });
+    }
     const signing = (await client.health()).backends?.ca?.detail ?? "";
     rows.push({
       label: "generate: puppetserver ca generate",
@@ -202,6 +206,15 @@ async function main(): Promise<void> {
   const jvm: "production" | "fast" = values.jvm === "fast" ? "fast" : "production";
   if (values.jvm !== jvm) throw new Error("--jvm is production or fast");
   const options = { count: Number(values.count), concurrency: Number(values.concurrency), jvm };
+  console.log("key + CSR per node, one at a time, no server running:");
+  for (const keyType of ["rsa-2048", "rsa-4096", "ec-p256"] as const) {
+    const n = keyType === "rsa-4096" ? Math.min(options.count, 20) : options.count;
+    const total = await timed(async () => {
+      for (let i = 0; i < n; i++)
+        createCsr(`key-${i}.example.test`, (await generateKeyPairAsync(keyType)).privateKeyPem);
+    });
+    console.log(`  ${keyType.padEnd(9)} ${(total / n).toFixed(1).padStart(7)} ms (${n} keys)`);
+  }
   const results = [];
   for (const puppet of values.puppet.split(",").map(Number)) results.push(await benchServer(puppet, options));
   const [a, b] = results;

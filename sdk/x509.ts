@@ -1,14 +1,31 @@
 /**
  * All X.509 work of both sides: espm's self-signed TLS certificate, client CSRs, and reading
- * certificates. Keys come from Node's native crypto (fast, constant-time); node-forge builds and signs
- * the X.509 structures, which Node's crypto cannot.
+ * certificates. Keys come from Node's native crypto (fast, constant-time), and so do CSR signatures.
+ * CSRs (RSA or EC) are built with PeculiarVentures' ASN.1 schemas (@peculiar/asn1-csr, the
+ * maintained library under @peculiar/x509, without its WebCrypto and dependency-injection layers);
+ * node-forge, which knows RSA keys only, still builds espm's self-signed certificate.
  */
+import { Attributes, CertificationRequest, CertificationRequestInfo } from "@peculiar/asn1-csr";
+import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import {
+  AlgorithmIdentifier,
+  Attribute,
+  AttributeTypeAndValue,
+  AttributeValue,
+  Extension,
+  Extensions,
+  Name,
+  RelativeDistinguishedName,
+  SubjectPublicKeyInfo,
+} from "@peculiar/asn1-x509";
 import {
   createHash,
+  createPrivateKey,
   createPublicKey,
   generateKeyPair,
   generateKeyPairSync,
   randomBytes,
+  sign,
   verify,
   X509Certificate,
 } from "node:crypto";
@@ -42,6 +59,25 @@ export function generateRsaKeyPairAsync(bits: RsaKeySize = 2048): Promise<KeyPai
       "rsa",
       {
         modulusLength: bits,
+        publicKeyEncoding: { type: "spki", format: "pem" },
+        privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      },
+      (err, publicKeyPem, privateKeyPem) => (err ? reject(err) : resolve({ privateKeyPem, publicKeyPem })),
+    );
+  });
+}
+
+/** The key types of a client certificate's key: RSA of three sizes, or ECDSA on NIST P-256. */
+export type KeyType = "rsa-2048" | "rsa-3072" | "rsa-4096" | "ec-p256";
+
+/** A key pair of `type`, made off the event loop (Node's thread pool). */
+export function generateKeyPairAsync(type: KeyType): Promise<KeyPairPem> {
+  if (type !== "ec-p256") return generateRsaKeyPairAsync(Number(type.slice(4)) as RsaKeySize);
+  return new Promise((resolve, reject) => {
+    generateKeyPair(
+      "ec",
+      {
+        namedCurve: "P-256",
         publicKeyEncoding: { type: "spki", format: "pem" },
         privateKeyEncoding: { type: "pkcs8", format: "pem" },
       },
@@ -129,9 +165,10 @@ export function describeCertificate(certificatePem: string): CertificateSummary 
 }
 
 /**
- * A PEM CSR for certname signed with an RSA private key, carrying the given `pp_*` extension
- * requests (names from PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them) and,
- * when given, a challengePassword attribute (as an agent's csr_attributes.yaml puts one).
+ * A PEM CSR for certname signed with its private key (RSA, with SHA-256, or EC P-256/P-384, with
+ * ECDSA and SHA-256/384), carrying the given `pp_*` extension requests (names from
+ * PUPPET_EXTENSIONS, values as UTF-8 strings, as Puppet encodes them) and, when given, a
+ * challengePassword attribute (as an agent's csr_attributes.yaml puts one).
  */
 export function createCsr(
   certname: string,
@@ -139,24 +176,74 @@ export function createCsr(
   extensions: Record<string, string> = {},
   challengePassword?: string,
 ): string {
-  const privateKey = forge.pki.privateKeyFromPem(privateKeyPem);
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.setRsaPublicKey(privateKey.n, privateKey.e);
-  csr.setSubject([{ name: "commonName", value: certname }]);
+  const privateKey = createPrivateKey(privateKeyPem);
+  const spki = createPublicKey(privateKey).export({ type: "spki", format: "der" });
   const requested = Object.entries(extensions).map(([name, value]) => {
     const id = PUPPET_EXTENSIONS[name];
     if (!id) throw new Error(`unknown Puppet extension ${name}; known: ${Object.keys(PUPPET_EXTENSIONS).join(", ")}`);
-    const der = forge.asn1
-      .toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.UTF8, false, forge.util.encodeUtf8(value)))
-      .getBytes();
-    return { id, critical: false, value: der };
+    return new Extension({ extnID: id, critical: false, extnValue: new OctetString(utf8StringDer(value)) });
   });
-  const attributes: Array<Record<string, unknown>> = [];
-  if (challengePassword !== undefined) attributes.push({ name: "challengePassword", value: challengePassword });
-  if (requested.length) attributes.push({ name: "extensionRequest", extensions: requested });
-  if (attributes.length) csr.setAttributes(attributes);
-  csr.sign(privateKey, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
+  const attributes = new Attributes();
+  if (challengePassword !== undefined) {
+    const password = AsnConvert.serialize(new AttributeValue({ utf8String: challengePassword }));
+    attributes.push(new Attribute({ type: OID.challengePassword, values: [password] }));
+  }
+  if (requested.length) {
+    attributes.push(
+      new Attribute({ type: OID.extensionRequest, values: [AsnConvert.serialize(new Extensions(requested))] }),
+    );
+  }
+  const info = new CertificationRequestInfo({
+    subject: new Name([
+      new RelativeDistinguishedName([
+        new AttributeTypeAndValue({ type: OID.commonName, value: new AttributeValue({ utf8String: certname }) }),
+      ]),
+    ]),
+    subjectPKInfo: AsnConvert.parse(spki, SubjectPublicKeyInfo),
+    attributes,
+  });
+  const { hash, algorithm } = signatureFor(privateKey.asymmetricKeyType, privateKey.asymmetricKeyDetails?.namedCurve);
+  const csr = new CertificationRequest({
+    certificationRequestInfo: info,
+    signatureAlgorithm: algorithm,
+    // ECDSA signatures come DER-encoded (Node's default), as X.509 carries them.
+    signature: new Uint8Array(sign(hash, Buffer.from(AsnConvert.serialize(info)), privateKey)).buffer,
+  });
+  const der = Buffer.from(AsnConvert.serialize(csr)).toString("base64");
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE REQUEST-----\n`;
+}
+
+/** A UTF8String's DER (tag 12), as Puppet encodes its extension values. */
+function utf8StringDer(value: string): Buffer {
+  const bytes = Buffer.from(value, "utf8");
+  const length =
+    bytes.length < 0x80
+      ? Buffer.from([bytes.length])
+      : bytes.length < 0x100
+        ? Buffer.from([0x81, bytes.length])
+        : Buffer.from([0x82, bytes.length >> 8, bytes.length & 0xff]);
+  return Buffer.concat([Buffer.from([0x0c]), length, bytes]);
+}
+
+/** The digest and the signatureAlgorithm identifier for a key. */
+function signatureFor(
+  type: string | undefined,
+  curve: string | undefined,
+): { hash: string; algorithm: AlgorithmIdentifier } {
+  if (type === "rsa") {
+    // sha256WithRSAEncryption, whose parameters are an explicit NULL.
+    return {
+      hash: "sha256",
+      algorithm: new AlgorithmIdentifier({ algorithm: "1.2.840.113549.1.1.11", parameters: null }),
+    };
+  }
+  if (type === "ec" && (curve === "prime256v1" || curve === "P-256"))
+    return { hash: "sha256", algorithm: new AlgorithmIdentifier({ algorithm: "1.2.840.10045.4.3.2" }) };
+  if (type === "ec" && (curve === "secp384r1" || curve === "P-384"))
+    return { hash: "sha384", algorithm: new AlgorithmIdentifier({ algorithm: "1.2.840.10045.4.3.3" }) };
+  throw new Error(
+    `cannot make a CSR with a ${type ?? "unknown"} key${curve ? ` on ${curve}` : ""}: use RSA or EC P-256/P-384`,
+  );
 }
 
 export interface CsrSummary {

@@ -63,17 +63,28 @@ describe("providers against live espm and Puppet Server", function () {
     it("refuses unknown key types and extensions, and defaults what it may", async () => {
       const bad = await certificateProvider.check!(
         {},
-        { certname: "web-01.example.test", keyType: "ec-p256", extensions: { pp_colour: "blue" } },
+        { certname: "web-01.example.test", keyType: "ec-p384", extensions: { pp_colour: "blue" } },
       );
       const props = bad.failures?.map((f) => f.property).sort();
       assert.deepEqual(props, ["extensions.pp_colour", "keyType"]);
-      assert.match(bad.failures!.find((f) => f.property === "keyType")!.reason, /rsa-2048, rsa-3072 or rsa-4096/);
+      assert.match(
+        bad.failures!.find((f) => f.property === "keyType")!.reason,
+        /rsa-2048, rsa-3072, rsa-4096 or ec-p256/,
+      );
       assert.match(
         bad.failures!.find((f) => f.property === "extensions.pp_colour")!.reason,
         /unknown Puppet extension; known: pp_uuid/,
       );
       const good = await certificateProvider.check!({}, { certname: "web-01.example.test", __provider: "code" });
-      assert.deepEqual(good.inputs, { certname: "web-01.example.test", keyType: "rsa-2048", extensions: {} });
+      assert.deepEqual(good.inputs, { certname: "web-01.example.test", keyType: "ec-p256", extensions: {} });
+      // A certificate made under the old default (RSA-2048) keeps it: the new default replaces nothing.
+      const kept = await certificateProvider.check!(good.inputs!, { certname: "web-01.example.test" });
+      assert.equal(kept.inputs!.keyType, "ec-p256");
+      const old = { certname: "web-01.example.test", keyType: "rsa-2048", extensions: {} };
+      assert.equal(
+        (await certificateProvider.check!(old, { certname: "web-01.example.test" })).inputs!.keyType,
+        "rsa-2048",
+      );
     });
 
     it("leaves unknown values for apply time", async () => {
@@ -243,7 +254,7 @@ describe("providers against live espm and Puppet Server", function () {
       assert.equal((read.props as CertificateState).state, "revoked");
       const diff = await certificates.diff!(created.id, read.props, {
         certname: "cert-02.provider.test",
-        keyType: "rsa-2048",
+        keyType: "ec-p256",
         extensions: {},
       });
       assert.deepEqual(diff.replaces, ["state"]);

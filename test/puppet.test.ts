@@ -6,13 +6,14 @@
  * PuppetFirstRun reads it, a crash between submit and sign, then destroy and the agent refused.
  */
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import type { CreateNodeInput } from "../sdk/protocol";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
+import { createCsr, generateKeyPairAsync, generateRsaKeyPair, type KeyType } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
 import { firstRunProvider } from "../provider";
 import type { FirstRunState } from "../provider/first-run";
@@ -21,7 +22,7 @@ import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetse
 import { CaCutter } from "./helpers/ca-cutter";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
-import { bootAgent, caState, crlSerials } from "./helpers/world";
+import { bootAgent, caState, crlSerials, serialsInCrl } from "./helpers/world";
 
 const DOMAIN = "lab.test";
 
@@ -84,11 +85,16 @@ for (const puppet of PUPPETS)
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    /** Registers a node, has espm sign a key made here, and renders its userdata. */
-    async function provision(short: string, classification: Omit<CreateNodeInput, "name">, master = "localhost") {
+    /** Registers a node, has espm sign a key made here (as PuppetCertificate makes it), and renders its userdata. */
+    async function provision(
+      short: string,
+      classification: Omit<CreateNodeInput, "name">,
+      master = "localhost",
+      keyType: KeyType = "rsa-2048",
+    ) {
       const name = `${short}.${DOMAIN}`;
       await client.registerNode({ name, ...classification });
-      const { privateKeyPem } = generateRsaKeyPair(2048);
+      const { privateKeyPem } = await generateKeyPairAsync(keyType);
       const issued = await client.signCertificate(name, createCsr(name, privateKeyPem, { pp_role: "web" }));
       const userdata = renderUserData({
         nodeName: name,
@@ -209,6 +215,9 @@ for (const puppet of PUPPETS)
       await client.revokeCertificate("web-01.lab.test");
       assert.equal((await client.certificateStatus("web-01.lab.test"))?.state, "revoked");
       assert.ok((await crlSerials(lab)).includes(status.serial!), "revoked serial in the CRL");
+      // espm keeps the CRL it hands out for a minute, but its own revocation refreshes it at once.
+      const next = await provision("web-05", { groups: [] });
+      assert.ok(serialsInCrl(next.issued.crl).includes(status.serial!), "the next node's CRL has the revocation");
       const refused = await boot("web-01", join(dir, "web-01-userdata.sh"));
       assert.equal(refused.code, 1, refused.stdout);
       assert.match(refused.log, /certificate unknown|certificate revoked|SSL/i);
@@ -239,6 +248,24 @@ for (const puppet of PUPPETS)
         !readFileSync("/etc/hosts", "utf8").includes("puppetmaster # espm"),
         "the real /etc/hosts is untouched",
       );
+    });
+
+    it("boots a node whose key is ECDSA P-256 (keyType ec-p256): exit 2, classified by espm", async () => {
+      const path = join(dir, "agent-ec-01/ec.txt");
+      const node = await provision(
+        "ec-01",
+        { classes: { espm_file: { path, content: "booted with an EC key" } } },
+        "localhost",
+        "ec-p256",
+      );
+      assert.equal(new X509Certificate(node.issued.certificate).publicKey.asymmetricKeyType, "ec");
+      const run = await boot("ec-01", node.file);
+      assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}\n${run.log}`);
+      assert.match(run.stdout, /agent exit 2/);
+      assert.equal(readFileSync(path, "utf8"), "booted with an EC key\n");
+      await client.deleteNode(node.name);
+      await client.revokeCertificate(node.name);
+      assert.equal(await caState(lab, node.name), "absent");
     });
 
     it("fails the bootstrap with exit 1 and the server's message for a class that does not exist", async () => {
@@ -331,6 +358,9 @@ for (const puppet of PUPPETS)
       const bulk = log.match(/"POST \/puppet-ca\/v1\/sign HTTP/g)?.length ?? 0;
       const single = log.match(/"PUT \/puppet-ca\/v1\/certificate_status\/batch-/g)?.length ?? 0;
       const detail = (await client.health()).backends?.ca?.detail;
+      // The CA certificate and CRL come from espm's cache: at most one fetch each for eight signs.
+      assert.ok((log.match(/"GET \/puppet-ca\/v1\/certificate_revocation_list\/ca /g)?.length ?? 0) <= 1, log);
+      assert.ok((log.match(/"GET \/puppet-ca\/v1\/certificate\/ca /g)?.length ?? 0) <= 1, log);
       if (lab.puppetVersion >= 8) {
         assert.equal(detail, "signing bulk");
         assert.ok(bulk >= 1 && bulk < names.length, `${bulk} bulk requests for ${names.length} signs`);

@@ -18,6 +18,39 @@ import { parseJson, type PuppetServerHttp, type PuppetResponse } from "./http";
 
 const CA = "/puppet-ca/v1";
 
+/**
+ * How long espm hands out the CA certificate and the CRL it fetched last, instead of asking again
+ * for every certificate it issues. espm's own revocations refresh the CRL at once; one made at the
+ * CA by hand (`puppetserver ca revoke`) reaches new nodes within this time. A node uses the CRL only
+ * until its agent refreshes it (crl_refresh_interval); Puppet Server enforces revocation itself.
+ */
+const CA_DOCUMENT_TTL_MS = 60_000;
+
+/** One document fetched from the CA, kept for CA_DOCUMENT_TTL_MS, one fetch in flight at a time. */
+class Cached {
+  private value: Promise<string> | undefined;
+  private fetchedAt = 0;
+
+  constructor(private readonly fetch: () => Promise<string>) {}
+
+  get(): Promise<string> {
+    if (!this.value || Date.now() - this.fetchedAt > CA_DOCUMENT_TTL_MS) {
+      this.fetchedAt = Date.now();
+      const fetching = this.fetch();
+      // A failed fetch is not kept: the next caller asks again.
+      fetching.catch(() => {
+        if (this.value === fetching) this.value = undefined;
+      });
+      this.value = fetching;
+    }
+    return this.value;
+  }
+
+  forget(): void {
+    this.value = undefined;
+  }
+}
+
 /** Puppet reports serials as decimal numbers (or strings); espm keeps them as uppercase hex, as X.509 tools print them. */
 export function serialToHex(serial: unknown): string | undefined {
   if (typeof serial === "number" && Number.isSafeInteger(serial)) return serial.toString(16).toUpperCase();
@@ -27,9 +60,17 @@ export function serialToHex(serial: unknown): string | undefined {
 
 export class PuppetServerCa implements CertificateAuthority {
   private readonly signer: BatchedSigner;
+  private readonly caCertificate: Cached;
+  private readonly revocationList: Cached;
 
   constructor(private readonly http: PuppetServerHttp) {
     this.signer = new BatchedSigner(http, (certname) => this.signOne(certname));
+    this.caCertificate = new Cached(
+      async () => (await http.call("GET", `${CA}/certificate/ca`, { expected: [200] })).text,
+    );
+    this.revocationList = new Cached(
+      async () => (await http.call("GET", `${CA}/certificate_revocation_list/ca`, { expected: [200] })).text,
+    );
   }
 
   async status(certname: string): Promise<CaCertificateStatus> {
@@ -99,12 +140,12 @@ export class PuppetServerCa implements CertificateAuthority {
     return (await this.http.call("GET", `${CA}/certificate/${certname}`, { expected: [200] })).text;
   }
 
-  async caBundle(): Promise<string> {
-    return (await this.http.call("GET", `${CA}/certificate/ca`, { expected: [200] })).text;
+  caBundle(): Promise<string> {
+    return this.caCertificate.get();
   }
 
-  async crl(): Promise<string> {
-    return (await this.http.call("GET", `${CA}/certificate_revocation_list/ca`, { expected: [200] })).text;
+  crl(): Promise<string> {
+    return this.revocationList.get();
   }
 
   async clean(certname: string): Promise<void> {
@@ -116,6 +157,7 @@ export class PuppetServerCa implements CertificateAuthority {
         contentType: "application/json",
         expected: [204],
       });
+      this.revocationList.forget();
     }
     // 404: gone since the status call (another clean): the outcome wanted.
     await this.http.call("DELETE", `${CA}/certificate_status/${certname}`, { expected: [204, 404] });

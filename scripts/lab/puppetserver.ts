@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { authConfForEspm, type CertnameRules } from "../../agent/puppet-config";
 import { rootCommand } from "./debian-root";
-import { createCsr, generateRsaKeyPair } from "../../sdk/x509";
+import { createCsr, generateRsaKeyPairAsync } from "../../sdk/x509";
 
 const run = promisify(execFile);
 /** Where Debian's puppetserver package keeps its configuration, on Debian 12 and 13 alike. */
@@ -265,7 +265,7 @@ async function issueEspmCertificate(S: string, url: string, certname: string): P
       key: readFileSync(join(ssl, `private_keys/${certname}.pem`)),
     },
   });
-  const { privateKeyPem } = generateRsaKeyPair(2048);
+  const { privateKeyPem } = await generateRsaKeyPairAsync(2048);
   const call = async (method: "PUT" | "GET", path: string, body?: string, type = "application/json") => {
     const res = await request(`${url}/puppet-ca/v1/${path}`, {
       method,

@@ -182,11 +182,16 @@ export async function crlSerials(lab: PuppetServerLab): Promise<string[]> {
   const dispatcher = new Agent({ connect: { ca: readFileSync(lab.caBundle) } });
   try {
     const res = await request(`${lab.url}/puppet-ca/v1/certificate_revocation_list/ca`, { dispatcher });
-    const text = execFileSync("openssl", ["crl", "-noout", "-text"], { input: await res.body.text() }).toString();
-    return [...text.matchAll(/Serial Number: ([0-9A-F]+)/gi)].map((m) => normalizeSerial(m[1]!));
+    return serialsInCrl(await res.body.text());
   } finally {
     await dispatcher.close();
   }
+}
+
+/** The serials a PEM revocation list (the first of a chain) names, as espm keeps serials. */
+export function serialsInCrl(pem: string): string[] {
+  const text = execFileSync("openssl", ["crl", "-noout", "-text"], { input: pem }).toString();
+  return [...text.matchAll(/Serial Number: ([0-9A-F]+)/gi)].map((m) => normalizeSerial(m[1]!));
 }
 
 let shared: Promise<World> | undefined;
