@@ -78,7 +78,7 @@ describe("providers against live espm and Puppet Server", function () {
       const good = await certificateProvider.check!({}, { certname: "web-01.example.test", __provider: "code" });
       assert.deepEqual(good.inputs, { certname: "web-01.example.test", keyType: "ec-p256", extensions: {} });
       // A certificate made under the old default (RSA-2048) keeps it: the new default replaces nothing.
-      const kept = await certificateProvider.check!(good.inputs!, { certname: "web-01.example.test" });
+      const kept = await certificateProvider.check!(good.inputs, { certname: "web-01.example.test" });
       assert.equal(kept.inputs!.keyType, "ec-p256");
       const old = { certname: "web-01.example.test", keyType: "rsa-2048", extensions: {} };
       assert.equal(
