@@ -3,17 +3,18 @@
  * and how it reaches Puppet Server. It holds no secret, so the Puppet Server's user may read it
  * (`espm enc` needs it to find the classification export).
  */
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { parse } from "ini";
 import { z } from "zod";
 import { patternProblem } from "./certname-policy";
+import { ConfigError, DEFAULT_PORT, readIni } from "./config-file";
 
-export const DEFAULT_CONFIG_DIR = "/opt/espm/etc";
-export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
-export const DEFAULT_PORT = 8443;
-/** Where the store and the ENC export live: systemd's StateDirectory=espm (see scripts/systemd/espm.service). */
-export const DEFAULT_STATE_DIR = "/var/lib/espm";
+export {
+  ConfigError,
+  configPath,
+  DEFAULT_CONFIG_DIR,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_PORT,
+  DEFAULT_STATE_DIR,
+} from "./config-file";
 
 /** An ini list: `key[] = a` lines give an array; a plain `key = a` gives one value. */
 function list<T extends z.ZodType<string>>(item: T) {
@@ -109,21 +110,9 @@ function configSchema() {
 
 export type EspmConfig = z.output<ReturnType<typeof configSchema>>;
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
 /** Reads and validates espm.ini; relative paths are taken from the file's own directory. */
 export function loadConfig(path: string): EspmConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new ConfigError(
-      `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass the config with -c or set ESPM_CONFIG`,
-    );
-  }
-  const raw = parse(text);
+  const { raw, at } = readIni(path);
   if (raw.store && raw.store.export_group === "") delete raw.store.export_group;
   if (raw.classifier && raw.classifier.fallback_enc === "") delete raw.classifier.fallback_enc;
   if (raw.autosign && raw.autosign.fallback === "") delete raw.autosign.fallback;
@@ -132,8 +121,6 @@ export function loadConfig(path: string): EspmConfig {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`);
     throw new ConfigError(`${path} is not a valid espm config: ${problems.join("; ")}`);
   }
-  const base = dirname(resolve(path));
-  const at = (p: string) => resolve(base, p);
   const config = result.data;
   config.server.cert = at(config.server.cert);
   config.server.key = at(config.server.key);
@@ -154,9 +141,4 @@ export function loadConfig(path: string): EspmConfig {
     if (config.autosign.fallback) config.autosign.fallback = at(config.autosign.fallback);
   }
   return config;
-}
-
-/** The config path `espm` and `espm enc` use: `-c`, else ESPM_CONFIG, else the default. */
-export function configPath(flag: string | undefined): string {
-  return flag ?? process.env.ESPM_CONFIG ?? DEFAULT_CONFIG_PATH;
 }

@@ -5,12 +5,11 @@
  * as Puppet Server's user with read access alone, starts fast, and a broken groups.yaml cannot
  * break a Puppet run.
  */
-import { stringify } from "yaml";
 import { nameProblem } from "../sdk/names";
-import { loadConfig } from "./config";
+import { mergeClassification, type EncClassification } from "./classification";
+import { encSettings } from "./config-file";
 import { readGroupsSnapshot, readNodeExport } from "./enc-export";
-import { runFallbackEnc, type EncResult } from "./fallback-enc";
-import { mergeClassification, type EncClassification } from "./groups";
+import type { EncResult } from "./fallback-enc";
 
 export type { EncResult };
 
@@ -20,23 +19,52 @@ const UNCLASSIFIED = "---\nclasses: {}\n";
 /** How long Puppet Server's compile may wait on the site's fallback ENC. */
 const FALLBACK_TIMEOUT_MS = 30_000;
 
+/**
+ * The classification as the YAML Puppet reads (Psych, YAML 1.1): block mappings at the top, a line
+ * per class, and every key and value in JSON's notation, which YAML's flow style and double-quoted
+ * strings take as they are. Written here rather than with the yaml package, whose 72 modules were
+ * a quarter of each run's time, and this runs for every catalog compile.
+ */
 export function renderEnc(classification: EncClassification): string {
-  return `---\n${stringify(classification, { lineWidth: 0 })}`;
+  const classes = Object.entries(classification.classes).map(([name, params]) => `  ${flow(name)}: ${flow(params)}\n`);
+  return (
+    `---\nenvironment: ${flow(classification.environment)}\n` +
+    (classes.length ? `classes:\n${classes.join("")}` : "classes: {}\n") +
+    `parameters: ${flow(classification.parameters)}\n`
+  );
+}
+
+/** A JSON value in YAML flow notation. */
+function flow(value: unknown): string {
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) return "null";
+    // YAML 1.1 reads an exponent without a point (1e+21) as a string: write 1.0e+21.
+    const text = String(value);
+    return text.includes("e") && !text.includes(".") ? text.replace("e", ".0e") : text;
+  }
+  if (Array.isArray(value)) return `[${value.map(flow).join(", ")}]`;
+  if (value !== null && typeof value === "object")
+    return `{${Object.entries(value)
+      .map(([k, v]) => `${JSON.stringify(k)}: ${flow(v)}`)
+      .join(", ")}}`;
+  return JSON.stringify(value) ?? "null";
 }
 
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
-  const config = loadConfig(configFile);
+  const { encExport, fallbackEnc } = encSettings(configFile);
   // A certname Puppet allows but espm's name rule does not (`x_`, `a..b`) is never espm's node:
   // it goes to the fallback like any other node espm did not create, and never reaches a file path.
-  const node = nameProblem(certname) === undefined ? readNodeExport(config.store.enc_export, certname) : undefined;
+  const node = nameProblem(certname) === undefined ? readNodeExport(encExport, certname) : undefined;
   if (node) {
-    const classification = mergeClassification(node, readGroupsSnapshot(config.store.enc_export));
+    const classification = mergeClassification(node, readGroupsSnapshot(encExport));
     return { stdout: renderEnc(classification), stderr: "", exitCode: 0 };
   }
-  if (config.classifier.fallback_enc) {
-    const { timedOut, ...result } = await runFallbackEnc(config.classifier.fallback_enc, certname, FALLBACK_TIMEOUT_MS);
+  if (fallbackEnc) {
+    // Loaded only here: it parses the fallback's YAML, which espm's own nodes never need.
+    const { runFallbackEnc } = await import("./fallback-enc");
+    const { timedOut, ...result } = await runFallbackEnc(fallbackEnc, certname, FALLBACK_TIMEOUT_MS);
     if (timedOut)
-      result.stderr += `espm enc: the fallback ENC ${config.classifier.fallback_enc} gave no answer within ${FALLBACK_TIMEOUT_MS / 1000} s\n`;
+      result.stderr += `espm enc: the fallback ENC ${fallbackEnc} gave no answer within ${FALLBACK_TIMEOUT_MS / 1000} s\n`;
     return result;
   }
   return { stdout: UNCLASSIFIED, stderr: "", exitCode: 0 };

@@ -12,7 +12,8 @@
  *   generate   `puppetserver ca generate` for each name, as an operator would without espm
  *
  * and prints espm/floor, generate/espm and the load average before and after each server's run.
- * First, with no server running, it times key + CSR per node for each key type, one at a time.
+ * First, with no Puppet Server running, it times key + CSR per node for each key type, one at a
+ * time, and `espm enc` for a node espm classifies beside `node -e 0`, alternating, 30 runs each.
  *
  *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production]
  *   (root; starts its own Puppet Servers, one at a time, and espm)
@@ -27,7 +28,7 @@ import { EspmClient } from "../sdk/client";
 import { createCsr, generateKeyPairAsync, generateRsaKeyPairAsync } from "../sdk/x509";
 import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
+import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 
 const run = promisify(execFile);
 
@@ -89,6 +90,31 @@ async function floor(lab: PuppetServerLab, csrs: Array<{ name: string; csr: stri
   }
 }
 
+/** `espm enc` for a node espm classifies, against `node -e 0`, each run `runs` times in turn. */
+async function encLatency(runs: number): Promise<{ enc: number; node: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "espm-bench-enc-"));
+  const groups = "groups:\n  web:\n    classes:\n      ntp: { servers: [a, b] }\n    parameters: { role: web }\n";
+  const espm = await EspmProcess.start(await setupEspm(["--certname-pattern", "*.example.test"], groups, dir));
+  const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
+  try {
+    await client.registerNode({ name: "enc-01.example.test", groups: ["web"], classes: { motd: { message: "hi" } } });
+    let enc = 0;
+    let node = 0;
+    for (let i = 0; i < runs; i++) {
+      node += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
+      enc += await timed(async () => {
+        const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", espm.setup.ini, "enc-01.example.test"]);
+        if (!stdout.includes("ntp")) throw new Error(`espm enc classified enc-01 without its group: ${stdout}`);
+      });
+    }
+    return { enc: enc / runs, node: node / runs };
+  } finally {
+    await client.close();
+    await espm.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 interface Row {
   label: string;
   ms: number;
@@ -137,7 +163,7 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
     for (const keyType of ["rsa-2048", "ec-p256"] as const) {
       const names = Array.from({ length: count }, (_, i) => `keys-${keyType}-${i}.example.test`);
       rows.push({
-        label: `espm+keys: ${keyType} key and CSR as the provider makes them`,
+        label: `espm+keys: ${keyType} key + CSR as the provider makes them`,
         ms: await timed(() =>
           pool(names, concurrency, async (name) => {
             await client.registerNode({ name, groups: [] });
@@ -180,10 +206,10 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
     );
     for (const row of rows)
       console.log(
-        `  ${row.label.padEnd(52)} ${(row.ms / 1000).toFixed(2).padStart(7)} s  ${(row.ms / count).toFixed(1).padStart(6)} ms/node`,
+        `  ${row.label.padEnd(58)} ${(row.ms / 1000).toFixed(2).padStart(7)} s  ${(row.ms / count).toFixed(1).padStart(6)} ms/node`,
       );
     console.log(
-      `  espm/floor ${(ms("espm:") / ms("floor")).toFixed(2)}x   espm+keys/floor ${(ms("espm+keys") / ms("floor")).toFixed(2)}x   generate/espm ${(ms("generate") / ms("espm:")).toFixed(1)}x`,
+      `  espm/floor ${(ms("espm:") / ms("floor")).toFixed(2)}x   espm+keys/floor ${(ms("espm+keys: rsa") / ms("floor")).toFixed(2)}x (RSA-2048), ${(ms("espm+keys: ec") / ms("floor")).toFixed(2)}x (P-256)   generate/espm ${(ms("generate") / ms("espm:")).toFixed(1)}x`,
     );
     return { puppet, espm: ms("espm:"), floor: ms("floor") };
   } finally {
@@ -215,8 +241,13 @@ async function main(): Promise<void> {
     });
     console.log(`  ${keyType.padEnd(9)} ${(total / n).toFixed(1).padStart(7)} ms (${n} keys)`);
   }
+  const enc = await encLatency(30);
+  console.log(
+    `espm enc for a node espm classifies: ${enc.enc.toFixed(0)} ms a run; node -e 0: ${enc.node.toFixed(0)} ms; ratio ${(enc.enc / enc.node).toFixed(2)}x`,
+  );
   const results = [];
-  for (const puppet of values.puppet.split(",").map(Number)) results.push(await benchServer(puppet, options));
+  for (const puppet of values.puppet.split(",").filter(Boolean).map(Number))
+    results.push(await benchServer(puppet, options));
   const [a, b] = results;
   if (a && b) {
     console.log(`\nPuppet 8/Puppet 7: floor ${(b.floor / a.floor).toFixed(2)}x, espm ${(b.espm / a.espm).toFixed(2)}x`);

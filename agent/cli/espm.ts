@@ -9,7 +9,7 @@
  *   espm autosign [-c espm.ini] CERTNAME  Puppet Server's autosign policy (CSR on stdin)
  */
 import { parseArgs } from "node:util";
-import { configPath } from "../config";
+import { configPath } from "../config-file";
 
 const USAGE = `usage:
   espm [-c CONFIG]                       run the espm agent in the foreground

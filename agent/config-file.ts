@@ -1,0 +1,52 @@
+/**
+ * espm.ini as a file: where it is, reading its sections, and relative paths taken from its own
+ * directory. Without zod: config.ts validates the whole file for the daemon; `espm enc` reads the
+ * two settings it needs here (see encSettings) and starts faster for it.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse } from "ini";
+
+export const DEFAULT_CONFIG_DIR = "/opt/espm/etc";
+export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
+export const DEFAULT_PORT = 8443;
+/** Where the store and the ENC export live: systemd's StateDirectory=espm (see scripts/systemd/espm.service). */
+export const DEFAULT_STATE_DIR = "/var/lib/espm";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** The config path `espm` and `espm enc` use: `-c`, else ESPM_CONFIG, else the default. */
+export function configPath(flag: string | undefined): string {
+  return flag ?? process.env.ESPM_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+export type IniSections = Record<string, Record<string, unknown> | undefined>;
+
+/** espm.ini's sections as the ini parser gives them, and `at`, which resolves a path from the file's directory. */
+export function readIni(path: string): { raw: IniSections; at: (p: string) => string } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; pass the config with -c or set ESPM_CONFIG`,
+    );
+  }
+  const base = dirname(resolve(path));
+  return { raw: parse(text) as IniSections, at: (p: string) => resolve(base, p) };
+}
+
+/** What `espm enc` needs of espm.ini: the export it reads, and the site's fallback ENC, if any. */
+export function encSettings(path: string): { encExport: string; fallbackEnc: string | undefined } {
+  const { raw, at } = readIni(path);
+  const encExport = raw.store?.enc_export;
+  if (typeof encExport !== "string" || encExport === "")
+    throw new ConfigError(`${path} is not a valid espm config: store.enc_export: a path is required`);
+  const fallback = raw.classifier?.fallback_enc;
+  return {
+    encExport: at(encExport),
+    fallbackEnc: typeof fallback === "string" && fallback !== "" ? at(fallback) : undefined,
+  };
+}
