@@ -35,7 +35,7 @@ export function readIni(path: string): { raw: IniSections; at: (p: string) => st
     );
   }
   const base = dirname(resolve(path));
-  return { raw: parse(text) as IniSections, at: (p: string) => resolve(base, p) };
+  return { raw: parse(text), at: (p: string) => resolve(base, p) };
 }
 
 /** What `espm enc` needs of espm.ini: the export it reads, and the site's fallback ENC, if any. */
