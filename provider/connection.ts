@@ -6,6 +6,7 @@
  *
  * Nothing here logs or repeats the PSK: errors name config keys, never values.
  */
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { EspmClient } from "../sdk/client";
@@ -63,10 +64,25 @@ export function connectionSchema() {
 }
 
 /**
- * A client for the resource's own connection when it has one, else for the stack's. Throws a
+ * The process's clients, one per espm connection (URL, PSK and pin), kept for the life of the
+ * process: every operation of every resource on that connection reuses its pooled TLS connections
+ * instead of a handshake each. Keyed by a hash, so no PSK sits in a map key. Closed when the
+ * process has nothing left to do (undici leaves idle sockets unreferenced, so they do not hold it).
+ */
+const clients = new Map<string, EspmClient>();
+let closingOnExit = false;
+
+function closeClients(): void {
+  const open = [...clients.values()];
+  clients.clear();
+  for (const client of open) void client.close().catch(() => undefined);
+}
+
+/**
+ * The client for the resource's own connection when it has one, else for the stack's. Throws a
  * message naming the missing config keys.
  */
-function openClient(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
+function clientFor(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
   const chosen = own ?? stack ?? {};
   const missing: string[] = [];
   if (!chosen.url) missing.push("espm:url");
@@ -78,26 +94,36 @@ function openClient(own: EspmConnection | undefined, stack: PartialConnection | 
         "(`pulumi config set espm:url https://HOST:8443`, `pulumi config set --secret espm:psk`), or give the resource a `connection`",
     );
   }
-  return new EspmClient({
-    url: chosen.url,
-    psk: chosen.psk,
-    certificate: chosen.certificate,
-    fingerprint: chosen.fingerprint,
-  });
+  const key = createHash("sha256")
+    .update(JSON.stringify([chosen.url, chosen.psk, chosen.certificate ?? "", chosen.fingerprint ?? ""]))
+    .digest("hex");
+  let client = clients.get(key);
+  if (!client) {
+    client = new EspmClient({
+      url: chosen.url,
+      psk: chosen.psk,
+      certificate: chosen.certificate,
+      fingerprint: chosen.fingerprint,
+    });
+    clients.set(key, client);
+    if (!closingOnExit) {
+      closingOnExit = true;
+      process.once("beforeExit", () => {
+        closingOnExit = false;
+        closeClients();
+      });
+    }
+  }
+  return client;
 }
 
-/** Runs `use` with a client for the resource's own connection or the stack's, and closes it after. */
+/** Runs `use` with the process's client for the resource's own connection or the stack's. */
 export async function withClient<T>(
   own: EspmConnection | undefined,
   stack: PartialConnection | undefined,
   use: (client: EspmClient) => Promise<T>,
 ): Promise<T> {
-  const client = openClient(own, stack);
-  try {
-    return await use(client);
-  } finally {
-    await client.close();
-  }
+  return use(clientFor(own, stack));
 }
 
 /** A resource's own `connection` input, wrapped as a secret so that state keeps the PSK encrypted. */

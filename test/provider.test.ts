@@ -3,6 +3,7 @@
  * espm backed by the local Puppet Server.
  */
 import assert from "node:assert/strict";
+import diagnostics from "node:diagnostics_channel";
 import { createPublicKey, X509Certificate } from "node:crypto";
 import { certificateProvider, registrationProvider } from "../provider";
 import type { CertificateState } from "../provider/certificate";
@@ -263,6 +264,24 @@ describe("providers against live espm and Puppet Server", function () {
   });
 
   describe("connection and secrets", () => {
+    it("reuses one TLS connection to espm for every operation of the process", async () => {
+      const connected: unknown[] = [];
+      const onConnect = (message: unknown) => connected.push(message);
+      diagnostics.subscribe("undici:client:connected", onConnect);
+      try {
+        for (const i of [1, 2, 3]) {
+          const name = `reuse-0${i}.provider.test`;
+          const created = await registrations.create(await checked(registrations, { name, groups: ["base"] }));
+          await registrations.read!(created.id, created.outs);
+          await registrations.delete!(created.id, created.outs);
+        }
+      } finally {
+        diagnostics.unsubscribe("undici:client:connected", onConnect);
+      }
+      // Nine operations; at most one new connection (none when an earlier test left one open).
+      assert.ok(connected.length <= 1, `${connected.length} connections for nine operations`);
+    });
+
     it("deletes with the stack's current PSK after a rotation, and never repeats a PSK in errors", async () => {
       const created = await registrations.create(
         await checked(registrations, { name: "rotate.provider.test", groups: ["base"] }),
