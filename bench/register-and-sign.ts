@@ -13,13 +13,15 @@
  *
  * and prints espm/floor, generate/espm and the load average before and after each server's run.
  * First, with no Puppet Server running, it times key + CSR per node for each key type, one at a
- * time, and `espm enc` for a node espm classifies beside `node -e 0`, alternating, 30 runs each.
+ * time; `espm enc` for a node espm classifies beside `node -e 0`, alternating, 30 runs each; and
+ * 2,000 creates (POST /v1/nodes) at concurrency 16, with their rate, p50 and p99. On each server it
+ * also sends 2,000 GET /v1/classes at concurrency 16 across a class-cache expiry, with p50 and p99.
  *
  *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production]
  *   (root; starts its own Puppet Servers, one at a time, and espm)
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -90,8 +92,27 @@ async function floor(lab: PuppetServerLab, csrs: Array<{ name: string; csr: stri
   }
 }
 
+/** The p-th percentile of `values` (sorted here). */
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** `total` calls of `call`, `concurrency` at a time: each call's latency in ms, and the whole run's. */
+async function latencies(total: number, concurrency: number, call: (i: number) => Promise<void>) {
+  const each: number[] = [];
+  const wall = await timed(() =>
+    pool(
+      Array.from({ length: total }, (_, i) => i),
+      concurrency,
+      async (i) => void each.push(await timed(() => call(i))),
+    ),
+  );
+  return { wall, p50: percentile(each, 50), p99: percentile(each, 99) };
+}
+
 /** `espm enc` for a node espm classifies, against `node -e 0`, each run `runs` times in turn. */
-async function encLatency(runs: number): Promise<{ enc: number; node: number }> {
+async function withoutPuppetServer(runs: number) {
   const dir = mkdtempSync(join(tmpdir(), "espm-bench-enc-"));
   const groups = "groups:\n  web:\n    classes:\n      ntp: { servers: [a, b] }\n    parameters: { role: web }\n";
   const espm = await EspmProcess.start(await setupEspm(["--certname-pattern", "*.example.test"], groups, dir));
@@ -107,7 +128,14 @@ async function encLatency(runs: number): Promise<{ enc: number; node: number }> 
         if (!stdout.includes("ntp")) throw new Error(`espm enc classified enc-01 without its group: ${stdout}`);
       });
     }
-    return { enc: enc / runs, node: node / runs };
+    const creates = await latencies(2000, 16, async (i) => {
+      const res = await espm.raw("POST", "/v1/nodes", {
+        body: JSON.stringify({ name: `create-${i}.example.test`, groups: ["web"], parameters: { i } }),
+        headers: { "content-type": "application/json" },
+      });
+      if (res.status !== 201) throw new Error(`POST /v1/nodes answered ${res.status}: ${res.text}`);
+    });
+    return { enc: enc / runs, node: node / runs, creates };
   } finally {
     await client.close();
     await espm.stop();
@@ -135,7 +163,13 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
   const startSeconds = (Date.now() - startedAt) / 1000;
   const espmDir = join(dir, "espm");
   mkdirSync(espmDir);
-  const espm = await EspmProcess.start(await setupEspm([...puppetServerArgs(lab)], "groups: {}\n", espmDir));
+  const setup = await setupEspm([...puppetServerArgs(lab)], "groups: {}\n", espmDir);
+  // Classes expire every 2 s here (30 by default), so the class run below crosses several expiries.
+  writeFileSync(
+    setup.ini,
+    readFileSync(setup.ini, "utf8").replace("[puppetserver]\n", "[puppetserver]\nclass_cache_seconds = 2\n"),
+  );
+  const espm = await EspmProcess.start(setup);
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
   const { count, concurrency } = o;
   const rows: Row[] = [];
@@ -196,6 +230,12 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
         ),
       ),
     });
+    // Class discovery under load, across a cache expiry (class_cache_seconds = 2 here): the answer
+    // in hand is served while one refresh runs.
+    const classes = await latencies(2000, 16, async () => {
+      const res = await espm.raw("GET", "/v1/classes?environment=production");
+      if (res.status !== 200) throw new Error(`GET /v1/classes answered ${res.status}`);
+    });
     const loadAfter = loadavg()[0]!;
     const ms = (label: string) => rows.find((r) => r.label.startsWith(label))!.ms;
     console.log(
@@ -208,6 +248,9 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
       console.log(
         `  ${row.label.padEnd(58)} ${(row.ms / 1000).toFixed(2).padStart(7)} s  ${(row.ms / count).toFixed(1).padStart(6)} ms/node`,
       );
+    console.log(
+      `  GET /v1/classes, 2000 at concurrency 16: ${(2000 / (classes.wall / 1000)).toFixed(0)}/s, p50 ${classes.p50.toFixed(1)} ms, p99 ${classes.p99.toFixed(1)} ms (${(classes.p99 / classes.p50).toFixed(1)}x p50)`,
+    );
     console.log(
       `  espm/floor ${(ms("espm:") / ms("floor")).toFixed(2)}x   espm+keys/floor ${(ms("espm+keys: rsa") / ms("floor")).toFixed(2)}x (RSA-2048), ${(ms("espm+keys: ec") / ms("floor")).toFixed(2)}x (P-256)   generate/espm ${(ms("generate") / ms("espm:")).toFixed(1)}x`,
     );
@@ -241,9 +284,13 @@ async function main(): Promise<void> {
     });
     console.log(`  ${keyType.padEnd(9)} ${(total / n).toFixed(1).padStart(7)} ms (${n} keys)`);
   }
-  const enc = await encLatency(30);
+  const local = await withoutPuppetServer(30);
   console.log(
-    `espm enc for a node espm classifies: ${enc.enc.toFixed(0)} ms a run; node -e 0: ${enc.node.toFixed(0)} ms; ratio ${(enc.enc / enc.node).toFixed(2)}x`,
+    `espm enc for a node espm classifies: ${local.enc.toFixed(0)} ms a run; node -e 0: ${local.node.toFixed(0)} ms; ratio ${(local.enc / local.node).toFixed(2)}x`,
+  );
+  const { creates } = local;
+  console.log(
+    `POST /v1/nodes, 2000 at concurrency 16: ${(2000 / (creates.wall / 1000)).toFixed(0)}/s, p50 ${creates.p50.toFixed(1)} ms, p99 ${creates.p99.toFixed(1)} ms`,
   );
   const results = [];
   for (const puppet of values.puppet.split(",").filter(Boolean).map(Number))
