@@ -17,7 +17,8 @@
  * 2,000 creates (POST /v1/nodes) at concurrency 16, with their rate, p50 and p99. On each server it
  * also sends 2,000 GET /v1/classes at concurrency 16 across a class-cache expiry, with p50 and p99.
  *
- *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production]
+ *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production --bulk-sign off]
+ *   (--bulk-sign on: auth.conf with the "espm bulk sign" rule, so espm signs in batches on Puppet 8)
  *   (root; starts its own Puppet Servers, one at a time, and espm)
  */
 import { execFile } from "node:child_process";
@@ -148,7 +149,10 @@ interface Row {
   ms: number;
 }
 
-async function benchServer(puppet: number, o: { count: number; concurrency: number; jvm: "production" | "fast" }) {
+async function benchServer(
+  puppet: number,
+  o: { count: number; concurrency: number; jvm: "production" | "fast"; bulkSign: boolean },
+) {
   const dir = mkdtempSync(join(tmpdir(), `espm-bench-${puppet}-`));
   const root = puppet >= 8 ? (await debianRoot(puppet8())).dir : undefined;
   const loadBefore = loadavg()[0]!;
@@ -158,7 +162,7 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
     port: await freePort(),
     root,
     jvm: o.jvm,
-    bulkSign: true,
+    bulkSign: o.bulkSign,
   });
   const startSeconds = (Date.now() - startedAt) / 1000;
   const espmDir = join(dir, "espm");
@@ -174,11 +178,14 @@ async function benchServer(puppet: number, o: { count: number; concurrency: numb
   const { count, concurrency } = o;
   const rows: Row[] = [];
   try {
-    // One warm-up node each way, so that neither side pays the JIT's first compile in its time.
-    await floor(lab, await csrsFor("warm-floor", 1), 1);
-    const warm = (await csrsFor("warm-espm", 1))[0]!;
-    await client.registerNode({ name: warm.name, groups: [] });
-    await client.signCertificate(warm.name, warm.csr);
+    // Twenty warm-up nodes each way, so that neither side pays the JIT's compiles in its time (with
+    // one, the floor, measured first, came out slower than espm's path with keys).
+    const warmup = Math.min(count, 20);
+    await floor(lab, await csrsFor("warm-floor", warmup), concurrency);
+    await pool(await csrsFor("warm-espm", warmup), concurrency, async ({ name, csr }) => {
+      await client.registerNode({ name, groups: [] });
+      await client.signCertificate(name, csr);
+    });
 
     rows.push({
       label: "floor: CA API, pre-made CSRs",
@@ -270,11 +277,17 @@ async function main(): Promise<void> {
       concurrency: { type: "string", default: "16" },
       puppet: { type: "string", default: "7,8" },
       jvm: { type: "string", default: "production" },
+      "bulk-sign": { type: "string", default: "off" },
     },
   });
   const jvm: "production" | "fast" = values.jvm === "fast" ? "fast" : "production";
   if (values.jvm !== jvm) throw new Error("--jvm is production or fast");
-  const options = { count: Number(values.count), concurrency: Number(values.concurrency), jvm };
+  const options = {
+    count: Number(values.count),
+    concurrency: Number(values.concurrency),
+    jvm,
+    bulkSign: values["bulk-sign"] !== "off",
+  };
   console.log("key + CSR per node, one at a time, no server running:");
   for (const keyType of ["rsa-2048", "rsa-4096", "ec-p256"] as const) {
     const n = keyType === "rsa-4096" ? Math.min(options.count, 20) : options.count;
