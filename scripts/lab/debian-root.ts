@@ -131,46 +131,38 @@ export interface RootOptions {
  * The command line that runs `argv` as root inside `root`: in a private mount namespace, with
  * the mounts RootOptions describe. unshare, sh and chroot each exec the next, so the process
  * started is `argv`'s own (a signal to it reaches the program), and when it ends the namespace,
- * and every mount in it, go with it.
+ * and every mount in it, go with it. The script is fixed text: every path and value reaches it as
+ * a positional argument, never inside the script.
  */
 export function rootCommand(root: string, scratch: string, argv: string[], o: RootOptions = {}): string[] {
+  const values: string[] = [];
+  /** A value passed as the next positional argument, as the script refers to it. */
+  const ref = (value: string) => {
+    values.push(value);
+    return `"\${${values.length}}"`;
+  };
   const steps: string[] = [];
-  let target = root;
   if (o.overlay !== false) {
-    target = join(scratch, "merged");
     for (const d of ["upper", "work", "merged"]) mkdirSync(join(scratch, d), { recursive: true });
-    steps.push(
-      `mount -t overlay overlay -o "lowerdir=${root},upperdir=${join(scratch, "upper")},workdir=${join(scratch, "work")}" "$R"`,
-    );
+    const options = `lowerdir=${root},upperdir=${join(scratch, "upper")},workdir=${join(scratch, "work")}`;
+    steps.push(`R=${ref(join(scratch, "merged"))}`, `mount -t overlay overlay -o ${ref(options)} "$R"`);
+  } else {
+    steps.push(`R=${ref(root)}`);
   }
   steps.push('mount -t proc proc "$R/proc"', 'mount --rbind /dev "$R/dev"', 'mount --bind /sys "$R/sys"');
-  steps.push(
-    o.hosts ? `mount --bind '${o.hosts}' "$R/etc/hosts"` : 'cp /etc/hosts "$R/etc/hosts"',
-    'cp /etc/resolv.conf "$R/etc/resolv.conf"',
-  );
+  steps.push(o.hosts ? `mount --bind ${ref(o.hosts)} "$R/etc/hosts"` : 'cp /etc/hosts "$R/etc/hosts"');
+  steps.push('cp /etc/resolv.conf "$R/etc/resolv.conf"');
   for (const path of o.binds ?? []) {
-    const inRoot = `"$R${path}"`;
+    const host = ref(path);
+    const inRoot = `"$R"${host}`;
     steps.push(
       statSync(path).isDirectory() ? `mkdir -p ${inRoot}` : `mkdir -p "$(dirname ${inRoot})" && touch ${inRoot}`,
-      `mount --bind '${path}' ${inRoot}`,
+      `mount --bind ${host} ${inRoot}`,
     );
   }
-  for (const p of [root, scratch, o.hosts ?? "", ...(o.binds ?? [])]) {
-    if (p.includes("'")) throw new Error(`a path to mount in a Debian root has a single quote: ${p}`);
-  }
-  const env = Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${v}`);
-  steps.push(`exec chroot "$R" env PATH=/usr/sbin:/usr/bin:/sbin:/bin ${env.join(" ")} "$@"`);
-  return [
-    "unshare",
-    "--mount",
-    "--propagation",
-    "private",
-    "sh",
-    "-ec",
-    `R='${target}'; ${steps.join("; ")}`,
-    "sh",
-    ...argv,
-  ];
+  for (const [key, value] of Object.entries(o.env ?? {})) steps.push(`export ${ref(`${key}=${value}`)}`);
+  steps.push(`shift ${values.length}`, 'exec chroot "$R" env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"');
+  return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", steps.join("\n"), "sh", ...values, ...argv];
 }
 
 export interface RootRun {
