@@ -47,7 +47,12 @@ function flow(value: unknown): string {
     return `{${Object.entries(value)
       .map(([k, v]) => `${JSON.stringify(k)}: ${flow(v)}`)
       .join(", ")}}`;
-  return JSON.stringify(value) ?? "null";
+  // JSON leaves DEL, the C1 controls, the line and paragraph separators and BOM/non-characters as
+  // they are; YAML 1.1 does not allow them raw in a double-quoted scalar, so they go as \u escapes.
+  return (JSON.stringify(value) ?? "null").replace(
+    /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
