@@ -12,6 +12,7 @@ import {
   createCsr,
   describeCertificate,
   generateKeyPairAsync,
+  KEY_TYPES,
   normalizeSerial,
   PUPPET_EXTENSIONS,
   type KeyType,
@@ -53,7 +54,6 @@ export interface CertificateState {
   state: string;
 }
 
-const KEY_TYPES: readonly CertificateKeyType[] = ["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256"];
 /**
  * ECDSA P-256: Puppet 7.23 and 8.10 agents boot with it in the first-boot suite, it is made in well
  * under a millisecond where RSA-2048 takes tens, and its key is a seventh of the userdata's size.

@@ -68,7 +68,8 @@ export function generateRsaKeyPairAsync(bits: RsaKeySize = 2048): Promise<KeyPai
 }
 
 /** The key types of a client certificate's key: RSA of three sizes, or ECDSA on NIST P-256. */
-export type KeyType = "rsa-2048" | "rsa-3072" | "rsa-4096" | "ec-p256";
+export const KEY_TYPES = ["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256"] as const;
+export type KeyType = (typeof KEY_TYPES)[number];
 
 /** A key pair of `type`, made off the event loop (Node's thread pool). */
 export function generateKeyPairAsync(type: KeyType): Promise<KeyPairPem> {
@@ -181,12 +182,11 @@ export function createCsr(
   const requested = Object.entries(extensions).map(([name, value]) => {
     const id = PUPPET_EXTENSIONS[name];
     if (!id) throw new Error(`unknown Puppet extension ${name}; known: ${Object.keys(PUPPET_EXTENSIONS).join(", ")}`);
-    return new Extension({ extnID: id, critical: false, extnValue: new OctetString(utf8StringDer(value)) });
+    return new Extension({ extnID: id, critical: false, extnValue: new OctetString(utf8String(value)) });
   });
   const attributes = new Attributes();
   if (challengePassword !== undefined) {
-    const password = AsnConvert.serialize(new AttributeValue({ utf8String: challengePassword }));
-    attributes.push(new Attribute({ type: OID.challengePassword, values: [password] }));
+    attributes.push(new Attribute({ type: OID.challengePassword, values: [utf8String(challengePassword)] }));
   }
   if (requested.length) {
     attributes.push(
@@ -213,16 +213,9 @@ export function createCsr(
   return `-----BEGIN CERTIFICATE REQUEST-----\n${der.replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
-/** A UTF8String's DER (tag 12), as Puppet encodes its extension values. */
-function utf8StringDer(value: string): Buffer {
-  const bytes = Buffer.from(value, "utf8");
-  const length =
-    bytes.length < 0x80
-      ? Buffer.from([bytes.length])
-      : bytes.length < 0x100
-        ? Buffer.from([0x81, bytes.length])
-        : Buffer.from([0x82, bytes.length >> 8, bytes.length & 0xff]);
-  return Buffer.concat([Buffer.from([0x0c]), length, bytes]);
+/** A UTF8String's DER, as Puppet encodes its extension values and a challengePassword. */
+function utf8String(value: string): ArrayBuffer {
+  return AsnConvert.serialize(new AttributeValue({ utf8String: value }));
 }
 
 /** The digest and the signatureAlgorithm identifier for a key. */
