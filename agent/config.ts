@@ -7,15 +7,6 @@ import { z } from "zod";
 import { patternProblem } from "./certname-policy";
 import { ConfigError, DEFAULT_PORT, readIni } from "./config-file";
 
-export {
-  ConfigError,
-  configPath,
-  DEFAULT_CONFIG_DIR,
-  DEFAULT_CONFIG_PATH,
-  DEFAULT_PORT,
-  DEFAULT_STATE_DIR,
-} from "./config-file";
-
 /** An ini list: `key[] = a` lines give an array; a plain `key = a` gives one value. */
 function list<T extends z.ZodType<string>>(item: T) {
   return z.preprocess((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]), z.array(item));

@@ -14,8 +14,6 @@
 import { existsSync, readFileSync, unwatchFile, watchFile } from "node:fs";
 import { parse } from "yaml";
 import { z } from "zod";
-
-export { mergeClassification, type EncClassification } from "./classification";
 import type { Group } from "../sdk/protocol";
 
 export class GroupsError extends Error {

@@ -70,7 +70,6 @@ export function connectionSchema() {
  * process has nothing left to do (undici leaves idle sockets unreferenced, so they do not hold it).
  */
 const clients = new Map<string, EspmClient>();
-let closingOnExit = false;
 
 function closeClients(): void {
   const open = [...clients.values()];
@@ -105,14 +104,9 @@ function clientFor(own: EspmConnection | undefined, stack: PartialConnection | u
       certificate: chosen.certificate,
       fingerprint: chosen.fingerprint,
     });
+    // The first client since the last close arms the close (closeClients empties the map).
+    if (clients.size === 0) process.once("beforeExit", closeClients);
     clients.set(key, client);
-    if (!closingOnExit) {
-      closingOnExit = true;
-      process.once("beforeExit", () => {
-        closingOnExit = false;
-        closeClients();
-      });
-    }
   }
   return client;
 }

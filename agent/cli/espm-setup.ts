@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "ini";
 import { patternProblem } from "../certname-policy";
-import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config";
+import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config-file";
 import { groupId } from "../enc-export";
 import { certificateFingerprint, createSelfSignedCertificate } from "../../sdk/x509";
 

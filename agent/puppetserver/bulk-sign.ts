@@ -10,7 +10,7 @@
  */
 import { parseJson, type PuppetServerHttp } from "./http";
 
-export const BULK_SIGN_PATH = "/puppet-ca/v1/sign";
+const BULK_SIGN_PATH = "/puppet-ca/v1/sign";
 /** How long a sign waits for others to join its batch. */
 const WINDOW_MS = 5;
 /** The most names in one request. */
