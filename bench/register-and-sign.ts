@@ -26,11 +26,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { Agent, request } from "undici";
+import { request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { createCsr, generateKeyPairAsync, generateRsaKeyPairAsync } from "../sdk/x509";
-import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
-import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
+import { debianRoot, puppet8 } from "../scripts/lab/debian-root";
+import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 
 const run = promisify(execFile);
@@ -62,9 +62,7 @@ async function csrsFor(prefix: string, count: number): Promise<Array<{ name: str
 
 /** The CA API as espm's certificate may use it, with nothing in between. */
 async function floor(lab: PuppetServerLab, csrs: Array<{ name: string; csr: string }>, concurrency: number) {
-  const dispatcher = new Agent({
-    connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) },
-  });
+  const dispatcher = espmDispatcher(lab);
   const call = async (method: "PUT" | "GET", path: string, body?: string, type?: string) => {
     const res = await request(`${lab.url}/puppet-ca/v1/${path}`, {
       method,
@@ -231,7 +229,7 @@ async function benchServer(
               "--config",
               lab.confFile,
             ];
-            const command = root ? rootCommand(root, mkdtempSync(join(dir, "cli-")), argv, { binds: [lab.dir] }) : argv;
+            const command = lab.command(argv);
             await run(command[0]!, command.slice(1), { timeout: 300_000 });
           },
         ),

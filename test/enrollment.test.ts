@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Agent, request } from "undici";
+import { espmDispatcher } from "../scripts/lab/puppetserver";
 import type { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
@@ -89,13 +90,7 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
 
   /** Revokes and removes the name's certificate at the CA, as `puppetserver ca clean` does. */
   async function cleanAtCa(name: string): Promise<void> {
-    const dispatcher = new Agent({
-      connect: {
-        ca: readFileSync(world.lab.caBundle),
-        cert: readFileSync(world.lab.espmCert),
-        key: readFileSync(world.lab.espmKey),
-      },
-    });
+    const dispatcher = espmDispatcher(world.lab);
     try {
       const url = `${world.lab.url}/puppet-ca/v1/certificate_status/${name}`;
       const revoked = await request(url, {

@@ -256,23 +256,9 @@ describe("failed `pulumi up`s through the real engine", function () {
   });
 
   it("converges when Puppet Server's CA is cut off between submit and sign, and destroy then revokes", async () => {
-    const cutter = await CaCutter.start(world.lab);
-    const bundle = join(dir, "cutter-bundle.pem");
-    writeFileSync(bundle, `${readFileSync(world.lab.caBundle, "utf8")}${cutter.certificate}`);
     const { lab } = world;
-    const viaCutter = await setupEspm(
-      [
-        "--puppetserver-url",
-        cutter.url,
-        "--puppetserver-ca",
-        bundle,
-        "--puppetserver-cert",
-        lab.espmCert,
-        "--puppetserver-key",
-        lab.espmKey,
-      ],
-      "groups: {}\n",
-    );
+    const cutter = await CaCutter.start(lab);
+    const viaCutter = await setupEspm(cutter.espmSetupArgs(dir), "groups: {}\n");
     const cutEspm = await EspmProcess.start(viaCutter);
     const all = names("cut", 1);
     try {

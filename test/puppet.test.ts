@@ -18,7 +18,7 @@ import { renderUserData } from "../provider/userdata";
 import { firstRunProvider } from "../provider";
 import type { FirstRunState } from "../provider/first-run";
 import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
-import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
+import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { CaCutter } from "./helpers/ca-cutter";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
@@ -307,11 +307,9 @@ for (const puppet of PUPPETS)
 
     it("cleans its own request left pending by a CA cut off between submit and sign, then signs", async () => {
       const cutter = await CaCutter.start(lab);
-      const bundle = join(dir, "cutter-bundle.pem");
-      writeFileSync(bundle, `${readFileSync(lab.caBundle, "utf8")}${cutter.certificate}`);
-      const args = ["--puppetserver-url", cutter.url, "--puppetserver-ca", bundle];
-      args.push("--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey);
-      const viaCutter = await EspmProcess.start(await setupEspm(args, "groups: {}\n", join(dir, "espm-cut")));
+      const viaCutter = await EspmProcess.start(
+        await setupEspm(cutter.espmSetupArgs(dir), "groups: {}\n", join(dir, "espm-cut")),
+      );
       const cut = new EspmClient({
         url: viaCutter.url,
         psk: viaCutter.setup.psk,
@@ -371,8 +369,7 @@ for (const puppet of PUPPETS)
       }
       // espm's certificate may sign only through the exact path: sign/all stays the CA CLI's.
       const { privateKeyPem } = generateRsaKeyPair(2048);
-      const ssl = { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) };
-      const asEspm = new Agent({ connect: ssl });
+      const asEspm = espmDispatcher(lab);
       const stranger = `pending.${DOMAIN}`;
       await (
         await request(`${lab.url}/puppet-ca/v1/certificate_request/${stranger}`, {

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import Database from "better-sqlite3";
 import { Agent, request } from "undici";
+import { espmDispatcher } from "../scripts/lab/puppetserver";
 import forge from "node-forge";
 import { registrationProvider } from "../provider";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
@@ -218,14 +219,7 @@ describe("security: what the PSK can and cannot do", function () {
   });
 
   describe("Puppet Server enforces the policy a second time", () => {
-    const asEspm = () =>
-      new Agent({
-        connect: {
-          ca: readFileSync(world.lab.caBundle),
-          cert: readFileSync(world.lab.espmCert),
-          key: readFileSync(world.lab.espmKey),
-        },
-      });
+    const asEspm = () => espmDispatcher(world.lab);
     const sign = async (name: string) => {
       const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_status/${name}`, {
         method: "PUT",

@@ -8,7 +8,16 @@
  * instead of 70) unless told `jvm: "production"`. Used by the tests, the benchmark and the demo.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
@@ -85,6 +94,11 @@ export interface PuppetServerLab {
   root?: string;
   /** Puppet Server's major version: 7 (Debian 12) or 8 (Debian 13). */
   puppetVersion: number;
+  /**
+   * `argv` as a command line that runs where this server runs: as it is on the host, or inside its
+   * Debian root (over an overlay of its own) with the server's folder and `binds` bound.
+   */
+  command(argv: string[]): string[];
   stop(): Promise<void>;
   /** Reloads its config (auth.conf, puppet.conf) as `systemctl reload puppetserver` would, and waits until it has. */
   reload(): Promise<void>;
@@ -301,10 +315,10 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   };
   const S = o.dir;
   const { confFile, environmentDir } = writeLayout(o);
-  // In a root, each command runs inside it in a mount namespace of its own, with an overlay beside S.
-  const inRoot = (name: string, argv: string[]) =>
-    o.root ? rootCommand(o.root, `${S}.${name}`, argv, { binds: [S, ...(o.binds ?? [])] }) : argv;
-  const setup = inRoot("ca-setup", ["puppetserver", "ca", "setup", "--config", confFile]);
+  // In a root, each command runs inside it in a mount namespace of its own, over an overlay beside S.
+  const command = (argv: string[]) =>
+    o.root ? rootCommand(o.root, mkdtempSync(`${S}.run-`), argv, { binds: [S, ...(o.binds ?? [])] }) : argv;
+  const setup = command(["puppetserver", "ca", "setup", "--config", confFile]);
   await run(setup[0]!, setup.slice(1));
   writeFileSync(join(S, "run/restart"), "0");
   const logFile = join(S, "log/stdout.log");
@@ -313,7 +327,7 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
     o.jvm === "production"
       ? ["-Xms1g", "-Xmx1g"]
       : ["-Xms256m", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"];
-  const server = inRoot("server", [
+  const server = command([
     findJava(o.root),
     ...jvm,
     "--add-opens",
@@ -374,6 +388,7 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
       reportDir: join(S, "var/reports"),
       root: o.root,
       puppetVersion: puppetVersion(o.root),
+      command,
       stop,
       reload,
     };
@@ -389,4 +404,11 @@ export function puppetVersion(root = ""): number {
   const version = /^Package: puppetserver\n(?:[^\n]+\n)*?Version: (\d+)\./m.exec(status)?.[1];
   if (!version) throw new Error(`puppetserver is not installed${root ? ` in ${root}` : ""}`);
   return Number(version);
+}
+
+/** A dispatcher that speaks to a lab's Puppet Server as espm does: espm's client certificate, the lab's CA. */
+export function espmDispatcher(lab: Pick<PuppetServerLab, "caBundle" | "espmCert" | "espmKey">): Agent {
+  return new Agent({
+    connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) },
+  });
 }

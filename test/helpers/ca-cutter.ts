@@ -1,10 +1,11 @@
 /** A stand-in for Puppet Server's address that can cut its CA off between a CSR's submit and its sign. */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { Agent, request } from "undici";
+import { request } from "undici";
 import { createSelfSignedCertificate } from "../../sdk/x509";
-import type { PuppetServerLab } from "../../scripts/lab/puppetserver";
+import { espmDispatcher, type PuppetServerLab } from "../../scripts/lab/puppetserver";
 
 /**
  * A TLS stand-in for Puppet Server's address that forwards every request to the real one (as espm,
@@ -15,6 +16,7 @@ export class CaCutter {
   private server!: Server;
   private cut = false;
   private armed = false;
+  private lab!: PuppetServerLab;
   url = "";
   certificate = "";
   readonly events: string[] = [];
@@ -23,13 +25,8 @@ export class CaCutter {
     const cutter = new CaCutter();
     const tls = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] });
     cutter.certificate = tls.certificatePem;
-    const upstream = new Agent({
-      connect: {
-        ca: readFileSync(lab.caBundle),
-        cert: readFileSync(lab.espmCert),
-        key: readFileSync(lab.espmKey),
-      },
-    });
+    cutter.lab = lab;
+    const upstream = espmDispatcher(lab);
     cutter.server = createServer({ key: tls.privateKeyPem, cert: tls.certificatePem }, (req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
@@ -72,6 +69,25 @@ export class CaCutter {
   drops(signing: boolean): boolean {
     if (this.armed && signing) this.cut = true;
     return this.cut;
+  }
+
+  /**
+   * espm-setup's arguments for an espm that reaches the lab's Puppet Server through this stand-in:
+   * its URL, and a CA bundle (written into `dir`) that trusts the stand-in's certificate too.
+   */
+  espmSetupArgs(dir: string): string[] {
+    const bundle = join(dir, "cutter-bundle.pem");
+    writeFileSync(bundle, `${readFileSync(this.lab.caBundle, "utf8")}${this.certificate}`);
+    return [
+      "--puppetserver-url",
+      this.url,
+      "--puppetserver-ca",
+      bundle,
+      "--puppetserver-cert",
+      this.lab.espmCert,
+      "--puppetserver-key",
+      this.lab.espmKey,
+    ];
   }
 
   cutAfterSubmit(): void {

@@ -12,7 +12,7 @@ import { EspmClient } from "../../sdk/client";
 import { normalizeSerial } from "../../sdk/x509";
 import type { ConfigValue } from "@pulumi/pulumi/automation";
 import type { StackConfig } from "../../provider/connection";
-import { startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
+import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
 import {
   ESPM_BIN,
   EspmProcess,
@@ -165,9 +165,7 @@ export async function bootAgent(
 
 /** What a lab's CA holds for a name, as espm's client certificate reads it: absent, requested, signed or revoked. */
 export async function caState(lab: PuppetServerLab, name: string): Promise<string> {
-  const dispatcher = new Agent({
-    connect: { ca: readFileSync(lab.caBundle), cert: readFileSync(lab.espmCert), key: readFileSync(lab.espmKey) },
-  });
+  const dispatcher = espmDispatcher(lab);
   try {
     const res = await request(`${lab.url}/puppet-ca/v1/certificate_status/${name}`, { dispatcher });
     const text = await res.body.text();
