@@ -70,6 +70,34 @@ export async function caHolding(ctx: AgentContext, certname: string) {
 }
 
 /**
+ * Revokes and cleans espm's certificate for the name at the CA, if the CA still holds it as espm's,
+ * and records it revoked. Nothing to do for a certificate espm already revoked.
+ */
+export async function revokeCertificate(
+  ctx: AgentContext,
+  ca: CertificateAuthority,
+  ours: CertificateRecord,
+  actor: string,
+): Promise<void> {
+  if (ours.state === "revoked" && ours.serial !== null) return;
+  const { mine: stillOurs } = await caHolding(ctx, ours.certname);
+  if (stillOurs) await ca.clean(ours.certname);
+  ctx.store.transaction(() => {
+    ctx.store.recordCertificateRevoked(ours.certname, now());
+    ctx.store.audit(
+      {
+        actor,
+        action: "certificate.revoke",
+        target: ours.certname,
+        outcome: stillOurs ? "revoked" : "already gone",
+        detail: ours.serial ? `serial ${ours.serial}` : undefined,
+      },
+      now(),
+    );
+  });
+}
+
+/**
  * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
  * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
  */

@@ -82,6 +82,19 @@ function configSchema() {
       })
       .optional(),
     /**
+     * PuppetDB, where the site runs it: espm deactivates the nodes it deletes there, refuses to
+     * create a node PuppetDB knows as active, and reads runs there when no reportdir is set. Its
+     * certificate allowlist must name espm's client certificate (usually the one for Puppet Server).
+     */
+    puppetdb: z
+      .object({
+        url: z.url(),
+        ca_bundle: path,
+        cert: path,
+        key: path,
+      })
+      .optional(),
+    /**
      * Policy-based autosigning for nodes that make their own keys: `espm autosign`, run by Puppet
      * Server, asks the running espm over this Unix socket, with the secret in secret_file (readable
      * by Puppet Server's group only; it allows that one question and nothing else).
@@ -125,6 +138,11 @@ export function loadConfig(path: string): EspmConfig {
     config.puppetserver.cert = at(config.puppetserver.cert);
     config.puppetserver.key = at(config.puppetserver.key);
     if (config.puppetserver.reportdir) config.puppetserver.reportdir = at(config.puppetserver.reportdir);
+  }
+  if (config.puppetdb) {
+    config.puppetdb.ca_bundle = at(config.puppetdb.ca_bundle);
+    config.puppetdb.cert = at(config.puppetdb.cert);
+    config.puppetdb.key = at(config.puppetdb.key);
   }
   if (config.autosign) {
     config.autosign.socket = at(config.autosign.socket);

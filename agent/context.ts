@@ -5,7 +5,8 @@ import type { CertnamePolicy } from "./certname-policy";
 import type { EspmConfig } from "./config";
 import type { EncExport } from "./enc-export";
 import type { Idempotency } from "./idempotency";
-import type { ReportReader } from "./reports";
+import type { PuppetDb } from "./puppetdb";
+import type { RunSource } from "./reports";
 import type { AuditEntry, Store } from "./store";
 
 /** What every route group is handed: the config, the store, the backends and the current groups. */
@@ -21,8 +22,10 @@ export interface AgentContext {
   export: EncExport;
   ca?: CertificateAuthority;
   classes?: ClassDiscovery;
-  /** Puppet Server's stored reports, when espm.ini names the report directory. */
-  reports?: ReportReader;
+  /** Where runs are read: Puppet Server's stored reports when espm.ini names reportdir, else PuppetDB's. */
+  reports?: RunSource;
+  /** PuppetDB, when espm.ini names it: deletes deactivate there, and creates refuse the nodes it knows. */
+  puppetdb?: PuppetDb;
   version: string;
   /** The autosign channel, when espm.ini configures one: where it listens, and whether it does. */
   autosign?: { socket: string; listening: boolean };

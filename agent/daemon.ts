@@ -16,6 +16,7 @@ import type { Backends, ServerNameSource } from "./puppetserver/contract";
 import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
 import { ReportReader } from "./reports";
+import { PuppetDb } from "./puppetdb";
 import { Store } from "./store";
 import { VERSION } from "./version";
 
@@ -67,7 +68,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     (g) => encExport.writeGroups(g),
     readGroupsSnapshot(config.store.enc_export),
   );
-  const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : undefined;
+  const puppetdb = config.puppetdb ? new PuppetDb(config.puppetdb) : undefined;
+  const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : puppetdb;
   const ctx: AgentContext = {
     config,
     store,
@@ -77,6 +79,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     export: encExport,
     version: VERSION,
     reports,
+    puppetdb,
     ...backends,
     autosign: config.autosign && { socket: config.autosign.socket, listening: false },
   };
@@ -126,6 +129,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
       clearTimeout(cutOff);
       store.close();
       void reports?.close();
+      void puppetdb?.close();
       process.exit(code);
     };
     // Whatever else happens, the process is gone shortly after the grace period.

@@ -7,6 +7,7 @@
  * may use the CA's per-certname endpoints only on paths whose certname matches the operator's
  * patterns and is none of Puppet's own names, so even a compromised espm cannot get `puppet` signed.
  */
+import { X509Certificate } from "node:crypto";
 import { chownSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { patternRegex, RESERVED_CERTNAMES } from "./certname-policy";
@@ -157,12 +158,14 @@ export function printPuppetConfig(configFile: string, options: PuppetConfigOptio
 #    Remove any other "autosign =" line: the last one wins, and "autosign = false" disables it.)
 `;
   }
-  const reports = config.puppetserver?.reportdir
-    ? `reports = store
-#    (PuppetFirstRun reads the stored reports from ${config.puppetserver.reportdir}; espm's user reads
-#    them as a member of Puppet Server's group)
-`
-    : "";
+  const reportdir = config.puppetserver?.reportdir;
+  const reportProcessors = [reportdir && "store", config.puppetdb && "puppetdb"].filter(Boolean).join(",");
+  const reports = !reportProcessors
+    ? ""
+    : `reports = ${reportProcessors}
+#    (PuppetFirstRun reads ${reportdir ? `the stored reports from ${reportdir}; espm's user reads them as a member of Puppet Server's group` : "the runs from PuppetDB's reports endpoint"})
+`;
+  const puppetdb = config.puppetdb ? puppetDbSteps(config.puppetdb) : "";
   return `# 1. puppet.conf on the Puppet server, section [server] (Puppet Server runs espm enc as its own user;
 #    that user needs read access to ${ini} and ${config.store.enc_export}):
 [server]
@@ -183,7 +186,42 @@ ${
     : ""
 }
 # 3. reload Puppet Server (systemctl reload puppetserver, or kill -HUP its pid)
-${rewritten}`;
+${puppetdb}${rewritten}`;
+}
+
+/**
+ * What PuppetDB needs: Puppet Server sending it facts, catalogs and reports (Debian's
+ * puppet-terminus-puppetdb), and espm's client certificate in its allowlist.
+ */
+function puppetDbSteps(settings: NonNullable<EspmConfig["puppetdb"]>): string {
+  let cn = "espm";
+  try {
+    cn = /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(readFileSync(settings.cert)).subject)?.[1] ?? cn;
+  } catch {
+    // not readable here: the allowlist line below uses espm's usual name
+  }
+  return `
+# 4. PuppetDB (${settings.url}). On the Puppet server, with Debian's puppet-terminus-puppetdb installed:
+#    puppet.conf [server] also has (with the reports line above)
+storeconfigs = true
+storeconfigs_backend = puppetdb
+#    /etc/puppet/puppetdb.conf:
+[main]
+server_urls = ${settings.url}
+#    /etc/puppet/routes.yaml (facts go to PuppetDB, with a local cache):
+---
+server:
+  facts:
+    terminus: puppetdb
+    cache: yaml
+#    On PuppetDB: add espm's certificate name to the file that certificate-allowlist names
+#    ([puppetdb] in /etc/puppetdb/conf.d/config.ini; create it with the Puppet server's certname
+#    too), then restart PuppetDB:
+${cn}
+#    The allowlist is all or nothing: it lets espm submit ANY command (replace facts, store
+#    reports, deactivate any node) and run any query, not only the deactivation of espm's own nodes
+#    and the lookups espm makes. Keep espm's key as safe as the Puppet server's.
+`;
 }
 
 /** An auth.conf with espm's rules added at the top of its rule list; every other rule unchanged. */

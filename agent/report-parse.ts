@@ -41,16 +41,27 @@ interface RawReport {
   metrics?: { resources?: { values?: [string, string, number][] } };
 }
 
-/** One report as a run: status, counts and, for a failed run, its error lines. */
-export function runFromReport(text: string): PuppetRun | undefined {
-  const raw = parse(text, { customTags: rubyTags() }) as RawReport | null;
-  if (!raw || typeof raw !== "object" || !raw.time) return undefined;
+/** What a run is made of, whether read from a stored report file or from PuppetDB's reports endpoint. */
+export interface RunFields {
+  time: string | Date;
+  status?: string;
+  transactionUuid?: string | null;
+  environment?: string | null;
+  puppetVersion?: string | null;
+  logs: readonly { level?: string; message?: string; source?: string }[];
+  /** A resources metric by name (total, changed, failed, skipped, out_of_sync). */
+  resourceMetric(name: string): number;
+}
+
+/** A run: status, counts and, for a failed run, its error lines, deduplicated and bounded. */
+export function runFrom(fields: RunFields): PuppetRun {
   const status =
-    raw.status === "changed" || raw.status === "unchanged" || raw.status === "failed" ? raw.status : "failed";
-  const metric = (key: string) => Number(raw.metrics?.resources?.values?.find((v) => v[0] === key)?.[2] ?? 0);
+    fields.status === "changed" || fields.status === "unchanged" || fields.status === "failed"
+      ? fields.status
+      : "failed";
   const errors = new Map<string, number>();
   if (status === "failed") {
-    for (const log of raw.logs ?? []) {
+    for (const log of fields.logs) {
       if (!log.level || !ERROR_LEVELS.has(log.level) || !log.message) continue;
       const line = `${log.source && log.source !== "Puppet" ? `${log.source}: ` : ""}${log.message}`
         .replace(/\s+/g, " ")
@@ -58,12 +69,13 @@ export function runFromReport(text: string): PuppetRun | undefined {
       errors.set(line, (errors.get(line) ?? 0) + 1);
     }
   }
+  const metric = fields.resourceMetric;
   return {
-    time: new Date(raw.time).toISOString(),
+    time: new Date(fields.time).toISOString(),
     status,
-    transactionUuid: raw.transaction_uuid ?? undefined,
-    environment: raw.environment ?? undefined,
-    puppetVersion: raw.puppet_version ?? undefined,
+    transactionUuid: fields.transactionUuid ?? undefined,
+    environment: fields.environment ?? undefined,
+    puppetVersion: fields.puppetVersion ?? undefined,
     resources: {
       total: metric("total"),
       changed: metric("changed"),
@@ -75,4 +87,19 @@ export function runFromReport(text: string): PuppetRun | undefined {
       .slice(0, MAX_ERROR_LINES)
       .map(([line, times]) => (times > 1 ? `${line} (${times} times)` : line)),
   };
+}
+
+/** One report file as a run. */
+export function runFromReport(text: string): PuppetRun | undefined {
+  const raw = parse(text, { customTags: rubyTags() }) as RawReport | null;
+  if (!raw || typeof raw !== "object" || !raw.time) return undefined;
+  return runFrom({
+    time: raw.time,
+    status: raw.status,
+    transactionUuid: raw.transaction_uuid,
+    environment: raw.environment,
+    puppetVersion: raw.puppet_version,
+    logs: raw.logs ?? [],
+    resourceMetric: (key) => Number(raw.metrics?.resources?.values?.find((v) => v[0] === key)?.[2] ?? 0),
+  });
 }

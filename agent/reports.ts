@@ -11,7 +11,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
-import type { PuppetRun } from "../sdk/protocol";
+import type { BackendStatus, PuppetRun } from "../sdk/protocol";
 
 /** Report files bigger than this are skipped: a run's report is tens of KB, a large one a few hundred. */
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
@@ -63,7 +63,15 @@ class ReportParser {
   }
 }
 
-export class ReportReader {
+/** Where espm reads a node's Puppet runs: report files (ReportReader) or PuppetDB (puppetdb.ts). */
+export interface RunSource {
+  /** The node's runs, newest first. The caller has checked the name. */
+  runs(certname: string, limit: number): Promise<PuppetRun[]>;
+  health(): Promise<BackendStatus>;
+  close(): Promise<void>;
+}
+
+export class ReportReader implements RunSource {
   /** Parsed runs by file path, kept while the file's size and mtime stay the same. */
   private readonly cache = new Map<string, { key: string; run: PuppetRun | undefined }>();
   private readonly parser = new ReportParser();

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what espm's tests and demo need on Debian 12 (Puppet 7) or Debian 13 (Puppet 8):
-# Debian's puppetserver and puppet-agent, the build tools better-sqlite3 compiles with, and moto.
+# Debian's puppetserver and puppet-agent, PuppetDB and PostgreSQL, the build tools better-sqlite3
+# compiles with, and moto.
 # Idempotent: installs only what is missing. Run as root.
 set -eu
 
@@ -15,6 +16,11 @@ command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 # debootstrap builds the throw-away Debian root the installAgent test installs puppet-agent into.
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+# PuppetDB 7.12, the terminus Puppet Server sends it data with, and PostgreSQL 15 (pg_trgm is in
+# postgresql-15) for the PuppetDB suite; packages start no service here (tests run their own).
+[ -f /usr/share/puppetdb/puppetdb.jar ] || missing="$missing puppetdb"
+[ -f /usr/lib/ruby/vendor_ruby/puppet/reports/puppetdb.rb ] || missing="$missing puppet-terminus-puppetdb"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 # systemd-analyze checks espm's unit file (no systemd needs to run).
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 

@@ -28,7 +28,15 @@ const USAGE = `usage: espm-setup [options]
       --puppetserver-cert FILE       espm's client certificate at Puppet Server (CN espm)
       --puppetserver-key FILE        its key
       --puppetserver-reportdir DIR   where Puppet Server stores reports (reports = store), read for
-                                     PuppetFirstRun (default /var/lib/puppetserver/reports)
+                                     PuppetFirstRun (default /var/lib/puppetserver/reports, unless
+                                     --puppetdb-url is given: then runs are read from PuppetDB)
+      --puppetdb-url URL             PuppetDB (e.g. https://puppetdb:8081): deletes deactivate the
+                                     node there, and creates refuse names it knows as active; needs
+                                     the --puppetserver-* options, whose CA bundle, certificate and
+                                     key espm uses for PuppetDB too, unless given:
+      --puppetdb-ca FILE             PuppetDB's CA bundle
+      --puppetdb-cert FILE           espm's client certificate at PuppetDB (its allowlist names its CN)
+      --puppetdb-key FILE            its key
       --fallback-enc FILE      ENC to run for nodes espm did not create
       --certname-pattern PATTERN     a certname pattern espm may sign and classify, such as
                                      '*.nodes.example.com' ('*' is exactly one whole label);
@@ -75,6 +83,10 @@ function main(argv: string[]): void {
         "puppetserver-cert": { type: "string" },
         "puppetserver-key": { type: "string" },
         "puppetserver-reportdir": { type: "string" },
+        "puppetdb-url": { type: "string" },
+        "puppetdb-ca": { type: "string" },
+        "puppetdb-cert": { type: "string" },
+        "puppetdb-key": { type: "string" },
         "fallback-enc": { type: "string" },
         "certname-pattern": { type: "string", multiple: true },
         "allow-any-certname": { type: "boolean" },
@@ -101,6 +113,15 @@ function main(argv: string[]): void {
   const puppet = [o["puppetserver-url"], o["puppetserver-ca"], o["puppetserver-cert"], o["puppetserver-key"]];
   if (puppet.some((v) => v !== undefined) && puppet.some((v) => v === undefined)) {
     fail("give all of --puppetserver-url, --puppetserver-ca, --puppetserver-cert and --puppetserver-key, or none");
+  }
+  const puppetdbOnly = [o["puppetdb-ca"], o["puppetdb-cert"], o["puppetdb-key"]].some((v) => v !== undefined);
+  if (puppetdbOnly && !o["puppetdb-url"])
+    fail("--puppetdb-ca, --puppetdb-cert and --puppetdb-key go with --puppetdb-url");
+  if (o["puppetdb-url"] && !o["puppetserver-url"])
+    fail("--puppetdb-url needs the --puppetserver-* options: espm revokes at the CA before it deactivates in PuppetDB");
+  for (const flag of ["puppetserver-url", "puppetdb-url"] as const) {
+    const url = o[flag];
+    if (url !== undefined && !/^https:\/\/[^/]+/.test(url)) fail(`--${flag} must be an https:// URL, not ${url}`);
   }
 
   for (const dir of new Set([configDir, certDir])) {
@@ -169,7 +190,17 @@ function main(argv: string[]): void {
       ca_bundle: resolve(o["puppetserver-ca"]!),
       cert: resolve(o["puppetserver-cert"]!),
       key: resolve(o["puppetserver-key"]!),
-      reportdir: resolve(o["puppetserver-reportdir"] ?? "/var/lib/puppetserver/reports"),
+      ...(o["puppetserver-reportdir"] || !o["puppetdb-url"]
+        ? { reportdir: resolve(o["puppetserver-reportdir"] ?? "/var/lib/puppetserver/reports") }
+        : {}),
+    };
+  }
+  if (o["puppetdb-url"]) {
+    ini.puppetdb = {
+      url: o["puppetdb-url"],
+      ca_bundle: resolve(o["puppetdb-ca"] ?? o["puppetserver-ca"]!),
+      cert: resolve(o["puppetdb-cert"] ?? o["puppetserver-cert"]!),
+      key: resolve(o["puppetdb-key"] ?? o["puppetserver-key"]!),
     };
   }
 

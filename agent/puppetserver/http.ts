@@ -1,6 +1,7 @@
 /**
- * espm's HTTPS connection to Puppet Server: mutual TLS with espm's own client certificate, the
- * Puppet CA bundle as the only trust anchor, keep-alive, and errors turned into BackendError.
+ * espm's HTTPS connection to Puppet Server (and, with the same parts, to PuppetDB): mutual TLS with
+ * espm's own client certificate, the Puppet CA bundle as the only trust anchor, keep-alive, and
+ * errors turned into BackendError.
  */
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
@@ -12,6 +13,18 @@ import { BackendError } from "./contract";
 
 export type PuppetServerConfig = NonNullable<EspmConfig["puppetserver"]>;
 
+/** Which service a connection reaches, for its messages, and what a 403 from it means. */
+export interface Service {
+  name: string;
+  forbidden: string;
+}
+
+const PUPPET_SERVER: Service = {
+  name: "Puppet Server",
+  forbidden:
+    "Puppet Server's auth.conf does not allow espm this path: for a certificate path, the name is outside the certname patterns in auth.conf; `espm puppet-config` prints the rules",
+};
+
 export interface PuppetResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
@@ -20,16 +33,19 @@ export interface PuppetResponse {
 
 export class PuppetServerHttp {
   private readonly agent: Agent;
-  private readonly base: string;
+  readonly base: string;
   private readonly tls: { ca: string; cert: string; key: string };
 
-  constructor(config: PuppetServerConfig) {
+  constructor(
+    config: Pick<PuppetServerConfig, "url" | "ca_bundle" | "cert" | "key">,
+    readonly service: Service = PUPPET_SERVER,
+  ) {
     const read = (path: string, what: string) => {
       try {
         return readFileSync(path, "utf8");
       } catch (err) {
         throw new Error(
-          `cannot read the Puppet Server ${what} ${path} named in espm.ini: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          `cannot read the ${service.name} ${what} ${path} named in espm.ini: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
         );
       }
     };
@@ -68,17 +84,14 @@ export class PuppetServerHttp {
         },
       });
     } catch (err) {
-      throw new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${(err as Error).message}`);
+      throw new BackendError(503, `${this.service.name} at ${this.base} cannot be reached: ${(err as Error).message}`);
     }
     const text = await response.body.text();
     if (!options.expected.includes(response.statusCode)) {
-      const hint =
-        response.statusCode === 403
-          ? " (Puppet Server's auth.conf does not allow espm this path: for a certificate path, the name is outside the certname patterns in auth.conf; `espm puppet-config` prints the rules)"
-          : "";
+      const hint = response.statusCode === 403 ? ` (${this.service.forbidden})` : "";
       throw new BackendError(
         502,
-        `Puppet Server answered ${method} ${path.split("?")[0]} with ${response.statusCode}${hint}: ${text.trim().slice(0, 500)}`,
+        `${this.service.name} answered ${method} ${path.split("?")[0]} with ${response.statusCode}${hint}: ${text.trim().slice(0, 500)}`,
       );
     }
     return { status: response.statusCode, headers: response.headers, text };
@@ -105,7 +118,7 @@ export class PuppetServerHttp {
       );
       socket.once("timeout", () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
       socket.once("error", (err) =>
-        reject(new BackendError(503, `Puppet Server at ${this.base} cannot be reached: ${err.message}`)),
+        reject(new BackendError(503, `${this.service.name} at ${this.base} cannot be reached: ${err.message}`)),
       );
     });
   }
@@ -115,11 +128,11 @@ export class PuppetServerHttp {
   }
 }
 
-/** A Puppet Server answer parsed as JSON; a body that is not JSON is Puppet Server's fault (502). */
-export function parseJson(text: string, what: string): unknown {
+/** A backend's answer parsed as JSON; a body that is not JSON is the backend's fault (502). */
+export function parseJson(text: string, what: string, from = "Puppet Server"): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    throw new BackendError(502, `Puppet Server sent ${what} that is not JSON`);
+    throw new BackendError(502, `${from} sent ${what} that is not JSON`);
   }
 }

@@ -7,8 +7,8 @@ import { certificatePublicKeySha256, csrProblem, describeCertificate, inspectCsr
 import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
 import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
-import { auditEntry, now, type AgentContext, type RouteOptions } from "../context";
-import { caHolding, requireCa } from "../ca-holding";
+import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
+import { caHolding, requireCa, revokeCertificate } from "../ca-holding";
 
 type Params = { Params: { certname: string } };
 
@@ -127,22 +127,7 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
         "not_found",
         `espm has no certificate for ${certname}; it revokes only certificates it signed`,
       );
-    if (ours.state !== "revoked" || ours.serial === null) {
-      const { mine: stillOurs } = await caHolding(ctx, certname);
-      if (stillOurs) await ca.clean(certname);
-      ctx.store.transaction(() => {
-        ctx.store.recordCertificateRevoked(certname, now());
-        ctx.store.audit(
-          auditEntry(request, {
-            action: "certificate.revoke",
-            target: certname,
-            outcome: stillOurs ? "revoked" : "already gone",
-            detail: ours.serial ? `serial ${ours.serial}` : undefined,
-          }),
-          now(),
-        );
-      });
-    }
+    await revokeCertificate(ctx, ca, ours, actor(request));
     return reply.code(204).send();
   });
 };

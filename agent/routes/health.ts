@@ -49,7 +49,8 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
         probe(ctx.ca && (() => ctx.ca!.health())),
         probe(ctx.classes && (() => ctx.classes!.health())),
         probe(ctx.reports && (() => ctx.reports!.health())),
-      ]).then(([ca, classes, reports]) => ({ ca, classes, reports }));
+        probe(ctx.puppetdb && (() => ctx.puppetdb!.health())),
+      ]).then(([ca, classes, reports, puppetdb]) => ({ ca, classes, reports, puppetdb }));
       cached = { at: Date.now(), backends };
     }
     return cached.backends;

@@ -2,14 +2,21 @@
  * /v1/nodes: espm's own nodes. It never lists nodes, and answers 404 for any name it did not create,
  * so a caller learns nothing about nodes classified by other means. It creates a node only for a
  * name the certname policy allows and no other classifier knows: not the CA (a certificate or
- * request espm did not make) and not the site's fallback ENC.
+ * request espm did not make), not the site's fallback ENC, and not PuppetDB (an active node).
+ *
+ * With PuppetDB, a delete is a whole decommission, in this order: espm's certificate for the name
+ * revoked and cleaned at the CA (so the node's agent can no longer report), the node deactivated in
+ * PuppetDB and confirmed by query, then the node removed from espm's classifier. A step that fails
+ * fails the delete and leaves the node in espm, so the retry does the rest.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { IDEMPOTENCY_HEADER, nodeEnvironment, schemas, type Classification, type Node } from "../../sdk/protocol";
 import { classifiesNode, runFallbackEnc } from "../fallback-enc";
 import { ApiError, checkAllowed, checkName, parseInput } from "../http";
-import { auditEntry, now, type AgentContext, type RouteOptions } from "../context";
-import { caHolding } from "../ca-holding";
+import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
+import { caHolding, revokeCertificate } from "../ca-holding";
+import { revokeEnrollment } from "../enrollments";
+import type { PuppetDb } from "../puppetdb";
 
 /** How long a create waits for the fallback ENC's answer before it refuses to guess (503). */
 const FALLBACK_TIMEOUT_MS = 5000;
@@ -55,6 +62,35 @@ function complete(ctx: AgentContext, c: Classification): Required<Classification
   return { ...c, environment: environment ?? ctx.config.classifier.default_environment };
 }
 
+/** Refuses a name PuppetDB knows as an active node: someone else's machine reports under it. */
+async function checkPuppetDb(ctx: AgentContext, name: string): Promise<void> {
+  if (!ctx.puppetdb) return;
+  if ((await ctx.puppetdb.node(name)) === "active") {
+    throw new ApiError(
+      "conflict",
+      `PuppetDB at ${ctx.puppetdb.url} knows ${name} as an active node; espm never takes over a node another classifier knows. Choose another name, or deactivate the node in PuppetDB (puppet node deactivate ${name}) if that machine is gone`,
+      [{ field: "name", message: "active in PuppetDB" }],
+    );
+  }
+}
+
+/** The certificate revoked (and any enrollment), then the node deactivated in PuppetDB and confirmed. */
+async function decommission(ctx: AgentContext, puppetdb: PuppetDb, name: string, who: string): Promise<void> {
+  const enrollment = ctx.store.liveEnrollment(name);
+  if (enrollment) await revokeEnrollment(ctx, enrollment, who);
+  const certificate = ctx.store.certificate(name);
+  if (certificate && ctx.ca) await revokeCertificate(ctx, ctx.ca, certificate, who);
+  let outcome: string;
+  try {
+    outcome = await puppetdb.deactivate(name);
+  } catch (err) {
+    const detail = (err as Error).message;
+    ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome: "failed", detail }, now());
+    throw err;
+  }
+  ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome }, now());
+}
+
 function notOurs(name: string): ApiError {
   return new ApiError("not_found", `espm has no node named ${name}`);
 }
@@ -85,6 +121,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
             throw new ApiError("conflict", foreign, [{ field: "name", message: "held by the CA for another owner" }]);
         }
         await checkFallbackEnc(ctx, name);
+        await checkPuppetDb(ctx, name);
         let node: Node;
         try {
           node = ctx.store.transaction(() => {
@@ -129,6 +166,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
 
   app.delete("/v1/nodes/:name", async (request: FastifyRequest<{ Params: { name: string } }>, reply) => {
     const name = checkName(request.params.name, "name");
+    if (ctx.puppetdb && ctx.store.liveNode(name)) await decommission(ctx, ctx.puppetdb, name, actor(request));
     const deleted = ctx.store.transaction(() => {
       const gone = ctx.store.deleteNode(name, now());
       if (gone)

@@ -1,6 +1,6 @@
 /**
  * GET /v1/nodes/:name/runs: the Puppet runs of a node espm created, newest first, from Puppet
- * Server's stored reports. Reports of any other node are never read or shown: the name must be a
+ * Server's stored reports, or from PuppetDB's when reports go there. Reports of any other node are never read or shown: the name must be a
  * live node in espm's store before the report directory is touched.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
@@ -28,7 +28,7 @@ export const runRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
       if (!ctx.reports) {
         throw new ApiError(
           "not_configured",
-          "espm does not know where Puppet Server stores reports: set reportdir in espm.ini's [puppetserver] section (and reports = store in puppet.conf)",
+          "espm does not know where to read runs: set reportdir in espm.ini's [puppetserver] section (with reports = store in puppet.conf), or name PuppetDB in a [puppetdb] section (with reports = puppetdb)",
         );
       }
       return { name, runs: await ctx.reports.runs(name, limit) };

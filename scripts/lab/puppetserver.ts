@@ -75,6 +75,11 @@ export interface PuppetServerOptions {
    * several times more; "production": the JIT as Debian's package runs it (-Xms1g -Xmx1g).
    */
   jvm?: "fast" | "production";
+  /**
+   * PuppetDB's URL (scripts/lab/puppetdb.ts): facts, catalogs and reports go there as well
+   * (storeconfigs, `reports = store,puppetdb`, the facts route), through Debian's puppet-terminus-puppetdb.
+   */
+  puppetdb?: string;
 }
 
 export interface PuppetServerLab {
@@ -126,7 +131,7 @@ export function findJava(root = ""): string {
 
 function writeLayout(
   o: Pick<Required<PuppetServerOptions>, "dir" | "port" | "certname" | "certnames"> &
-    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign" | "root" | "bulkSign">,
+    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign" | "root" | "bulkSign" | "puppetdb">,
 ): { confFile: string; environmentDir: string } {
   const S = o.dir;
   const DEBIAN_CONF = `${o.root ?? ""}${PACKAGE_CONF}`;
@@ -203,6 +208,13 @@ profiler: { enabled: false }
     writeFileSync(wrapper, `#!/bin/sh\nexec ${o.enc} "$1"\n`, { mode: 0o755 });
     enc = `node_terminus = exec\nexternal_nodes = ${wrapper}\n`;
   }
+  let reports = "reports = store\n";
+  if (o.puppetdb) {
+    // soft_write_failure off: a run whose report or facts PuppetDB refused fails, as it should in a lab.
+    writeFileSync(join(S, "puppet/puppetdb.conf"), `[main]\nserver_urls = ${o.puppetdb}\nsoft_write_failure = false\n`);
+    writeFileSync(join(S, "puppet/routes.yaml"), "---\nserver:\n  facts:\n    terminus: puppetdb\n    cache: yaml\n");
+    reports = "storeconfigs = true\nstoreconfigs_backend = puppetdb\nreports = store,puppetdb\n";
+  }
   const confFile = join(S, "puppet/puppet.conf");
   writeFileSync(
     confFile,
@@ -220,8 +232,7 @@ dns_alt_names = puppet,puppetmaster,localhost,${o.certname},IP:127.0.0.1
 environmentpath = ${S}/code/environments
 basemodulepath = ${S}/code/modules:/usr/share/puppet/modules
 ${enc}autosign = ${o.autosign ?? "false"}
-reports = store
-`,
+${reports}`,
   );
   const environmentDir = join(S, "code/environments/production");
   for (const module of o.modules ?? []) copyDir(module, join(environmentDir, "modules", module.split("/").pop()!));
