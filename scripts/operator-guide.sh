@@ -15,6 +15,9 @@ AUTH_CONF=${AUTH_CONF:-/etc/puppet/puppetserver/conf.d/auth.conf}   # AIO: /etc/
 REPORT_DIR=${REPORT_DIR:-/var/lib/puppetserver/reports}             # AIO: /opt/puppetlabs/server/data/puppetserver/reports
 CA_SIGN=${CA_SIGN:-puppetserver ca sign --certname espm}
 RELOAD_PUPPETSERVER=${RELOAD_PUPPETSERVER:-systemctl reload puppetserver}
+PUPPETDB_URL=${PUPPETDB_URL:-}                                      # your PuppetDB (https://HOST:8081), if the site runs one
+PUPPETDB_ALLOWLIST=${PUPPETDB_ALLOWLIST:-/etc/puppetdb/certificate-allowlist}   # the file its certificate-allowlist names
+RESTART_PUPPETDB=${RESTART_PUPPETDB:-systemctl restart puppetdb}
 
 echo "== 1. espm's own user, in Puppet Server's group (it reads stored reports; Puppet Server reads espm's export)"
 id espm >/dev/null 2>&1 || useradd --system --user-group --home-dir "$STATE_DIR" --shell /usr/sbin/nologin espm
@@ -22,11 +25,18 @@ usermod -aG puppet espm
 
 echo "== 2. espm's config, PSK and TLS certificate"
 mkdir -p "$CONFIG_DIR/certs"
+# With PuppetDB, espm deactivates the nodes it deletes there and reads their runs there; without it,
+# espm reads the reports Puppet Server stores.
+if [ -n "$PUPPETDB_URL" ]; then
+  set -- --puppetdb-url "$PUPPETDB_URL"; reports_to=puppetdb
+else
+  set -- --puppetserver-reportdir "$REPORT_DIR"; reports_to=store
+fi
 espm-setup -d "$CONFIG_DIR" --state-dir "$STATE_DIR" --host "$ESPM_HOST" -p "$ESPM_PORT" \
   --certname-pattern "$CERTNAME_PATTERN" \
   --puppetserver-url "$PUPPET_URL" --puppetserver-ca "$PUPPET_CA" \
   --puppetserver-cert "$CONFIG_DIR/certs/espm-client.crt" --puppetserver-key "$CONFIG_DIR/certs/espm-client.key" \
-  --puppetserver-reportdir "$REPORT_DIR"
+  "$@"
 
 echo "== 3. espm's client certificate at Puppet Server (CN espm), signed by the CA's own CLI"
 espm enroll -c "$CONFIG_DIR/espm.ini"
@@ -42,7 +52,24 @@ mv "$AUTH_CONF.espm" "$AUTH_CONF"
 puppet config set --config "$PUPPET_CONF" --section server node_terminus exec
 puppet config set --config "$PUPPET_CONF" --section server external_nodes "$(command -v espm) enc -c $CONFIG_DIR/espm.ini"
 puppet config set --config "$PUPPET_CONF" --section server autosign "$CONFIG_DIR/espm-autosign"
-puppet config set --config "$PUPPET_CONF" --section server reports store
+# Reports go where espm reads them (store or puppetdb), besides any report processors already set.
+reports=$(puppet config print --config "$PUPPET_CONF" --section server reports)
+case ",$reports," in
+  *",$reports_to,"*) ;;
+  ,none, | ,,) puppet config set --config "$PUPPET_CONF" --section server reports "$reports_to" ;;
+  *) puppet config set --config "$PUPPET_CONF" --section server reports "$reports,$reports_to" ;;
+esac
 sh -c "$RELOAD_PUPPETSERVER"
 
-echo "== done: review the change with diff $AUTH_CONF.before-espm $AUTH_CONF, then start espm (step 5)"
+if [ -n "$PUPPETDB_URL" ]; then
+  echo "== 5. PuppetDB: espm's certificate (CN espm) in its certificate allowlist, then a restart"
+  # The allowlist is all or nothing: it lets espm submit ANY PuppetDB command and run any query, not
+  # only the deactivation of the nodes it deletes. A PuppetDB without an allowlist already lets every
+  # certificate its CA signed do all that, and needs no change.
+  if [ -f "$PUPPETDB_ALLOWLIST" ] && ! grep -qx espm "$PUPPETDB_ALLOWLIST"; then
+    echo espm >>"$PUPPETDB_ALLOWLIST"
+    sh -c "$RESTART_PUPPETDB"
+  fi
+fi
+
+echo "== done: review the change with diff $AUTH_CONF.before-espm $AUTH_CONF, then start espm (step 6)"

@@ -2,15 +2,20 @@
  * The operator guide, run as the README gives it (scripts/operator-guide.sh, which the README holds
  * verbatim), on a Puppet Server that starts with Debian's stock auth.conf and no certificate for
  * espm: espm's user, espm-setup, espm enroll (the CA's own CLI signs), espm puppet-config's auth.conf,
- * the ENC and reports settings, a reload; then a node registered, signed and booted through espm.
- * Only the CA's sign command (this server's config) and the reload (no systemd) are the test's own.
+ * the ENC and reports settings, a reload, espm in PuppetDB's certificate allowlist; then a node
+ * registered, signed, booted and decommissioned through espm. The site runs PuppetDB (its Puppet
+ * Server already sends it facts and reports, and its allowlist names only the Puppet server). Only
+ * the CA's sign command (this server's config), the reload and PuppetDB's restart (no systemd) are
+ * the test's own.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { renderUserData } from "../provider/userdata";
+import { startPostgres, type PostgresLab } from "../scripts/lab/postgres";
+import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { bootAgent } from "./helpers/world";
 import {
@@ -38,19 +43,25 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
   this.timeout(600_000);
   let dir: string;
   let lab: PuppetServerLab;
+  let pg: PostgresLab;
+  let puppetdb: PuppetDbLab;
   let setup: SetupResult;
   let espm: EspmProcess | undefined;
   let output = "";
 
   before(async () => {
     dir = scratchDir("espm-operator");
+    pg = await startPostgres();
+    const puppetdbPort = await freePort();
     lab = await startPuppetServer({
       dir: join(dir, "puppetserver"),
       port: await freePort(),
       modules: [join(ROOT, "test/fixtures/modules/espm_file")],
       issueEspmCertificate: false,
       authConf: "stock",
+      puppetdb: `https://localhost:${puppetdbPort}`,
     });
+    puppetdb = await startPuppetDb({ dir: join(dir, "puppetdb"), port: puppetdbPort, postgres: pg, server: lab });
     // The bins as `npm install -g` puts them on PATH.
     const bin = join(dir, "bin");
     mkdirSync(bin);
@@ -80,13 +91,23 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       REPORT_DIR: lab.reportDir,
       CA_SIGN: `puppetserver ca sign --certname espm --config ${lab.confFile}`,
       RELOAD_PUPPETSERVER: `before=$(cat ${restartFile}); kill -HUP ${pid}; while [ "$(cat ${restartFile})" -le "$before" ]; do sleep 0.5; done`,
+      PUPPETDB_URL: puppetdb.url,
+      PUPPETDB_ALLOWLIST: puppetdb.allowlist,
+      // PuppetDB is this test's child process: the guide asks for the restart, the test carries it out.
+      RESTART_PUPPETDB: `touch ${join(dir, "restart-puppetdb")}`,
     });
+    if (existsSync(join(dir, "restart-puppetdb"))) {
+      await puppetdb.stop();
+      await puppetdb.start();
+    }
     setup = setupIn(dir, configDir, port, output);
   });
 
   after(async () => {
     await espm?.stop();
+    await puppetdb?.stop();
     await lab?.stop();
+    await pg?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -124,6 +145,17 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
     assert.equal(mode.gid, Number(readFileSync("/etc/group", "utf8").match(/^puppet:[^:]*:(\d+):/m)![1]));
   });
 
+  it("named PuppetDB in espm.ini (runs read there, no report directory) and put espm in its allowlist, with the warning", () => {
+    const ini = readFileSync(setup.ini, "utf8");
+    assert.match(ini, /\[puppetdb\]\nurl=https:\/\/localhost:\d+/);
+    assert.doesNotMatch(ini, /reportdir/);
+    assert.match(readFileSync(lab.confFile, "utf8"), /reports = store,puppetdb\n/, "the site's processors kept");
+    assert.deepEqual(readFileSync(puppetdb.allowlist, "utf8").trim().split("\n"), [lab.certname, "espm"]);
+    assert.match(output, /== 5\. PuppetDB/);
+    const printed = readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8");
+    assert.match(printed, /lets espm submit ANY PuppetDB command/);
+  });
+
   it("leaves an espm that starts, and a node registered, signed and booted through it", async () => {
     // The operator's first group, in the groups.yaml espm-setup wrote.
     writeFileSync(
@@ -157,6 +189,12 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
       assert.match(boot.stdout, /agent exit 2/);
       assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
+      // The site's PuppetDB has the node; espm's delete revokes it and deactivates it there.
+      assert.equal(await puppetdb.nodeState(name), "active");
+      assert.equal(health.backends?.puppetdb?.status, "ok", health.backends?.puppetdb?.detail);
+      await client.deleteNode(name);
+      assert.equal(await puppetdb.nodeState(name), "deactivated");
+      assert.equal((await client.certificateStatus(name))?.state, "revoked");
       // The instance key mode through the autosign policy the guide set: the node makes its own key.
       const enrolledName = "ops-02.ops.test";
       await client.registerNode({

@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import { createCsr, generateKeyPairAsync } from "../sdk/x509";
@@ -16,7 +15,7 @@ import { renderUserData } from "../provider/userdata";
 import { firstRunProvider } from "../provider";
 import type { FirstRunState } from "../provider/first-run";
 import { startPostgres, residentMiB, type PostgresLab } from "../scripts/lab/postgres";
-import { serverTls, startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
+import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { program } from "./programs/decommission";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
@@ -41,20 +40,8 @@ describe("with a real PuppetDB: a whole decommission (PuppetDB 7.12, PostgreSQL 
   let puppetdb: PuppetDbLab;
   let espm: EspmProcess;
   let client: EspmClient;
-  let asServer: Agent;
 
-  /** PuppetDB as the Puppet Server speaks to it (its certificate is in the allowlist). */
-  async function pdb(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {
-    const res = await request(`${puppetdb.url}${path}`, {
-      method,
-      dispatcher: asServer,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-    });
-    const text = await res.body.text();
-    assert.ok(res.statusCode < 300, `PuppetDB ${method} ${path}: ${res.statusCode} ${text}`);
-    return JSON.parse(text);
-  }
+  const pdb = (method: "GET" | "POST", path: string, body?: unknown) => puppetdb.call(method, path, body);
 
   /** The node as PuppetDB knows it, deactivated or not; undefined when it has no row for it. */
   async function pdbNode(name: string): Promise<PdbNode | undefined> {
@@ -67,7 +54,7 @@ describe("with a real PuppetDB: a whole decommission (PuppetDB 7.12, PostgreSQL 
     return {
       ca: await caState(lab, name),
       espm: (await client.getNode(name)) === undefined ? "absent" : "live",
-      puppetdb: await pdbNode(name).then((n) => (!n ? "absent" : n.deactivated ? "deactivated" : "active")),
+      puppetdb: await puppetdb.nodeState(name),
     };
   }
 
@@ -101,7 +88,6 @@ describe("with a real PuppetDB: a whole decommission (PuppetDB 7.12, PostgreSQL 
       `      PostgreSQL ready in ${pgSeconds.toFixed(1)} s (${residentMiB(pg.pid())} MiB), Puppet Server in ${serverSeconds.toFixed(1)} s, ` +
         `PuppetDB in ${puppetdb.startSeconds.toFixed(1)} s (${puppetdb.memoryMiB} MiB)`,
     );
-    asServer = new Agent({ connect: serverTls(lab) });
     // Runs come from PuppetDB: no reportdir, as espm-setup writes it when given --puppetdb-url.
     const setup = await setupEspm(
       [...puppetServerArgs(lab, { reports: false }), "--puppetdb-url", puppetdb.url],
@@ -115,7 +101,6 @@ describe("with a real PuppetDB: a whole decommission (PuppetDB 7.12, PostgreSQL 
   after(async () => {
     await client?.close();
     await espm?.stop();
-    await asServer?.close();
     await puppetdb?.stop();
     await lab?.stop();
     await pg?.stop();

@@ -37,11 +37,17 @@ export interface PuppetDbLab {
   url: string;
   port: number;
   certname: string;
+  /** The file its certificate-allowlist setting names (re-read when PuppetDB starts). */
+  allowlist: string;
   /** Seconds from spawn to `running`, for the last start. */
   startSeconds: number;
   /** Resident memory of the JVM once running, MiB, for the last start. */
   memoryMiB: number;
   running(): boolean;
+  /** A call as the Puppet Server makes it (its certificate is in the allowlist); the answer as JSON. */
+  call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown>;
+  /** What PuppetDB holds for a name, deactivated nodes included: absent, active or deactivated. */
+  nodeState(certname: string): Promise<"absent" | "active" | "deactivated">;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -124,13 +130,38 @@ ssl-ca-cert = ${o.server.caBundle}
   const url = `https://localhost:${o.port}`;
   const logFile = join(D, "log/stdout.log");
   let child: ChildProcess | undefined;
+  const tls = serverTls(o.server);
   const lab: PuppetDbLab = {
     url,
     port: o.port,
     certname: o.certname,
+    allowlist: join(D, "allowlist"),
     startSeconds: 0,
     memoryMiB: 0,
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    async call(method, path, body) {
+      const dispatcher = new Agent({ connect: tls });
+      try {
+        const res = await request(`${url}${path}`, {
+          method,
+          dispatcher,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          headers: body === undefined ? {} : { "content-type": "application/json" },
+        });
+        const text = await res.body.text();
+        if (res.statusCode >= 300) throw new Error(`PuppetDB ${method} ${path}: ${res.statusCode} ${text}`);
+        return JSON.parse(text);
+      } finally {
+        await dispatcher.close();
+      }
+    },
+    async nodeState(certname) {
+      const query = encodeURIComponent(
+        JSON.stringify(["and", ["=", "certname", certname], ["=", "node_state", "any"]]),
+      );
+      const rows = (await lab.call("GET", `/pdb/query/v4/nodes?query=${query}`)) as { deactivated: string | null }[];
+      return !rows[0] ? "absent" : rows[0].deactivated ? "deactivated" : "active";
+    },
     async start() {
       if (lab.running()) return;
       const started = Date.now();
@@ -155,7 +186,7 @@ ssl-ca-cert = ${o.server.caBundle}
         { stdio: ["ignore", out, out], detached: true },
       );
       try {
-        await waitUntilRunning(url, serverTls(o.server), child, logFile);
+        await waitUntilRunning(url, tls, child, logFile);
       } catch (err) {
         await lab.stop();
         throw err;
