@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "ini";
-import { certificateFingerprint } from "../sdk/x509";
+import { certificateFingerprint, createSelfSignedCertificate } from "../sdk/x509";
 import { ESPM_BIN, ROOT, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 
 describe("espm-setup", () => {
@@ -130,6 +130,44 @@ describe("espm puppet-config", () => {
     );
     assert.doesNotMatch(rewritten, /\/puppet-ca\/v1\/clean[^\n]*\n[^}]*"espm"/, "no rule lets espm use /clean");
     rmSync(setup.dir, { recursive: true });
+  });
+
+  it("with --puppetdb-url: names PuppetDB with the Puppet Server's files, reads runs there, and prints PuppetDB's steps", async () => {
+    const dir = scratchDir("espm-puppetdb-setup");
+    const cert = join(dir, "client.crt");
+    writeFileSync(cert, createSelfSignedCertificate({ commonName: "espm-site-a", altNames: [] }).certificatePem);
+    const puppet = ["--puppetserver-url", "https://puppet:8140", "--puppetserver-ca", join(dir, "ca.pem")];
+    puppet.push("--puppetserver-cert", cert, "--puppetserver-key", join(dir, "client.key"));
+    const setup = await setupEspm([...puppet, "--puppetdb-url", "https://puppetdb:8081"]);
+    const ini = parse(readFileSync(setup.ini, "utf8"));
+    assert.deepEqual(
+      { ...ini.puppetdb },
+      {
+        url: "https://puppetdb:8081",
+        ca_bundle: join(dir, "ca.pem"),
+        cert,
+        key: join(dir, "client.key"),
+      },
+    );
+    assert.equal(ini.puppetserver.reportdir, undefined, "runs come from PuppetDB");
+    const { stdout } = await run(process.execPath, [ESPM_BIN, "puppet-config", "-c", setup.ini]);
+    assert.match(stdout, /reports = puppetdb\n/);
+    assert.match(stdout, /storeconfigs_backend = puppetdb\n/);
+    assert.match(stdout, /server_urls = https:\/\/puppetdb:8081\n/);
+    assert.match(stdout, /then restart PuppetDB:\nespm-site-a\n/, "the allowlist line is the certificate's CN");
+    assert.match(stdout, /lets espm submit ANY command/);
+
+    await assert.rejects(
+      run(process.execPath, [SETUP_BIN, "-d", join(dir, "x"), "--puppetdb-url", "https://puppetdb:8081"]),
+      (err: { stderr: string }) => /--puppetdb-url needs the --puppetserver-\* options/.test(err.stderr),
+    );
+    await assert.rejects(
+      run(process.execPath, [SETUP_BIN, "-d", join(dir, "x"), ...puppet, "--puppetdb-url", "http://puppetdb:8080"]),
+      (err: { stderr: string }) =>
+        /--puppetdb-url must be an https:\/\/ URL, not http:\/\/puppetdb:8080/.test(err.stderr),
+    );
+    rmSync(setup.dir, { recursive: true });
+    rmSync(dir, { recursive: true });
   });
 
   it("turns patterns into regexes that match exactly one label for each '*'", async () => {
