@@ -14,7 +14,7 @@ import { nameProblem } from "../sdk/names";
 import { puppetExtensionName } from "../sdk/puppet-extensions";
 import { csrProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../sdk/x509";
 import { now, type AgentContext } from "./context";
-import type { EnrollmentRecord } from "./store";
+import type { EnrollmentRecord, StoreOps } from "./store";
 
 export type AutosignAnswer =
   | { decision: "sign" }
@@ -36,8 +36,9 @@ export function tokenHash(token: string): string {
  * Why a CSR presented with an issued token must not be signed, or undefined when it may; `refusal`
  * is the certname policy's answer for the name, already asked.
  */
-function problemWith(
+async function problemWith(
   ctx: AgentContext,
+  tx: StoreOps,
   enrollment: EnrollmentRecord,
   certname: string,
   pem: string,
@@ -47,7 +48,7 @@ function problemWith(
   if (Date.parse(enrollment.expiresAt) <= Date.now()) return `the enrollment token expired at ${enrollment.expiresAt}`;
   if (enrollment.certname !== certname)
     return `the enrollment token is for ${enrollment.certname}, not for ${certname}`;
-  if (!ctx.store.liveNode(certname)) return `${certname} is no longer registered with espm`;
+  if (!(await tx.liveNode(certname))) return `${certname} is no longer registered with espm`;
   if (refusal) return `refused by the certname policy (${refusal.rule}): ${refusal.message}`;
   const problem = csrProblem(pem, certname);
   if (problem) return `the CSR is refused: ${problem}`;
@@ -69,12 +70,12 @@ function problemWith(
  * cannot answer yet (Puppet Server's names unknown): then nothing is decided or burned, and the
  * sweep decides later.
  */
-export function decide(ctx: AgentContext, certname: string, pem: string, actor: string): AutosignAnswer {
-  return ctx.store.transaction((): AutosignAnswer => {
+export function decide(ctx: AgentContext, certname: string, pem: string, actor: string): Promise<AutosignAnswer> {
+  return ctx.store.transaction(async (tx): Promise<AutosignAnswer> => {
     const at = now();
-    const refuse = (reason: string, enrollment?: EnrollmentRecord): AutosignAnswer => {
-      if (enrollment) ctx.store.updateEnrollment(enrollment.id, { state: "refused", reason }, at);
-      ctx.store.audit({ actor, action: "autosign", target: certname, outcome: "refused", detail: reason }, at);
+    const refuse = async (reason: string, enrollment?: EnrollmentRecord): Promise<AutosignAnswer> => {
+      if (enrollment) await tx.updateEnrollment(enrollment.id, { state: "refused", reason }, at);
+      await tx.audit({ actor, action: "autosign", target: certname, outcome: "refused", detail: reason }, at);
       return { decision: "refuse", reason };
     };
     const nameIssue = nameProblem(certname);
@@ -87,8 +88,8 @@ export function decide(ctx: AgentContext, certname: string, pem: string, actor: 
       unreadable = (err as Error).message;
     }
     const token = csr?.challengePassword;
-    const presented = token === undefined ? undefined : ctx.store.enrollmentByToken(tokenHash(token));
-    if (!presented && !ctx.store.everEnrolled(certname)) return { decision: "not_enrolled" };
+    const presented = token === undefined ? undefined : await tx.enrollmentByToken(tokenHash(token));
+    if (!presented && !(await tx.everEnrolled(certname))) return { decision: "not_enrolled" };
     if (!csr) return refuse(`the request is not a CSR: ${unreadable}`);
     if (token === undefined)
       return refuse(`the CSR carries no enrollment token: put it in csr_attributes.yaml as challengePassword`);
@@ -102,11 +103,11 @@ export function decide(ctx: AgentContext, certname: string, pem: string, actor: 
     }
     const refusal = ctx.policy.refusal(certname);
     if (refusal?.unknown) return { decision: "refuse", reason: refusal.message, undecided: true };
-    const problem = problemWith(ctx, presented, certname, pem, csr, refusal);
+    const problem = await problemWith(ctx, tx, presented, certname, pem, csr, refusal);
     if (problem) return refuse(problem, presented);
-    ctx.store.recordCertificateRequested(certname, csr.publicKeySha256, at);
-    ctx.store.updateEnrollment(presented.id, { state: "used", publicKey: csr.publicKeySha256 }, at);
-    ctx.store.audit(
+    await tx.recordCertificateRequested(certname, csr.publicKeySha256, at);
+    await tx.updateEnrollment(presented.id, { state: "used", publicKey: csr.publicKeySha256 }, at);
+    await tx.audit(
       {
         actor,
         action: "autosign",

@@ -27,7 +27,7 @@ export function buildAutosignServer(ctx: AgentContext, secret: string, log: Fast
       return undefined;
     }
     const { certname, csr } = parsed.data;
-    const answer = decide(ctx, certname, csr, "espm autosign");
+    const answer = await decide(ctx, certname, csr, "espm autosign");
     if (answer.decision === "refuse") log.warn({ certname, reason: answer.reason }, "autosign: refused");
     else log.info({ certname, decision: answer.decision }, "autosign: decided");
     return answer;

@@ -58,9 +58,9 @@ async function isOurs(
 export async function caHolding(ctx: AgentContext, certname: string) {
   const ca = requireCa(ctx);
   const held = await ca.status(certname);
-  const ours = ctx.store.certificate(certname);
+  const ours = await ctx.store.certificate(certname);
   const mine = await isOurs(ca, certname, held, ours);
-  healRecord(ctx, certname, held, ours, mine);
+  await healRecord(ctx, certname, held, ours, mine);
   let foreign: string | undefined;
   if (held.state !== "absent" && !mine) {
     const what = held.state === "requested" ? "a pending certificate request" : `a ${held.state} certificate`;
@@ -82,9 +82,9 @@ export async function revokeCertificate(
   if (ours.state === "revoked" && ours.serial !== null) return;
   const { mine: stillOurs } = await caHolding(ctx, ours.certname);
   if (stillOurs) await ca.clean(ours.certname);
-  ctx.store.transaction(() => {
-    ctx.store.recordCertificateRevoked(ours.certname, now());
-    ctx.store.audit(
+  await ctx.store.transaction(async (tx) => {
+    await tx.recordCertificateRevoked(ours.certname, now());
+    await tx.audit(
       {
         actor,
         action: "certificate.revoke",
@@ -101,13 +101,13 @@ export async function revokeCertificate(
  * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
  * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
  */
-function healRecord(
+async function healRecord(
   ctx: AgentContext,
   certname: string,
   held: CaCertificateStatus,
   ours: CertificateRecord | undefined,
   mine: boolean,
-): void {
+): Promise<void> {
   if (
     !mine ||
     !ours ||
@@ -116,10 +116,10 @@ function healRecord(
     (held.state !== "signed" && held.state !== "revoked")
   )
     return;
-  ctx.store.transaction(() => {
-    ctx.store.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
-    if (held.state === "revoked") ctx.store.recordCertificateRevoked(certname, now());
-    ctx.store.audit(
+  await ctx.store.transaction(async (tx) => {
+    await tx.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
+    if (held.state === "revoked") await tx.recordCertificateRevoked(certname, now());
+    await tx.audit(
       {
         actor: "espm",
         action: "certificate.sign",

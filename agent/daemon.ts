@@ -17,7 +17,7 @@ import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
 import { ReportReader } from "./reports";
 import { PuppetDb } from "./puppetdb";
-import { Store } from "./store";
+import { openStore } from "./store-open";
 import { VERSION } from "./version";
 
 /** While Puppet Server's own names are unknown, espm retries learning them this often. */
@@ -60,9 +60,9 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   const backends = makeBackends(config);
   const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
-  const store = new Store(config.store.database);
+  const store = await openStore(config);
   const encExport = new EncExport(config.store.enc_export, config.store.export_group);
-  encExport.sync(store.liveNodes());
+  encExport.sync(await store.liveNodes());
   const groups = new GroupsSource(
     config.classifier.groups,
     (g) => encExport.writeGroups(g),
@@ -127,10 +127,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     }, graceMs);
     const finish = (code: number) => {
       clearTimeout(cutOff);
-      store.close();
-      void reports?.close();
-      void puppetdb?.close();
-      process.exit(code);
+      void Promise.allSettled([store.close(), reports?.close(), puppetdb?.close()]).then(() => process.exit(code));
     };
     // Whatever else happens, the process is gone shortly after the grace period.
     setTimeout(() => {

@@ -33,10 +33,10 @@ export interface SweepLog {
 export async function learnSerial(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
   if (enrollment.state !== "used" || !ctx.ca) return enrollment;
   const { held, mine } = await caHolding(ctx, enrollment.certname);
-  const serial = ctx.store.certificate(enrollment.certname)?.serial;
+  const serial = (await ctx.store.certificate(enrollment.certname))?.serial;
   if (!mine || (held.state !== "signed" && held.state !== "revoked") || !serial) return enrollment;
-  ctx.store.updateEnrollment(enrollment.id, { state: "signed", serial }, now());
-  return ctx.store.liveEnrollment(enrollment.certname) ?? enrollment;
+  await ctx.store.updateEnrollment(enrollment.id, { state: "signed", serial }, now());
+  return (await ctx.store.liveEnrollment(enrollment.certname)) ?? enrollment;
 }
 
 /**
@@ -57,12 +57,12 @@ export async function revokeEnrollment(
       outcome = held.state === "requested" ? "pending request cleaned" : `certificate ${held.serial ?? ""} revoked`;
     }
   }
-  ctx.store.transaction(() => {
+  await ctx.store.transaction(async (tx) => {
     const at = now();
-    if (enrollment.publicKey && ctx.store.certificate(enrollment.certname)?.state !== "revoked")
-      ctx.store.recordCertificateRevoked(enrollment.certname, at);
-    ctx.store.updateEnrollment(enrollment.id, { state: "revoked" }, at);
-    ctx.store.audit({ actor, action: "enrollment.delete", target: enrollment.certname, outcome }, at);
+    if (enrollment.publicKey && (await tx.certificate(enrollment.certname))?.state !== "revoked")
+      await tx.recordCertificateRevoked(enrollment.certname, at);
+    await tx.updateEnrollment(enrollment.id, { state: "revoked" }, at);
+    await tx.audit({ actor, action: "enrollment.delete", target: enrollment.certname, outcome }, at);
   });
   return outcome;
 }
@@ -105,7 +105,7 @@ export class EnrollmentSweep {
    */
   private async pass(): Promise<void> {
     const ca = this.ctx.ca;
-    const enrollments = this.ctx.store.liveEnrollments();
+    const enrollments = await this.ctx.store.liveEnrollments();
     if (!ca || enrollments.length === 0) return;
     let pending: Set<string>;
     try {
@@ -148,26 +148,29 @@ export class EnrollmentSweep {
 
     if (enrollment.state === "used" && enrollment.publicKey === key) {
       await ca.sign(certname);
-      this.audit(certname, "signed", "a pending request espm had accepted, which no policy run signed");
+      await this.audit(certname, "signed", "a pending request espm had accepted, which no policy run signed");
       await learnSerial(this.ctx, enrollment);
       return;
     }
     if (enrollment.state === "issued") {
-      const answer = decide(this.ctx, certname, pem, "espm sweep");
+      const answer = await decide(this.ctx, certname, pem, "espm sweep");
       if (answer.decision === "sign") {
         await ca.sign(certname);
-        this.audit(certname, "signed", "a pending request no policy run decided, accepted now");
-        await learnSerial(this.ctx, this.ctx.store.liveEnrollment(certname)!);
+        await this.audit(certname, "signed", "a pending request no policy run decided, accepted now");
+        await learnSerial(this.ctx, (await this.ctx.store.liveEnrollment(certname))!);
         return;
       }
       if (answer.decision === "refuse" && answer.undecided) return;
     }
     await ca.clean(certname);
-    this.audit(certname, "cleaned", "a pending request espm refused, so that the name is not stranded");
+    await this.audit(certname, "cleaned", "a pending request espm refused, so that the name is not stranded");
   }
 
-  private audit(certname: string, outcome: string, detail: string): void {
-    this.ctx.store.audit({ actor: "espm sweep", action: "enrollment.sweep", target: certname, outcome, detail }, now());
+  private async audit(certname: string, outcome: string, detail: string): Promise<void> {
+    await this.ctx.store.audit(
+      { actor: "espm sweep", action: "enrollment.sweep", target: certname, outcome, detail },
+      now(),
+    );
     this.log.info({ certname, outcome }, detail);
   }
 }

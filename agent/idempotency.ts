@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { IDEMPOTENCY_KEY_PATTERN } from "../sdk/protocol";
 import { ApiError } from "./http";
-import type { Store } from "./store";
+import type { Store, StoreOps } from "./store";
 
 export interface Outcome {
   status: number;
@@ -27,15 +27,16 @@ export class Idempotency {
   constructor(private readonly store: Store) {}
 
   /**
-   * Runs `create` once per key. `create` receives a `remember` callback to call inside the same
-   * store transaction that records what it created, so the record and the creation land together.
+   * Runs `create` once per key, across every espm process sharing the store. `create` receives a
+   * `remember` callback to call, with the transaction's handle, inside the same store transaction
+   * that records what it created, so the record and the creation land together.
    */
   async run(
     request: IdempotentRequest,
-    create: (remember: (outcome: Outcome) => void) => Promise<Outcome>,
+    create: (remember: (tx: StoreOps, outcome: Outcome) => Promise<void>) => Promise<Outcome>,
   ): Promise<Outcome> {
     const { key, scope } = request;
-    if (key === undefined) return create(() => {});
+    if (key === undefined) return create(async () => {});
     if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
       throw new ApiError(
         "invalid_request",
@@ -56,15 +57,18 @@ export class Idempotency {
       if (running.bodyHash !== bodyHash || running.scope !== scope) throw mismatch();
       return running.outcome;
     }
-    const stored = this.store.idempotency(key, Date.now());
-    if (stored) {
-      if (stored.bodyHash !== bodyHash || stored.scope !== scope) throw mismatch();
-      return { status: stored.status, body: stored.response };
-    }
-
-    const remember = (outcome: Outcome) =>
-      this.store.saveIdempotency(key, { scope, bodyHash, status: outcome.status, response: outcome.body }, Date.now());
-    const outcome = create(remember);
+    const remember = (tx: StoreOps, outcome: Outcome) =>
+      tx.saveIdempotency(key, { scope, bodyHash, status: outcome.status, response: outcome.body }, Date.now());
+    // Another process may be running this key: the store's exclusion waits for it, then the
+    // record it left answers.
+    const outcome = this.store.exclusive(key, async () => {
+      const stored = await this.store.idempotency(key, Date.now());
+      if (stored) {
+        if (stored.bodyHash !== bodyHash || stored.scope !== scope) throw mismatch();
+        return { status: stored.status, body: stored.response };
+      }
+      return create(remember);
+    });
     this.inFlight.set(key, { bodyHash, scope, outcome });
     try {
       return await outcome;

@@ -1,95 +1,14 @@
 /**
- * espm's own state in an embedded SQLite database: the nodes it created, the certificates it
- * asked the CA for, idempotency records, and an append-only audit log.
+ * espm's own state: the nodes it created, the certificates it asked the CA for, enrollments,
+ * idempotency records, and an append-only audit log. Two implementations with the same semantics:
+ * SQLite (store-sqlite.ts), embedded, the default for one Puppet server; PostgreSQL
+ * (store-postgres.ts), for several espm processes and compile masters. `store =` in espm.ini
+ * chooses (see openStore).
  *
- * WAL with synchronous=FULL: a write is on disk before its request is answered, so kill -9 (or a
- * power cut) never loses an acknowledged write. better-sqlite3 is synchronous, so each transaction
- * runs to completion within one turn of the event loop and concurrent requests cannot interleave in it.
+ * Every write that answers a request is durable before the answer. A transaction's writes land
+ * together or not at all; inside one, use the transaction's handle (`tx`), never the store.
  */
-import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
-import type { Classification, Node } from "../sdk/protocol";
-
-const SCHEMA_V1 = `
-CREATE TABLE nodes (
-  id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL,
-  environment TEXT NOT NULL,
-  groups TEXT NOT NULL,
-  classes TEXT NOT NULL,
-  parameters TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL,
-  deleted_at TEXT
-);
--- A name is taken by at most one live node; a deleted node frees it but stays as a tombstone,
--- so that deleting it again is still recognised as ours.
-CREATE UNIQUE INDEX nodes_live_name ON nodes(name) WHERE deleted_at IS NULL;
-CREATE INDEX nodes_name ON nodes(name);
-
-CREATE TABLE certificates (
-  id INTEGER PRIMARY KEY,
-  certname TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('requested', 'signed', 'revoked')),
-  serial TEXT,
-  not_after TEXT,
-  created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-);
-CREATE INDEX certificates_certname ON certificates(certname);
-
-CREATE TABLE idempotency (
-  key TEXT PRIMARY KEY,
-  scope TEXT NOT NULL,
-  body_hash TEXT NOT NULL,
-  status INTEGER NOT NULL,
-  response TEXT NOT NULL,
-  created_at INTEGER NOT NULL
-);
-CREATE INDEX idempotency_created ON idempotency(created_at);
-
-CREATE TABLE audit (
-  id INTEGER PRIMARY KEY,
-  at TEXT NOT NULL,
-  actor TEXT NOT NULL,
-  action TEXT NOT NULL,
-  target TEXT,
-  outcome TEXT NOT NULL,
-  detail TEXT
-);
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-`;
-
-/**
- * Version 3: enrollments. espm keeps only the token's hash. A name has at most one enrollment that
- * is not revoked; a revoked one stays as a tombstone for the audit trail.
- */
-const ENROLLMENTS = `
-CREATE TABLE enrollments (
-  id INTEGER PRIMARY KEY,
-  certname TEXT NOT NULL,
-  token_hash TEXT NOT NULL UNIQUE,
-  extensions TEXT NOT NULL,
-  expires_at TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('issued', 'used', 'signed', 'refused', 'revoked')),
-  public_key TEXT,
-  serial TEXT,
-  reason TEXT,
-  created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-);
-CREATE UNIQUE INDEX enrollments_live ON enrollments(certname) WHERE state <> 'revoked';
-`;
-
-/**
- * Each step brings the schema from version i to i + 1. Version 2: the public key of the CSR espm
- * submitted (SHA-256 of its SPKI), so that a pending request at the CA is recognised as espm's own
- * by its key, not by its name alone.
- */
-const MIGRATIONS = [SCHEMA_V1, "ALTER TABLE certificates ADD COLUMN public_key TEXT;", ENROLLMENTS];
-const SCHEMA_VERSION = MIGRATIONS.length;
+import type { Classification, Group, Node } from "../sdk/protocol";
 
 export interface CertificateRecord {
   certname: string;
@@ -114,7 +33,7 @@ export interface EnrollmentRecord {
   reason: string | null;
 }
 
-interface EnrollmentRow {
+export interface EnrollmentRow {
   id: number;
   certname: string;
   extensions: string;
@@ -125,7 +44,7 @@ interface EnrollmentRow {
   reason: string | null;
 }
 
-function toEnrollment(row: EnrollmentRow): EnrollmentRecord {
+export function toEnrollment(row: EnrollmentRow): EnrollmentRecord {
   return {
     id: row.id,
     certname: row.certname,
@@ -153,7 +72,7 @@ export interface AuditEntry {
   detail?: string;
 }
 
-interface NodeRow {
+export interface NodeRow {
   name: string;
   environment: string;
   groups: string;
@@ -163,9 +82,9 @@ interface NodeRow {
   updated_at: string;
 }
 
-const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
-function toNode(row: NodeRow): Node {
+export function toNode(row: NodeRow): Node {
   return {
     name: row.name,
     environment: row.environment,
@@ -177,152 +96,29 @@ function toNode(row: NodeRow): Node {
   };
 }
 
-export class Store {
-  private readonly db: Database.Database;
-
-  constructor(path: string) {
-    // Only espm's own user may open the store; SQLite gives the -wal and -shm files the same mode.
-    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-    if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
-    this.db = new Database(path);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("busy_timeout = 5000");
-    this.migrate();
-  }
-
-  private migrate(): void {
-    const version = this.db.pragma("user_version", { simple: true }) as number;
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`the store was written by a newer espm (schema ${version}, this one knows ${SCHEMA_VERSION})`);
-    }
-    this.db.transaction(() => {
-      for (let step = version; step < SCHEMA_VERSION; step++) this.db.exec(MIGRATIONS[step]!);
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    })();
-  }
-
-  /** Runs `work` in one transaction: all of its writes land, or none. */
-  transaction<T>(work: () => T): T {
-    return this.db.transaction(work)();
-  }
-
-  close(): void {
-    this.db.close();
-  }
-
-  liveNode(name: string): Node | undefined {
-    const row = this.db
-      .prepare<[string], NodeRow>("SELECT * FROM nodes WHERE name = ? AND deleted_at IS NULL")
-      .get(name);
-    return row ? toNode(row) : undefined;
-  }
-
-  liveNodes(): Node[] {
-    return this.db.prepare<[], NodeRow>("SELECT * FROM nodes WHERE deleted_at IS NULL ORDER BY name").all().map(toNode);
-  }
-
+/** Reads and writes, inside a transaction or alone. */
+export interface StoreOps {
+  liveNode(name: string): Promise<Node | undefined>;
+  liveNodes(): Promise<Node[]>;
   /** True when espm created a node of this name at some time, live or deleted. */
-  everCreatedNode(name: string): boolean {
-    return this.db.prepare("SELECT 1 FROM nodes WHERE name = ? LIMIT 1").get(name) !== undefined;
-  }
-
-  insertNode(name: string, classification: Required<Classification>, now: string): Node {
-    this.db
-      .prepare(
-        `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        name,
-        classification.environment,
-        JSON.stringify(classification.groups),
-        JSON.stringify(classification.classes),
-        JSON.stringify(classification.parameters),
-        now,
-        now,
-      );
-    return this.liveNode(name)!;
-  }
-
-  updateNode(name: string, classification: Required<Classification>, now: string): Node | undefined {
-    const result = this.db
-      .prepare(
-        `UPDATE nodes SET environment = ?, groups = ?, classes = ?, parameters = ?, updated_at = ?
-         WHERE name = ? AND deleted_at IS NULL`,
-      )
-      .run(
-        classification.environment,
-        JSON.stringify(classification.groups),
-        JSON.stringify(classification.classes),
-        JSON.stringify(classification.parameters),
-        now,
-        name,
-      );
-    return result.changes === 1 ? this.liveNode(name) : undefined;
-  }
-
-  /** Marks the live node deleted; returns false when there was no live node of that name. */
-  deleteNode(name: string, now: string): boolean {
-    return (
-      this.db.prepare("UPDATE nodes SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL").run(now, name)
-        .changes === 1
-    );
-  }
+  everCreatedNode(name: string): Promise<boolean>;
+  /** A new live node; fails with a StoreConflict when the name has one. */
+  insertNode(name: string, classification: Required<Classification>, now: string): Promise<Node>;
+  updateNode(name: string, classification: Required<Classification>, now: string): Promise<Node | undefined>;
+  /** Marks the live node deleted (a tombstone); false when there was no live node of that name. */
+  deleteNode(name: string, now: string): Promise<boolean>;
 
   /** The newest certificate espm asked the CA for under this name. */
-  certificate(certname: string): CertificateRecord | undefined {
-    return this.db
-      .prepare<[string], CertificateRecord>(
-        `SELECT certname, state, public_key AS publicKey, serial, not_after AS notAfter FROM certificates
-         WHERE certname = ? ORDER BY id DESC LIMIT 1`,
-      )
-      .get(certname);
-  }
-
+  certificate(certname: string): Promise<CertificateRecord | undefined>;
   /**
    * Records that espm is about to submit a CSR with this public key for this name, before it does.
    * A newer attempt replaces an unfinished one, so failed attempts leave one `requested` record.
    */
-  recordCertificateRequested(certname: string, publicKey: string, now: string): void {
-    const replaced = this.db
-      .prepare(
-        `UPDATE certificates SET public_key = ?, updated_at = ?
-         WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?) AND state = 'requested'`,
-      )
-      .run(publicKey, now, certname).changes;
-    if (replaced === 0) {
-      this.db
-        .prepare(
-          "INSERT INTO certificates (certname, state, public_key, created_at, updated_at) VALUES (?, 'requested', ?, ?, ?)",
-        )
-        .run(certname, publicKey, now, now);
-    }
-  }
-
+  recordCertificateRequested(certname: string, publicKey: string, now: string): Promise<void>;
   /** How many certificate records espm keeps for this name (one per signed attempt, at most one unfinished). */
-  certificateRecordCount(certname: string): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM certificates WHERE certname = ?").get(certname) as { n: number })
-      .n;
-  }
-
-  recordCertificateSigned(certname: string, serial: string, notAfter: string, now: string): void {
-    this.db
-      .prepare(
-        `UPDATE certificates SET state = 'signed', serial = ?, not_after = ?, updated_at = ?
-         WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?)`,
-      )
-      .run(serial, notAfter, now, certname);
-  }
-
-  recordCertificateRevoked(certname: string, now: string): void {
-    this.db
-      .prepare(
-        `UPDATE certificates SET state = 'revoked', updated_at = ?
-         WHERE id = (SELECT max(id) FROM certificates WHERE certname = ?)`,
-      )
-      .run(now, certname);
-  }
+  certificateRecordCount(certname: string): Promise<number>;
+  recordCertificateSigned(certname: string, serial: string, notAfter: string, now: string): Promise<void>;
+  recordCertificateRevoked(certname: string, now: string): Promise<void>;
 
   insertEnrollment(
     certname: string,
@@ -330,87 +126,50 @@ export class Store {
     extensions: Record<string, string>,
     expiresAt: string,
     now: string,
-  ): EnrollmentRecord {
-    this.db
-      .prepare(
-        `INSERT INTO enrollments (certname, token_hash, extensions, expires_at, state, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'issued', ?, ?)`,
-      )
-      .run(certname, tokenHash, JSON.stringify(extensions), expiresAt, now, now);
-    return this.liveEnrollment(certname)!;
-  }
-
+  ): Promise<EnrollmentRecord>;
   /** The name's enrollment that is not revoked, in whatever state. */
-  liveEnrollment(certname: string): EnrollmentRecord | undefined {
-    const row = this.db
-      .prepare<[string], EnrollmentRow>("SELECT * FROM enrollments WHERE certname = ? AND state <> 'revoked'")
-      .get(certname);
-    return row && toEnrollment(row);
-  }
-
+  liveEnrollment(certname: string): Promise<EnrollmentRecord | undefined>;
   /** The enrollment a token belongs to, in whatever state (a revoked one too: its token is dead). */
-  enrollmentByToken(tokenHash: string): EnrollmentRecord | undefined {
-    const row = this.db
-      .prepare<[string], EnrollmentRow>("SELECT * FROM enrollments WHERE token_hash = ?")
-      .get(tokenHash);
-    return row && toEnrollment(row);
-  }
-
-  everEnrolled(certname: string): boolean {
-    return this.db.prepare("SELECT 1 FROM enrollments WHERE certname = ? LIMIT 1").get(certname) !== undefined;
-  }
-
+  enrollmentByToken(tokenHash: string): Promise<EnrollmentRecord | undefined>;
+  everEnrolled(certname: string): Promise<boolean>;
   /** Every enrollment that is not revoked, for the sweep of pending requests. */
-  liveEnrollments(): EnrollmentRecord[] {
-    return this.db
-      .prepare<[], EnrollmentRow>("SELECT * FROM enrollments WHERE state <> 'revoked' ORDER BY id")
-      .all()
-      .map(toEnrollment);
-  }
+  liveEnrollments(): Promise<EnrollmentRecord[]>;
+  updateEnrollment(id: number, change: EnrollmentChange, now: string): Promise<void>;
 
-  updateEnrollment(
-    id: number,
-    change: { state?: EnrollmentRecordState; publicKey?: string; serial?: string; reason?: string; expiresAt?: string },
-    now: string,
-  ): void {
-    this.db
-      .prepare(
-        `UPDATE enrollments SET state = coalesce(?, state), public_key = coalesce(?, public_key),
-           serial = coalesce(?, serial), reason = coalesce(?, reason), expires_at = coalesce(?, expires_at),
-           updated_at = ? WHERE id = ?`,
-      )
-      .run(
-        change.state ?? null,
-        change.publicKey ?? null,
-        change.serial ?? null,
-        change.reason ?? null,
-        change.expiresAt ?? null,
-        now,
-        id,
-      );
-  }
+  /** The answer recorded for an Idempotency-Key within the last 24 hours. */
+  idempotency(key: string, nowMs: number): Promise<IdempotencyRecord | undefined>;
+  saveIdempotency(key: string, record: IdempotencyRecord, nowMs: number): Promise<void>;
 
-  idempotency(key: string, nowMs: number): IdempotencyRecord | undefined {
-    const row = this.db
-      .prepare<[string, number], { scope: string; body_hash: string; status: number; response: string }>(
-        "SELECT scope, body_hash, status, response FROM idempotency WHERE key = ? AND created_at > ?",
-      )
-      .get(key, nowMs - IDEMPOTENCY_TTL_MS);
-    return row && { scope: row.scope, bodyHash: row.body_hash, status: row.status, response: JSON.parse(row.response) };
-  }
+  /** Appends to the audit log, which nothing updates or deletes. */
+  audit(entry: AuditEntry, now: string): Promise<void>;
+}
 
-  saveIdempotency(key: string, record: IdempotencyRecord, nowMs: number): void {
-    this.db.prepare("DELETE FROM idempotency WHERE created_at <= ?").run(nowMs - IDEMPOTENCY_TTL_MS);
-    this.db
-      .prepare(
-        "INSERT OR REPLACE INTO idempotency (key, scope, body_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-      )
-      .run(key, record.scope, record.bodyHash, record.status, JSON.stringify(record.response), nowMs);
-  }
+export interface EnrollmentChange {
+  state?: EnrollmentRecordState;
+  publicKey?: string;
+  serial?: string;
+  reason?: string;
+  expiresAt?: string;
+}
 
-  audit(entry: AuditEntry, now: string): void {
-    this.db
-      .prepare("INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)")
-      .run(now, entry.actor, entry.action, entry.target ?? null, entry.outcome, entry.detail ?? null);
-  }
+export interface Store extends StoreOps {
+  /** Where it is, for health and logs (never a password). */
+  readonly description: string;
+  /** Runs `work` in one transaction: all of its writes land, or none. */
+  transaction<T>(work: (tx: StoreOps) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` while no other espm process sharing this store runs work under the same key (an
+   * Idempotency-Key); one process alone needs nothing more than its own in-flight map.
+   */
+  exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
+  /** The validated groups, where every espm process and `espm enc` read them (PostgreSQL only). */
+  publishGroups?(groups: Map<string, Group>): Promise<void>;
+  /** Answers when the store can be read. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A second live node of one name: the caller answers 409. */
+export class StoreConflict extends Error {
+  override name = "StoreConflict";
 }

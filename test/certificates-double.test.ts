@@ -20,7 +20,8 @@ import { EncExport } from "../agent/enc-export";
 import type { EspmConfig } from "../agent/config";
 import { Idempotency } from "../agent/idempotency";
 import { buildServer } from "../agent/server";
-import { Store } from "../agent/store";
+import type { Store } from "../agent/store";
+import { openSqliteStore } from "../agent/store-sqlite";
 import { createCsr, describeCertificate, generateRsaKeyPair } from "../sdk/x509";
 
 /** Signs CSRs of any key type with a throw-away CA, through openssl, as Puppet's CA would. */
@@ -141,7 +142,7 @@ describe("certificate routes (CA test double)", () => {
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "espm-ca-"));
-    store = new Store(join(dir, "espm.db"));
+    store = openSqliteStore(join(dir, "espm.db"));
     ca = new CaDouble(testCa(dir));
     const config = {
       server: {
@@ -171,7 +172,7 @@ describe("certificate routes (CA test double)", () => {
 
   afterEach(async () => {
     await app.close();
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true });
   });
 
@@ -266,23 +267,23 @@ describe("certificate routes (CA test double)", () => {
     ca.failSign = true;
     for (let i = 0; i < 3; i++)
       assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 502);
-    assert.equal(store.certificateRecordCount("retry-01.example.test"), 1);
+    assert.equal(await store.certificateRecordCount("retry-01.example.test"), 1);
     ca.failSign = false;
     assert.equal((await post("retry-01.example.test", { csr: csrFor("retry-01.example.test") })).statusCode, 201);
-    assert.equal(store.certificateRecordCount("retry-01.example.test"), 1);
-    assert.equal(store.certificate("retry-01.example.test")?.state, "signed");
+    assert.equal(await store.certificateRecordCount("retry-01.example.test"), 1);
+    assert.equal((await store.certificate("retry-01.example.test"))?.state, "signed");
   });
 
   it("recognises by its key a certificate the CA signed but espm never recorded, shows it and revokes it", async () => {
     ca.failFetch = true;
     const lost = await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") });
     assert.equal(lost.statusCode, 502, "signed at the CA, answer lost: espm may have acted");
-    assert.equal(store.certificate("lost-01.example.test")?.serial, null);
+    assert.equal((await store.certificate("lost-01.example.test"))?.serial, null);
     ca.failFetch = false;
     const status = (await call("GET", "lost-01.example.test")).json();
     assert.equal(status.state, "signed");
     assert.equal(status.serial, ca.held.get("lost-01.example.test")?.serial, "the serial learned from the CA");
-    assert.equal(store.certificate("lost-01.example.test")?.serial, status.serial, "and recorded");
+    assert.equal((await store.certificate("lost-01.example.test"))?.serial, status.serial, "and recorded");
     assert.equal((await call("DELETE", "lost-01.example.test")).statusCode, 204);
     assert.ok(ca.calls.includes("clean lost-01.example.test"));
     assert.equal(

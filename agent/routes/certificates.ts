@@ -42,9 +42,9 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
         // revoke without clean) would make Puppet Server ignore the new CSR: remove it first.
         if (mine) await ca.clean(certname);
 
-        ctx.store.transaction(() => {
-          ctx.store.recordCertificateRequested(certname, publicKey, now());
-          ctx.store.audit(
+        await ctx.store.transaction(async (tx) => {
+          await tx.recordCertificateRequested(certname, publicKey, now());
+          await tx.audit(
             auditEntry(request, { action: "certificate.request", target: certname, outcome: "submitting" }),
             now(),
           );
@@ -57,7 +57,7 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
           await ca.sign(certname);
           fetched = await Promise.all([ca.certificate(certname), ca.caBundle(), ca.crl()]);
         } catch (err) {
-          ctx.store.audit(
+          await ctx.store.audit(
             auditEntry(request, {
               action: "certificate.sign",
               target: certname,
@@ -86,10 +86,10 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
         }
         const { serial, notAfter } = describeCertificate(certificate);
         const issued: CertificateIssued = { certname, certificate, caCertificate, crl, serial, notAfter };
-        ctx.store.transaction(() => {
-          ctx.store.recordCertificateSigned(certname, serial, notAfter, now());
-          remember({ status: 201, body: issued });
-          ctx.store.audit(
+        await ctx.store.transaction(async (tx) => {
+          await tx.recordCertificateSigned(certname, serial, notAfter, now());
+          await remember(tx, { status: 201, body: issued });
+          await tx.audit(
             auditEntry(request, {
               action: "certificate.sign",
               target: certname,
@@ -108,9 +108,10 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
   app.get("/v1/certificates/:certname", async (request: FastifyRequest<Params>): Promise<CertificateStatus> => {
     const certname = checkName(request.params.certname, "certname");
     requireCa(ctx);
-    if (!ctx.store.certificate(certname)) throw new ApiError("not_found", `espm has no certificate for ${certname}`);
+    if (!(await ctx.store.certificate(certname)))
+      throw new ApiError("not_found", `espm has no certificate for ${certname}`);
     const { held } = await caHolding(ctx, certname);
-    const ours = ctx.store.certificate(certname)!;
+    const ours = (await ctx.store.certificate(certname))!;
     // After a clean the CA forgets the certificate; espm still knows it revoked it.
     if (held.state === "absent" && ours.state === "revoked")
       return { certname, state: "revoked", serial: ours.serial ?? undefined, notAfter: ours.notAfter ?? undefined };
@@ -121,7 +122,7 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
   app.delete("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
     const ca = requireCa(ctx);
-    const ours = ctx.store.certificate(certname);
+    const ours = await ctx.store.certificate(certname);
     if (!ours)
       throw new ApiError(
         "not_found",

@@ -48,14 +48,14 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
     const input = parseInput(schemas.enrollmentRequest, request.body ?? {}, "enrollment");
     requireAutosign(ctx);
     const ca = requireCa(ctx);
-    if (!ctx.store.liveNode(certname)) {
+    if (!(await ctx.store.liveNode(certname))) {
       throw new ApiError(
         "unprocessable",
         `espm has no node ${certname}: register it (PuppetNodeRegistration) before enrolling it`,
         [{ field: "certname", message: "not registered" }],
       );
     }
-    const earlier = ctx.store.liveEnrollment(certname);
+    const earlier = await ctx.store.liveEnrollment(certname);
     if (earlier && earlier.state !== "issued") {
       throw new ApiError(
         "conflict",
@@ -74,17 +74,17 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
     }
     const caCertificate = await ca.caBundle();
     const token = newToken();
-    const issued = ctx.store.transaction(() => {
+    const issued = await ctx.store.transaction(async (tx) => {
       const at = now();
-      if (earlier) ctx.store.updateEnrollment(earlier.id, { state: "revoked" }, at);
-      const record = ctx.store.insertEnrollment(
+      if (earlier) await tx.updateEnrollment(earlier.id, { state: "revoked" }, at);
+      const record = await tx.insertEnrollment(
         certname,
         tokenHash(token),
         input.extensions,
         expiry(input.ttlMinutes),
         at,
       );
-      ctx.store.audit(
+      await tx.audit(
         auditEntry(request, {
           action: "enrollment.create",
           target: certname,
@@ -101,7 +101,7 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
 
   app.get("/v1/enrollments/:certname", async (request: FastifyRequest<Params>): Promise<Enrollment> => {
     const certname = checkName(request.params.certname, "certname");
-    const enrollment = ctx.store.liveEnrollment(certname);
+    const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) throw new ApiError("not_found", `espm has no enrollment for ${certname}`);
     return view(await learnSerial(ctx, enrollment));
   });
@@ -110,25 +110,25 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
   app.put("/v1/enrollments/:certname", async (request: FastifyRequest<Params>): Promise<Enrollment> => {
     const certname = checkName(request.params.certname, "certname");
     const { ttlMinutes } = parseInput(schemas.enrollmentUpdate, request.body, "enrollment update");
-    const enrollment = ctx.store.liveEnrollment(certname);
+    const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) throw new ApiError("not_found", `espm has no enrollment for ${certname}`);
     if (enrollment.state !== "issued") return view(enrollment);
-    ctx.store.transaction(() => {
+    await ctx.store.transaction(async (tx) => {
       const at = now();
-      ctx.store.updateEnrollment(enrollment.id, { expiresAt: expiry(ttlMinutes) }, at);
-      ctx.store.audit(
+      await tx.updateEnrollment(enrollment.id, { expiresAt: expiry(ttlMinutes) }, at);
+      await tx.audit(
         auditEntry(request, { action: "enrollment.update", target: certname, outcome: `ttl ${ttlMinutes} min` }),
         at,
       );
     });
-    return view(ctx.store.liveEnrollment(certname)!);
+    return view((await ctx.store.liveEnrollment(certname))!);
   });
 
   app.delete("/v1/enrollments/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
-    const enrollment = ctx.store.liveEnrollment(certname);
+    const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) {
-      if (ctx.store.everEnrolled(certname)) return reply.code(204).send();
+      if (await ctx.store.everEnrolled(certname)) return reply.code(204).send();
       throw new ApiError("not_found", `espm has no enrollment for ${certname}`);
     }
     await revokeEnrollment(ctx, enrollment, actor(request));

@@ -30,10 +30,10 @@ async function probe(check: (() => Promise<BackendStatus>) | undefined): Promise
   }
 }
 
-function storeStatus(ctx: AgentContext): BackendStatus {
+async function storeStatus(ctx: AgentContext): Promise<BackendStatus> {
   try {
-    ctx.store.liveNode("health-check.invalid");
-    return { status: "ok" };
+    await ctx.store.ping();
+    return { status: "ok", detail: ctx.store.description };
   } catch (err) {
     return { status: "down", detail: (err as Error).message };
   }
@@ -57,7 +57,7 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
   };
 
   app.get("/v1/health", async (request): Promise<Health> => {
-    const store = storeStatus(ctx);
+    const store = await storeStatus(ctx);
     if (!request.authenticated) return { status: store.status === "ok" ? "ok" : "down" };
     const groups: BackendStatus = { status: "ok", detail: `${ctx.groups().size} groups` };
     const names = ctx.policy.describe();

@@ -17,6 +17,7 @@ import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "..
 import { caHolding, revokeCertificate } from "../ca-holding";
 import { revokeEnrollment } from "../enrollments";
 import type { PuppetDb } from "../puppetdb";
+import { StoreConflict } from "../store";
 
 /** How long a create waits for the fallback ENC's answer before it refuses to guess (503). */
 const FALLBACK_TIMEOUT_MS = 5000;
@@ -76,27 +77,23 @@ async function checkPuppetDb(ctx: AgentContext, name: string): Promise<void> {
 
 /** The certificate revoked (and any enrollment), then the node deactivated in PuppetDB and confirmed. */
 async function decommission(ctx: AgentContext, puppetdb: PuppetDb, name: string, who: string): Promise<void> {
-  const enrollment = ctx.store.liveEnrollment(name);
+  const enrollment = await ctx.store.liveEnrollment(name);
   if (enrollment) await revokeEnrollment(ctx, enrollment, who);
-  const certificate = ctx.store.certificate(name);
+  const certificate = await ctx.store.certificate(name);
   if (certificate && ctx.ca) await revokeCertificate(ctx, ctx.ca, certificate, who);
   let outcome: string;
   try {
     outcome = await puppetdb.deactivate(name);
   } catch (err) {
     const detail = (err as Error).message;
-    ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome: "failed", detail }, now());
+    await ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome: "failed", detail }, now());
     throw err;
   }
-  ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome }, now());
+  await ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome }, now());
 }
 
 function notOurs(name: string): ApiError {
   return new ApiError("not_found", `espm has no node named ${name}`);
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE";
 }
 
 function liveConflict(name: string): ApiError {
@@ -114,7 +111,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
       async (remember) => {
         const { name, ...classification } = input;
         checkGroups(ctx, classification.groups);
-        if (ctx.store.liveNode(name)) throw liveConflict(name);
+        if (await ctx.store.liveNode(name)) throw liveConflict(name);
         if (ctx.ca) {
           const { foreign } = await caHolding(ctx, name);
           if (foreign)
@@ -124,14 +121,14 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
         await checkPuppetDb(ctx, name);
         let node: Node;
         try {
-          node = ctx.store.transaction(() => {
-            const created = ctx.store.insertNode(name, complete(ctx, classification), now());
-            remember({ status: 201, body: created });
-            ctx.store.audit(auditEntry(request, { action: "node.create", target: name, outcome: "created" }), now());
+          node = await ctx.store.transaction(async (tx) => {
+            const created = await tx.insertNode(name, complete(ctx, classification), now());
+            await remember(tx, { status: 201, body: created });
+            await tx.audit(auditEntry(request, { action: "node.create", target: name, outcome: "created" }), now());
             return created;
           });
         } catch (err) {
-          if (isUniqueViolation(err)) throw liveConflict(name);
+          if (err instanceof StoreConflict) throw liveConflict(name);
           throw err;
         }
         ctx.export.writeNode(node);
@@ -143,7 +140,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
 
   app.get("/v1/nodes/:name", async (request: FastifyRequest<{ Params: { name: string } }>) => {
     const name = checkName(request.params.name, "name");
-    const node = ctx.store.liveNode(name);
+    const node = await ctx.store.liveNode(name);
     if (!node) throw notOurs(name);
     return node;
   });
@@ -151,12 +148,12 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
   app.put("/v1/nodes/:name", async (request: FastifyRequest<{ Params: { name: string } }>) => {
     const name = checkName(request.params.name, "name");
     const classification = parseInput(schemas.classification, request.body, "classification");
-    if (!ctx.store.liveNode(name)) throw notOurs(name);
+    if (!(await ctx.store.liveNode(name))) throw notOurs(name);
     checkGroups(ctx, classification.groups);
-    const node = ctx.store.transaction(() => {
-      const updated = ctx.store.updateNode(name, complete(ctx, classification), now());
+    const node = await ctx.store.transaction(async (tx) => {
+      const updated = await tx.updateNode(name, complete(ctx, classification), now());
       if (updated)
-        ctx.store.audit(auditEntry(request, { action: "node.update", target: name, outcome: "updated" }), now());
+        await tx.audit(auditEntry(request, { action: "node.update", target: name, outcome: "updated" }), now());
       return updated;
     });
     if (!node) throw notOurs(name);
@@ -166,14 +163,13 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
 
   app.delete("/v1/nodes/:name", async (request: FastifyRequest<{ Params: { name: string } }>, reply) => {
     const name = checkName(request.params.name, "name");
-    if (ctx.puppetdb && ctx.store.liveNode(name)) await decommission(ctx, ctx.puppetdb, name, actor(request));
-    const deleted = ctx.store.transaction(() => {
-      const gone = ctx.store.deleteNode(name, now());
-      if (gone)
-        ctx.store.audit(auditEntry(request, { action: "node.delete", target: name, outcome: "deleted" }), now());
+    if (ctx.puppetdb && (await ctx.store.liveNode(name))) await decommission(ctx, ctx.puppetdb, name, actor(request));
+    const deleted = await ctx.store.transaction(async (tx) => {
+      const gone = await tx.deleteNode(name, now());
+      if (gone) await tx.audit(auditEntry(request, { action: "node.delete", target: name, outcome: "deleted" }), now());
       return gone;
     });
-    if (!deleted && !ctx.store.everCreatedNode(name)) throw notOurs(name);
+    if (!deleted && !(await ctx.store.everCreatedNode(name))) throw notOurs(name);
     ctx.export.removeNode(name);
     return reply.code(204).send();
   });

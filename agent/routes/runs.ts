@@ -23,7 +23,7 @@ export const runRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
         throw new ApiError("invalid_request", `limit must be a whole number from 1 to ${MAX_LIMIT}`, [
           { field: "limit", message: "out of range" },
         ]);
-      if (!ctx.store.liveNode(name))
+      if (!(await ctx.store.liveNode(name)))
         throw new ApiError("not_found", `espm has no node ${name}; it shows runs only of nodes it created`);
       if (!ctx.reports) {
         throw new ApiError(
