@@ -38,7 +38,22 @@ function configSchema() {
       stop_grace_seconds: z.coerce.number().int().min(0).max(60).default(2),
     }),
     store: z.object({
-      database: path,
+      /** SQLite: the database file (the default store). */
+      database: path.optional(),
+      /** PostgreSQL instead: postgres://USER@HOST:PORT/DATABASE, the password in password_file. */
+      url: z
+        .url()
+        .refine((u) => /^postgres(ql)?:\/\//.test(u) && !new URL(u).password, {
+          error: "a postgres:// URL without a password (put the password in password_file)",
+        })
+        .optional(),
+      password_file: path.optional(),
+      /** The role `espm enc` reads with on compile masters: granted SELECT on nodes and groups only. */
+      enc_role: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]*$/)
+        .optional(),
+      /** SQLite: the export `espm enc` reads. PostgreSQL: `espm enc`'s cache of its last answers. */
       enc_export: path,
       /** The group that may read the export (Puppet Server's, which runs espm enc); files are 0640. */
       export_group: z
@@ -126,10 +141,15 @@ export function loadConfig(path: string): EspmConfig {
     throw new ConfigError(`${path} is not a valid espm config: ${problems.join("; ")}`);
   }
   const config = result.data;
+  if ((config.store.database === undefined) === (config.store.url === undefined))
+    throw new ConfigError(
+      `${path} is not a valid espm config: store: name one store, database (SQLite) or url (PostgreSQL)`,
+    );
   config.server.cert = at(config.server.cert);
   config.server.key = at(config.server.key);
   config.server.psk_file = at(config.server.psk_file);
-  config.store.database = at(config.store.database);
+  if (config.store.database) config.store.database = at(config.store.database);
+  if (config.store.password_file) config.store.password_file = at(config.store.password_file);
   config.store.enc_export = at(config.store.enc_export);
   config.classifier.groups = at(config.classifier.groups);
   if (config.classifier.fallback_enc) config.classifier.fallback_enc = at(config.classifier.fallback_enc);

@@ -3,7 +3,7 @@ import type { Group } from "../sdk/protocol";
 import type { CertificateAuthority, ClassDiscovery } from "./puppetserver/contract";
 import type { CertnamePolicy } from "./certname-policy";
 import type { EspmConfig } from "./config";
-import type { EncExport } from "./enc-export";
+import type { EncPublication } from "./enc-export";
 import type { Idempotency } from "./idempotency";
 import type { PuppetDb } from "./puppetdb";
 import type { RunSource } from "./reports";
@@ -18,8 +18,8 @@ export interface AgentContext {
   groups(): Map<string, Group>;
   /** Which certnames espm may sign and classify. */
   policy: CertnamePolicy;
-  /** What `espm enc` reads: the per-node files and the groups snapshot. */
-  export: EncExport;
+  /** What `espm enc` reads: the per-node files and the groups snapshot, or (PostgreSQL) the store itself. */
+  export: EncPublication;
   ca?: CertificateAuthority;
   classes?: ClassDiscovery;
   /** Where runs are read: Puppet Server's stored reports when espm.ini names reportdir, else PuppetDB's. */

@@ -9,7 +9,7 @@ import { buildAutosignServer, listenOnSocket } from "./autosign-server";
 import { CertnamePolicy } from "./certname-policy";
 import { loadConfig, type EspmConfig } from "./config";
 import type { AgentContext } from "./context";
-import { EncExport, readGroupsSnapshot } from "./enc-export";
+import { EncExport, readGroupsSnapshot, type EncPublication } from "./enc-export";
 import { EnrollmentSweep } from "./enrollments";
 import { GroupsSource } from "./groups";
 import type { Backends, ServerNameSource } from "./puppetserver/contract";
@@ -17,7 +17,8 @@ import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
 import { ReportReader } from "./reports";
 import { PuppetDb } from "./puppetdb";
-import { openStore } from "./store-open";
+import { openStore, StorePublication } from "./store-open";
+import type { Group } from "../sdk/protocol";
 import { VERSION } from "./version";
 
 /** While Puppet Server's own names are unknown, espm retries learning them this often. */
@@ -61,13 +62,20 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
   const store = await openStore(config);
-  const encExport = new EncExport(config.store.enc_export, config.store.export_group);
-  encExport.sync(await store.liveNodes());
-  const groups = new GroupsSource(
-    config.classifier.groups,
-    (g) => encExport.writeGroups(g),
-    readGroupsSnapshot(config.store.enc_export),
-  );
+  // SQLite: files `espm enc` reads, rebuilt from the store now. PostgreSQL: `espm enc` reads the
+  // store itself (on any compile master), and the groups are published there.
+  let publication: EncPublication;
+  let previousGroups: Map<string, Group>;
+  if (store.publishGroups) {
+    publication = new StorePublication(store);
+    previousGroups = (await store.publishedGroups?.()) ?? new Map();
+  } else {
+    const encExport = new EncExport(config.store.enc_export, config.store.export_group);
+    encExport.sync(await store.liveNodes());
+    publication = encExport;
+    previousGroups = readGroupsSnapshot(config.store.enc_export);
+  }
+  const groups = new GroupsSource(config.classifier.groups, (g) => publication.writeGroups(g), previousGroups);
   const puppetdb = config.puppetdb ? new PuppetDb(config.puppetdb) : undefined;
   const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : puppetdb;
   const ctx: AgentContext = {
@@ -76,7 +84,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     idempotency: new Idempotency(store),
     groups: () => groups.groups,
     policy,
-    export: encExport,
+    export: publication,
     version: VERSION,
     reports,
     puppetdb,
@@ -89,6 +97,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     : undefined;
   const sweep = config.autosign && ctx.ca ? new EnrollmentSweep(ctx, app.log) : undefined;
   groups.attach(app.log);
+  if (publication instanceof StorePublication)
+    publication.onError = (err) => app.log.error({ err: err.message }, "publishing the groups to the store failed");
   // Every socket, including those still in their TLS handshake (which the HTTP server does not
   // track), so that a stop can cut them all off.
   const sockets = new Set<import("node:net").Socket>();

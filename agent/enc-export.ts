@@ -29,7 +29,14 @@ export function groupId(name: string, groupFile = "/etc/group"): number {
   throw new Error(`the group ${name} (export_group in espm.ini) does not exist in ${groupFile}`);
 }
 
-export class EncExport {
+/** What `espm enc` reads, kept current by the daemon: files (EncExport) or the PostgreSQL store. */
+export interface EncPublication {
+  writeNode(node: Node): void;
+  removeNode(name: string): void;
+  writeGroups(groups: Map<string, Group>): void;
+}
+
+export class EncExport implements EncPublication {
   private readonly gid: number | undefined;
 
   constructor(

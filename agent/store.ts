@@ -164,6 +164,8 @@ export interface Store extends StoreOps {
   exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
   /** The validated groups, where every espm process and `espm enc` read them (PostgreSQL only). */
   publishGroups?(groups: Map<string, Group>): Promise<void>;
+  /** The groups last published there. */
+  publishedGroups?(): Promise<Map<string, Group>>;
   /** Answers when the store can be read. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -54,7 +54,7 @@ describe("the packages (npm run pack)", function () {
     const { manifest } = library;
     assert.equal(manifest.bin, undefined);
     assert.ok(manifest.peerDependencies?.["@pulumi/pulumi"], "@pulumi/pulumi is a peer: a project gets one copy");
-    for (const agentOnly of ["@pulumi/pulumi", "fastify", "better-sqlite3", "ini", "yaml"])
+    for (const agentOnly of ["@pulumi/pulumi", "fastify", "better-sqlite3", "pg", "ini", "yaml"])
       assert.equal(manifest.dependencies?.[agentOnly], undefined, agentOnly);
     assert.equal(manifest.scripts?.prepack, "npm run build", "a pack from a fresh clone builds first");
   });

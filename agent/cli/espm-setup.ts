@@ -38,6 +38,11 @@ const USAGE = `usage: espm-setup [options]
       --puppetdb-cert FILE           espm's client certificate at PuppetDB (its allowlist names its CN)
       --puppetdb-key FILE            its key
       --fallback-enc FILE      ENC to run for nodes espm did not create
+      --store-url URL          keep the store in PostgreSQL (postgres://USER@HOST:PORT/DATABASE)
+                               instead of SQLite, for several espm processes and compile masters
+      --store-password-file FILE     the file with that role's password (never in espm.ini)
+      --enc-role ROLE          the read-only role espm enc uses on compile masters (granted SELECT
+                               on nodes and groups only)
       --certname-pattern PATTERN     a certname pattern espm may sign and classify, such as
                                      '*.nodes.example.com' ('*' is exactly one whole label);
                                      repeat for more. At least one is required, or:
@@ -88,6 +93,9 @@ function main(argv: string[]): void {
         "puppetdb-cert": { type: "string" },
         "puppetdb-key": { type: "string" },
         "fallback-enc": { type: "string" },
+        "store-url": { type: "string" },
+        "store-password-file": { type: "string" },
+        "enc-role": { type: "string" },
         "certname-pattern": { type: "string", multiple: true },
         "allow-any-certname": { type: "boolean" },
         "deny-certname": { type: "string", multiple: true },
@@ -119,6 +127,13 @@ function main(argv: string[]): void {
     fail("--puppetdb-ca, --puppetdb-cert and --puppetdb-key go with --puppetdb-url");
   if (o["puppetdb-url"] && !o["puppetserver-url"])
     fail("--puppetdb-url needs the --puppetserver-* options: espm revokes at the CA before it deactivates in PuppetDB");
+  const storeUrl = o["store-url"];
+  if (storeUrl !== undefined) {
+    if (!/^postgres(ql)?:\/\/[^/]+\/\w/.test(storeUrl))
+      fail(`--store-url must be postgres://USER@HOST:PORT/DATABASE, not ${storeUrl}`);
+    if (new URL(storeUrl).password) fail("--store-url must not hold the password: give it in --store-password-file");
+  } else if (o["store-password-file"] || o["enc-role"])
+    fail("--store-password-file and --enc-role go with --store-url");
   for (const flag of ["puppetserver-url", "puppetdb-url"] as const) {
     const url = o[flag];
     if (url !== undefined && !/^https:\/\/[^/]+/.test(url)) fail(`--${flag} must be an https:// URL, not ${url}`);
@@ -165,7 +180,13 @@ function main(argv: string[]): void {
   const ini: Record<string, Record<string, string | number | string[]>> = {
     server: { host: o.listen, port, cert: files.cert, key: files.key, psk_file: files.psk },
     store: {
-      database: join(stateDir, "espm.db"),
+      ...(storeUrl
+        ? {
+            url: storeUrl,
+            ...(o["store-password-file"] ? { password_file: resolve(o["store-password-file"]) } : {}),
+            ...(o["enc-role"] ? { enc_role: o["enc-role"] } : {}),
+          }
+        : { database: join(stateDir, "espm.db") }),
       enc_export: join(stateDir, "enc-nodes"),
       ...(exportGroup ? { export_group: exportGroup } : {}),
     },

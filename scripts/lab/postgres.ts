@@ -6,7 +6,17 @@
  * (scram-sha-256); the lab itself speaks as the superuser over the private socket.
  */
 import { execFile } from "node:child_process";
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -151,4 +161,42 @@ export function residentMiB(pid: number): number {
     }
   }
   return Math.round(kib / 1024);
+}
+
+export interface EspmDatabase {
+  /** postgres://espm@HOST:PORT/DATABASE: the role espm runs as (it owns the database, so it migrates). */
+  url: string;
+  passwordFile: string;
+  /** The read-only role `espm enc` uses on compile masters, and its URL and password file. */
+  encRole: string;
+  encUrl: string;
+  encPasswordFile: string;
+}
+
+/**
+ * A database for espm's store, as the README tells a DBA to make it: a role for espm (named as the
+ * database) that owns it,
+ * and a login role for `espm enc` that espm grants SELECT on nodes and groups. Passwords go to
+ * files under `dir` (0600), never into a URL.
+ */
+export async function createEspmDatabase(pg: PostgresLab, dir: string, name = "espm"): Promise<EspmDatabase> {
+  const password = () => randomBytes(18).toString("base64url");
+  const owner = name;
+  const encRole = `${name}_enc`;
+  const ownerPassword = password();
+  const encPassword = password();
+  await pg.createDatabase(name, owner, ownerPassword);
+  await pg.sql("postgres", `CREATE ROLE ${identifier(encRole)} LOGIN PASSWORD ${literal(encPassword)}`);
+  const passwordFile = join(dir, `${name}.password`);
+  const encPasswordFile = join(dir, `${encRole}.password`);
+  writeFileSync(passwordFile, `${ownerPassword}\n`, { mode: 0o600 });
+  writeFileSync(encPasswordFile, `${encPassword}\n`, { mode: 0o600 });
+  const at = `${pg.host}:${pg.port}/${name}`;
+  return {
+    url: `postgres://${owner}@${at}`,
+    passwordFile,
+    encRole,
+    encUrl: `postgres://${encRole}@${at}`,
+    encPasswordFile,
+  };
 }
