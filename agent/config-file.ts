@@ -38,15 +38,31 @@ export function readIni(path: string): { raw: IniSections; at: (p: string) => st
   return { raw: parse(text), at: (p: string) => resolve(base, p) };
 }
 
-/** What `espm enc` needs of espm.ini: the export it reads, and the site's fallback ENC, if any. */
-export function encSettings(path: string): { encExport: string; fallbackEnc: string | undefined } {
+export interface EncSettings {
+  /** SQLite: the export the daemon writes. PostgreSQL: the cache of `espm enc`'s last answers. */
+  encExport: string;
+  fallbackEnc: string | undefined;
+  /** PostgreSQL: where the nodes and groups are read (with the read-only role), and its password file. */
+  store?: { url: string; passwordFile?: string };
+}
+
+/**
+ * What `espm enc` needs of espm.ini: the export it reads (or, with a PostgreSQL store, the store's
+ * URL and its local cache), and the site's fallback ENC, if any. A compile master's espm.ini needs
+ * only these.
+ */
+export function encSettings(path: string): EncSettings {
   const { raw, at } = readIni(path);
-  const encExport = raw.store?.enc_export;
-  if (typeof encExport !== "string" || encExport === "")
+  const setting = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
+  const encExport = setting(raw.store?.enc_export);
+  if (encExport === undefined)
     throw new ConfigError(`${path} is not a valid espm config: store.enc_export: a path is required`);
-  const fallback = raw.classifier?.fallback_enc;
+  const url = setting(raw.store?.url);
+  const passwordFile = setting(raw.store?.password_file);
+  const fallback = setting(raw.classifier?.fallback_enc);
   return {
     encExport: at(encExport),
-    fallbackEnc: typeof fallback === "string" && fallback !== "" ? at(fallback) : undefined,
+    fallbackEnc: fallback === undefined ? undefined : at(fallback),
+    store: url === undefined ? undefined : { url, passwordFile: passwordFile && at(passwordFile) },
   };
 }

@@ -7,7 +7,8 @@
  */
 import { nameProblem } from "../sdk/names";
 import { mergeClassification, type EncClassification } from "./classification";
-import { encSettings } from "./config-file";
+import { encSettings, type EncSettings } from "./config-file";
+import type { Group, Node } from "../sdk/protocol";
 import { readGroupsSnapshot, readNodeExport } from "./enc-export";
 import type { EncResult } from "./fallback-enc";
 
@@ -55,14 +56,42 @@ function flow(value: unknown): string {
   );
 }
 
+/** The node and the groups from the daemon's export files. */
+function fromExport(dir: string, certname: string) {
+  const node = readNodeExport(dir, certname);
+  return { node, groups: node ? readGroupsSnapshot(dir) : new Map<string, Group>(), note: undefined };
+}
+
+/** The node and the groups from PostgreSQL (or the cache); a failure to learn either fails the compile. */
+async function fromPostgres(
+  store: NonNullable<EncSettings["store"]>,
+  cacheDir: string,
+  certname: string,
+): Promise<{ node: Node | undefined; groups: Map<string, Group>; note?: string } | EncResult> {
+  // Loaded only here: the driver is most of a PostgreSQL compile's cost, and a SQLite site never pays it.
+  const { readFromStore } = await import("./enc-postgres");
+  try {
+    const answer = await readFromStore(store, cacheDir, certname);
+    const note =
+      answer.cached &&
+      `espm enc: PostgreSQL cannot be read (${answer.cached}); served ${certname}'s last answer from ${cacheDir}\n`;
+    return { ...answer, note };
+  } catch (err) {
+    return { stdout: "", stderr: `espm enc: ${(err as Error).message}\n`, exitCode: 1 };
+  }
+}
+
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
-  const { encExport, fallbackEnc } = encSettings(configFile);
+  const { encExport, fallbackEnc, store } = encSettings(configFile);
   // A certname Puppet allows but espm's name rule does not (`x_`, `a..b`) is never espm's node:
   // it goes to the fallback like any other node espm did not create, and never reaches a file path.
-  const node = nameProblem(certname) === undefined ? readNodeExport(encExport, certname) : undefined;
-  if (node) {
-    const classification = mergeClassification(node, readGroupsSnapshot(encExport));
-    return { stdout: renderEnc(classification), stderr: "", exitCode: 0 };
+  if (nameProblem(certname) === undefined) {
+    const found = store ? await fromPostgres(store, encExport, certname) : fromExport(encExport, certname);
+    if ("exitCode" in found) return found;
+    if (found.node) {
+      const classification = mergeClassification(found.node, found.groups);
+      return { stdout: renderEnc(classification), stderr: found.note ?? "", exitCode: 0 };
+    }
   }
   if (fallbackEnc) {
     // Loaded only here: it parses the fallback's YAML, which espm's own nodes never need.

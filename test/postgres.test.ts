@@ -1,0 +1,240 @@
+/**
+ * Past one Puppet server: two espm processes on one PostgreSQL store (Debian's PostgreSQL 15, a
+ * cluster of the test's own), and `espm enc` on a "compile master" whose espm.ini has no daemon,
+ * only the store's URL with the read-only role. A create on one process is visible on the other; a
+ * race gives one 201 and one 409; an Idempotency-Key retried on the other process returns the first
+ * answer (waiting for it while it runs); SIGKILL of one process during a burst loses no acknowledged
+ * node; a first boot goes through a Puppet Server whose ENC reads PostgreSQL; while the database is
+ * down, `espm enc` serves the node's last answer.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { EspmClient } from "../sdk/client";
+import { EspmError } from "../sdk/errors";
+import { createCsr, generateKeyPairAsync } from "../sdk/x509";
+import { renderUserData } from "../provider/userdata";
+import { createEspmDatabase, startPostgres, type EspmDatabase, type PostgresLab } from "../scripts/lab/postgres";
+import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
+import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, run, scratchDir, setupEspm } from "./helpers/espm";
+import { bootAgent } from "./helpers/world";
+
+const GROUPS = "groups:\n  files:\n    classes:\n      espm_file:\n        content: from PostgreSQL\n";
+
+describe("several espm processes and a compile master on one PostgreSQL store", function () {
+  this.timeout(240_000);
+  let dir: string;
+  let pg: PostgresLab;
+  let db: EspmDatabase;
+  let lab: PuppetServerLab;
+  let a: EspmProcess;
+  let b: EspmProcess;
+  /** A third process, as plain as B, for races that neither side's fallback ENC slows down. */
+  let c: EspmProcess;
+  let clientA: EspmClient;
+  let clientB: EspmClient;
+  /** The compile master's espm.ini: the store's URL with the read-only role, a cache, a fallback ENC. */
+  let compileIni: string;
+
+  const storeArgs = () => ["--store-url", db.url, "--store-password-file", db.passwordFile, "--enc-role", db.encRole];
+  const clientOf = (espm: EspmProcess) =>
+    new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
+  const enc = (certname: string) =>
+    run(process.execPath, [ESPM_BIN, "enc", "-c", compileIni, certname]).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+
+  before(async function () {
+    this.timeout(600_000);
+    dir = scratchDir("espm-postgres");
+    pg = await startPostgres();
+    db = await createEspmDatabase(pg, dir);
+    compileIni = join(dir, "compile-master.ini");
+    const fallback = join(dir, "fallback-enc.sh");
+    writeFileSync(
+      fallback,
+      `#!/bin/sh\ncase "$1" in\n  legacy-01.example.test) printf -- '---\\nclasses:\\n  legacy: {}\\n' ;;\n  *) printf -- '---\\nclasses: {}\\n' ;;\nesac\n`,
+      { mode: 0o755 },
+    );
+    writeFileSync(
+      compileIni,
+      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n\n[classifier]\nfallback_enc = ${fallback}\n`,
+    );
+    lab = await startPuppetServer({
+      dir: join(dir, "puppetserver"),
+      port: await freePort(),
+      enc: `${process.execPath} ${ESPM_BIN} enc -c ${compileIni}`,
+      modules: [join(ROOT, "test/fixtures/modules/espm_file")],
+    });
+    // A, with the CA, and a fallback ENC that takes 1.5 s (so a create on A is slow); B, beside it.
+    const slowFallback = join(dir, "slow-fallback.sh");
+    writeFileSync(slowFallback, "#!/bin/sh\nsleep 1.5\nprintf -- '---\\nclasses: {}\\n'\n", { mode: 0o755 });
+    for (const d of ["a", "b", "c"]) mkdirSync(join(dir, d));
+    const setupA = await setupEspm(
+      [...storeArgs(), ...puppetServerArgs(lab), "--fallback-enc", slowFallback],
+      GROUPS,
+      join(dir, "a"),
+    );
+    const setupB = await setupEspm(storeArgs(), GROUPS, join(dir, "b"));
+    const setupC = await setupEspm(storeArgs(), GROUPS, join(dir, "c"));
+    [a, b, c] = await Promise.all([EspmProcess.start(setupA), EspmProcess.start(setupB), EspmProcess.start(setupC)]);
+    clientA = clientOf(a);
+    clientB = clientOf(b);
+  });
+
+  after(async () => {
+    await clientA?.close();
+    await clientB?.close();
+    await a?.stop();
+    await b?.stop();
+    await c?.stop();
+    await lab?.stop();
+    await pg?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("reports the PostgreSQL store healthy on both, without its password", async () => {
+    for (const client of [clientA, clientB]) {
+      const store = (await client.health()).backends?.store;
+      assert.equal(store?.status, "ok");
+      assert.match(store?.detail ?? "", /^PostgreSQL postgres:\/\/espm@127\.0\.0\.1:\d+\/espm$/);
+    }
+    const ini = readFileSync(a.setup.ini, "utf8");
+    assert.ok(!ini.includes(readFileSync(db.passwordFile, "utf8").trim()), "no password in espm.ini");
+  });
+
+  it("shows a node created on one process on the other at once", async () => {
+    await clientB.registerNode({ name: "seen-01.example.test", groups: ["files"] });
+    assert.equal((await clientA.getNode("seen-01.example.test"))?.name, "seen-01.example.test");
+    await clientA.deleteNode("seen-01.example.test");
+    assert.equal(await clientB.getNode("seen-01.example.test"), undefined);
+  });
+
+  it("gives exactly one 201 and one 409 to creates of one name at the same moment on two processes", async () => {
+    const clientC = clientOf(c);
+    // Connections open first, so that both requests leave at once.
+    await Promise.all([clientB.health(), clientC.health()]);
+    for (let i = 0; i < 20; i++) {
+      const name = `race-${i}.example.test`;
+      const results = await Promise.allSettled([clientB.registerNode({ name }), clientC.registerNode({ name })]);
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 1, name);
+      const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      assert.equal((refused.reason as EspmError).status, 409, String(refused.reason));
+    }
+    await clientC.close();
+  });
+
+  it("answers an Idempotency-Key retried on the other process with the first answer, waiting while it runs", async () => {
+    const body = JSON.stringify({ name: "idem-01.example.test", groups: ["files"] });
+    const headers = { "content-type": "application/json", "idempotency-key": "retry-across-processes-0001" };
+    // The first attempt runs on A (its fallback ENC takes 1.5 s); the retry reaches B meanwhile.
+    const first = a.raw("POST", "/v1/nodes", { body, headers });
+    await new Promise((r) => setTimeout(r, 300));
+    const retry = await b.raw("POST", "/v1/nodes", { body, headers });
+    const original = await first;
+    assert.equal(original.status, 201, original.text);
+    assert.equal(retry.status, 201, retry.text);
+    assert.deepEqual(retry.json, original.json, "the same answer, not a second create");
+    const again = await b.raw("POST", "/v1/nodes", { body, headers });
+    assert.deepEqual(again.json, original.json);
+  });
+
+  it("keeps every acknowledged node, each once, when one process is killed during a burst", async () => {
+    const acknowledged: string[] = [];
+    let next = 0;
+    let killed = false;
+    const worker = (client: EspmClient) => async () => {
+      while (next < 600) {
+        const name = `burst-${next++}.example.test`;
+        try {
+          await client.registerNode({ name, groups: [] });
+          acknowledged.push(name);
+          if (acknowledged.length === 100 && !killed) {
+            killed = true;
+            b.child.kill("SIGKILL");
+          }
+        } catch {
+          // answers lost to the kill are expected; only acknowledged creates must survive
+        }
+      }
+    };
+    const killable = new EspmClient({
+      url: b.url,
+      psk: b.setup.psk,
+      certificate: b.setup.certificate,
+      attempts: 1,
+      timeoutMs: 5000,
+    });
+    await Promise.all([...Array.from({ length: 4 }, worker(killable)), ...Array.from({ length: 4 }, worker(clientA))]);
+    await killable.close();
+    assert.ok(killed && acknowledged.length >= 100);
+    const counts = await pg.sql(
+      "espm",
+      "SELECT name || ' ' || count(*) FROM nodes WHERE name LIKE 'burst-%' AND deleted_at IS NULL GROUP BY name",
+    );
+    const live = new Map(counts.split("\n").map((l) => l.split(" ") as [string, string]));
+    for (const name of acknowledged)
+      assert.equal(live.get(name), "1", `${name}: acknowledged, found ${live.get(name)}`);
+    b = await EspmProcess.start(b.setup);
+    await clientB.close();
+    clientB = clientOf(b);
+    assert.equal((await clientB.getNode(acknowledged[0]!))?.name, acknowledged[0]);
+  });
+
+  it("boots a node through a Puppet Server whose ENC reads PostgreSQL with the read-only role", async () => {
+    const name = "pg-boot-01.example.test";
+    const managed = join(dir, "agent/managed.txt");
+    await clientA.registerNode({ name, groups: ["files"], classes: { espm_file: { path: managed } } });
+    const { privateKeyPem } = await generateKeyPairAsync("ec-p256");
+    const issued = await clientA.signCertificate(name, createCsr(name, privateKeyPem));
+    const script = join(dir, "userdata.sh");
+    const userdata = renderUserData({
+      nodeName: name,
+      master: "localhost",
+      masterPort: lab.port,
+      certificatePem: issued.certificate,
+      privateKeyPem,
+      caCertificatePem: issued.caCertificate,
+    });
+    writeFileSync(script, userdata.script, { mode: 0o700 });
+    const boot = await bootAgent(join(dir, "agent"), script);
+    assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
+    assert.match(boot.stdout, /agent exit 2/);
+    assert.equal(readFileSync(managed, "utf8"), "from PostgreSQL\n");
+  });
+
+  it("gives espm enc's role no write at all, and sends other names to the fallback ENC", async () => {
+    const writes = await pg.sql(
+      "espm",
+      `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+         unnest(ARRAY['INSERT','UPDATE','DELETE','TRUNCATE']) p
+       WHERE n.nspname = 'public' AND c.relkind = 'r' AND has_table_privilege('${db.encRole}', c.oid, p)`,
+    );
+    assert.equal(writes, "0", "no write privilege on any table");
+    const readable = await pg.sql(
+      "espm",
+      `SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relkind = 'r' AND has_table_privilege('${db.encRole}', c.oid, 'SELECT')`,
+    );
+    assert.equal(readable, "groups_snapshot,nodes", "reads the nodes and the groups, not tokens or the audit log");
+    const legacy = await enc("legacy-01.example.test");
+    assert.equal(legacy.code, 0);
+    assert.match(legacy.stdout, /legacy: \{\}/);
+  });
+
+  it("while PostgreSQL is down, serves a node's last answer from its cache and fails a node it never answered", async () => {
+    const name = "pg-boot-01.example.test";
+    const before = await enc(name);
+    assert.equal(before.code, 0, before.stderr);
+    assert.match(before.stdout, /espm_file/);
+    await pg.stop();
+    const cached = await enc(name);
+    assert.equal(cached.code, 0, cached.stderr);
+    assert.equal(cached.stdout, before.stdout);
+    assert.match(cached.stderr, /PostgreSQL cannot be read .*served pg-boot-01\.example\.test's last answer/);
+    const unknown = await enc("never-asked.example.test");
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /PostgreSQL cannot be read .*no earlier answer for never-asked\.example\.test/);
+  });
+});
