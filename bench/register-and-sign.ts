@@ -13,8 +13,9 @@
  *
  * and prints espm/floor, generate/espm and the load average before and after each server's run.
  * First, with no Puppet Server running, it times key + CSR per node for each key type, one at a
- * time; `espm enc` for a node espm classifies beside `node -e 0`, alternating, 30 runs each; and
- * 2,000 creates (POST /v1/nodes) at concurrency 16, with their rate, p50 and p99. On each server it
+ * time; then on each store, SQLite and PostgreSQL (a cluster of its own), `espm enc` for a node
+ * espm classifies beside `node -e 0`, alternating, 30 runs each, and 2,000 creates (POST /v1/nodes)
+ * at concurrency 16, with their rate, p50 and p99, and PostgreSQL/SQLite ratios. On each server it
  * also sends 2,000 GET /v1/classes at concurrency 16 across a class-cache expiry, with p50 and p99.
  *
  *   npm run bench [-- --count 100 --concurrency 16 --puppet 7,8 --jvm production --bulk-sign off]
@@ -22,7 +23,7 @@
  *   (root; starts its own Puppet Servers, one at a time, and espm)
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -32,6 +33,7 @@ import { createCsr, generateKeyPairAsync, generateRsaKeyPairAsync } from "../sdk
 import { debianRoot, puppet8 } from "../scripts/lab/debian-root";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
+import { createEspmDatabase, startPostgres } from "../scripts/lab/postgres";
 
 const run = promisify(execFile);
 
@@ -110,12 +112,32 @@ async function latencies(total: number, concurrency: number, call: (i: number) =
   return { wall, p50: percentile(each, 50), p99: percentile(each, 99) };
 }
 
-/** `espm enc` for a node espm classifies, against `node -e 0`, each run `runs` times in turn. */
-async function withoutPuppetServer(runs: number) {
+/**
+ * On one store, SQLite or PostgreSQL (a cluster of the bench's own): `espm enc` for a node espm
+ * classifies, against `node -e 0`, each run `runs` times in turn (with PostgreSQL, as on a compile
+ * master: the read-only role, connecting for each run); then 2,000 creates at concurrency 16.
+ */
+async function withoutPuppetServer(runs: number, store: "SQLite" | "PostgreSQL") {
   const dir = mkdtempSync(join(tmpdir(), "espm-bench-enc-"));
+  chmodSync(dir, 0o755);
   const groups = "groups:\n  web:\n    classes:\n      ntp: { servers: [a, b] }\n    parameters: { role: web }\n";
-  const espm = await EspmProcess.start(await setupEspm(["--certname-pattern", "*.example.test"], groups, dir));
+  const pg = store === "PostgreSQL" ? await startPostgres() : undefined;
+  const db = pg && (await createEspmDatabase(pg, dir));
+  const storeArgs = db
+    ? ["--store-url", db.url, "--store-password-file", db.passwordFile, "--enc-role", db.encRole]
+    : [];
+  const espm = await EspmProcess.start(
+    await setupEspm(["--certname-pattern", "*.example.test", ...storeArgs], groups, join(dir, "espm")),
+  );
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
+  let encIni = espm.setup.ini;
+  if (db) {
+    encIni = join(dir, "compile-master.ini");
+    writeFileSync(
+      encIni,
+      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n`,
+    );
+  }
   try {
     await client.registerNode({ name: "enc-01.example.test", groups: ["web"], classes: { motd: { message: "hi" } } });
     let enc = 0;
@@ -123,7 +145,7 @@ async function withoutPuppetServer(runs: number) {
     for (let i = 0; i < runs; i++) {
       node += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
       enc += await timed(async () => {
-        const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", espm.setup.ini, "enc-01.example.test"]);
+        const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", encIni, "enc-01.example.test"]);
         if (!stdout.includes("ntp")) throw new Error(`espm enc classified enc-01 without its group: ${stdout}`);
       });
     }
@@ -134,10 +156,11 @@ async function withoutPuppetServer(runs: number) {
       });
       if (res.status !== 201) throw new Error(`POST /v1/nodes answered ${res.status}: ${res.text}`);
     });
-    return { enc: enc / runs, node: node / runs, creates };
+    return { store, enc: enc / runs, node: node / runs, creates };
   } finally {
     await client.close();
     await espm.stop();
+    await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -295,13 +318,20 @@ async function main(): Promise<void> {
     });
     console.log(`  ${keyType.padEnd(9)} ${(total / n).toFixed(1).padStart(7)} ms (${n} keys)`);
   }
-  const local = await withoutPuppetServer(30);
+  console.log("espm enc (30 runs, node -e 0 alternating) and POST /v1/nodes (2000 at concurrency 16), per store:");
+  const stores = [];
+  for (const store of ["SQLite", "PostgreSQL"] as const) {
+    const local = await withoutPuppetServer(30, store);
+    const { creates } = local;
+    stores.push({ store, rate: 2000 / (creates.wall / 1000), p99: creates.p99, enc: local.enc });
+    console.log(
+      `  ${store.padEnd(10)} espm enc ${local.enc.toFixed(0)} ms (node -e 0 ${local.node.toFixed(0)} ms, ${(local.enc / local.node).toFixed(2)}x); ` +
+        `creates ${(2000 / (creates.wall / 1000)).toFixed(0)}/s, p50 ${creates.p50.toFixed(1)} ms, p99 ${creates.p99.toFixed(1)} ms`,
+    );
+  }
+  const [sqlite, postgres] = stores;
   console.log(
-    `espm enc for a node espm classifies: ${local.enc.toFixed(0)} ms a run; node -e 0: ${local.node.toFixed(0)} ms; ratio ${(local.enc / local.node).toFixed(2)}x`,
-  );
-  const { creates } = local;
-  console.log(
-    `POST /v1/nodes, 2000 at concurrency 16: ${(2000 / (creates.wall / 1000)).toFixed(0)}/s, p50 ${creates.p50.toFixed(1)} ms, p99 ${creates.p99.toFixed(1)} ms`,
+    `  PostgreSQL/SQLite: creates/s ${(postgres!.rate / sqlite!.rate).toFixed(2)}x, p99 ${(postgres!.p99 / sqlite!.p99).toFixed(2)}x, espm enc ${(postgres!.enc / sqlite!.enc).toFixed(2)}x`,
   );
   const results = [];
   for (const puppet of values.puppet.split(",").filter(Boolean).map(Number))
