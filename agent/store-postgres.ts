@@ -17,6 +17,7 @@
 import { readFileSync } from "node:fs";
 import { Pool, type ClientConfig, type PoolClient, type QueryResultRow } from "pg";
 import type { Classification, Group } from "../sdk/protocol";
+import { BackendError } from "./puppetserver/contract";
 import {
   IDEMPOTENCY_TTL_MS,
   StoreConflict,
@@ -330,10 +331,28 @@ function fromPgRow(row: EnrollmentRow): EnrollmentRow {
   return { ...row, id: Number(row.id) };
 }
 
-function queryOn(target: Pool | PoolClient): Query {
+/**
+ * A store that cannot be reached (refused, timed out, the connection lost, the server shutting
+ * down) is a 503 the caller may retry, not espm's own failure; any other error stays as it is.
+ */
+function unreachable(url: string, err: unknown): Error {
+  const e = err as { code?: string; message?: string };
+  const lost =
+    (e.code !== undefined && /^(E[A-Z]+|57P0[1-3]|08\w{3})$/.test(e.code)) ||
+    /Connection terminated|timeout exceeded when trying to connect/i.test(e.message ?? "");
+  return lost
+    ? new BackendError(503, `the PostgreSQL store at ${describeUrl(url)} cannot be reached: ${e.message ?? e.code}`)
+    : (err as Error);
+}
+
+function queryOn(target: Pool | PoolClient, url: string): Query {
   return async <R extends QueryResultRow>(text: string, values?: unknown[]) => {
-    const result = await target.query<R>(text, values);
-    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    try {
+      const result = await target.query<R>(text, values);
+      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    } catch (err) {
+      throw unreachable(url, err);
+    }
   };
 }
 
@@ -383,13 +402,15 @@ export async function openPostgresStore(settings: PostgresSettings): Promise<Sto
     throw new Error(`the PostgreSQL store at ${describeUrl(settings.url)}: ${(err as Error).message}`);
   }
   return {
-    ...pgOps(queryOn(pool)),
+    ...pgOps(queryOn(pool, settings.url)),
     description: `PostgreSQL ${describeUrl(settings.url)}`,
     async transaction(work) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((err: unknown) => {
+        throw unreachable(settings.url, err);
+      });
       try {
         await client.query("BEGIN");
-        const result = await work(pgOps(queryOn(client)));
+        const result = await work(pgOps(queryOn(client, settings.url)));
         await client.query("COMMIT");
         return result;
       } catch (err) {
@@ -400,10 +421,17 @@ export async function openPostgresStore(settings: PostgresSettings): Promise<Sto
       }
     },
     async exclusive(key, work) {
-      const client = await locks.connect();
+      const client = await locks.connect().catch((err: unknown) => {
+        throw unreachable(settings.url, err);
+      });
       let healthy = true;
       try {
-        await client.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [`espm idempotency ${key}`]);
+        await client
+          .query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [`espm idempotency ${key}`])
+          .catch((err: unknown) => {
+            healthy = false;
+            throw unreachable(settings.url, err);
+          });
         try {
           return await work();
         } finally {
@@ -431,7 +459,7 @@ export async function openPostgresStore(settings: PostgresSettings): Promise<Sto
       return new Map(groups.map((g) => [g.name, g]));
     },
     async ping() {
-      await pool.query("SELECT 1");
+      await queryOn(pool, settings.url)("SELECT 1");
     },
     async close() {
       await Promise.allSettled([pool.end(), locks.end()]);

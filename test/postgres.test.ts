@@ -233,6 +233,13 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     assert.equal(cached.code, 0, cached.stderr);
     assert.equal(cached.stdout, before.stdout);
     assert.match(cached.stderr, /PostgreSQL cannot be read .*served pg-boot-01\.example\.test's last answer/);
+    // espm itself answers 503 naming the store, which a client retries, and nothing is half-made.
+    const refused = await a.raw("POST", "/v1/nodes", {
+      body: JSON.stringify({ name: "while-down.example.test" }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(refused.status, 503, refused.text);
+    assert.match(refused.json.error?.message ?? "", /the PostgreSQL store at postgres:\/\/espm@.* cannot be reached/);
     const unknown = await enc("never-asked.example.test");
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /PostgreSQL cannot be read .*no earlier answer for never-asked\.example\.test/);
