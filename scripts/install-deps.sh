@@ -26,6 +26,9 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 
 if [ -n "$missing" ]; then
   echo "install-deps: installing$missing"
+  # PuppetDB's package would set up a database in the system's PostgreSQL cluster through
+  # dbconfig-common; the tests run clusters of their own, so it is told not to.
+  echo "puppetdb puppetdb/dbconfig-install boolean false" | debconf-set-selections
   apt-get update -q
   # shellcheck disable=SC2086 # a list of package names
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
