@@ -44,6 +44,8 @@ export interface EncSettings {
   fallbackEnc: string | undefined;
   /** PostgreSQL: where the nodes and groups are read (with the read-only role), and its password file. */
   store?: { url: string; passwordFile?: string };
+  /** The certname patterns ([certnames] allow[]), when espm.ini limits names to them. */
+  patterns?: string[];
 }
 
 /**
@@ -60,7 +62,13 @@ export function encSettings(path: string): EncSettings {
   const url = setting(raw.store?.url);
   const passwordFile = setting(raw.store?.password_file);
   const fallback = setting(raw.classifier?.fallback_enc);
+  const allow = raw.certnames?.allow;
+  const patterns = (Array.isArray(allow) ? allow : [allow]).filter(
+    (p): p is string => typeof p === "string" && p !== "",
+  );
+  const limited = raw.certnames?.allow_any !== true && raw.certnames?.allow_any !== "true" && patterns.length > 0;
   return {
+    patterns: limited ? patterns : undefined,
     encExport: at(encExport),
     fallbackEnc: fallback === undefined ? undefined : at(fallback),
     store: url === undefined ? undefined : { url, passwordFile: passwordFile && at(passwordFile) },

@@ -7,6 +7,7 @@
  */
 import { nameProblem } from "../sdk/names";
 import { mergeClassification, type EncClassification } from "./classification";
+import { matchesPattern } from "./certname-policy";
 import { encSettings, type EncSettings } from "./config-file";
 import type { Group, Node } from "../sdk/protocol";
 import { readGroupsSnapshot, readNodeExport } from "./enc-export";
@@ -82,10 +83,14 @@ async function fromPostgres(
 }
 
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
-  const { encExport, fallbackEnc, store } = encSettings(configFile);
+  const { encExport, fallbackEnc, store, patterns } = encSettings(configFile);
   // A certname Puppet allows but espm's name rule does not (`x_`, `a..b`) is never espm's node:
   // it goes to the fallback like any other node espm did not create, and never reaches a file path.
-  if (nameProblem(certname) === undefined) {
+  // Nor is a name outside espm's certname patterns, when espm.ini gives them: with PostgreSQL, such
+  // nodes never wait on the database, and compile on while it is down.
+  const couldBeOurs =
+    nameProblem(certname) === undefined && (!store || !patterns || patterns.some((p) => matchesPattern(certname, p)));
+  if (couldBeOurs) {
     const found = store ? await fromPostgres(store, encExport, certname) : fromExport(encExport, certname);
     if ("exitCode" in found) return found;
     if (found.node) {

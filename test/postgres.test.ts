@@ -59,7 +59,8 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     );
     writeFileSync(
       compileIni,
-      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n\n[classifier]\nfallback_enc = ${fallback}\n`,
+      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n\n` +
+        `[certnames]\nallow[] = *.example.test\n\n[classifier]\nfallback_enc = ${fallback}\n`,
     );
     lab = await startPuppetServer({
       dir: join(dir, "puppetserver"),
@@ -240,6 +241,10 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     });
     assert.equal(refused.status, 503, refused.text);
     assert.match(refused.json.error?.message ?? "", /the PostgreSQL store at postgres:\/\/espm@.* cannot be reached/);
+    // A node outside espm's certname patterns never waits on the database: the fallback answers.
+    const legacy = await enc("legacy-02.site.test");
+    assert.equal(legacy.code, 0, legacy.stderr);
+    assert.equal(legacy.stdout, "---\nclasses: {}\n");
     const unknown = await enc("never-asked.example.test");
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /PostgreSQL cannot be read .*no earlier answer for never-asked\.example\.test/);
