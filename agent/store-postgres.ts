@@ -173,9 +173,12 @@ function pgOps(query: Query): StoreOps {
     return row ? toNode(row) : undefined;
   };
   const liveEnrollment = async (certname: string) => {
-    const row = await one<EnrollmentRow>("SELECT * FROM enrollments WHERE certname = $1 AND state <> 'revoked'", [
-      certname,
-    ]);
+    // FOR UPDATE: a transaction that reads an enrollment to change it holds the row until it
+    // commits, so two processes deciding on one token decide one after the other, as on SQLite.
+    const row = await one<EnrollmentRow>(
+      "SELECT * FROM enrollments WHERE certname = $1 AND state <> 'revoked' FOR UPDATE",
+      [certname],
+    );
     return row && toEnrollment(fromPgRow(row));
   };
   const json = (c: Required<Classification>) => [
@@ -270,7 +273,7 @@ function pgOps(query: Query): StoreOps {
     },
     liveEnrollment,
     async enrollmentByToken(tokenHash) {
-      const row = await one<EnrollmentRow>("SELECT * FROM enrollments WHERE token_hash = $1", [tokenHash]);
+      const row = await one<EnrollmentRow>("SELECT * FROM enrollments WHERE token_hash = $1 FOR UPDATE", [tokenHash]);
       return row && toEnrollment(fromPgRow(row));
     },
     async everEnrolled(certname) {

@@ -193,6 +193,22 @@ for (const make of [sqliteBackend, postgresBackend]) {
       assert.equal((await store.liveEnrollments()).length, 1);
     });
 
+    it("lets one of two transactions deciding on one token at once use it", async () => {
+      await store.insertEnrollment("t.example.test", "hash-race", {}, NOW, NOW);
+      const decided = await Promise.all(
+        [1, 2].map(() =>
+          store.transaction(async (tx) => {
+            const enrollment = await tx.enrollmentByToken("hash-race");
+            if (enrollment?.state !== "issued") return false;
+            await new Promise((r) => setTimeout(r, 50)); // the other one reads meanwhile
+            await tx.updateEnrollment(enrollment.id, { state: "used" }, NOW);
+            return true;
+          }),
+        ),
+      );
+      assert.deepEqual(decided.sort(), [false, true]);
+    });
+
     it("opens again on migrated data, and two stores opening at once migrate once", async function () {
       await store.close();
       store = await backend.open();
