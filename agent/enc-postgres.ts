@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { Client } from "pg";
 import type { Group, Node } from "../sdk/protocol";
+import { toNode, type NodeRow } from "./store";
 import { connectionConfig, readPassword } from "./store-postgres";
 
 /** How long a compile waits for PostgreSQL before it serves the cached answer. */
@@ -23,16 +24,6 @@ export interface StoreAnswer {
 interface Cached {
   node: Node;
   groups: Group[];
-}
-
-interface NodeRow {
-  name: string;
-  environment: string;
-  groups: string;
-  classes: string;
-  parameters: string;
-  created_at: string;
-  updated_at: string;
 }
 
 /**
@@ -94,19 +85,10 @@ async function query(
       [certname],
     );
     const row = rows[0];
-    const raw = row?.node ?? null;
-    const node: Node | undefined = raw
-      ? {
-          name: raw.name,
-          environment: raw.environment,
-          groups: JSON.parse(raw.groups) as string[],
-          classes: JSON.parse(raw.classes) as Node["classes"],
-          parameters: JSON.parse(raw.parameters) as Node["parameters"],
-          createdAt: raw.created_at,
-          updatedAt: raw.updated_at,
-        }
-      : undefined;
-    return { node, groups: row?.groups ? (JSON.parse(row.groups) as Group[]) : [] };
+    return {
+      node: row?.node ? toNode(row.node) : undefined,
+      groups: row?.groups ? (JSON.parse(row.groups) as Group[]) : [],
+    };
   } finally {
     await client.end().catch(() => undefined);
   }
