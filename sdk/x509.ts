@@ -96,6 +96,17 @@ export interface SelfSignedOptions {
 }
 
 /** A self-signed server certificate and its key, for espm's HTTPS listener. */
+/**
+ * A certificate serial from random bytes, as hex that DER encodes minimally: the first byte in
+ * 0x40–0x7f, so never negative (top bit clear) and never a leading zero byte, which strict parsers
+ * (Node's X509Certificate, OpenSSL 3) refuse as "illegal padding", once in about 128 serials.
+ */
+export function positiveSerial(random: Buffer): string {
+  const serial = Buffer.from(random);
+  serial[0] = (serial[0]! & 0x3f) | 0x40;
+  return serial.toString("hex");
+}
+
 export function createSelfSignedCertificate(options: SelfSignedOptions): {
   certificatePem: string;
   privateKeyPem: string;
@@ -103,10 +114,7 @@ export function createSelfSignedCertificate(options: SelfSignedOptions): {
   const keys = generateRsaKeyPair(options.keyBits ?? 2048);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
-  // A positive 128-bit serial: the top bit cleared so DER does not read it as negative.
-  const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
-  cert.serialNumber = serial.toString("hex");
+  cert.serialNumber = positiveSerial(randomBytes(16));
   const now = new Date();
   cert.validity.notBefore = new Date(now.getTime() - 5 * 60 * 1000);
   cert.validity.notAfter = new Date(now.getTime() + (options.days ?? 825) * 24 * 3600 * 1000);

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "ini";
-import { certificateFingerprint, createSelfSignedCertificate } from "../sdk/x509";
+import { X509Certificate } from "node:crypto";
+import { certificateFingerprint, createSelfSignedCertificate, positiveSerial } from "../sdk/x509";
 import { ESPM_BIN, ROOT, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 
 describe("espm-setup", () => {
@@ -20,6 +21,19 @@ describe("espm-setup", () => {
     assert.ok(setup.stdout.includes(`pulumi config set espm:certificate -- "-----BEGIN CERTIFICATE-----`));
     assert.ok(setup.stdout.includes(certificateFingerprint(setup.certificate)));
     rmSync(setup.dir, { recursive: true });
+  });
+
+  it("gives its certificate a serial that strict DER parsers accept, whatever the random bytes", () => {
+    // A serial whose first byte came out 0x00 was once written with a leading zero byte, which
+    // Node's X509Certificate refuses ("illegal padding"): about one espm-setup in 128 failed.
+    for (const first of [0x00, 0x01, 0x3f, 0x40, 0x7f, 0x80, 0xff]) {
+      const random = Buffer.alloc(16, 0);
+      random[0] = first;
+      const hex = positiveSerial(random);
+      assert.match(hex, /^[4-7][0-9a-f]0{30}$/, `from 0x${first.toString(16)}: ${hex}`);
+    }
+    const { certificatePem } = createSelfSignedCertificate({ commonName: "espm.example.test", altNames: [] });
+    assert.match(new X509Certificate(certificatePem).serialNumber, /^[4-7][0-9A-F]{31}$/);
   });
 
   it("refuses to overwrite an existing setup, names the file and changes nothing", async () => {
