@@ -1,9 +1,9 @@
 #!/bin/sh
 # The test command (`npm test`, and what .ci/run runs). From a fresh clone, as root, with nothing but
 # Node and npm: installs the npm packages if missing, Debian's puppetserver, puppet-agent, PuppetDB,
-# PostgreSQL and moto
-# (scripts/install-deps.sh), builds the Pulumi CLI (scripts/build-pulumi.sh, cached), starts moto's
-# EC2 server on a loopback port, builds the TypeScript and runs mocha. Arguments go to mocha.
+# PostgreSQL and moto (scripts/install-deps.sh), builds the Pulumi CLI (scripts/build-pulumi.sh,
+# cached), starts moto's EC2 server on a loopback port, builds the TypeScript and runs mocha.
+# Arguments go to mocha.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
