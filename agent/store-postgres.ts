@@ -16,9 +16,10 @@
  */
 import { readFileSync } from "node:fs";
 import { Pool, type ClientConfig, type PoolClient, type QueryResultRow } from "pg";
-import type { Classification, Group } from "../sdk/protocol";
+import type { Group } from "../sdk/protocol";
 import { BackendError } from "./puppetserver/contract";
 import {
+  classificationColumns,
   IDEMPOTENCY_TTL_MS,
   StoreConflict,
   toEnrollment,
@@ -181,12 +182,6 @@ function pgOps(query: Query): StoreOps {
     );
     return row && toEnrollment(fromPgRow(row));
   };
-  const json = (c: Required<Classification>) => [
-    c.environment,
-    JSON.stringify(c.groups),
-    JSON.stringify(c.classes),
-    JSON.stringify(c.parameters),
-  ];
   return {
     liveNode,
     async liveNodes() {
@@ -200,7 +195,7 @@ function pgOps(query: Query): StoreOps {
         const row = await one<NodeRow>(
           `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *`,
-          [name, ...json(classification), now],
+          [name, ...classificationColumns(classification), now],
         );
         return toNode(row!);
       } catch (err) {
@@ -212,7 +207,7 @@ function pgOps(query: Query): StoreOps {
       const row = await one<NodeRow>(
         `UPDATE nodes SET environment = $1, groups = $2, classes = $3, parameters = $4, updated_at = $5
          WHERE name = $6 AND deleted_at IS NULL RETURNING *`,
-        [...json(classification), now, name],
+        [...classificationColumns(classification), now, name],
       );
       return row && toNode(row);
     },

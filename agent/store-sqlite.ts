@@ -11,6 +11,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Classification, Node } from "../sdk/protocol";
 import {
+  classificationColumns,
   IDEMPOTENCY_TTL_MS,
   StoreConflict,
   toEnrollment,
@@ -158,7 +159,12 @@ class SqliteOps {
 
   insertNode(name: string, classification: Required<Classification>, now: string): Node {
     try {
-      this.insertNodeRow(name, classification, now);
+      this.db
+        .prepare(
+          `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(name, ...classificationColumns(classification), now, now);
     } catch (err) {
       if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE")
         throw new StoreConflict(`a live node named ${name} exists`);
@@ -167,37 +173,13 @@ class SqliteOps {
     return this.liveNode(name)!;
   }
 
-  private insertNodeRow(name: string, classification: Required<Classification>, now: string): void {
-    this.db
-      .prepare(
-        `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        name,
-        classification.environment,
-        JSON.stringify(classification.groups),
-        JSON.stringify(classification.classes),
-        JSON.stringify(classification.parameters),
-        now,
-        now,
-      );
-  }
-
   updateNode(name: string, classification: Required<Classification>, now: string): Node | undefined {
     const result = this.db
       .prepare(
         `UPDATE nodes SET environment = ?, groups = ?, classes = ?, parameters = ?, updated_at = ?
          WHERE name = ? AND deleted_at IS NULL`,
       )
-      .run(
-        classification.environment,
-        JSON.stringify(classification.groups),
-        JSON.stringify(classification.classes),
-        JSON.stringify(classification.parameters),
-        now,
-        name,
-      );
+      .run(...classificationColumns(classification), now, name);
     return result.changes === 1 ? this.liveNode(name) : undefined;
   }
 

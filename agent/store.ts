@@ -84,6 +84,12 @@ export interface NodeRow {
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
+/** A classification as the nodes table keeps it, in column order: environment, groups, classes, parameters. */
+export function classificationColumns(c: Required<Classification>): [string, string, string, string] {
+  return [c.environment, JSON.stringify(c.groups), JSON.stringify(c.classes), JSON.stringify(c.parameters)];
+}
+
+/** A nodes row as the node it is (the inverse of classificationColumns, with the row's name and times). */
 export function toNode(row: NodeRow): Node {
   return {
     name: row.name,
