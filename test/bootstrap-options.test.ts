@@ -8,10 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import type { EspmClient } from "../sdk/client";
 import type { Classification } from "../sdk/protocol";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
-import { renderUserData, type UserDataInput } from "../provider/userdata";
+import type { UserDataInput } from "../provider/userdata";
 import { debianRoot, runInRoot } from "../scripts/lab/debian-root";
-import { bootAgent, sharedWorld, type BootResult, type World } from "./helpers/world";
+import { bootAgent, sharedWorld, signedUserdata, type BootResult, type World } from "./helpers/world";
 
 const DOMAIN = "first-boot.test";
 
@@ -33,17 +32,7 @@ describe("the bootstrap's options, with a real agent", function () {
   async function provision(short: string, classification: Partial<Classification>, options: Partial<UserDataInput>) {
     const name = `${short}.${DOMAIN}`;
     await client.registerNode({ name, groups: ["base"], ...classification });
-    const { privateKeyPem } = generateRsaKeyPair(2048);
-    const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-    return renderUserData({
-      nodeName: name,
-      master: "localhost",
-      masterPort: world.lab.port,
-      certificatePem: issued.certificate,
-      privateKeyPem,
-      caCertificatePem: issued.caCertificate,
-      ...options,
-    });
+    return (await signedUserdata(client, name, { masterPort: world.lab.port, userdata: options })).userdata;
   }
 
   /** A node provisioned with the given options and booted; returns the boot and its folder. */

@@ -12,12 +12,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "../sdk/client";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
-import { renderUserData } from "../provider/userdata";
 import { startPostgres, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { bootAgent } from "./helpers/world";
+import { renderUserData } from "../provider/userdata";
+import { bootAgent, signedUserdata } from "./helpers/world";
 import {
   ESPM_BIN,
   EspmProcess,
@@ -171,20 +170,10 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       const name = "ops-01.ops.test";
       const managed = join(dir, "agent/managed.txt");
       await client.registerNode({ name, groups: ["files"], classes: { espm_file: { path: managed } } });
-      const { privateKeyPem } = generateRsaKeyPair(2048);
-      const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-      const userdata = renderUserData({
-        nodeName: name,
-        master: "localhost",
-        masterPort: lab.port,
-        certificatePem: issued.certificate,
-        privateKeyPem,
-        caCertificatePem: issued.caCertificate,
-      });
       const agent = join(dir, "agent");
       mkdirSync(agent, { recursive: true });
       const script = join(agent, "userdata.sh");
-      writeFileSync(script, userdata.script, { mode: 0o700 });
+      await signedUserdata(client, name, { masterPort: lab.port, file: script });
       const boot = await bootAgent(agent, script);
       assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
       assert.match(boot.stdout, /agent exit 2/);

@@ -5,18 +5,11 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import {
-  certificateProvider,
-  firstRunProvider,
-  imageProvider,
-  registrationProvider,
-  renderUserData,
-} from "../provider";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
+import { certificateProvider, firstRunProvider, imageProvider, registrationProvider } from "../provider";
 import { ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { DynamicProviderPlugin } from "./helpers/plugin";
-import { sharedWorld, type World } from "./helpers/world";
+import { sharedWorld, signedUserdata, type World } from "./helpers/world";
 
 const urn = (type: string, name: string) => `urn:pulumi:test::espm-test::pulumi-nodejs:dynamic/espm:${type}::${name}`;
 
@@ -179,16 +172,7 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     ] as const) {
       const name = `${short}.plugin.test`;
       await client.registerNode({ name, classes });
-      const { privateKeyPem } = generateRsaKeyPair(2048);
-      const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
-      boots[short] = renderUserData({
-        nodeName: name,
-        master: "localhost",
-        masterPort: world.lab.port,
-        certificatePem: issued.certificate,
-        privateKeyPem,
-        caCertificatePem: issued.caCertificate,
-      }).script;
+      boots[short] = (await signedUserdata(client, name, { masterPort: world.lab.port })).userdata.script;
     }
     await client.close();
 

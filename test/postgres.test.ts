@@ -12,12 +12,10 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
-import { createCsr, generateKeyPairAsync } from "../sdk/x509";
-import { renderUserData } from "../provider/userdata";
 import { createEspmDatabase, startPostgres, type EspmDatabase, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, run, scratchDir, setupEspm } from "./helpers/espm";
-import { bootAgent } from "./helpers/world";
+import { bootAgent, signedUserdata } from "./helpers/world";
 
 const GROUPS = "groups:\n  files:\n    classes:\n      espm_file:\n        content: from PostgreSQL\n";
 
@@ -187,18 +185,8 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     const name = "pg-boot-01.example.test";
     const managed = join(dir, "agent/managed.txt");
     await clientA.registerNode({ name, groups: ["files"], classes: { espm_file: { path: managed } } });
-    const { privateKeyPem } = await generateKeyPairAsync("ec-p256");
-    const issued = await clientA.signCertificate(name, createCsr(name, privateKeyPem));
     const script = join(dir, "userdata.sh");
-    const userdata = renderUserData({
-      nodeName: name,
-      master: "localhost",
-      masterPort: lab.port,
-      certificatePem: issued.certificate,
-      privateKeyPem,
-      caCertificatePem: issued.caCertificate,
-    });
-    writeFileSync(script, userdata.script, { mode: 0o700 });
+    await signedUserdata(clientA, name, { masterPort: lab.port, keyType: "ec-p256", file: script });
     const boot = await bootAgent(join(dir, "agent"), script);
     assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
     assert.match(boot.stdout, /agent exit 2/);

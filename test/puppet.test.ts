@@ -13,8 +13,7 @@ import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
 import type { CreateNodeInput } from "../sdk/protocol";
-import { createCsr, generateKeyPairAsync, generateRsaKeyPair, type KeyType } from "../sdk/x509";
-import { renderUserData } from "../provider/userdata";
+import { createCsr, generateRsaKeyPair, type KeyType } from "../sdk/x509";
 import { firstRunProvider } from "../provider";
 import type { FirstRunState } from "../provider/first-run";
 import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
@@ -22,7 +21,7 @@ import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scri
 import { CaCutter } from "./helpers/ca-cutter";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
-import { bootAgent, caState, crlSerials, serialsInCrl } from "./helpers/world";
+import { bootAgent, caState, crlSerials, serialsInCrl, signedUserdata } from "./helpers/world";
 
 const DOMAIN = "lab.test";
 
@@ -94,18 +93,14 @@ for (const puppet of PUPPETS)
     ) {
       const name = `${short}.${DOMAIN}`;
       await client.registerNode({ name, ...classification });
-      const { privateKeyPem } = await generateKeyPairAsync(keyType);
-      const issued = await client.signCertificate(name, createCsr(name, privateKeyPem, { pp_role: "web" }));
-      const userdata = renderUserData({
-        nodeName: name,
-        master,
-        masterPort: lab.port,
-        certificatePem: issued.certificate,
-        privateKeyPem,
-        caCertificatePem: issued.caCertificate,
-      });
       const file = join(dir, `${short}-userdata.sh`);
-      writeFileSync(file, userdata.script, { mode: 0o700 });
+      const { issued, userdata } = await signedUserdata(client, name, {
+        masterPort: lab.port,
+        master,
+        keyType,
+        extensions: { pp_role: "web" },
+        file,
+      });
       return { name, issued, userdata, file };
     }
 

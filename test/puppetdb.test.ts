@@ -10,8 +10,6 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
-import { createCsr, generateKeyPairAsync } from "../sdk/x509";
-import { renderUserData } from "../provider/userdata";
 import { firstRunProvider } from "../provider";
 import type { FirstRunState } from "../provider/first-run";
 import { startPostgres, residentMiB, type PostgresLab } from "../scripts/lab/postgres";
@@ -21,7 +19,7 @@ import { program } from "./programs/decommission";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
-import { bootAgent, caState, crlSerials } from "./helpers/world";
+import { bootAgent, caState, crlSerials, signedUserdata } from "./helpers/world";
 
 const DOMAIN = "lab.test";
 
@@ -115,18 +113,8 @@ describe("with a real PuppetDB: a whole decommission (PuppetDB 7.12, PostgreSQL 
       groups: ["files"],
       classes: { espm_file: { path: join(dir, `agent-${short}/managed.txt`) } },
     });
-    const { privateKeyPem } = await generateKeyPairAsync("ec-p256");
-    const issued = await client.signCertificate(name, createCsr(name, privateKeyPem));
     const file = join(dir, `${short}-userdata.sh`);
-    const userdata = renderUserData({
-      nodeName: name,
-      master: "localhost",
-      masterPort: lab.port,
-      certificatePem: issued.certificate,
-      privateKeyPem,
-      caCertificatePem: issued.caCertificate,
-    });
-    writeFileSync(file, userdata.script, { mode: 0o700 });
+    const { issued } = await signedUserdata(client, name, { masterPort: lab.port, keyType: "ec-p256", file });
     return { name, file, issued };
   }
 

@@ -9,7 +9,8 @@ import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
 import { Agent, request } from "undici";
 import { EspmClient } from "../../sdk/client";
-import { normalizeSerial } from "../../sdk/x509";
+import { createCsr, generateKeyPairAsync, normalizeSerial, type KeyType } from "../../sdk/x509";
+import { renderUserData, type UserDataInput } from "../../provider/userdata";
 import type { ConfigValue } from "@pulumi/pulumi/automation";
 import type { StackConfig } from "../../provider/connection";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
@@ -129,6 +130,40 @@ export class World {
     await this.lab.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+export interface SignedUserdataOptions {
+  masterPort: number;
+  /** How the node reaches the master (default localhost). */
+  master?: string;
+  keyType?: KeyType;
+  /** pp_* extensions in the CSR. */
+  extensions?: Record<string, string>;
+  /** Any other userdata input (hooks, facts, a template of the user's own). */
+  userdata?: Partial<UserDataInput>;
+  /** Also write the script here, as cloud-init would find it (0700). */
+  file?: string;
+}
+
+/**
+ * For a node already registered: has espm sign a key made here (as PuppetCertificate makes it, off
+ * the event loop; RSA-2048 unless told) and renders the node's first-boot userdata with the
+ * certificate, the key and the CA.
+ */
+export async function signedUserdata(client: EspmClient, name: string, o: SignedUserdataOptions) {
+  const { privateKeyPem } = await generateKeyPairAsync(o.keyType ?? "rsa-2048");
+  const issued = await client.signCertificate(name, createCsr(name, privateKeyPem, o.extensions));
+  const userdata = renderUserData({
+    nodeName: name,
+    master: o.master ?? "localhost",
+    masterPort: o.masterPort,
+    certificatePem: issued.certificate,
+    privateKeyPem,
+    caCertificatePem: issued.caCertificate,
+    ...o.userdata,
+  });
+  if (o.file) writeFileSync(o.file, userdata.script, { mode: 0o700 });
+  return { issued, userdata };
 }
 
 /**
