@@ -5,15 +5,14 @@
  * certificate allowlist names who may use it at all: the Puppet Server (which sends it facts,
  * catalogs and reports) and espm. Can be stopped and started again (the tests take it down).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { residentMiB, type PostgresLab } from "./postgres";
-import { findJava, type PuppetServerLab } from "./puppetserver";
+import { findJava, logbackConfig, stopServer, type PuppetServerLab } from "./puppetserver";
 
 const run = promisify(execFile);
 const PACKAGE_CONF = "/etc/puppetdb";
@@ -115,17 +114,7 @@ ssl-ca-cert = ${o.server.caBundle}
 `,
   );
   copyFileSync(join(PACKAGE_CONF, "conf.d/auth.conf"), join(conf, "auth.conf"));
-  writeFileSync(
-    join(D, "logback.xml"),
-    `<configuration scan="false">
-  <appender name="F1" class="ch.qos.logback.core.FileAppender">
-    <file>${D}/log/puppetdb.log</file>
-    <encoder><pattern>%d %-5p [%c{2}] %m%n</pattern></encoder>
-  </appender>
-  <root level="info"><appender-ref ref="F1"/></root>
-</configuration>
-`,
-  );
+  writeFileSync(join(D, "logback.xml"), logbackConfig(`${D}/log/puppetdb.log`));
 
   const url = `https://localhost:${o.port}`;
   const logFile = join(D, "log/stdout.log");
@@ -185,6 +174,7 @@ ssl-ca-cert = ${o.server.caBundle}
         ],
         { stdio: ["ignore", out, out], detached: true },
       );
+      closeSync(out); // the JVM has its own copy; a restart opens the log again
       try {
         await waitUntilRunning(url, tls, child, logFile);
       } catch (err) {
@@ -195,13 +185,7 @@ ssl-ca-cert = ${o.server.caBundle}
       lab.memoryMiB = residentMiB(child.pid!);
     },
     async stop() {
-      const c = child;
-      if (!c || c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise<void>((r) => c.once("exit", () => r()));
-      c.kill("SIGTERM");
-      const timer = setTimeout(() => c.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(timer);
+      if (child) await stopServer(child);
     },
   };
   await lab.start();

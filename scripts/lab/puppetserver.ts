@@ -9,6 +9,7 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -173,17 +174,7 @@ profiler: { enabled: false }
 `,
   );
   writeFileSync(join(S, "conf.d/global.conf"), `global: { logging-config: ${S}/logback.xml }\n`);
-  writeFileSync(
-    join(S, "logback.xml"),
-    `<configuration scan="false">
-  <appender name="F1" class="ch.qos.logback.core.FileAppender">
-    <file>${S}/log/puppetserver.log</file>
-    <encoder><pattern>%d %-5p [%c{2}] %m%n</pattern></encoder>
-  </appender>
-  <root level="info"><appender-ref ref="F1"/></root>
-</configuration>
-`,
-  );
+  writeFileSync(join(S, "logback.xml"), logbackConfig(`${S}/log/puppetserver.log`));
   writeFileSync(
     join(S, "request-logging.xml"),
     readFileSync(join(DEBIAN_CONF, "request-logging.xml"), "utf8").replaceAll("/var/log/puppetserver", `${S}/log`),
@@ -237,6 +228,28 @@ ${reports}`,
   const environmentDir = join(S, "code/environments/production");
   for (const module of o.modules ?? []) copyDir(module, join(environmentDir, "modules", module.split("/").pop()!));
   return { confFile, environmentDir };
+}
+
+/** A logback configuration for a lab JVM (Puppet Server, PuppetDB): INFO and up, to one file. */
+export function logbackConfig(logFile: string): string {
+  return `<configuration scan="false">
+  <appender name="F1" class="ch.qos.logback.core.FileAppender">
+    <file>${logFile}</file>
+    <encoder><pattern>%d %-5p [%c{2}] %m%n</pattern></encoder>
+  </appender>
+  <root level="info"><appender-ref ref="F1"/></root>
+</configuration>
+`;
+}
+
+/** Stops a lab server: SIGTERM, SIGKILL if it is still there 15 s later; resolves when it has exited. */
+export async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 function copyDir(from: string, to: string): void {
@@ -358,17 +371,11 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
     join(S, "run/restart"),
   ]);
   const child = spawn(server[0]!, server.slice(1), { stdio: ["ignore", out, out], detached: true });
+  closeSync(out); // the JVM has its own copy
   writeFileSync(join(S, "run/server.pid"), String(child.pid));
   const url = `https://127.0.0.1:${o.port}`;
   const caBundle = join(S, "ssl/certs/ca.pem");
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once("exit", () => r()));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = () => stopServer(child);
   try {
     await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000, o.signal);
     const espm =
