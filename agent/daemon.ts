@@ -137,7 +137,9 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     }, graceMs);
     const finish = (code: number) => {
       clearTimeout(cutOff);
-      void Promise.allSettled([store.close(), reports?.close(), puppetdb?.close()]).then(() => process.exit(code));
+      // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
+      const closing = [...new Set([reports, puppetdb])].map((backend) => backend?.close());
+      void Promise.allSettled([store.close(), ...closing]).then(() => process.exit(code));
     };
     // Whatever else happens, the process is gone shortly after the grace period.
     setTimeout(() => {
