@@ -10,6 +10,7 @@ import { bearerToken, pskMatches } from "./auth";
 import { decide, type AutosignAnswer } from "./autosign-policy";
 import type { AgentContext } from "./context";
 import { groupId } from "./enc-export";
+import { cleanRefusedSoon } from "./enrollments";
 
 const question = z.strictObject({ certname: z.string().max(253), csr: z.string().max(32 * 1024) });
 
@@ -28,8 +29,10 @@ export function buildAutosignServer(ctx: AgentContext, secret: string, log: Fast
     }
     const { certname, csr } = parsed.data;
     const answer = await decide(ctx, certname, csr, "espm autosign");
-    if (answer.decision === "refuse") log.warn({ certname, reason: answer.reason }, "autosign: refused");
-    else log.info({ certname, decision: answer.decision }, "autosign: decided");
+    if (answer.decision === "refuse") {
+      log.warn({ certname, reason: answer.reason }, "autosign: refused");
+      if (!answer.undecided) cleanRefusedSoon(ctx, certname, csr, log);
+    } else log.info({ certname, decision: answer.decision }, "autosign: decided");
     return answer;
   });
   return app;

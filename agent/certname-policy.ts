@@ -111,6 +111,11 @@ export class CertnamePolicy {
     };
   }
 
+  /** Puppet Server's names as last learned, to publish for `espm enc`; undefined until learned. */
+  names(): PuppetServerNames | undefined {
+    return this.learned ? { server: [...this.serverNames], altNamed: [...this.altNamed] } : undefined;
+  }
+
   /** Replaces what espm knows of Puppet Server's names (start-up and each periodic refresh). */
   learn(names: Partial<PuppetServerNames>): void {
     if (names.server) {
@@ -134,6 +139,12 @@ export class CertnamePolicy {
     if (this.options.deny.includes(name)) {
       return { rule: "deny", message: `${name} is in the deny list of espm.ini ([certnames] deny[])` };
     }
+    if (!this.options.allowAny && !this.options.patterns.some((p) => matchesPattern(name, p))) {
+      return {
+        rule: "patterns",
+        message: `${name} matches none of the certname patterns espm may sign (${this.options.patterns.join(", ") || "none"}); an operator adds patterns with espm-setup --certname-pattern or [certnames] allow[] in espm.ini`,
+      };
+    }
     if (!this.learned) {
       return {
         rule: "server-names",
@@ -151,13 +162,6 @@ export class CertnamePolicy {
       return {
         rule: "alt-names",
         message: `${name} is the certname or a DNS alt name of a certificate the Puppet CA signed with dns_alt_names (a compile master); espm never signs or classifies it`,
-      };
-    }
-    if (this.options.allowAny) return undefined;
-    if (!this.options.patterns.some((p) => matchesPattern(name, p))) {
-      return {
-        rule: "patterns",
-        message: `${name} matches none of the certname patterns espm may sign (${this.options.patterns.join(", ")}); an operator adds patterns with espm-setup --certname-pattern or [certnames] allow[] in espm.ini`,
       };
     }
     return undefined;

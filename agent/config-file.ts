@@ -6,10 +6,13 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "ini";
+import type { CertnamePolicyOptions } from "./certname-policy";
 
 export const DEFAULT_CONFIG_DIR = "/opt/espm/etc";
 export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
 export const DEFAULT_PORT = 8443;
+/** How long `espm enc` on PostgreSQL may serve a cached answer while the database is down. */
+export const DEFAULT_ENC_CACHE_MAX_AGE_SECONDS = 300;
 /** Where the store and the ENC export live: systemd's StateDirectory=espm (see scripts/systemd/espm.service). */
 export const DEFAULT_STATE_DIR = "/var/lib/espm";
 
@@ -44,8 +47,10 @@ export interface EncSettings {
   fallbackEnc: string | undefined;
   /** PostgreSQL: where the nodes and groups are read (with the read-only role), and its password file. */
   store?: { url: string; passwordFile?: string };
-  /** The certname patterns ([certnames] allow[]), when espm.ini limits names to them. */
-  patterns?: string[];
+  /** PostgreSQL: how old a cached answer `espm enc` may serve while the database is down. */
+  maxCacheAgeSeconds: number;
+  /** The certname policy's settings ([certnames] allow[], deny[], allow_any). */
+  policy: CertnamePolicyOptions;
 }
 
 /**
@@ -62,13 +67,20 @@ export function encSettings(path: string): EncSettings {
   const url = setting(raw.store?.url);
   const passwordFile = setting(raw.store?.password_file);
   const fallback = setting(raw.classifier?.fallback_enc);
-  const allow = raw.certnames?.allow;
-  const patterns = (Array.isArray(allow) ? allow : [allow]).filter(
-    (p): p is string => typeof p === "string" && p !== "",
-  );
-  const limited = raw.certnames?.allow_any !== true && raw.certnames?.allow_any !== "true" && patterns.length > 0;
+  const strings = (value: unknown) =>
+    (Array.isArray(value) ? value : [value]).filter((p): p is string => typeof p === "string" && p !== "");
+  const maxAge = Number(setting(raw.store?.enc_cache_max_age_seconds) ?? DEFAULT_ENC_CACHE_MAX_AGE_SECONDS);
+  if (!Number.isInteger(maxAge) || maxAge < 0)
+    throw new ConfigError(
+      `${path} is not a valid espm config: store.enc_cache_max_age_seconds: a whole number of seconds`,
+    );
   return {
-    patterns: limited ? patterns : undefined,
+    maxCacheAgeSeconds: maxAge,
+    policy: {
+      patterns: strings(raw.certnames?.allow),
+      deny: strings(raw.certnames?.deny),
+      allowAny: raw.certnames?.allow_any === true || raw.certnames?.allow_any === "true",
+    },
     encExport: at(encExport),
     fallbackEnc: fallback === undefined ? undefined : at(fallback),
     store: url === undefined ? undefined : { url, passwordFile: passwordFile && at(passwordFile) },

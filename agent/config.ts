@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { patternProblem } from "./certname-policy";
-import { ConfigError, DEFAULT_PORT, readIni } from "./config-file";
+import { ConfigError, DEFAULT_ENC_CACHE_MAX_AGE_SECONDS, DEFAULT_PORT, readIni } from "./config-file";
 
 /** An ini list: `key[] = a` lines give an array; a plain `key = a` gives one value. */
 function list<T extends z.ZodType<string>>(item: T) {
@@ -53,6 +53,12 @@ function configSchema() {
         .string()
         .regex(/^[a-z_][a-z0-9_]*$/)
         .optional(),
+      /**
+       * PostgreSQL: how old an answer `espm enc` may serve from its cache while the database cannot
+       * be read. Longer keeps compiles going through a longer outage; shorter bounds how long a
+       * node changed or deleted just before the outage keeps its old classification.
+       */
+      enc_cache_max_age_seconds: z.coerce.number().int().min(0).default(DEFAULT_ENC_CACHE_MAX_AGE_SECONDS),
       /** SQLite: the export `espm enc` reads. PostgreSQL: `espm enc`'s cache of its last answers. */
       enc_export: path,
       /** The group that may read the export (Puppet Server's, which runs espm enc); files are 0640. */
@@ -77,6 +83,19 @@ function configSchema() {
         refresh_seconds: z.coerce.number().int().min(1).default(300),
       })
       .default({ allow: [], deny: [], allow_any: false, refresh_seconds: 300 }),
+    /** What one PSK holder may store (quotas.ts). */
+    limits: z
+      .object({
+        nodes: z.coerce.number().int().min(1).default(20_000),
+        classification_bytes: z.coerce
+          .number()
+          .int()
+          .min(1024)
+          .max(16 * 1024 * 1024)
+          .default(32 * 1024),
+        enrollments: z.coerce.number().int().min(1).default(5_000),
+      })
+      .default({ nodes: 20_000, classification_bytes: 32 * 1024, enrollments: 5_000 }),
     classifier: z.object({
       groups: path,
       default_environment: z

@@ -27,6 +27,11 @@ export interface AgentContext {
   /** PuppetDB, when espm.ini names it: deletes deactivate there, and creates refuse the nodes it knows. */
   puppetdb?: PuppetDb;
   version: string;
+  /**
+   * Live registrations the certname policy refuses now (a store older than the policy, or patterns
+   * narrowed since), as last reviewed: not classified, not changeable, deletable; health names them.
+   */
+  outsidePolicy: string[];
   /** The autosign channel, when espm.ini configures one: where it listens, and whether it does. */
   autosign?: { socket: string; listening: boolean };
 }

@@ -71,6 +71,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     previousGroups = (await store.publishedGroups?.()) ?? new Map();
   } else {
     const encExport = new EncExport(config.store.enc_export, config.store.export_group);
+    // The store's live nodes at once, so a crash between commit and export heals; those the policy
+    // refuses leave it when reviewRegistrations runs, below.
     encExport.sync(await store.liveNodes());
     publication = encExport;
     previousGroups = readGroupsSnapshot(config.store.enc_export);
@@ -90,6 +92,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     puppetdb,
     ...backends,
     autosign: config.autosign && { socket: config.autosign.socket, listening: false },
+    outsidePolicy: [],
   };
   const app = buildServer(ctx, { psk, tls });
   const autosign = config.autosign
@@ -97,6 +100,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     : undefined;
   const sweep = config.autosign && ctx.ca ? new EnrollmentSweep(ctx, app.log) : undefined;
   groups.attach(app.log);
+  const review = () => reviewRegistrations(ctx, app.log);
+  await review();
   if (publication instanceof StorePublication)
     publication.onError = (err) => app.log.error({ err: err.message }, "publishing the groups to the store failed");
   // Every socket, including those still in their TLS handshake (which the HTTP server does not
@@ -116,7 +121,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   groups.watch();
   process.on("SIGHUP", () => groups.reload("SIGHUP"));
   const learning = backends.names
-    ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log)
+    ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log, review)
     : undefined;
 
   let stopping = false;
@@ -185,6 +190,30 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
 type AgentLog = ReturnType<typeof buildServer>["log"];
 
 /**
+ * Holds espm's registrations against the certname policy as it is now (at start, and each time
+ * Puppet Server's names are relearned): publishes those names for `espm enc`, rebuilds the SQLite
+ * export without the rows the policy refuses (so `espm enc` passes them to the fallback ENC), and
+ * names those rows in the log and in health, so the operator sees and deletes them.
+ */
+async function reviewRegistrations(ctx: AgentContext, log: AgentLog): Promise<void> {
+  const names = ctx.policy.names();
+  if (names) ctx.export.writeServerNames(names);
+  const live = await ctx.store.liveNodes();
+  const refused = live.flatMap((node) => {
+    const refusal = ctx.policy.refusal(node.name);
+    return refusal && !refusal.unknown ? [{ name: node.name, rule: refusal.rule }] : [];
+  });
+  const outside = new Set(refused.map((r) => r.name));
+  ctx.outsidePolicy = [...outside];
+  if (ctx.export instanceof EncExport) ctx.export.sync(live.filter((node) => !outside.has(node.name)));
+  if (refused.length)
+    log.warn(
+      { registrations: refused },
+      "registrations outside the certname policy: espm enc does not classify them and they cannot be changed or signed; delete them (a delete revokes their certificates) or widen [certnames] allow[]",
+    );
+}
+
+/**
  * Learns Puppet Server's names now and then every `refreshMs` (every few seconds until the server's
  * own names are known: until then the policy refuses every name with 503).
  */
@@ -193,6 +222,7 @@ function learnServerNames(
   policy: CertnamePolicy,
   refreshMs: number,
   log: AgentLog,
+  learned: () => Promise<void>,
 ): { first: Promise<void>; stop(): void } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -213,6 +243,9 @@ function learnServerNames(
     policy.noteProblem(problems.length ? problems.join("; ") : undefined);
     if (problems.length) log.error({ problems }, "could not learn Puppet Server's names for the certname policy");
     else log.info({ policy: policy.describe().detail }, "learned Puppet Server's names");
+    await learned().catch((err: Error) =>
+      log.error({ err: err.message }, "could not review espm's registrations against the certname policy"),
+    );
     if (!stopped) timer = setTimeout(() => void refresh(), known ? refreshMs : NAMES_RETRY_MS).unref();
   };
   const first = refresh();

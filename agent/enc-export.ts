@@ -11,9 +11,11 @@
 import { chownSync, chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Group, Node } from "../sdk/protocol";
+import type { PuppetServerNames } from "./certname-policy";
 
 const SUFFIX = ".json";
 const GROUPS_SNAPSHOT = ".groups.json";
+const SERVER_NAMES_SNAPSHOT = ".server-names.json";
 
 function exportPath(dir: string, name: string): string {
   // Names are validated before anything is stored ([a-z0-9._-], no ".."), so they are safe file names.
@@ -34,6 +36,8 @@ export interface EncPublication {
   writeNode(node: Node): void;
   removeNode(name: string): void;
   writeGroups(groups: Map<string, Group>): void;
+  /** Puppet Server's names as espm learned them: `espm enc` never classifies one of them. */
+  writeServerNames(names: PuppetServerNames): void;
 }
 
 export class EncExport implements EncPublication {
@@ -59,12 +63,20 @@ export class EncExport implements EncPublication {
     this.writeAtomically(join(this.dir, GROUPS_SNAPSHOT), JSON.stringify([...groups.values()]));
   }
 
-  /** Makes the export match the store exactly: run at start-up, so a crash between commit and export heals. */
+  writeServerNames(names: PuppetServerNames): void {
+    this.writeAtomically(join(this.dir, SERVER_NAMES_SNAPSHOT), JSON.stringify(names));
+  }
+
+  /**
+   * Makes the export hold exactly these nodes (the store's live nodes that the certname policy
+   * allows now): run at start-up, so a crash between commit and export heals, and whenever the
+   * policy changes, so a node it no longer allows is not classified.
+   */
   sync(nodes: Node[]): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
     chmodSync(this.dir, 0o750);
     if (this.gid !== undefined) chownSync(this.dir, -1, this.gid);
-    const keep = new Set([...nodes.map((n) => `${n.name}${SUFFIX}`), GROUPS_SNAPSHOT]);
+    const keep = new Set([...nodes.map((n) => `${n.name}${SUFFIX}`), GROUPS_SNAPSHOT, SERVER_NAMES_SNAPSHOT]);
     for (const file of readdirSync(this.dir)) {
       if (!keep.has(file)) rmSync(join(this.dir, file), { force: true });
     }
@@ -91,6 +103,11 @@ function readJson<T>(path: string): T | undefined {
 /** The exported node, or undefined when espm did not create it (or it was deleted). */
 export function readNodeExport(dir: string, name: string): Node | undefined {
   return readJson<Node>(exportPath(dir, name));
+}
+
+/** Puppet Server's names as the daemon last learned them; undefined when it never published them. */
+export function readServerNames(dir: string): PuppetServerNames | undefined {
+  return readJson<PuppetServerNames>(join(dir, SERVER_NAMES_SNAPSHOT));
 }
 
 /** The groups the daemon last validated; none when it has never published any. */

@@ -7,10 +7,10 @@
  */
 import { nameProblem } from "../sdk/names";
 import { mergeClassification, type EncClassification } from "./classification";
-import { matchesPattern } from "./certname-policy";
+import { CertnamePolicy, type PuppetServerNames } from "./certname-policy";
 import { encSettings, type EncSettings } from "./config-file";
 import type { Group, Node } from "../sdk/protocol";
-import { readGroupsSnapshot, readNodeExport } from "./enc-export";
+import { readGroupsSnapshot, readNodeExport, readServerNames } from "./enc-export";
 import type { EncResult } from "./fallback-enc";
 
 export type { EncResult };
@@ -57,18 +57,26 @@ function flow(value: unknown): string {
   );
 }
 
-/** The node and the groups from the daemon's export files. */
-function fromExport(dir: string, certname: string) {
+/** The node, the groups and Puppet Server's names from the daemon's export files. */
+function fromExport(dir: string, certname: string): Found {
   const node = readNodeExport(dir, certname);
-  return { node, groups: node ? readGroupsSnapshot(dir) : new Map<string, Group>(), note: undefined };
+  if (!node) return { node, groups: new Map() };
+  return { node, groups: readGroupsSnapshot(dir), serverNames: readServerNames(dir) };
 }
 
-/** The node and the groups from PostgreSQL (or the cache); a failure to learn either fails the compile. */
+interface Found {
+  node: Node | undefined;
+  groups: Map<string, Group>;
+  serverNames?: PuppetServerNames;
+  note?: string;
+}
+
+/** The node, the groups and Puppet Server's names from PostgreSQL (or the cache); a failure to learn them fails the compile. */
 async function fromPostgres(
-  store: NonNullable<EncSettings["store"]>,
+  store: NonNullable<EncSettings["store"]> & { maxCacheAgeSeconds: number },
   cacheDir: string,
   certname: string,
-): Promise<{ node: Node | undefined; groups: Map<string, Group>; note?: string } | EncResult> {
+): Promise<Found | EncResult> {
   // Loaded only here: the driver is most of a PostgreSQL compile's cost, and a SQLite site never pays it.
   const { readFromStore } = await import("./enc-postgres");
   try {
@@ -76,24 +84,33 @@ async function fromPostgres(
     const note =
       answer.cached &&
       `espm enc: PostgreSQL cannot be read (${answer.cached}); served ${certname}'s last answer from ${cacheDir}\n`;
-    return { ...answer, note };
+    return { ...answer, note: note || undefined };
   } catch (err) {
     return { stdout: "", stderr: `espm enc: ${(err as Error).message}\n`, exitCode: 1 };
   }
 }
 
+/**
+ * The classification Puppet Server gets for `certname`: espm's, for a live node of espm's that the
+ * certname policy allows now (the same policy the daemon's gate applies: espm.ini's patterns, deny
+ * list and Puppet's reserved names, and the names of Puppet Server and its compile masters as the
+ * daemon last published them); for any other name, the site's fallback ENC's, as if espm did not
+ * know it.
+ */
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
-  const { encExport, fallbackEnc, store, patterns } = encSettings(configFile);
+  const { encExport, fallbackEnc, store, policy: options, maxCacheAgeSeconds } = encSettings(configFile);
+  const policy = new CertnamePolicy(options, false);
   // A certname Puppet allows but espm's name rule does not (`x_`, `a..b`) is never espm's node:
   // it goes to the fallback like any other node espm did not create, and never reaches a file path.
-  // Nor is a name outside espm's certname patterns, when espm.ini gives them: with PostgreSQL, such
-  // nodes never wait on the database, and compile on while it is down.
-  const couldBeOurs =
-    nameProblem(certname) === undefined && (!store || !patterns || patterns.some((p) => matchesPattern(certname, p)));
-  if (couldBeOurs) {
-    const found = store ? await fromPostgres(store, encExport, certname) : fromExport(encExport, certname);
+  // Nor is a name the policy refuses: with PostgreSQL, such nodes never wait on the database, and
+  // compile on while it is down.
+  if (nameProblem(certname) === undefined && !policy.refusal(certname)) {
+    const found = store
+      ? await fromPostgres({ ...store, maxCacheAgeSeconds }, encExport, certname)
+      : fromExport(encExport, certname);
     if ("exitCode" in found) return found;
-    if (found.node) {
+    if (found.serverNames) policy.learn(found.serverNames);
+    if (found.node && !policy.refusal(certname)) {
       const classification = mergeClassification(found.node, found.groups);
       return { stdout: renderEnc(classification), stderr: found.note ?? "", exitCode: 0 };
     }

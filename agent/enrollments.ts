@@ -8,6 +8,7 @@
  * one espm accepted is signed through the CA API; one no policy decided gets the same decision
  * now; one refused is cleaned, so no name is stranded.
  */
+import { nameProblem } from "../sdk/names";
 import { inspectCsr } from "../sdk/x509";
 import { decide } from "./autosign-policy";
 import { caHolding } from "./ca-holding";
@@ -67,6 +68,62 @@ export async function revokeEnrollment(
   return outcome;
 }
 
+/** How long espm looks for a refused CSR at the CA after its policy run, to remove it. */
+const REFUSED_CLEAN_WINDOW_MS = 10_000;
+const REFUSED_CLEAN_POLL_MS = 250;
+
+/**
+ * Removes a CSR espm's policy just refused for an enrolled name (no token, another name's, a burned
+ * one), once Puppet Server holds it. Puppet's CA lets anyone submit a CSR for any name, and while
+ * one is pending it refuses every other CSR for that name, the node's own included; the node's
+ * agent resubmits every waitforcert seconds (10 s in the bootstrap), so with the refused request
+ * gone within a second or two, its own CSR is decided on its token. Only the request with the
+ * refused CSR's public key is removed, never another.
+ */
+export function cleanRefusedSoon(ctx: AgentContext, certname: string, pem: string, log: SweepLog): void {
+  const ca = ctx.ca;
+  if (!ca || nameProblem(certname) !== undefined || ctx.policy.refusal(certname)) return;
+  let key: string;
+  try {
+    key = inspectCsr(pem).publicKeySha256;
+  } catch {
+    return; // Puppet Server does not keep what it cannot read either
+  }
+  const deadline = Date.now() + REFUSED_CLEAN_WINDOW_MS;
+  const look = async (): Promise<void> => {
+    const pending = await ca.request(certname);
+    let pendingKey: string | undefined;
+    try {
+      pendingKey = pending === undefined ? undefined : inspectCsr(pending).publicKeySha256;
+    } catch {
+      pendingKey = "unreadable";
+    }
+    if (pendingKey === key) {
+      await ca.clean(certname);
+      await ctx.store.audit(
+        {
+          actor: "espm autosign",
+          action: "enrollment.sweep",
+          target: certname,
+          outcome: "cleaned",
+          detail: "the CSR espm's policy refused, so that it does not block the node's own",
+        },
+        now(),
+      );
+      log.info({ certname }, "removed the CSR espm refused for an enrolled name");
+      return;
+    }
+    // Not there yet (Puppet Server answers the submit after the policy), or already replaced.
+    if (pendingKey === undefined && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, REFUSED_CLEAN_POLL_MS).unref());
+      return look();
+    }
+  };
+  void look().catch((err: Error) =>
+    log.warn({ certname, err: err.message }, "could not remove a refused CSR at once; the sweep removes it"),
+  );
+}
+
 export class EnrollmentSweep {
   /** When the sweep first saw each pending request, by certname, with the request's public key. */
   private readonly firstSeen = new Map<string, { key: string; at: number }>();
@@ -111,8 +168,14 @@ export class EnrollmentSweep {
     try {
       pending = new Set(await ca.pending());
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, "enrollment sweep: cannot list the CA's pending requests");
-      return;
+      // Anyone can submit a CSR that makes Puppet Server fail its whole list (a repeated
+      // extension answers 500): the sweep must not stop while it stays pending, so it asks the
+      // CA about each enrolled name alone.
+      this.log.warn(
+        { err: (err as Error).message },
+        "enrollment sweep: cannot list the CA's pending requests; looking at each enrolled name instead",
+      );
+      pending = await this.pendingOneByOne(ca, enrollments);
     }
     for (const enrollment of enrollments) {
       try {
@@ -126,6 +189,18 @@ export class EnrollmentSweep {
         this.log.warn({ certname: enrollment.certname, err: (err as Error).message }, "enrollment sweep failed");
       }
     }
+  }
+
+  private async pendingOneByOne(ca: CertificateAuthority, enrollments: EnrollmentRecord[]): Promise<Set<string>> {
+    const pending = new Set<string>();
+    for (const { certname } of enrollments) {
+      try {
+        if ((await ca.status(certname)).state === "requested") pending.add(certname);
+      } catch (err) {
+        this.log.warn({ certname, err: (err as Error).message }, "enrollment sweep: cannot read the name's state");
+      }
+    }
+    return pending;
   }
 
   private async sweepPending(ca: CertificateAuthority, enrollment: EnrollmentRecord): Promise<void> {

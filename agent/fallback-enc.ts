@@ -49,7 +49,7 @@ function nonEmpty(value: unknown): boolean {
 /**
  * Whether the fallback ENC's answer classifies the node: it exited 0 with at least one class or
  * parameter. An answer espm cannot read counts as knowing the node: espm never takes a node over
- * on a guess.
+ * on a guess. (A failed run is no answer at all: the gate refuses to decide on it, gate.ts.)
  */
 export function classifiesNode(result: EncResult): boolean {
   if (result.exitCode !== 0) return false;

@@ -43,8 +43,9 @@ export function writeAutosignWrapper(config: EspmConfig, ini: string, espmBin: s
   }
   const text = `#!/bin/sh
 ${WRAPPER_MARK}. Puppet Server runs it with the certname as its
-# one argument and the CSR on stdin; exit 0 signs.
-exec '${process.execPath}' '${espmBin}' autosign -c '${ini}' "$@"
+# one argument and the CSR on stdin; exit 0 signs, so anything else is a refusal.
+[ "$#" -eq 1 ] || { echo "espm-autosign: expected exactly one certname, got $#" >&2; exit 1; }
+exec '${process.execPath}' '${espmBin}' autosign -c '${ini}' -- "$1"
 `;
   if (existsSync(wrapper)) {
     const current = readFileSync(wrapper, "utf8");

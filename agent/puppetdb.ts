@@ -108,10 +108,10 @@ export class PuppetDb implements RunSource {
     return "deactivated";
   }
 
-  /** The node's runs from PuppetDB's reports endpoint, newest first. */
-  async runs(certname: string, limit: number): Promise<PuppetRun[]> {
+  /** The node's runs since `since` from PuppetDB's reports endpoint, newest first. */
+  async runs(certname: string, limit: number, since: string): Promise<PuppetRun[]> {
     const path = `/pdb/query/v4/reports?${queryString({
-      query: ["=", "certname", certname],
+      query: ["and", ["=", "certname", certname], [">=", "start_time", since]],
       order_by: [{ field: "start_time", order: "desc" }],
       limit: String(limit),
     })}`;

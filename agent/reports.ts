@@ -65,10 +65,18 @@ class ReportParser {
 
 /** Where espm reads a node's Puppet runs: report files (ReportReader) or PuppetDB (puppetdb.ts). */
 export interface RunSource {
-  /** The node's runs, newest first. The caller has checked the name. */
-  runs(certname: string, limit: number): Promise<PuppetRun[]>;
+  /**
+   * The node's runs that started at or after `since` (an ISO time: the registration's creation),
+   * newest first. The caller has checked the name.
+   */
+  runs(certname: string, limit: number, since: string): Promise<PuppetRun[]>;
   health(): Promise<BackendStatus>;
   close(): Promise<void>;
+}
+
+/** A time as the name Puppet's store processor gives a report file: YYYYMMDDHHMM, UTC. */
+function minuteOf(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-T:]/g, "").slice(0, 12);
 }
 
 export class ReportReader implements RunSource {
@@ -78,8 +86,9 @@ export class ReportReader implements RunSource {
 
   constructor(readonly dir: string) {}
 
-  /** The node's runs, newest first. The caller has checked the name (so it is a safe path segment). */
-  async runs(certname: string, limit: number): Promise<PuppetRun[]> {
+  /** The node's runs since `since`, newest first. The caller has checked the name (so it is a safe path segment). */
+  async runs(certname: string, limit: number, since: string): Promise<PuppetRun[]> {
+    const from = Date.parse(since);
     const nodeDir = join(this.dir, certname);
     let files: string[];
     try {
@@ -90,8 +99,11 @@ export class ReportReader implements RunSource {
     }
     const runs: PuppetRun[] = [];
     for (const file of files.sort().reverse()) {
+      // Files are named by the minute Puppet Server stored them (UTC): older than the minute of
+      // `since` means older than the registration, and so are all the files after it.
+      if (file.slice(0, 12) < minuteOf(from)) break;
       const run = await this.read(join(nodeDir, file));
-      if (run) runs.push(run);
+      if (run && Date.parse(run.time) >= from) runs.push(run);
       if (runs.length >= limit) break;
     }
     return runs.sort((a, b) => b.time.localeCompare(a.time));

@@ -4,6 +4,7 @@
  * PostgreSQL driver loads only for a PostgreSQL store.
  */
 import type { Group } from "../sdk/protocol";
+import type { PuppetServerNames } from "./certname-policy";
 import type { EspmConfig } from "./config";
 import type { EncPublication } from "./enc-export";
 import type { Store } from "./store";
@@ -20,11 +21,12 @@ export async function openStore(config: EspmConfig): Promise<Store> {
 
 /**
  * What `espm enc` reads, when it reads the PostgreSQL store: the nodes are there already, and the
- * validated groups are published there for every espm process and compile master.
+ * validated groups and Puppet Server's names are published there for every espm process and compile master.
  */
 export class StorePublication implements EncPublication {
   /** Where a failed publication is reported (the daemon's log, once it has one). */
-  onError: (err: Error) => void = (err) => process.stderr.write(`espm: publishing the groups failed: ${err.message}\n`);
+  onError: (err: Error) => void = (err) =>
+    process.stderr.write(`espm: publishing to the store failed: ${err.message}\n`);
 
   constructor(private readonly store: Store) {}
 
@@ -34,5 +36,9 @@ export class StorePublication implements EncPublication {
 
   writeGroups(groups: Map<string, Group>): void {
     this.store.publishGroups?.(groups).catch((err: Error) => this.onError(err));
+  }
+
+  writeServerNames(names: PuppetServerNames): void {
+    this.store.publishServerNames?.(names).catch((err: Error) => this.onError(err));
   }
 }

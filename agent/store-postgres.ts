@@ -17,6 +17,7 @@
 import { readFileSync } from "node:fs";
 import { Pool, type ClientConfig, type PoolClient, type QueryResultRow } from "pg";
 import type { Group } from "../sdk/protocol";
+import type { PuppetServerNames } from "./certname-policy";
 import { BackendError } from "./puppetserver/contract";
 import {
   classificationColumns,
@@ -108,6 +109,18 @@ CREATE TABLE groups_snapshot (
   updated_at TEXT NOT NULL
 );
 `,
+  // Version 2: deleted nodes keep no classification; the names of Puppet Server and its compile
+  // masters as espm learned them, so that `espm enc` applies the whole certname policy; an index
+  // for the deletions `espm enc` drops from its cache.
+  `
+UPDATE nodes SET groups = '[]', classes = '{}', parameters = '{}' WHERE deleted_at IS NOT NULL;
+CREATE INDEX nodes_deleted_at ON nodes(deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE TABLE server_names_snapshot (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  names TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+`,
 ];
 const SCHEMA_VERSION = MIGRATIONS.length;
 /** The advisory lock key migrations take (any constant of espm's own). */
@@ -187,6 +200,9 @@ function pgOps(query: Query): StoreOps {
     async liveNodes() {
       return (await query<NodeRow>("SELECT * FROM nodes WHERE deleted_at IS NULL ORDER BY name")).rows.map(toNode);
     },
+    async liveNodeCount() {
+      return Number((await one<{ n: string }>("SELECT count(*) AS n FROM nodes WHERE deleted_at IS NULL", []))!.n);
+    },
     async everCreatedNode(name) {
       return (await one("SELECT 1 FROM nodes WHERE name = $1 LIMIT 1", [name])) !== undefined;
     },
@@ -212,10 +228,12 @@ function pgOps(query: Query): StoreOps {
       return row && toNode(row);
     },
     async deleteNode(name, now) {
-      const result = await query("UPDATE nodes SET deleted_at = $1 WHERE name = $2 AND deleted_at IS NULL", [
-        now,
-        name,
-      ]);
+      // The classification goes with the node (its parameters may hold secrets); name and times stay.
+      const result = await query(
+        `UPDATE nodes SET deleted_at = $1, groups = '[]', classes = '{}', parameters = '{}'
+         WHERE name = $2 AND deleted_at IS NULL`,
+        [now, name],
+      );
       return result.rowCount === 1;
     },
     async certificate(certname) {
@@ -373,7 +391,7 @@ async function migrate(pool: Pool, encRole: string | undefined): Promise<void> {
     if (encRole) {
       // `espm enc`'s role reads the nodes and the groups, and nothing else: no write, no audit, no tokens.
       const role = `"${encRole.replaceAll('"', '""')}"`;
-      await client.query(`GRANT SELECT ON nodes, groups_snapshot TO ${role}`);
+      await client.query(`GRANT SELECT ON nodes, groups_snapshot, server_names_snapshot TO ${role}`);
     }
     await client.query("COMMIT");
   } catch (err) {
@@ -449,6 +467,13 @@ export async function openPostgresStore(settings: PostgresSettings): Promise<Sto
         `INSERT INTO groups_snapshot (id, groups, updated_at) VALUES (1, $1, $2)
          ON CONFLICT (id) DO UPDATE SET groups = $1, updated_at = $2`,
         [JSON.stringify([...groups.values()]), new Date().toISOString()],
+      );
+    },
+    async publishServerNames(names: PuppetServerNames) {
+      await pool.query(
+        `INSERT INTO server_names_snapshot (id, names, updated_at) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET names = $1, updated_at = $2`,
+        [JSON.stringify(names), new Date().toISOString()],
       );
     },
     async publishedGroups() {

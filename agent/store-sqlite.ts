@@ -100,11 +100,23 @@ CREATE UNIQUE INDEX enrollments_live ON enrollments(certname) WHERE state <> 're
 `;
 
 /**
+ * A deleted node keeps its name and times (for the audit and for tombstones) but not its
+ * classification, whose parameters may hold secrets and which the ENC's role can read.
+ */
+const DELETE_NODE = `UPDATE nodes SET deleted_at = ?, groups = '[]', classes = '{}', parameters = '{}'`;
+const DROP_DELETED_CLASSIFICATIONS = `UPDATE nodes SET groups = '[]', classes = '{}', parameters = '{}' WHERE deleted_at IS NOT NULL;`;
+
+/**
  * Each step brings the schema from version i to i + 1. Version 2: the public key of the CSR espm
  * submitted (SHA-256 of its SPKI), so that a pending request at the CA is recognised as espm's own
  * by its key, not by its name alone.
  */
-const MIGRATIONS = [SCHEMA_V1, "ALTER TABLE certificates ADD COLUMN public_key TEXT;", ENROLLMENTS];
+const MIGRATIONS = [
+  SCHEMA_V1,
+  "ALTER TABLE certificates ADD COLUMN public_key TEXT;",
+  ENROLLMENTS,
+  DROP_DELETED_CLASSIFICATIONS,
+];
 const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** The statements, synchronous, on one connection. */
@@ -152,6 +164,10 @@ class SqliteOps {
     return this.db.prepare<[], NodeRow>("SELECT * FROM nodes WHERE deleted_at IS NULL ORDER BY name").all().map(toNode);
   }
 
+  liveNodeCount(): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM nodes WHERE deleted_at IS NULL").get() as { n: number }).n;
+  }
+
   /** True when espm created a node of this name at some time, live or deleted. */
   everCreatedNode(name: string): boolean {
     return this.db.prepare("SELECT 1 FROM nodes WHERE name = ? LIMIT 1").get(name) !== undefined;
@@ -183,12 +199,9 @@ class SqliteOps {
     return result.changes === 1 ? this.liveNode(name) : undefined;
   }
 
-  /** Marks the live node deleted; returns false when there was no live node of that name. */
+  /** Marks the live node deleted, its classification dropped; false when there was no live node of that name. */
   deleteNode(name: string, now: string): boolean {
-    return (
-      this.db.prepare("UPDATE nodes SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL").run(now, name)
-        .changes === 1
-    );
+    return this.db.prepare(`${DELETE_NODE} WHERE name = ? AND deleted_at IS NULL`).run(now, name).changes === 1;
   }
 
   /** The newest certificate espm asked the CA for under this name. */
@@ -348,6 +361,7 @@ function asyncOps(ops: SqliteOps, guard: <T>(work: () => T) => Promise<T>): Stor
   return {
     liveNode: (name) => guard(() => ops.liveNode(name)),
     liveNodes: () => guard(() => ops.liveNodes()),
+    liveNodeCount: () => guard(() => ops.liveNodeCount()),
     everCreatedNode: (name) => guard(() => ops.everCreatedNode(name)),
     insertNode: (name, classification, now) => guard(() => ops.insertNode(name, classification, now)),
     updateNode: (name, classification, now) => guard(() => ops.updateNode(name, classification, now)),

@@ -9,6 +9,7 @@
  * together or not at all; inside one, use the transaction's handle (`tx`), never the store.
  */
 import type { Classification, Group, Node } from "../sdk/protocol";
+import type { PuppetServerNames } from "./certname-policy";
 
 export interface CertificateRecord {
   certname: string;
@@ -106,12 +107,16 @@ export function toNode(row: NodeRow): Node {
 export interface StoreOps {
   liveNode(name: string): Promise<Node | undefined>;
   liveNodes(): Promise<Node[]>;
+  liveNodeCount(): Promise<number>;
   /** True when espm created a node of this name at some time, live or deleted. */
   everCreatedNode(name: string): Promise<boolean>;
   /** A new live node; fails with a StoreConflict when the name has one. */
   insertNode(name: string, classification: Required<Classification>, now: string): Promise<Node>;
   updateNode(name: string, classification: Required<Classification>, now: string): Promise<Node | undefined>;
-  /** Marks the live node deleted (a tombstone); false when there was no live node of that name. */
+  /**
+   * Marks the live node deleted (a tombstone with its name and times, its classification dropped);
+   * false when there was no live node of that name.
+   */
   deleteNode(name: string, now: string): Promise<boolean>;
 
   /** The newest certificate espm asked the CA for under this name. */
@@ -170,6 +175,8 @@ export interface Store extends StoreOps {
   exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
   /** The validated groups, where every espm process and `espm enc` read them (PostgreSQL only). */
   publishGroups?(groups: Map<string, Group>): Promise<void>;
+  /** Puppet Server's names as espm learned them, where `espm enc` reads them (PostgreSQL only). */
+  publishServerNames?(names: PuppetServerNames): Promise<void>;
   /** The groups last published there. */
   publishedGroups?(): Promise<Map<string, Group>>;
   /** Answers when the store can be read. */

@@ -31,7 +31,7 @@ import {
 } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
-import { PUPPET_EXTENSIONS } from "./puppet-extensions";
+import { PUPPET_EXTENSIONS, puppetExtensionName } from "./puppet-extensions";
 
 export { PUPPET_EXTENSIONS, puppetExtensionName } from "./puppet-extensions";
 
@@ -476,6 +476,11 @@ export function csrProblem(pem: string, certname: string): string | undefined {
   if (csr.commonName !== certname) return `its subject CN is ${csr.commonName}; it must be the certname ${certname}`;
   if (csr.signatureProblem) return csr.signatureProblem;
   if (csr.keyType === "other") return "its key must be RSA or EC on P-256 or P-384";
+  const repeated = csr.extensions.find((id, i) => csr.extensions.indexOf(id) !== i);
+  if (repeated !== undefined) {
+    const name = puppetExtensionName(repeated) ?? repeated;
+    return `it requests extension ${name} more than once; readers may take different values, so it must appear once`;
+  }
   for (const id of csr.extensions) {
     if (id === OID.subjectAltName) {
       if (csr.otherAltNames || csr.dnsAltNames.length !== 1 || csr.dnsAltNames[0] !== certname)

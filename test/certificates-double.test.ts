@@ -130,13 +130,21 @@ describe("certificate routes (CA test double)", () => {
   let app: FastifyInstance;
   const key = generateRsaKeyPair(2048).privateKeyPem;
   const csrFor = (name: string) => createCsr(name, key, { pp_role: "web" });
-  const post = (certname: string, body: unknown) =>
-    app.inject({
+  /** Signs for a registered name: espm issues certificates only for its own live registrations. */
+  const post = async (certname: string, body: unknown) => {
+    if (!(await store.liveNode(certname)))
+      await store.insertNode(
+        certname,
+        { environment: "production", groups: [], classes: {}, parameters: {} },
+        new Date().toISOString(),
+      );
+    return app.inject({
       method: "POST",
       url: `/v1/certificates/${certname}`,
       headers: { authorization: "Bearer p".padEnd(40, "k"), "content-type": "application/json" },
       payload: JSON.stringify(body),
     });
+  };
   const call = (method: "GET" | "DELETE", certname: string) =>
     app.inject({ method, url: `/v1/certificates/${certname}`, headers: { authorization: "Bearer p".padEnd(40, "k") } });
 
@@ -166,6 +174,7 @@ describe("certificate routes (CA test double)", () => {
       export: new EncExport(dir),
       ca,
       version: "test",
+      outsidePolicy: [],
     };
     app = buildServer(ctx, { psk: "p".padEnd(33, "k"), logger: false });
   });
@@ -325,6 +334,11 @@ describe("certificate routes (CA test double)", () => {
       "idempotency-key": "sign-key-0123456789abcdef",
     };
     const payload = JSON.stringify({ csr: csrFor("web-04.example.test") });
+    await store.insertNode(
+      "web-04.example.test",
+      { environment: "production", groups: [], classes: {}, parameters: {} },
+      new Date().toISOString(),
+    );
     const [a, b] = await Promise.all([
       app.inject({ method: "POST", url: "/v1/certificates/web-04.example.test", headers, payload }),
       app.inject({ method: "POST", url: "/v1/certificates/web-04.example.test", headers, payload }),

@@ -18,6 +18,7 @@ import { renderUserData } from "../provider/userdata";
 import { enrollmentProvider, registrationProvider } from "../provider";
 import type { EnrollmentState } from "../provider/enrollment";
 import type { RegistrationState } from "../provider/registration";
+import { csrWithRepeatedExtension } from "./helpers/csr";
 import { configuredProvider } from "./helpers/providers";
 import { ESPM_BIN, installedCopy, run } from "./helpers/espm";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
@@ -310,7 +311,7 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     writeFileSync(ini, edit(readFileSync(world.setup.ini, "utf8")));
     const started = Date.now();
     return new Promise<{ code: number; stderr: string; ms: number }>((resolve) => {
-      const child = spawn(process.execPath, [ESPM_BIN, "autosign", "-c", ini, certname], {
+      const child = spawn(process.execPath, [ESPM_BIN, "autosign", "-c", ini, "--", certname], {
         stdio: ["pipe", "ignore", "pipe"],
       });
       let stderr = "";
@@ -358,6 +359,103 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     } finally {
       silent.close();
     }
+  });
+
+  it("exits non-zero for every form of `espm autosign` but `-c INI -- CERTNAME`: --help, --version, no --, two names", async () => {
+    const { name, token } = await enrolled("argv-01");
+    const csr = csrFor(name, token);
+    const forms = [
+      ["autosign", "--help"],
+      ["autosign", "-h"],
+      ["autosign", "--version"],
+      ["autosign", "-c", world.setup.ini, name],
+      ["autosign", "-c", world.setup.ini, "--", "--help"],
+      ["autosign", "-c", world.setup.ini, "--", name, name],
+      ["autosign", "-c", world.setup.ini, "--"],
+      ["--help", "autosign", "--", name],
+    ];
+    for (const argv of forms) {
+      const code = await new Promise<number>((resolve) => {
+        const child = spawn(process.execPath, [ESPM_BIN, ...argv], { stdio: ["pipe", "ignore", "ignore"] });
+        child.on("exit", (c) => resolve(c ?? -1));
+        child.stdin.end(csr);
+      });
+      assert.equal(code, 1, `espm ${argv.join(" ")} exited ${code}`);
+    }
+    // The wrapper hands Puppet Server's one argument over after --, and refuses any other count.
+    const wrapper = readFileSync(join(world.setup.configDir, "espm-autosign"), "utf8");
+    assert.match(wrapper, /autosign -c '[^']+' -- "\$1"\n/);
+    const twoArgs = await new Promise<number>((resolve) => {
+      const child = spawn(join(world.setup.configDir, "espm-autosign"), [name, "--help"], { stdio: "ignore" });
+      child.on("exit", (c) => resolve(c ?? -1));
+    });
+    assert.equal(twoArgs, 1);
+    assert.equal(await signedAtCa(name), false, "nothing was signed");
+    assert.equal((await client.enrollment(name))?.state, "issued", "and the token was not burned");
+  });
+
+  it("refuses a CSR that repeats an extension, even with a valid token, reading every value", async () => {
+    const { name, token } = await enrolled("dup-01", { pp_role: "web" });
+    await submit(
+      name,
+      csrWithRepeatedExtension(name, generateRsaKeyPair(2048).privateKeyPem, "pp_role", ["web", "db"], token),
+    );
+    await waitFor("the refusal in the log", async () =>
+      /requests extension pp_role more than once/.test(puppetServerLog()) ? true : undefined,
+    );
+    assert.equal(await signedAtCa(name), false);
+  });
+
+  it("keeps a node from its certificate for no tokenless CSR someone else submitted for its name first", async () => {
+    const { name, token, issued } = await enrolled("squat-01");
+    // Anyone may submit a CSR for any name; espm's policy refuses this one and removes it at once.
+    assert.equal(await submit(name, csrFor(name)), 200);
+    const userdata = renderUserData({
+      nodeName: name,
+      master: "localhost",
+      masterPort: world.lab.port,
+      caCertificatePem: issued.caCertificate,
+      enrollment: { token, extensions: {} },
+      maxWaitForCertSeconds: 60,
+    });
+    const boot = await world.boot("squat-01", userdata.script);
+    assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
+    assert.equal(await caState(world.lab, name), "signed");
+    assert.match(
+      JSON.stringify(world.espm.logLines),
+      /removed the CSR espm refused for an enrolled name/,
+      "espm removed the squatter's request",
+    );
+  });
+
+  it("signs a pending request while a CSR someone submitted makes the CA's list fail", async () => {
+    // A CSR with a repeated extension, for a name espm never enrolled: it stays pending, and
+    // Puppet Server 7 then fails certificate_statuses/any for everyone.
+    const poison = `poison-01.${DOMAIN}`;
+    await submit(
+      poison,
+      csrWithRepeatedExtension(poison, generateRsaKeyPair(2048).privateKeyPem, "pp_role", ["a", "b"]),
+    );
+    try {
+      const list = await request(`${world.lab.url}/puppet-ca/v1/certificate_statuses/any`, {
+        dispatcher: espmDispatcher(world.lab),
+      });
+      await list.body.text();
+      console.log(`      the CA's list with the poison CSR pending: HTTP ${list.statusCode}`);
+      const { name, token } = await enrolled("listfail-01");
+      await world.espm.stop();
+      try {
+        await submit(name, csrFor(name, token));
+        assert.equal(await caState(world.lab, name), "requested");
+      } finally {
+        await world.restartEspm();
+        client = world.client();
+      }
+      await waitFor("the sweep's sign", async () => ((await caState(world.lab, name)) === "signed" ? true : undefined));
+    } finally {
+      await cleanAtCa(poison);
+    }
+    assert.equal(await caState(world.lab, poison), "absent");
   });
 
   it("shows in health that autosign reaches espm", async () => {

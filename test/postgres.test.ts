@@ -206,10 +206,52 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
       `SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE n.nspname = 'public' AND c.relkind = 'r' AND has_table_privilege('${db.encRole}', c.oid, 'SELECT')`,
     );
-    assert.equal(readable, "groups_snapshot,nodes", "reads the nodes and the groups, not tokens or the audit log");
+    assert.equal(
+      readable,
+      "groups_snapshot,nodes,server_names_snapshot",
+      "reads the nodes, the groups and Puppet Server's names, not tokens or the audit log",
+    );
     const legacy = await enc("legacy-01.example.test");
     assert.equal(legacy.code, 0);
     assert.match(legacy.stdout, /legacy: \{\}/);
+  });
+
+  /** `espm enc` with a copy of the compile master's espm.ini changed by `edit`. */
+  const encWith = async (edit: (ini: string) => string, certname: string) => {
+    const ini = join(dir, `compile-master-${Math.random().toString(36).slice(2)}.ini`);
+    writeFileSync(ini, edit(readFileSync(compileIni, "utf8")));
+    return run(process.execPath, [ESPM_BIN, "enc", "-c", ini, certname]).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+  };
+
+  it("classifies no row the certname policy refuses now: narrowed patterns, and the master's own name", async () => {
+    const name = "pg-boot-01.example.test";
+    assert.match((await enc(name)).stdout, /espm_file/);
+    const narrowed = await encWith((ini) => ini.replace("allow[] = *.example.test", "allow[] = *.other.test"), name);
+    assert.equal(narrowed.stdout, "---\nclasses: {}\n", "the fallback's answer, as if espm did not know it");
+    // A row from before the policy, for the master's certname: A learned the server's names and
+    // published them, so espm enc refuses it even where the patterns allow *.lab.test.
+    const at = new Date().toISOString();
+    await pg.sql(
+      "espm",
+      `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
+       VALUES ('${lab.certname}', 'production', '[]', '{"espm_file": {"path": "/etc/cron.d/owned"}}', '{}', '${at}', '${at}')`,
+    );
+    const master = await encWith(
+      (ini) => ini.replace("allow[] = *.example.test", "allow[] = *.lab.test"),
+      lab.certname,
+    );
+    assert.equal(master.code, 0, master.stderr);
+    assert.doesNotMatch(master.stdout, /espm_file|cron/);
+    const put = await a.raw("PUT", `/v1/nodes/${lab.certname}`, {
+      body: JSON.stringify({ classes: { espm_file: {} } }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(put.status, 403, put.text);
+    assert.match(put.json.error?.message ?? "", /server-names/);
+    assert.equal((await a.raw("DELETE", `/v1/nodes/${lab.certname}`)).status, 204);
   });
 
   it("while PostgreSQL is down, serves a node's last answer from its cache and fails a node it never answered", async () => {
@@ -217,7 +259,21 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     const before = await enc(name);
     assert.equal(before.code, 0, before.stderr);
     assert.match(before.stdout, /espm_file/);
+    // A node answered, then deleted while the database was reachable: the next compile of any
+    // node drops its cached answer.
+    await clientB.registerNode({ name: "gone-01.example.test", groups: ["files"] });
+    assert.match((await enc("gone-01.example.test")).stdout, /espm_file/);
+    await clientB.deleteNode("gone-01.example.test");
+    assert.equal((await enc(name)).code, 0);
     await pg.stop();
+    const gone = await enc("gone-01.example.test");
+    assert.equal(gone.code, 1, gone.stdout);
+    assert.match(gone.stderr, /no earlier answer for gone-01\.example\.test/);
+    // An answer older than enc_cache_max_age_seconds is not served.
+    await new Promise((r) => setTimeout(r, 1500));
+    const stale = await encWith((ini) => ini.replace("[store]\n", "[store]\nenc_cache_max_age_seconds = 1\n"), name);
+    assert.equal(stale.code, 1, stale.stdout);
+    assert.match(stale.stderr, /older than enc_cache_max_age_seconds \(1\)/);
     const cached = await enc(name);
     assert.equal(cached.code, 0, cached.stderr);
     assert.equal(cached.stdout, before.stdout);

@@ -20,6 +20,7 @@ import { registrationProvider } from "../provider";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { EspmProcess, puppetServerArgs, run, scratchDir, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
+import { csrWithRepeatedExtension } from "./helpers/csr";
 import { caState, sharedWorld, type World } from "./helpers/world";
 
 const KEY = generateRsaKeyPair(2048).privateKeyPem;
@@ -74,7 +75,7 @@ describe("security: what the PSK can and cannot do", function () {
     const fallback = join(dir, "fallback-enc.sh");
     writeFileSync(
       fallback,
-      `#!/bin/sh\necho "$1" >> ${join(dir, "fallback.log")}\ncase "$1" in\n  legacy-01.example.test) printf -- '---\\nclasses:\\n  legacy: {}\\n' ;;\n  slow-enc.example.test) sleep 30 ;;\n  *) printf -- '---\\nclasses: {}\\n' ;;\nesac\n`,
+      `#!/bin/sh\necho "$1" >> ${join(dir, "fallback.log")}\ncase "$1" in\n  legacy-01.example.test) printf -- '---\\nclasses:\\n  legacy: {}\\n' ;;\n  slow-enc.example.test) sleep 30 ;;\n  failing-enc.example.test) echo "site ENC: database down" >&2; exit 1 ;;\n  *) printf -- '---\\nclasses: {}\\n' ;;\nesac\n`,
       { mode: 0o755 },
     );
     const { lab } = world;
@@ -329,6 +330,51 @@ describe("security: what the PSK can and cannot do", function () {
     });
   });
 
+  describe("one gate: espm acts only on names it registered", () => {
+    it("signs and enrolls no name it never registered, and the CA never hears of it", async () => {
+      for (const name of ["never-01.example.test", "legacy-01.example.test"]) {
+        const cert = await post(`/v1/certificates/${name}`, { csr: createCsr(name, KEY) });
+        assert.equal(cert.status, 422, cert.text);
+        assert.match(cert.json.error!.message, /espm has no node .*: register it/);
+        const enrollment = await post(`/v1/enrollments/${name}`, {});
+        assert.equal(enrollment.status, 422, enrollment.text);
+        caNeverSaw(name);
+      }
+      // legacy-01 is the site ENC's: its registration is refused, so no certificate can follow.
+      const known = await post("/v1/nodes", { name: "legacy-01.example.test", classes: { motd: {} } });
+      assert.equal(known.status, 409, known.text);
+      const cert = await post("/v1/certificates/legacy-01.example.test", {
+        csr: createCsr("legacy-01.example.test", KEY),
+      });
+      assert.equal(cert.status, 422, cert.text);
+      caNeverSaw("legacy-01.example.test");
+    });
+
+    it("answers 503 when the fallback ENC fails (exit 1), never a yes, and creates nothing", async () => {
+      const res = await post("/v1/nodes", { name: "failing-enc.example.test", classes: { motd: {} } });
+      assert.equal(res.status, 503, res.text);
+      assert.match(
+        res.json.error!.message,
+        /fallback ENC .* failed for failing-enc\.example\.test \(exit 1: site ENC: database down\)/,
+      );
+      assert.equal((await espm.raw("GET", "/v1/nodes/failing-enc.example.test")).status, 404);
+      caNeverSaw("failing-enc.example.test");
+    });
+
+    it("refuses a CSR that repeats an extension (400), before the CA sees it", async () => {
+      const name = "dup-ext.example.test";
+      assert.equal((await post("/v1/nodes", { name, classes: { motd: {} } })).status, 201);
+      const res = await post(`/v1/certificates/${name}`, {
+        csr: csrWithRepeatedExtension(name, KEY, "pp_role", ["web", "db"]),
+      });
+      assert.equal(res.status, 400, res.text);
+      assert.match(res.json.error!.message, /requests extension pp_role more than once/);
+      // The registration looked the name up at the CA; the CSR itself never went there.
+      assert.doesNotMatch(readFileSync(accessLog, "utf8"), /certificate_request\/dup-ext\.example\.test/);
+      assert.equal((await espm.raw("DELETE", `/v1/nodes/${name}`)).status, 204);
+    });
+  });
+
   describe("no request can hold espm", () => {
     it("closes a slowloris connection, a slow body and a silent TLS client within their deadlines", async () => {
       const started = Date.now();
@@ -443,11 +489,15 @@ describe("security: what the PSK can and cannot do", function () {
         ).join("");
       const report = (time: string, body: string) =>
         `--- !ruby/object:Puppet::Transaction::Report\nhost: ${name}\ntime: '${time}'\nstatus: failed\nlogs:\n${body}`;
+      // Runs after the registration (espm shows no earlier ones), named as Puppet's store processor names them.
+      const minute = (offset: number) => new Date(Math.ceil(Date.now() / 60_000) * 60_000 + offset * 60_000);
+      const file = (at: Date) => `${at.toISOString().replace(/[-T:]/g, "").slice(0, 12)}.yaml`;
+      const [older, newer] = [minute(1), minute(2)];
       writeFileSync(
-        join(nodeDir, "202611270001.yaml"),
-        report("2026-11-27T00:01:00Z", logs(30_000, 3500)).slice(0, 16 * 1024 * 1024),
+        join(nodeDir, file(newer)),
+        report(newer.toISOString(), logs(30_000, 3500)).slice(0, 16 * 1024 * 1024),
       );
-      writeFileSync(join(nodeDir, "202611270000.yaml"), report("2026-11-27T00:00:00Z", logs(9_000, 280)));
+      writeFileSync(join(nodeDir, file(older)), report(older.toISOString(), logs(9_000, 280)));
       let worst = 0;
       let polling = true;
       const poll = (async () => {
@@ -466,7 +516,7 @@ describe("security: what the PSK can and cannot do", function () {
       const listed = (runs.json as unknown as { runs: Array<{ time: string; status: string }> }).runs;
       assert.deepEqual(
         listed.map((r) => r.time),
-        ["2026-11-27T00:00:00.000Z"],
+        [older.toISOString()],
         "the 3.5 MB report is read, the 16 MB one skipped",
       );
       assert.ok(worst < 100, `the slowest health answer took ${worst.toFixed(1)} ms`);
@@ -511,7 +561,7 @@ describe("security: what the PSK can and cannot do", function () {
       ];
       const randomValue = () => pick(values);
       const randomBody = (name: string): string => {
-        switch (Math.floor(random() * 8)) {
+        switch (Math.floor(random() * 9)) {
           case 0:
             return JSON.stringify({
               name,
@@ -537,6 +587,11 @@ describe("security: what the PSK can and cannot do", function () {
             });
           case 4:
             return `${"{".repeat(Math.floor(random() * 60))}`;
+          case 8:
+            return JSON.stringify({
+              ttlMinutes: pick([5, 60, 0, -1, "x", 10_000_000]),
+              extensions: pick([{}, { pp_role: "web" }, { pp_role: 1 }, { not_an_extension: "x" }]),
+            });
           case 5:
             return JSON.stringify({ constructor: { prototype: {} }, name }).replace(
               '"name"',
@@ -550,6 +605,7 @@ describe("security: what the PSK can and cannot do", function () {
       };
       const acknowledged = new Set<string>();
       const signed = new Set<string>();
+      const enrolled = new Set<string>();
       const statuses = new Map<number, number>();
       // Requests for one name run one at a time, so answers arrive in the order espm acted on them.
       const busy = new Set<string>();
@@ -565,11 +621,14 @@ describe("security: what the PSK can and cannot do", function () {
           busy.add(name);
           sent++;
           const method = pick(["POST", "POST", "PUT", "GET", "DELETE"] as const);
-          const route = pick(["nodes", "certificates"]);
+          const route = pick(["nodes", "nodes", "certificates", "certificates", "enrollments", "runs"] as const);
+          const query = random() < 0.05 ? "?x=%ff" : route === "runs" ? pick(["", "?limit=3", "?limit=0"]) : "";
           const path =
             method === "POST" && route === "nodes"
               ? "/v1/nodes"
-              : `/v1/${route}/${encodeURIComponent(name)}${random() < 0.05 ? "?x=%ff" : ""}`;
+              : route === "runs"
+                ? `/v1/nodes/${encodeURIComponent(name)}/runs${query}`
+                : `/v1/${route}/${encodeURIComponent(name)}${query}`;
           const headers: Record<string, string> = {};
           if (random() < 0.9)
             headers["content-type"] = pick([
@@ -594,9 +653,18 @@ describe("security: what the PSK can and cannot do", function () {
               res.status < 500,
               `${method} ${path} ${body?.slice(0, 200)} -> ${res.status} ${res.text.slice(0, 300)}`,
             );
-            if (res.status === 201 && !replay) (route === "nodes" ? acknowledged : signed).add(name);
+            const sets = { nodes: acknowledged, certificates: signed, enrollments: enrolled, runs: undefined };
+            if (res.status === 201 && !replay) sets[route]?.add(name);
             if (res.status === 201 && key !== undefined) keysUsed.add(key);
-            if (res.status === 204 && method === "DELETE") (route === "nodes" ? acknowledged : signed).delete(name);
+            if (res.status === 204 && method === "DELETE") sets[route]?.delete(name);
+            // A registration's end is its certificate's end, and its enrollment's.
+            if (res.status === 204 && method === "DELETE" && route === "nodes") {
+              signed.delete(name);
+              enrolled.delete(name);
+            }
+            // Runs, certificates and enrollments exist only for live registrations.
+            if (res.status === 200 && route === "runs") assert.ok(acknowledged.has(name), `runs of ${name}`);
+            if (res.status === 201 && route !== "nodes") assert.ok(acknowledged.has(name), `${route} for ${name}`);
           } finally {
             busy.delete(name);
           }
@@ -618,8 +686,16 @@ describe("security: what the PSK can and cannot do", function () {
       )
         .map((r) => r.certname)
         .filter((n) => fuzzNames.has(n));
+      const tokens = (
+        db.prepare("SELECT certname FROM enrollments WHERE state <> 'revoked'").all() as Array<{ certname: string }>
+      )
+        .map((r) => r.certname)
+        .filter((n) => fuzzNames.has(n));
       db.close();
       assert.deepEqual(live.sort(), [...acknowledged].sort(), "live nodes are exactly the acknowledged creates");
+      assert.deepEqual(tokens.sort(), [...enrolled].sort(), "live enrollments are exactly the acknowledged ones");
+      for (const name of [...signed, ...enrolled])
+        assert.ok(acknowledged.has(name), `${name} holds a certificate or an enrollment without a registration`);
       assert.deepEqual(certified.sort(), [...signed].sort(), "signed certificates are exactly the acknowledged signs");
       for (const name of fuzzNames) {
         const exported = existsSync(join(espm.setup.configDir, "enc-nodes", `${name}.json`));

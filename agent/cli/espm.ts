@@ -6,7 +6,7 @@
  *   espm enc [-c espm.ini] CERTNAME     print a node's classification (Puppet's node_terminus = exec)
  *   espm puppet-config [-c espm.ini]    print the puppet.conf and auth.conf changes espm needs
  *   espm enroll [-c espm.ini] [--wait S] get espm's client certificate from the Puppet CA
- *   espm autosign [-c espm.ini] CERTNAME  Puppet Server's autosign policy (CSR on stdin)
+ *   espm autosign [-c espm.ini] -- CERTNAME  Puppet Server's autosign policy (CSR on stdin)
  */
 import { parseArgs } from "node:util";
 import { configPath } from "../config-file";
@@ -26,10 +26,11 @@ const USAGE = `usage:
                                          make espm's key, submit its certificate request to the
                                          Puppet CA, and once signed there (puppetserver ca sign
                                          --certname espm) fetch the certificate
-  espm autosign [-c CONFIG] CERTNAME < CSR
+  espm autosign [-c CONFIG] -- CERTNAME < CSR
                                          Puppet Server's policy-based autosigning: exit 0 signs,
                                          anything else refuses with the reason on stderr (run it
-                                         through the wrapper espm puppet-config writes)
+                                         through the wrapper espm puppet-config writes); any other
+                                         form, --help included, exits 1
 CONFIG defaults to $ESPM_CONFIG, else /opt/espm/etc/espm.ini.`;
 
 function fail(message: string, code = 2): never {
@@ -47,7 +48,48 @@ async function readStdin(): Promise<string> {
   return text;
 }
 
+/** The first word that is not an option or the config's value: the subcommand. */
+function subcommand(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "-c" || argv[i] === "--config") i++;
+    else if (!argv[i]!.startsWith("-")) return argv[i];
+  }
+  return undefined;
+}
+
+/**
+ * `autosign [-c CONFIG] -- CERTNAME`, and nothing else. Puppet Server reads exit 0 as "sign", so
+ * this command never takes the shared options: `--help`, `--version`, a second name or a name that
+ * looks like an option is a refusal (exit 1), never a zero exit.
+ */
+function autosignArguments(argv: string[]): { config?: string; certname: string } {
+  const refuse = (why: string): never =>
+    fail(`autosign refuses: ${why}; usage: espm autosign [-c CONFIG] -- CERTNAME`, 1);
+  let config: string | undefined;
+  let i = 0;
+  for (; i < argv.length && argv[i] !== "--"; i++) {
+    const arg = argv[i]!;
+    if (arg === "autosign") continue;
+    if ((arg === "-c" || arg === "--config") && i + 1 < argv.length && argv[i + 1] !== "--") config = argv[++i];
+    else if (arg.startsWith("--config=")) config = arg.slice("--config=".length);
+    else refuse(`unexpected ${JSON.stringify(arg.slice(0, 64))} before --`);
+  }
+  const names = argv.slice(i + 1);
+  if (i === argv.length) refuse("no -- before the certname");
+  if (names.length !== 1) refuse(`${names.length} arguments after --, not exactly one certname`);
+  return { config, certname: names[0]! };
+}
+
 async function main(argv: string[]): Promise<void> {
+  if (subcommand(argv) === "autosign") {
+    const { config, certname } = autosignArguments(argv);
+    const { autosign } = await import("../autosign");
+    const csr = await readStdin();
+    const result = await autosign(configPath(config), certname, csr);
+    process.stderr.write(`espm autosign: ${result.message}\n`);
+    process.exitCode = result.exitCode;
+    return;
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -86,15 +128,6 @@ async function main(argv: string[]): Promise<void> {
       const result = await classify(config, rest[0]!);
       process.stdout.write(result.stdout);
       process.stderr.write(result.stderr);
-      process.exitCode = result.exitCode;
-      return;
-    }
-    case "autosign": {
-      if (rest.length !== 1) fail(`autosign takes exactly one CERTNAME, and the CSR on stdin\n${USAGE}`);
-      const { autosign } = await import("../autosign");
-      const csr = await readStdin();
-      const result = await autosign(config, rest[0]!, csr);
-      process.stderr.write(`espm autosign: ${result.message}\n`);
       process.exitCode = result.exitCode;
       return;
     }

@@ -1,22 +1,26 @@
 /**
  * /v1/certificates/:certname: sign a CSR through the CA, report its state, revoke and clean it,
- * only ever for a certificate espm asked for itself (see ca-holding.ts).
+ * only ever for a certificate espm asked for itself (see ca-holding.ts). A sign passes the gate
+ * (gate.ts) as `certify`: the certname policy now, and a live registration of espm's for the name,
+ * so a PSK holder cannot get a certificate for a name it never registered or could not register.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { certificatePublicKeySha256, csrProblem, describeCertificate, inspectCsr } from "../../sdk/x509";
 import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
 import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
-import { ApiError, checkAllowed, checkName, parseInput } from "../http";
+import { ApiError, checkName, parseInput } from "../http";
 import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
 import { caHolding, requireCa, revokeCertificate } from "../ca-holding";
+import { admit } from "../gate";
 
 type Params = { Params: { certname: string } };
 
 export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.post("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
-    checkAllowed(ctx.policy, certname, "certname");
     const { csr } = parseInput(schemas.signRequest, request.body, "certificate request");
+    const problem = csrProblem(csr, certname);
+    if (problem) throw new ApiError("invalid_request", `csr: ${problem}`, [{ field: "csr", message: problem }]);
     const ca = requireCa(ctx);
     const outcome = await ctx.idempotency.run(
       {
@@ -25,13 +29,8 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
         body: request.body,
       },
       async (remember) => {
-        const problem = csrProblem(csr, certname);
-        if (problem) throw new ApiError("invalid_request", `csr: ${problem}`, [{ field: "csr", message: problem }]);
+        const { held, mine } = (await admit(ctx, "certify", certname, "certname")).holding!;
         const publicKey = inspectCsr(csr).publicKeySha256;
-
-        const { held, mine, foreign } = await caHolding(ctx, certname);
-        if (foreign)
-          throw new ApiError("conflict", foreign, [{ field: "certname", message: "held by the CA for another owner" }]);
         if (held.state === "signed") {
           throw new ApiError(
             "conflict",
@@ -106,7 +105,7 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
   });
 
   app.get("/v1/certificates/:certname", async (request: FastifyRequest<Params>): Promise<CertificateStatus> => {
-    const certname = checkName(request.params.certname, "certname");
+    const { name: certname } = await admit(ctx, "record", request.params.certname, "certname");
     requireCa(ctx);
     if (!(await ctx.store.certificate(certname)))
       throw new ApiError("not_found", `espm has no certificate for ${certname}`);
@@ -120,7 +119,7 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
   });
 
   app.delete("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
-    const certname = checkName(request.params.certname, "certname");
+    const { name: certname } = await admit(ctx, "record", request.params.certname, "certname");
     const ca = requireCa(ctx);
     const ours = await ctx.store.certificate(certname);
     if (!ours)

@@ -1,5 +1,7 @@
 /**
- * /v1/enrollments/:certname: one-time tokens for registered nodes that make their own keys. The
+ * /v1/enrollments/:certname: one-time tokens for registered nodes that make their own keys. An
+ * enrollment passes the gate (gate.ts) as `certify`: only a live registration of espm's that the
+ * certname policy allows now, and that no one else holds at the CA, gets a token. The
  * token is in the answer to the POST and nowhere else: espm keeps only its hash (so a create is
  * never replayed from an Idempotency-Key record, which would have to keep the token). A new POST
  * for a name whose token is still unused invalidates that token and issues another, so a create
@@ -8,10 +10,12 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { schemas, type Enrollment, type EnrollmentIssued } from "../../sdk/protocol";
 import { newToken, tokenHash } from "../autosign-policy";
-import { caHolding, requireCa } from "../ca-holding";
+import { requireCa } from "../ca-holding";
 import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
 import { learnSerial, revokeEnrollment } from "../enrollments";
-import { ApiError, checkAllowed, checkName, parseInput } from "../http";
+import { admit } from "../gate";
+import { ApiError, parseInput } from "../http";
+import { checkEnrollmentQuota } from "../quotas";
 import type { EnrollmentRecord } from "../store";
 
 type Params = { Params: { certname: string } };
@@ -43,18 +47,10 @@ function expiry(ttlMinutes: number): string {
 
 export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.post("/v1/enrollments/:certname", async (request: FastifyRequest<Params>, reply) => {
-    const certname = checkName(request.params.certname, "certname");
-    checkAllowed(ctx.policy, certname, "certname");
     const input = parseInput(schemas.enrollmentRequest, request.body ?? {}, "enrollment");
     requireAutosign(ctx);
     const ca = requireCa(ctx);
-    if (!(await ctx.store.liveNode(certname))) {
-      throw new ApiError(
-        "unprocessable",
-        `espm has no node ${certname}: register it (PuppetNodeRegistration) before enrolling it`,
-        [{ field: "certname", message: "not registered" }],
-      );
-    }
+    const { name: certname, holding } = await admit(ctx, "certify", request.params.certname, "certname");
     const earlier = await ctx.store.liveEnrollment(certname);
     if (earlier && earlier.state !== "issued") {
       throw new ApiError(
@@ -63,8 +59,8 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
         [{ field: "certname", message: `enrollment ${earlier.state}` }],
       );
     }
-    const { held, mine, foreign } = await caHolding(ctx, certname);
-    if (foreign) throw new ApiError("conflict", foreign, [{ field: "certname", message: "held at the CA" }]);
+    if (!earlier) await checkEnrollmentQuota(ctx);
+    const { held, mine } = holding!;
     if (held.state !== "absent" && mine && held.state !== "revoked") {
       throw new ApiError(
         "conflict",
@@ -100,7 +96,7 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
   });
 
   app.get("/v1/enrollments/:certname", async (request: FastifyRequest<Params>): Promise<Enrollment> => {
-    const certname = checkName(request.params.certname, "certname");
+    const { name: certname } = await admit(ctx, "record", request.params.certname, "certname");
     const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) throw new ApiError("not_found", `espm has no enrollment for ${certname}`);
     return view(await learnSerial(ctx, enrollment));
@@ -108,8 +104,8 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
 
   /** A new time to live for a token not yet presented; a used token keeps what it has. */
   app.put("/v1/enrollments/:certname", async (request: FastifyRequest<Params>): Promise<Enrollment> => {
-    const certname = checkName(request.params.certname, "certname");
     const { ttlMinutes } = parseInput(schemas.enrollmentUpdate, request.body, "enrollment update");
+    const { name: certname } = await admit(ctx, "change", request.params.certname, "certname");
     const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) throw new ApiError("not_found", `espm has no enrollment for ${certname}`);
     if (enrollment.state !== "issued") return view(enrollment);
@@ -125,7 +121,7 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
   });
 
   app.delete("/v1/enrollments/:certname", async (request: FastifyRequest<Params>, reply) => {
-    const certname = checkName(request.params.certname, "certname");
+    const { name: certname } = await admit(ctx, "record", request.params.certname, "certname");
     const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) {
       if (await ctx.store.everEnrolled(certname)) return reply.code(204).send();

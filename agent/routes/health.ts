@@ -61,6 +61,9 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
     if (!request.authenticated) return { status: store.status === "ok" ? "ok" : "down" };
     const groups: BackendStatus = { status: "ok", detail: `${ctx.groups().size} groups` };
     const names = ctx.policy.describe();
+    const outside = ctx.outsidePolicy;
+    if (outside.length)
+      names.detail += `; ${outside.length} registration${outside.length > 1 ? "s" : ""} outside the policy, not classified and not changeable (delete them): ${outside.slice(0, 20).join(", ")}${outside.length > 20 ? ", …" : ""}`;
     const autosign: BackendStatus = !ctx.autosign
       ? { status: "not_configured" }
       : ctx.autosign.listening
