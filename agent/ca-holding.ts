@@ -116,6 +116,12 @@ async function healRecord(
     (held.state !== "signed" && held.state !== "revoked")
   )
     return;
+  // A CSR espm's autosign policy accepted is signed by the CA itself: its serial is learned here too.
+  const enrollment = await ctx.store.liveEnrollment(certname);
+  const how =
+    enrollment?.publicKey && enrollment.publicKey === ours.publicKey
+      ? "signed by the CA through its autosign policy, which the enrollment's token allowed"
+      : "learned from the CA after an interrupted sign";
   await ctx.store.transaction(async (tx) => {
     await tx.recordCertificateSigned(certname, held.serial!, held.notAfter ?? "", now());
     if (held.state === "revoked") await tx.recordCertificateRevoked(certname, now());
@@ -125,7 +131,7 @@ async function healRecord(
         action: "certificate.sign",
         target: certname,
         outcome: "signed",
-        detail: `serial ${held.serial} learned from the CA after an interrupted sign`,
+        detail: `serial ${held.serial} ${how}`,
       },
       now(),
     );

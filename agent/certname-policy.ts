@@ -111,16 +111,23 @@ export class CertnamePolicy {
     };
   }
 
-  /** Puppet Server's names as last learned, to publish for `espm enc`; undefined until learned. */
+  /**
+   * Puppet Server's names as last learned from it, to publish for `espm enc`; undefined until
+   * learned, and for an espm with no Puppet Server (which must not overwrite what another espm
+   * sharing the store published).
+   */
   names(): PuppetServerNames | undefined {
-    return this.learned ? { server: [...this.serverNames], altNamed: [...this.altNamed] } : undefined;
+    return this.heardFromServer ? { server: [...this.serverNames], altNamed: [...this.altNamed] } : undefined;
   }
+
+  private heardFromServer = false;
 
   /** Replaces what espm knows of Puppet Server's names (start-up and each periodic refresh). */
   learn(names: Partial<PuppetServerNames>): void {
     if (names.server) {
       this.serverNames = new Set(names.server.map((n) => n.toLowerCase()));
       this.learned = true;
+      this.heardFromServer = true;
     }
     if (names.altNamed) this.altNamed = new Set(names.altNamed.map((n) => n.toLowerCase()));
   }

@@ -137,9 +137,12 @@ export class EnrollmentSweep {
 
   start(intervalMs: number): void {
     const tick = () => {
-      void this.once().finally(() => {
-        if (this.timer) this.timer = setTimeout(tick, intervalMs);
-      });
+      void this.once()
+        // A pass never takes the daemon down: whatever it could not do, the next pass tries again.
+        .catch((err: Error) => this.log.warn({ err: err.message }, "enrollment sweep failed"))
+        .finally(() => {
+          if (this.timer) this.timer = setTimeout(tick, intervalMs);
+        });
     };
     this.timer = setTimeout(tick, 0);
   }
@@ -162,7 +165,14 @@ export class EnrollmentSweep {
    */
   private async pass(): Promise<void> {
     const ca = this.ctx.ca;
-    const enrollments = await this.ctx.store.liveEnrollments();
+    let enrollments: EnrollmentRecord[];
+    try {
+      enrollments = await this.ctx.store.liveEnrollments();
+    } catch (err) {
+      // A store that cannot be read now (PostgreSQL down) is no reason to stop: the next pass retries.
+      this.log.warn({ err: (err as Error).message }, "enrollment sweep: cannot read the enrollments");
+      return;
+    }
     if (!ca || enrollments.length === 0) return;
     let pending: Set<string>;
     try {

@@ -141,7 +141,19 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     const cert = readFileSync(join(world.dir, `agent-inst-01/ssl/certs/${name}.pem`), "utf8");
     const { describeCertificate } = await import("../sdk/x509");
     assert.equal(enrollment.serial, describeCertificate(cert).serial);
-    assert.match(puppetServerLog(), new RegExp(`espm signs ${name.replaceAll(".", "\\.")}`));
+    // The sign is an INFO in espm's log and no WARN in Puppet Server's (which logs a policy's stderr as one).
+    assert.doesNotMatch(puppetServerLog(), new RegExp(`WARN.*espm signs ${name.replaceAll(".", "\\.")}`));
+    const decided = world.espm.logLines.find((l) => l.includes("autosign: decided") && l.includes(name));
+    assert.match(decided ?? "", /"level":30/, "the decision is logged at INFO");
+    const db = new Database(join(world.setup.configDir, "espm.db"), { readonly: true });
+    const signedAudit = db
+      .prepare("SELECT detail FROM audit WHERE target = ? AND action = 'certificate.sign'")
+      .all(name) as Array<{ detail: string }>;
+    db.close();
+    assert.match(
+      signedAudit.map((a) => a.detail).join("\n"),
+      /through its autosign policy, which the enrollment's token allowed/,
+    );
 
     const stateDir = world.setup.configDir;
     for (const file of readdirSync(stateDir).filter((f) => f.startsWith("espm.db"))) {
@@ -255,11 +267,13 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     const wrapper = join(world.dir, "installed-autosign");
     await run(process.execPath, [installed, "puppet-config", "-c", world.setup.ini, "--autosign-wrapper", wrapper]);
     const asUser = (user: string, name: string, csr: string) =>
-      new Promise<{ code: number; stderr: string }>((resolve) => {
-        const child = spawn("runuser", ["-u", user, "--", wrapper, name], { stdio: ["pipe", "ignore", "pipe"] });
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn("runuser", ["-u", user, "--", wrapper, name], { stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
         let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        child.on("exit", (code) => resolve({ code: code ?? -1, stderr }));
+        child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
         child.stdin.end(csr);
       });
     const { name, token } = await enrolled("perm-01");
@@ -269,7 +283,7 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     assert.equal((await client.enrollment(name))?.state, "issued", "a stranger's try burns nothing");
     const puppet = await asUser("puppet", name, csrFor(name, token));
     assert.equal(puppet.code, 0, puppet.stderr);
-    assert.match(puppet.stderr, /espm signs perm-01\.enroll\.test/);
+    assert.match(puppet.stdout, /espm signs perm-01\.enroll\.test/);
   });
 
   it("lets exactly one of two espm autosign processes racing for one token sign", async () => {
@@ -310,13 +324,15 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     const ini = join(world.dir, `espm-${certname}.ini`);
     writeFileSync(ini, edit(readFileSync(world.setup.ini, "utf8")));
     const started = Date.now();
-    return new Promise<{ code: number; stderr: string; ms: number }>((resolve) => {
+    return new Promise<{ code: number; stdout: string; stderr: string; ms: number }>((resolve) => {
       const child = spawn(process.execPath, [ESPM_BIN, "autosign", "-c", ini, "--", certname], {
-        stdio: ["pipe", "ignore", "pipe"],
+        stdio: ["pipe", "pipe", "pipe"],
       });
+      let stdout = "";
       let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("exit", (code) => resolve({ code: code ?? -1, stderr, ms: Date.now() - started }));
+      child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started }));
       child.stdin.end(csr);
     });
   }
@@ -335,7 +351,9 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
       csrFor(name),
     );
     assert.equal(withFallback.code, 0, withFallback.stderr);
-    assert.match(withFallback.stderr, /never enrolled elsewhere-01\.enroll\.test; the fallback policy .* signs it/);
+    // A sign goes to stdout (Puppet Server's debug log), never stderr (which it logs as a WARN).
+    assert.equal(withFallback.stderr, "");
+    assert.match(withFallback.stdout, /never enrolled elsewhere-01\.enroll\.test; the fallback policy .* signs it/);
     const without = await autosignWith((ini) => ini, name, csrFor(name));
     assert.equal(without.code, 1);
     assert.match(without.stderr, /never enrolled elsewhere-01\.enroll\.test and no fallback policy is configured/);

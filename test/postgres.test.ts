@@ -75,6 +75,11 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
       GROUPS,
       join(dir, "a"),
     );
+    // A sweeps for undecided CSRs every second, so that a sweep runs while PostgreSQL is down below.
+    writeFileSync(
+      setupA.ini,
+      readFileSync(setupA.ini, "utf8").replace("[autosign]\n", "[autosign]\nsweep_seconds = 1\n"),
+    );
     const setupB = await setupEspm(storeArgs(), GROUPS, join(dir, "b"));
     const setupC = await setupEspm(storeArgs(), GROUPS, join(dir, "c"));
     [a, b, c] = await Promise.all([EspmProcess.start(setupA), EspmProcess.start(setupB), EspmProcess.start(setupC)]);
@@ -278,7 +283,8 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     assert.equal(cached.code, 0, cached.stderr);
     assert.equal(cached.stdout, before.stdout);
     assert.match(cached.stderr, /PostgreSQL cannot be read .*served pg-boot-01\.example\.test's last answer/);
-    // espm itself answers 503 naming the store, which a client retries, and nothing is half-made.
+    // espm itself, through sweeps that could not read the store, answers 503 naming the store,
+    // which a client retries, and nothing is half-made.
     const refused = await a.raw("POST", "/v1/nodes", {
       body: JSON.stringify({ name: "while-down.example.test" }),
       headers: { "content-type": "application/json" },

@@ -86,7 +86,8 @@ async function main(argv: string[]): Promise<void> {
     const { autosign } = await import("../autosign");
     const csr = await readStdin();
     const result = await autosign(configPath(config), certname, csr);
-    process.stderr.write(`espm autosign: ${result.message}\n`);
+    // Puppet Server logs the policy's stderr as a WARN and its stdout at debug: a sign is no warning.
+    (result.exitCode === 0 ? process.stdout : process.stderr).write(`espm autosign: ${result.message}\n`);
     process.exitCode = result.exitCode;
     return;
   }
