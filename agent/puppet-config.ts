@@ -113,8 +113,9 @@ export function espmAuthRules(rules: CertnameRules, o: { bulkSign?: boolean } = 
             name: "espm certificates"
         },
         {
-            # espm reads the certificate list to learn compile masters' dns_alt_names (never signs through it)
-            match-request: { path: "/puppet-ca/v1/certificate_statuses", type: path, method: get }
+            # espm reads the certificate list to learn compile masters' dns_alt_names (never signs through it):
+            # its own path exactly, so the CA CLI's certificate_statuses/any_key stays under the stock rule
+            match-request: { path: "^/puppet-ca/v1/certificate_statuses/any$", type: regex, method: get }
             allow: ["espm"]
             sort-order: 400
             name: "espm certificate list"
@@ -232,7 +233,15 @@ export function authConfForEspm(original: string, rules: CertnameRules, o: { bul
       "this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them",
     );
   }
-  if (original.includes('name: "espm certificates"'))
-    throw new Error("this auth.conf already has espm's rules; edit them by hand");
-  return original.replace(/rules:\s*\[/, (m) => `${m}${espmAuthRules(rules, o)}`);
+  // Puppet Server refuses two rules of one name, and a reload that meets them shuts it down.
+  const added = espmAuthRules(rules, o);
+  const names = (text: string) => new Set([...text.matchAll(/\bname\s*[:=]\s*"([^"]*)"/g)].map((m) => m[1]!));
+  const existing = names(original);
+  const clashes = [...names(added)].filter((n) => existing.has(n));
+  if (clashes.length)
+    throw new Error(
+      `this auth.conf already has a rule named ${clashes.map((n) => JSON.stringify(n)).join(", ")}; Puppet Server refuses duplicate rule names and stops on the reload. ` +
+        `If they are espm's from an earlier run, nothing needs adding; otherwise rename the site's rule${clashes.length > 1 ? "s" : ""} first`,
+    );
+  return original.replace(/rules:\s*\[/, (m) => `${m}${added}`);
 }

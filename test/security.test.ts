@@ -261,6 +261,30 @@ describe("security: what the PSK can and cannot do", function () {
     });
   });
 
+  describe("the operator's CA command keeps working beside espm's rules", () => {
+    it("lists (pending and --all) and signs with puppetserver ca: espm's rules shadow no stock rule", async () => {
+      const { lab } = world;
+      const name = "operator-01.site.test";
+      const res = await request(`${lab.url}/puppet-ca/v1/certificate_request/${name}`, {
+        method: "PUT",
+        body: createCsr(name, KEY),
+        headers: { "content-type": "text/plain" },
+        dispatcher: new Agent({ connect: { ca: readFileSync(lab.caBundle) } }),
+      });
+      await res.body.text();
+      const ca = (args: string[]) => {
+        const argv = lab.command(["puppetserver", "ca", ...args, "--config", lab.confFile]);
+        return run(argv[0]!, argv.slice(1), { timeout: 120_000 });
+      };
+      const pending = await ca(["list"]);
+      assert.match(pending.stdout, /operator-01\.site\.test/);
+      const all = await ca(["list", "--all"]);
+      assert.match(all.stdout, new RegExp(lab.certname.replaceAll(".", "\\.")));
+      await ca(["sign", "--certname", name]);
+      assert.match((await ca(["list", "--all"])).stdout, /operator-01\.site\.test/);
+    });
+  });
+
   describe("CSRs are read the way Puppet reads them", () => {
     function openssl(args: string[], input?: string): string {
       return execFileSync("openssl", args, { input, stdio: ["pipe", "pipe", "ignore"] }).toString();

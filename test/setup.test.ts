@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "ini";
 import { X509Certificate } from "node:crypto";
@@ -143,6 +143,42 @@ describe("espm puppet-config", () => {
       "the CA CLI keeps its access",
     );
     assert.doesNotMatch(rewritten, /\/puppet-ca\/v1\/clean[^\n]*\n[^}]*"espm"/, "no rule lets espm use /clean");
+    rmSync(setup.dir, { recursive: true });
+  });
+
+  it("refuses to add a rule whose name the site's auth.conf already uses (Puppet Server would stop on the reload)", async () => {
+    const setup = await setupEspm(["--certname-pattern", "*.nodes.example.com"]);
+    const site = join(setup.dir, "auth.conf");
+    const stock = readFileSync("/etc/puppet/puppetserver/conf.d/auth.conf", "utf8");
+    // The site's own rule, named like one of espm's.
+    writeFileSync(
+      site,
+      stock.replace(
+        /rules:\s*\[/,
+        (m) =>
+          `${m}\n        {\n            match-request: { path: "/puppet/v3/environment_classes", type: path, method: get }\n            allow: ["reporting.site.test"]\n            sort-order: 450\n            name: "espm environment classes"\n        },`,
+      ),
+    );
+    await assert.rejects(
+      run(process.execPath, [
+        ESPM_BIN,
+        "puppet-config",
+        "-c",
+        setup.ini,
+        "--auth-conf",
+        site,
+        "--write",
+        `${site}.espm`,
+      ]),
+      (err: { stderr: string }) => {
+        assert.match(
+          err.stderr,
+          /already has a rule named "espm environment classes"; Puppet Server refuses duplicate rule names/,
+        );
+        return true;
+      },
+    );
+    assert.equal(existsSync(`${site}.espm`), false, "nothing written");
     rmSync(setup.dir, { recursive: true });
   });
 
