@@ -111,6 +111,15 @@ function configSchema() {
         cert: path,
         key: path,
         class_cache_seconds: z.coerce.number().int().min(0).default(30),
+        /**
+         * Puppet 8's bulk sign (POST /puppet-ca/v1/sign), which auth.conf must allow espm ("espm bulk
+         * sign"). Off by default: espm then never tries the endpoint, which Puppet 7 refuses with an
+         * ERROR in its log.
+         */
+        bulk_sign: z.preprocess(
+          (v) => (v === undefined || v === "false" ? false : v === "true" ? true : v),
+          z.boolean(),
+        ),
         /** Where Puppet Server stores reports (`reports = store`); espm reads its own nodes' runs there. */
         reportdir: path.optional(),
       })

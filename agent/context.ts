@@ -16,6 +16,8 @@ export interface AgentContext {
   idempotency: Idempotency;
   /** The groups as last validated from groups.yaml (reloaded on change and on SIGHUP). */
   groups(): Map<string, Group>;
+  /** Why groups.yaml as it is now is held back (a syntax error, or classes the Puppet server lacks). */
+  groupsProblem(): string | undefined;
   /** Which certnames espm may sign and classify. */
   policy: CertnamePolicy;
   /** What `espm enc` reads: the per-node files and the groups snapshot, or (PostgreSQL) the store itself. */

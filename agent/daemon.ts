@@ -12,6 +12,7 @@ import type { AgentContext } from "./context";
 import { EncExport, readGroupsSnapshot, type EncPublication } from "./enc-export";
 import { EnrollmentSweep } from "./enrollments";
 import { GroupsSource } from "./groups";
+import { groupsProblems } from "./groups-check";
 import type { Backends, ServerNameSource } from "./puppetserver/contract";
 import { Idempotency } from "./idempotency";
 import { buildServer } from "./server";
@@ -77,7 +78,10 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     publication = encExport;
     previousGroups = readGroupsSnapshot(config.store.enc_export);
   }
-  const groups = new GroupsSource(config.classifier.groups, (g) => publication.writeGroups(g), previousGroups);
+  const classes = backends.classes;
+  const check =
+    classes && ((g: Map<string, Group>) => groupsProblems(g, classes, config.classifier.default_environment));
+  const groups = new GroupsSource(config.classifier.groups, (g) => publication.writeGroups(g), previousGroups, check);
   const puppetdb = config.puppetdb ? new PuppetDb(config.puppetdb) : undefined;
   const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : puppetdb;
   const ctx: AgentContext = {
@@ -85,6 +89,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     store,
     idempotency: new Idempotency(store),
     groups: () => groups.groups,
+    groupsProblem: () => groups.problem,
     policy,
     export: publication,
     version: VERSION,
@@ -100,6 +105,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     : undefined;
   const sweep = config.autosign && ctx.ca ? new EnrollmentSweep(ctx, app.log) : undefined;
   groups.attach(app.log);
+  await groups.settle();
   const review = () => reviewRegistrations(ctx, app.log);
   await review();
   if (publication instanceof StorePublication)
@@ -119,7 +125,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     );
   }
   groups.watch();
-  process.on("SIGHUP", () => groups.reload("SIGHUP"));
+  process.on("SIGHUP", () => void groups.reload("SIGHUP"));
   const learning = backends.names
     ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log, review)
     : undefined;

@@ -1,9 +1,10 @@
 /**
  * `espm enc CERTNAME`: the external node classifier Puppet Server runs (node_terminus = exec) for
  * every catalog compile. It reads only espm.ini and the export the daemon publishes (the node's
- * file and the validated groups snapshot), never the store and never groups.yaml itself, so it runs
- * as Puppet Server's user with read access alone, starts fast, and a broken groups.yaml cannot
- * break a Puppet run.
+ * file, the validated groups snapshot and Puppet Server's names), never the store and never
+ * groups.yaml itself, so it runs as Puppet Server's user with read access alone, starts fast, and a
+ * broken groups.yaml cannot break a Puppet run. (With a PostgreSQL store it reads the same from the
+ * database, with a read-only role: enc-postgres.ts.)
  */
 import { nameProblem } from "../sdk/names";
 import { mergeClassification, type EncClassification } from "./classification";

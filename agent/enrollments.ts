@@ -99,7 +99,7 @@ export function cleanRefusedSoon(ctx: AgentContext, certname: string, pem: strin
       pendingKey = "unreadable";
     }
     if (pendingKey === key) {
-      await ca.clean(certname);
+      await ca.removeRequest(certname);
       await ctx.store.audit(
         {
           actor: "espm autosign",
@@ -247,7 +247,7 @@ export class EnrollmentSweep {
       }
       if (answer.decision === "refuse" && answer.undecided) return;
     }
-    await ca.clean(certname);
+    await ca.removeRequest(certname);
     await this.audit(certname, "cleaned", "a pending request espm refused, so that the name is not stranded");
   }
 

@@ -134,9 +134,11 @@ export function espmAuthRules(rules: CertnameRules, o: { bulkSign?: boolean } = 
  * [autosign] section in espm.ini, also writes the autosign wrapper and prints its setting.
  */
 export function printPuppetConfig(configFile: string, options: PuppetConfigOptions = {}): string {
-  const { authConf: authConfFile, writeTo, bulkSign } = options;
+  const { authConf: authConfFile, writeTo } = options;
   const espmBin = resolve(options.espmBin ?? process.argv[1] ?? "/usr/local/bin/espm");
   const config = loadConfig(configFile);
+  // The bulk sign rule goes with espm.ini's bulk_sign: espm uses the endpoint only when set.
+  const bulkSign = options.bulkSign === true || config.puppetserver?.bulk_sign === true;
   const ini = resolve(configFile);
   const rules = { patterns: config.certnames.allow, allowAny: config.certnames.allow_any, deny: config.certnames.deny };
   let rewritten = "";
@@ -181,9 +183,10 @@ ${autosign}${reports}
 ${espmAuthRules(rules, { bulkSign })}
 ${
   bulkSign
-    ? `#    (--bulk-sign: the "espm bulk sign" rule lets espm sign any pending request on Puppet 8, since
-#    the names travel in the body; espm sends only names its own policy allowed. Without the rule,
-#    espm signs one by one on the certname-limited path above.)
+    ? `#    (bulk sign: the "espm bulk sign" rule lets espm sign any pending request on Puppet 8, since
+#    the names travel in the body; espm sends only names its own policy allowed. espm uses it only
+#    with bulk_sign = true in espm.ini's [puppetserver]${config.puppetserver?.bulk_sign ? " (set)" : " (NOT set: add it, or espm keeps signing one by one)"};
+#    without both, espm signs one by one on the certname-limited path above and never tries it.)
 `
     : ""
 }

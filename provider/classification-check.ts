@@ -22,7 +22,7 @@ import {
 } from "../sdk/protocol";
 import { withClient, type EspmConnection, type PartialConnection } from "./connection";
 import { messageOf, progress } from "./lifecycle";
-import { parsePuppetType, typeProblem } from "./puppet-types";
+import { parsePuppetType, typeProblem } from "../sdk/puppet-types";
 
 export interface ClassificationInputs {
   name: string;

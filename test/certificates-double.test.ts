@@ -118,6 +118,10 @@ class CaDouble implements CertificateAuthority {
     this.check("clean", certname);
     this.held.delete(certname);
   }
+  async removeRequest(certname: string) {
+    this.check("removeRequest", certname);
+    if (this.held.get(certname)?.state === "requested") this.held.delete(certname);
+  }
   async health() {
     return { status: "ok" as const };
   }
@@ -170,6 +174,7 @@ describe("certificate routes (CA test double)", () => {
       store,
       idempotency: new Idempotency(store),
       groups: () => new Map(),
+      groupsProblem: () => undefined,
       policy,
       export: new EncExport(dir),
       ca,

@@ -210,6 +210,14 @@ describe("one gate: espm acts only on names it registered", function () {
     });
   });
 
+  it("has Puppet Server deny espm nothing it asked in all of the above: no ERROR for espm in its log", () => {
+    // Puppet 7 has no bulk sign: an espm that tried it (as it once did at every start) was denied by
+    // "puppetlabs deny all", an ERROR in the operator's log. Without bulk_sign espm never tries.
+    const log = readFileSync(join(world.lab.dir, "log/puppetserver.log"), "utf8");
+    const denied = log.split("\n").filter((l) => /ERROR/.test(l) && /Forbidden request: espm\b/.test(l));
+    assert.deepEqual(denied, []);
+  });
+
   describe("quotas", () => {
     let espm: EspmProcess;
 

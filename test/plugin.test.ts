@@ -83,6 +83,9 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   });
 
   it("runs a certificate's whole lifecycle, replacing delete-before-replace", async () => {
+    // espm signs only for its own live registrations.
+    const client = world.client();
+    await client.registerNode({ name: "plugin-03.plugin.test", groups: [] });
     const __provider = await providerText(certificateProvider);
     const at = urn("PuppetCertificate", "web");
     const { inputs } = await plugin.check(
@@ -113,6 +116,8 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     const revoked = await plugin.read(at, created.id, created.properties, inputs);
     assert.equal(revoked.properties.state, "revoked");
     await plugin.delete(at, created.id, created.properties);
+    await client.deleteNode("plugin-03.plugin.test");
+    await client.close();
   });
 
   it("fails a create with espm's reason and no secret in the message", async () => {

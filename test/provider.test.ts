@@ -219,7 +219,15 @@ describe("providers against live espm and Puppet Server", function () {
   });
 
   describe("PuppetCertificate", () => {
+    /** espm signs only for its own live registrations. */
+    const registered = async (name: string) => {
+      const client = world.client();
+      await client.registerNode({ name, groups: [] });
+      await client.close();
+    };
+
     it("makes the key here, and returns the certificate, CA bundle, CRL, serial and not-after", async () => {
+      await registered("cert-01.provider.test");
       const inputs = await checked(certificates, { certname: "cert-01.provider.test", extensions: { pp_role: "web" } });
       const created = await certificates.create(inputs);
       const state = created.outs as CertificateState;
@@ -247,6 +255,7 @@ describe("providers against live espm and Puppet Server", function () {
     });
 
     it("shows a certificate revoked behind Pulumi's back on refresh, and the next up replaces it", async () => {
+      await registered("cert-02.provider.test");
       const created = await certificates.create(await checked(certificates, { certname: "cert-02.provider.test" }));
       const client = world.client();
       await client.revokeCertificate(created.id);

@@ -202,6 +202,39 @@ for (const puppet of PUPPETS)
       assert.equal(readFileSync(join(dir, "agent-web-01/moved.txt"), "utf8"), "hello from the ENC\n");
     });
 
+    it("holds back a groups.yaml that names a class the environment lacks or a parameter of the wrong type, keeping the last good", async () => {
+      const file = join(espm.setup.configDir, "groups.yaml");
+      const good = readFileSync(file, "utf8");
+      const health = async () => (await client.health()).backends?.groups;
+      const until = async (wanted: string) => {
+        for (let i = 0; i < 40; i++) {
+          const groups = await health();
+          if (groups?.status === wanted) return groups;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        throw new Error(`groups never became ${wanted}: ${JSON.stringify(await health())}`);
+      };
+      try {
+        writeFileSync(
+          file,
+          `${good}  typo:\n    classes:\n      espm_fiel:\n        content: x\n  typed:\n    classes:\n      espm_file:\n        path: 42\n        content: y\n`,
+        );
+        const held = await until("down");
+        assert.match(held.detail ?? "", /group typo sets class espm_fiel, which environment production does not have/);
+        assert.match(held.detail ?? "", /group typed sets espm_file::path to 42; Puppet expects String/);
+        const served = await client.groupsIfChanged();
+        assert.deepEqual(
+          served?.value.groups.map((g) => g.name),
+          ["files"],
+          "the last good groups are still served and published",
+        );
+        assert.ok(espm.logLines.some((l) => l.includes("the groups file names classes or parameters")));
+      } finally {
+        writeFileSync(file, good);
+      }
+      await until("ok");
+    });
+
     it("after destroy, the agent is refused and the serial is in the CRL", async () => {
       const status = await client.certificateStatus("web-01.lab.test");
       assert.equal(status?.state, "signed");

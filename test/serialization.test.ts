@@ -95,6 +95,8 @@ describe("serialized providers in a fresh process", function () {
     assert.equal(deleted, "deleted");
     assert.equal(await client.getNode(created.id), undefined);
 
+    // espm signs only for its own live registrations: the name is registered again for the certificate.
+    await client.registerNode({ name: "ser-01.serialization.test", groups: [] });
     const certText = await serializeAsPulumiDoes(certificateProvider);
     const [cert] = await host<[{ id: string; outs: { privateKeyPem: string; serial: string } }]>(
       ROOT,
@@ -110,6 +112,7 @@ describe("serialized providers in a fresh process", function () {
     );
     assert.match(cert.outs.privateKeyPem, /BEGIN PRIVATE KEY/);
     assert.equal((await client.certificateStatus(cert.id))?.state, "revoked");
+    await client.deleteNode("ser-01.serialization.test");
     await client.close();
   });
 

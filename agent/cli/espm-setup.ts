@@ -27,6 +27,9 @@ const USAGE = `usage: espm-setup [options]
       --puppetserver-ca FILE         its CA bundle
       --puppetserver-cert FILE       espm's client certificate at Puppet Server (CN espm)
       --puppetserver-key FILE        its key
+      --puppetserver-bulk-sign       sign concurrent requests in one call through Puppet 8's bulk sign
+                                     (with the rule espm puppet-config --bulk-sign prints); without
+                                     it espm signs one by one and never tries that endpoint
       --puppetserver-reportdir DIR   where Puppet Server stores reports (reports = store), read for
                                      PuppetFirstRun (default /var/lib/puppetserver/reports, unless
                                      --puppetdb-url is given: then runs are read from PuppetDB)
@@ -88,6 +91,7 @@ function main(argv: string[]): void {
         "puppetserver-cert": { type: "string" },
         "puppetserver-key": { type: "string" },
         "puppetserver-reportdir": { type: "string" },
+        "puppetserver-bulk-sign": { type: "boolean" },
         "puppetdb-url": { type: "string" },
         "puppetdb-ca": { type: "string" },
         "puppetdb-cert": { type: "string" },
@@ -211,6 +215,7 @@ function main(argv: string[]): void {
       ca_bundle: resolve(o["puppetserver-ca"]!),
       cert: resolve(o["puppetserver-cert"]!),
       key: resolve(o["puppetserver-key"]!),
+      ...(o["puppetserver-bulk-sign"] ? { bulk_sign: "true" } : {}),
       ...(o["puppetserver-reportdir"] || !o["puppetdb-url"]
         ? { reportdir: resolve(o["puppetserver-reportdir"] ?? "/var/lib/puppetserver/reports") }
         : {}),

@@ -29,11 +29,18 @@ export class BatchedSigner {
   private timer: NodeJS.Timeout | undefined;
   mode: SigningMode = "unknown";
 
-  /** `one` signs a single name through the per-certname path (and carries the CA's reason for a refusal). */
+  /**
+   * `one` signs a single name through the per-certname path (and carries the CA's reason for a
+   * refusal). Without `enabled` (espm.ini's bulk_sign), every sign goes one by one and the bulk
+   * endpoint is never tried: on Puppet 7 the try alone is an ERROR in Puppet Server's log.
+   */
   constructor(
     private readonly http: PuppetServerHttp,
     private readonly one: (certname: string) => Promise<void>,
-  ) {}
+    enabled: boolean,
+  ) {
+    if (!enabled) this.mode = "one by one";
+  }
 
   sign(certname: string): Promise<void> {
     if (this.mode === "one by one") return this.one(certname);

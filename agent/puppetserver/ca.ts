@@ -63,8 +63,11 @@ export class PuppetServerCa implements CertificateAuthority {
   private readonly caCertificate: Cached;
   private readonly revocationList: Cached;
 
-  constructor(private readonly http: PuppetServerHttp) {
-    this.signer = new BatchedSigner(http, (certname) => this.signOne(certname));
+  constructor(
+    private readonly http: PuppetServerHttp,
+    o: { bulkSign?: boolean } = {},
+  ) {
+    this.signer = new BatchedSigner(http, (certname) => this.signOne(certname), o.bulkSign ?? false);
     this.caCertificate = new Cached(
       async () => (await http.call("GET", `${CA}/certificate/ca`, { expected: [200] })).text,
     );
@@ -163,6 +166,10 @@ export class PuppetServerCa implements CertificateAuthority {
     await this.http.call("DELETE", `${CA}/certificate_status/${certname}`, { expected: [204, 404] });
   }
 
+  async removeRequest(certname: string): Promise<void> {
+    await this.http.call("DELETE", `${CA}/certificate_status/${certname}`, { expected: [204, 404] });
+  }
+
   async health(): Promise<BackendStatus> {
     const response = await this.http.call("GET", "/status/v1/simple", { expected: [200, 503] });
     return response.text.trim() === "running"
@@ -197,7 +204,9 @@ export class PuppetServerNames implements ServerNameSource {
   }
 
   async altNamed(): Promise<string[]> {
-    const response = await this.http.call("GET", `${CA}/certificate_statuses/any`, { expected: [200] });
+    // Signed certificates only (compile masters'), which Puppet Server reads from its signed
+    // directory alone: a pending CSR it cannot read, which anyone can submit, fails the whole list.
+    const response = await this.http.call("GET", `${CA}/certificate_statuses/any?state=signed`, { expected: [200] });
     const list = parseJson(response.text, "the certificate list");
     if (!Array.isArray(list)) throw new BackendError(502, "Puppet Server sent a certificate list that is not a list");
     const names = new Set<string>();

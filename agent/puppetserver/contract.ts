@@ -34,6 +34,12 @@ export interface CertificateAuthority {
    * limit to the allowed names, unlike /clean, whose names travel in the body). Succeeds when nothing is there.
    */
   clean(certname: string): Promise<void>;
+  /**
+   * Removes a pending request the caller has just read (DELETE certificate_status) without asking
+   * its status first: Puppet Server fails the status of a CSR it cannot read (a repeated extension
+   * answers 500), and anyone can submit one. Succeeds when nothing is there.
+   */
+  removeRequest(certname: string): Promise<void>;
   health(): Promise<BackendStatus>;
 }
 

@@ -18,7 +18,7 @@ export function puppetServerBackends(config: EspmConfig): Backends {
   if (!settings) return {};
   const http = new PuppetServerHttp(settings);
   return {
-    ca: new PuppetServerCa(http),
+    ca: new PuppetServerCa(http, { bulkSign: settings.bulk_sign }),
     classes: new PuppetServerClasses(http, settings.class_cache_seconds * 1000),
     names: new PuppetServerNames(http),
   };

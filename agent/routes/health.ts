@@ -59,7 +59,10 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
   app.get("/v1/health", async (request): Promise<Health> => {
     const store = await storeStatus(ctx);
     if (!request.authenticated) return { status: store.status === "ok" ? "ok" : "down" };
-    const groups: BackendStatus = { status: "ok", detail: `${ctx.groups().size} groups` };
+    const heldBack = ctx.groupsProblem();
+    const groups: BackendStatus = heldBack
+      ? { status: "down", detail: `serving the last good ${ctx.groups().size} groups; ${heldBack}` }
+      : { status: "ok", detail: `${ctx.groups().size} groups` };
     const names = ctx.policy.describe();
     const outside = ctx.outsidePolicy;
     if (outside.length)

@@ -46,6 +46,7 @@ function certnameArgs(extraArgs: string[]): string[] {
 export function puppetServerArgs(lab: PuppetServerLab, o: { reports?: boolean } = {}): string[] {
   const args = ["--puppetserver-url", lab.url, "--puppetserver-ca", lab.caBundle];
   args.push("--puppetserver-cert", lab.espmCert, "--puppetserver-key", lab.espmKey);
+  if (lab.bulkSign) args.push("--puppetserver-bulk-sign");
   return o.reports === false ? args : [...args, "--puppetserver-reportdir", lab.reportDir];
 }
 

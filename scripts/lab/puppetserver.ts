@@ -100,6 +100,8 @@ export interface PuppetServerLab {
   root?: string;
   /** Puppet Server's major version: 7 (Debian 12) or 8 (Debian 13). */
   puppetVersion: number;
+  /** Whether auth.conf has "espm bulk sign", so an espm here may be set up with bulk_sign. */
+  bulkSign: boolean;
   /**
    * `argv` as a command line that runs where this server runs: as it is on the host, or inside its
    * Debian root (over an overlay of its own) with the server's folder and `binds` bound.
@@ -406,6 +408,7 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
       reportDir: join(S, "var/reports"),
       root: o.root,
       puppetVersion: puppetVersion(o.root),
+      bulkSign: o.bulkSign === true,
       command,
       stop,
       reload,
