@@ -101,6 +101,12 @@ async function fromPostgres(
 export async function classify(configFile: string, certname: string): Promise<EncResult> {
   const { encExport, fallbackEnc, store, policy: options, maxCacheAgeSeconds } = encSettings(configFile);
   const policy = new CertnamePolicy(options, false);
+  // With no patterns (and no allow_any) the policy refuses every name: say so, or a compile
+  // master's espm.ini that lacks them would quietly classify none of espm's nodes.
+  const unconfigured =
+    options.patterns.length === 0 && !options.allowAny
+      ? `espm enc: ${configFile} names no certname patterns ([certnames] allow[], as in espm's own espm.ini), so espm classifies no node here\n`
+      : "";
   // A certname Puppet allows but espm's name rule does not (`x_`, `a..b`) is never espm's node:
   // it goes to the fallback like any other node espm did not create, and never reaches a file path.
   // Nor is a name the policy refuses: with PostgreSQL, such nodes never wait on the database, and
@@ -122,7 +128,7 @@ export async function classify(configFile: string, certname: string): Promise<En
     const { timedOut, ...result } = await runFallbackEnc(fallbackEnc, certname, FALLBACK_TIMEOUT_MS);
     if (timedOut)
       result.stderr += `espm enc: the fallback ENC ${fallbackEnc} gave no answer within ${FALLBACK_TIMEOUT_MS / 1000} s\n`;
-    return result;
+    return { ...result, stderr: unconfigured + result.stderr };
   }
-  return { stdout: UNCLASSIFIED, stderr: "", exitCode: 0 };
+  return { stdout: UNCLASSIFIED, stderr: unconfigured, exitCode: 0 };
 }

@@ -135,7 +135,8 @@ async function withoutPuppetServer(runs: number, store: "SQLite" | "PostgreSQL")
     encIni = join(dir, "compile-master.ini");
     writeFileSync(
       encIni,
-      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n`,
+      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n` +
+        `[certnames]\nallow[] = *.example.test\n`,
     );
   }
   try {
