@@ -189,6 +189,9 @@ describe("serialized providers in a fresh process", function () {
         // ...captured as a string value, so the stored code refers to no module of this package but that one.
         assert.match(text, /runtimeModule: "pulumi-espm\/dist\/provider\/runtime\.js"/, name);
       }
+      // espm signs only for its own live registrations.
+      const client = world.client();
+      await client.registerNode({ name: "installed.serialization.test", groups: [] });
       const [created, read, deleted] = await host<
         [{ id: string; outs: { certificatePem: string } }, { id: string }, string]
       >(
@@ -210,6 +213,8 @@ describe("serialized providers in a fresh process", function () {
       assert.match(created.outs.certificatePem, /BEGIN CERTIFICATE/);
       assert.equal(read.id, "installed.serialization.test");
       assert.equal(deleted, "deleted");
+      await client.deleteNode("installed.serialization.test");
+      await client.close();
     });
   });
 });
