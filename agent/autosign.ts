@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { request } from "node:http";
 // A type only: the policy module, and node-forge with it, is never loaded in this short-lived process.
 import type { AutosignAnswer } from "./autosign-policy";
+import { CertnamePolicy } from "./certname-policy";
 import { loadConfig } from "./config";
 
 /** The whole run, fallback included, ends within this time. */
@@ -75,6 +76,9 @@ function runFallback(fallback: string, certname: string, csr: string, timeoutMs:
         message: `espm never enrolled ${certname}; the fallback policy ${fallback} ${code === 0 ? "signs it" : `refused it (exit ${code})`}${why ? `: ${why}` : ""}`,
       });
     });
+    // A policy that decides on the name alone exits without reading the CSR: its closed stdin is
+    // no failure (unhandled, the EPIPE would end espm autosign with exit 1, a refusal).
+    child.stdin?.on("error", () => undefined);
     child.stdin?.end(csr);
   });
 }
@@ -87,6 +91,16 @@ export async function autosign(configFile: string, certname: string, csr: string
     return {
       exitCode: 1,
       message: `${configFile} has no [autosign] section, so espm signs nothing through policy-based autosigning`,
+    };
+  }
+  // A name outside espm's certname policy is never one espm enrolled: the site's own policy
+  // decides it without asking espm, so the site's autosigning goes on while espm is down.
+  const { allow, deny, allow_any } = config.certnames;
+  if (new CertnamePolicy({ patterns: allow, deny, allowAny: allow_any }, false).refusal(certname)) {
+    if (config.autosign.fallback) return runFallback(config.autosign.fallback, certname, csr, remaining());
+    return {
+      exitCode: 1,
+      message: `espm never enrolled ${certname} (it is outside espm's certname policy) and no fallback policy is configured ([autosign] fallback), so it is not signed`,
     };
   }
   let secret: string;

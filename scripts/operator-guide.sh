@@ -6,6 +6,7 @@ set -eu
 : "${CERTNAME_PATTERN:?set CERTNAME_PATTERN to the names espm may sign, e.g. CERTNAME_PATTERN='*.nodes.example.com'}"
 ESPM_HOST=${ESPM_HOST:-$(hostname -f 2>/dev/null || hostname)}     # the name Pulumi programs reach espm by
 ESPM_PORT=${ESPM_PORT:-8443}
+ESPM_LISTEN=${ESPM_LISTEN:-0.0.0.0}                                 # the address espm listens on (one interface, or 0.0.0.0)
 PUPPET_URL=${PUPPET_URL:-https://$ESPM_HOST:8140}
 CONFIG_DIR=${CONFIG_DIR:-/opt/espm/etc}
 STATE_DIR=${STATE_DIR:-/var/lib/espm}                               # systemd's StateDirectory=espm
@@ -23,7 +24,7 @@ echo "== 1. espm's own user, in Puppet Server's group (it reads stored reports; 
 id espm >/dev/null 2>&1 || useradd --system --user-group --home-dir "$STATE_DIR" --shell /usr/sbin/nologin espm
 usermod -aG puppet espm
 
-echo "== 2. espm's config, PSK and TLS certificate"
+echo "== 2. espm's config, PSK and TLS certificate; the site's own ENC and autosign policy become espm's fallbacks"
 mkdir -p "$CONFIG_DIR/certs"
 # With PuppetDB, espm deactivates the nodes it deletes there and reads their runs there; without it,
 # espm reads the reports Puppet Server stores.
@@ -32,7 +33,38 @@ if [ -n "$PUPPETDB_URL" ]; then
 else
   set -- --puppetserver-reportdir "$REPORT_DIR"; reports_to=store
 fi
-espm-setup -d "$CONFIG_DIR" --state-dir "$STATE_DIR" --host "$ESPM_HOST" -p "$ESPM_PORT" \
+# Every node espm did not make keeps the site's classification and signing: espm runs the ENC and the
+# autosign policy Puppet Server uses now as its fallbacks. What espm cannot chain stops the guide here,
+# before anything is changed.
+site_terminus=$(puppet config print --config "$PUPPET_CONF" --section server node_terminus)
+site_enc=$(puppet config print --config "$PUPPET_CONF" --section server external_nodes)
+site_autosign=$(puppet config print --config "$PUPPET_CONF" --section server autosign)
+case "$site_terminus" in
+  plain) ;;
+  exec)
+    case "$site_enc" in
+      none | *" enc -c $CONFIG_DIR/espm.ini") ;;
+      *)
+        if [ ! -f "$site_enc" ] || [ ! -x "$site_enc" ]; then
+          echo "external_nodes is '$site_enc'; espm runs the site's ENC as one executable file given the certname: put that command in a script, set external_nodes to it, and run this again" >&2
+          exit 1
+        fi
+        set -- "$@" --fallback-enc "$site_enc" ;;
+    esac ;;
+  *) echo "node_terminus is $site_terminus; espm classifies through node_terminus = exec with the site's ENC as its fallback, and cannot chain this one" >&2; exit 1 ;;
+esac
+case "$site_autosign" in
+  false | "$CONFIG_DIR/espm-autosign") ;;
+  true) echo "autosign = true signs every request; espm's policy would end that: set autosign to false or to a policy executable, and run this again" >&2; exit 1 ;;
+  *)
+    if [ -f "$site_autosign" ] && [ -x "$site_autosign" ]; then
+      set -- "$@" --autosign-fallback "$site_autosign"
+    elif [ -f "$site_autosign" ]; then
+      echo "autosign is the allowlist $site_autosign; espm chains a policy executable, not an allowlist: turn it into one (exit 0 for the names it lists), set autosign to it, and run this again" >&2
+      exit 1
+    fi ;; # no such file: the site autosigns nothing today
+esac
+espm-setup -d "$CONFIG_DIR" --state-dir "$STATE_DIR" --host "$ESPM_HOST" -p "$ESPM_PORT" --listen "$ESPM_LISTEN" \
   --certname-pattern "$CERTNAME_PATTERN" \
   --puppetserver-url "$PUPPET_URL" --puppetserver-ca "$PUPPET_CA" \
   --puppetserver-cert "$CONFIG_DIR/certs/espm-client.crt" --puppetserver-key "$CONFIG_DIR/certs/espm-client.key" \

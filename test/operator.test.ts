@@ -11,7 +11,9 @@
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
+import { createCsr, generateRsaKeyPair } from "../sdk/x509";
 import { startPostgres, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
@@ -28,6 +30,48 @@ import {
   setupIn,
   type SetupResult,
 } from "./helpers/espm";
+
+/** A node's compiled catalog as Puppet Server serves it to the node's own certificate: its classes, resources and edges. */
+async function catalogOf(lab: PuppetServerLab, name: string): Promise<string> {
+  const dispatcher = new Agent({
+    connect: {
+      ca: readFileSync(lab.caBundle),
+      cert: readFileSync(join(lab.dir, `ssl/certs/${name}.pem`)),
+      key: readFileSync(join(lab.dir, `ssl/private_keys/${name}.pem`)),
+    },
+  });
+  try {
+    const res = await request(`${lab.url}/puppet/v3/catalog/${name}?environment=production`, {
+      dispatcher,
+      headers: { accept: "application/json" },
+    });
+    const text = await res.body.text();
+    assert.equal(res.statusCode, 200, text.slice(0, 500));
+    const { classes, resources, edges } = JSON.parse(text) as Record<string, unknown>;
+    return JSON.stringify({ classes, resources, edges });
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** Submits a CSR for `name` through the CA's open endpoint, as an agent does, and says whether the CA signed it. */
+async function submitAndSigned(lab: PuppetServerLab, name: string): Promise<boolean> {
+  const dispatcher = new Agent({ connect: { ca: readFileSync(lab.caBundle) } });
+  try {
+    const put = await request(`${lab.url}/puppet-ca/v1/certificate_request/${name}`, {
+      method: "PUT",
+      body: createCsr(name, generateRsaKeyPair(2048).privateKeyPem),
+      headers: { "content-type": "text/plain" },
+      dispatcher,
+    });
+    await put.body.text();
+    const cert = await request(`${lab.url}/puppet-ca/v1/certificate/${name}`, { dispatcher });
+    await cert.body.text();
+    return cert.statusCode === 200;
+  } finally {
+    await dispatcher.close();
+  }
+}
 
 /** Runs scripts/operator-guide.sh with `env`, the way the README says, and returns its output. */
 async function runGuide(env: Record<string, string>): Promise<string> {
@@ -47,11 +91,30 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
   let setup: SetupResult;
   let espm: EspmProcess | undefined;
   let output = "";
+  /** The site's existing node's catalog before espm was installed. */
+  let catalogBefore = "";
+  /** puppet.conf's external_nodes before espm was installed: the site's ENC. */
+  let siteExternalNodes = "";
 
   before(async () => {
     dir = scratchDir("espm-operator");
     pg = await startPostgres();
     const puppetdbPort = await freePort();
+    // A living site: its own ENC, which classifies an existing node (with a secret parameter), and
+    // its own autosign policy, which signs its auto-* names.
+    const siteEnc = join(dir, "site-enc");
+    writeFileSync(
+      siteEnc,
+      `#!/bin/sh
+case "$1" in
+  legacy-01.site.test) printf -- '---\nclasses:\n  espm_file:\n    path: ${join(dir, "legacy.txt")}\n    content: SITE-SECRET\nparameters:\n  site_secret: s3cret\n' ;;
+  *) printf -- '---\nclasses: {}\n' ;;
+esac
+`,
+      { mode: 0o755 },
+    );
+    const siteAutosign = join(dir, "site-autosign");
+    writeFileSync(siteAutosign, '#!/bin/sh\ncase "$1" in auto-*.site.test) exit 0 ;; esac\nexit 1\n', { mode: 0o755 });
     lab = await startPuppetServer({
       dir: join(dir, "puppetserver"),
       port: await freePort(),
@@ -59,8 +122,18 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       issueEspmCertificate: false,
       authConf: "stock",
       puppetdb: `https://localhost:${puppetdbPort}`,
+      enc: siteEnc,
+      autosign: siteAutosign,
     });
     puppetdb = await startPuppetDb({ dir: join(dir, "puppetdb"), port: puppetdbPort, postgres: pg, server: lab });
+    // The site's existing node, signed by the operator's CLI, and its catalog before espm.
+    await run("puppetserver", ["ca", "generate", "--certname", "legacy-01.site.test", "--config", lab.confFile], {
+      timeout: 120_000,
+    });
+    catalogBefore = await catalogOf(lab, "legacy-01.site.test");
+    siteExternalNodes = /^external_nodes = (.+)$/m.exec(readFileSync(lab.confFile, "utf8"))![1]!;
+    assert.match(catalogBefore, /SITE-SECRET/);
+    assert.ok(await submitAndSigned(lab, "auto-00.site.test"), "the site's own policy signs its names");
     // The bins as `npm install -g` puts them on PATH.
     const bin = join(dir, "bin");
     mkdirSync(bin);
@@ -81,6 +154,7 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       CERTNAME_PATTERN: "*.ops.test",
       ESPM_HOST: "127.0.0.1",
       ESPM_PORT: String(port),
+      ESPM_LISTEN: "127.0.0.1",
       PUPPET_URL: lab.url,
       CONFIG_DIR: configDir,
       STATE_DIR: join(dir, "state"),
@@ -116,6 +190,21 @@ describe("the operator guide (scripts/operator-guide.sh, as the README has it) o
       readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
       "README.md holds scripts/operator-guide.sh as it is",
     );
+  });
+
+  it("keeps the site's classification and signing: the existing node's catalog is identical, and the site's policy still signs its names", async () => {
+    assert.match(output, /== 2\. .*the site's own ENC and autosign policy become espm's fallbacks/);
+    const ini = readFileSync(setup.ini, "utf8");
+    assert.ok(
+      ini.includes(`\nfallback_enc=${siteExternalNodes}\n`),
+      `the site's ENC (${siteExternalNodes}) is espm's fallback`,
+    );
+    assert.match(ini, new RegExp(`fallback=${join(dir, "site-autosign")}`));
+    assert.match(ini, /\[server\]\nhost=127\.0\.0\.1\n/, "ESPM_LISTEN");
+    assert.equal(await catalogOf(lab, "legacy-01.site.test"), catalogBefore);
+    const log = () => readFileSync(join(lab.dir, "log/puppetserver.log"), "utf8").split("\n").slice(-12).join("\n");
+    assert.ok(await submitAndSigned(lab, "auto-01.site.test"), `through espm autosign's fallback:\n${log()}`);
+    assert.equal(await submitAndSigned(lab, "other-01.site.test"), false);
   });
 
   it("made espm's user in Puppet Server's group, and its client certificate through espm enroll and the CA's CLI (0600, espm's)", async () => {

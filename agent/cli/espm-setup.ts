@@ -41,6 +41,7 @@ const USAGE = `usage: espm-setup [options]
       --puppetdb-cert FILE           espm's client certificate at PuppetDB (its allowlist names its CN)
       --puppetdb-key FILE            its key
       --fallback-enc FILE      ENC to run for nodes espm did not create
+      --autosign-fallback FILE the site's autosign policy executable, for CSRs of names espm never enrolled
       --store-url URL          keep the store in PostgreSQL (postgres://USER@HOST:PORT/DATABASE)
                                instead of SQLite, for several espm processes and compile masters
       --store-password-file FILE     the file with that role's password (never in espm.ini)
@@ -97,6 +98,7 @@ function main(argv: string[]): void {
         "puppetdb-cert": { type: "string" },
         "puppetdb-key": { type: "string" },
         "fallback-enc": { type: "string" },
+        "autosign-fallback": { type: "string" },
         "store-url": { type: "string" },
         "store-password-file": { type: "string" },
         "enc-role": { type: "string" },
@@ -207,6 +209,7 @@ function main(argv: string[]): void {
     autosign: {
       socket: join(stateDir, "autosign.sock"),
       secret_file: files.autosignSecret,
+      ...(o["autosign-fallback"] ? { fallback: resolve(o["autosign-fallback"]) } : {}),
     },
   };
   if (o["puppetserver-url"]) {
