@@ -7,6 +7,11 @@ import { z } from "zod";
 import { patternProblem } from "./certname-policy";
 import { ConfigError, DEFAULT_ENC_CACHE_MAX_AGE_SECONDS, DEFAULT_PORT, readIni } from "./config-file";
 
+/** An ini flag: `true` or `false` (the ini parser gives the text), absent meaning false. */
+function flag() {
+  return z.preprocess((v) => (v === undefined || v === "false" ? false : v === "true" ? true : v), z.boolean());
+}
+
 /** An ini list: `key[] = a` lines give an array; a plain `key = a` gives one value. */
 function list<T extends z.ZodType<string>>(item: T) {
   return z.preprocess((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]), z.array(item));
@@ -75,10 +80,7 @@ function configSchema() {
           }),
         ),
         deny: list(z.string()),
-        allow_any: z.preprocess(
-          (v) => (v === undefined || v === "false" ? false : v === "true" ? true : v),
-          z.boolean(),
-        ),
+        allow_any: flag(),
         /** How often espm relearns the names of Puppet Server and its compile masters. */
         refresh_seconds: z.coerce.number().int().min(1).default(300),
       })
@@ -116,10 +118,7 @@ function configSchema() {
          * sign"). Off by default: espm then never tries the endpoint, which Puppet 7 refuses with an
          * ERROR in its log.
          */
-        bulk_sign: z.preprocess(
-          (v) => (v === undefined || v === "false" ? false : v === "true" ? true : v),
-          z.boolean(),
-        ),
+        bulk_sign: flag(),
         /** Where Puppet Server stores reports (`reports = store`); espm reads its own nodes' runs there. */
         reportdir: path.optional(),
       })

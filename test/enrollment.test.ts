@@ -77,29 +77,19 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     throw new Error(`timed out waiting for ${what}`);
   }
 
-  /** Whether the CA has signed a certificate for the name (its open certificate endpoint, which anyone may read). */
-  async function signedAtCa(name: string): Promise<boolean> {
+  /** Whether the CA's open endpoint (which anyone may read) has the name's certificate or pending request. */
+  async function atCa(endpoint: "certificate" | "certificate_request", name: string): Promise<boolean> {
     const dispatcher = new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } });
     try {
-      const res = await request(`${world.lab.url}/puppet-ca/v1/certificate/${name}`, { dispatcher });
+      const res = await request(`${world.lab.url}/puppet-ca/v1/${endpoint}/${name}`, { dispatcher });
       await res.body.text();
       return res.statusCode === 200;
     } finally {
       await dispatcher.close();
     }
   }
-
-  /** Whether the CA holds a pending request for the name (its open certificate_request endpoint). */
-  async function pendingAtCa(name: string): Promise<boolean> {
-    const dispatcher = new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } });
-    try {
-      const res = await request(`${world.lab.url}/puppet-ca/v1/certificate_request/${name}`, { dispatcher });
-      await res.body.text();
-      return res.statusCode === 200;
-    } finally {
-      await dispatcher.close();
-    }
-  }
+  const signedAtCa = (name: string) => atCa("certificate", name);
+  const pendingAtCa = (name: string) => atCa("certificate_request", name);
 
   /** Revokes and removes the name's certificate at the CA, as `puppetserver ca clean` does. */
   async function cleanAtCa(name: string): Promise<void> {
