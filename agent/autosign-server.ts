@@ -1,5 +1,5 @@
 /**
- * The local channel `espm autosign` asks: a Unix socket (mode 0660, group Puppet Server's) with one
+ * The local channel `espm autosign` asks: a Unix socket (mode 0660, espm's export group) with one
  * route, POST /v1/autosign, authorized by the autosign secret, never by the PSK. Puppet Server's
  * user may ask espm to decide on a CSR, and nothing else; the PSK's API is not reachable here.
  */

@@ -1,7 +1,7 @@
 /**
  * `espm autosign -c espm.ini CERTNAME < CSR`: the executable Puppet Server runs for policy-based
  * autosigning, as Puppet Server's own user. It cannot write espm's store, so it asks the running
- * espm over the autosign socket (with the autosign secret, readable by Puppet Server's group) and
+ * espm over the autosign socket (with the autosign secret, readable through espm's group) and
  * exits 0 to sign or 1 with the reason on stderr, which Puppet Server logs. It gives up within 5 s:
  * Puppet Server waits for it while it holds the CSR, and espm's sweep decides later on what it
  * could not decide now. A CSR for a name espm never enrolled goes to the fallback policy, if any.

@@ -13,7 +13,7 @@ export const DEFAULT_CONFIG_PATH = `${DEFAULT_CONFIG_DIR}/espm.ini`;
 export const DEFAULT_PORT = 8443;
 /** How long `espm enc` on PostgreSQL may serve a cached answer while the database is down. */
 export const DEFAULT_ENC_CACHE_MAX_AGE_SECONDS = 300;
-/** Where the store and the ENC export live: systemd's StateDirectory=espm (see scripts/systemd/espm.service). */
+/** Where the store and the ENC export live: the directory the operator guide makes (espm:espm 0750). */
 export const DEFAULT_STATE_DIR = "/var/lib/espm";
 
 export class ConfigError extends Error {

@@ -66,7 +66,7 @@ function configSchema() {
       enc_cache_max_age_seconds: z.coerce.number().int().min(0).default(DEFAULT_ENC_CACHE_MAX_AGE_SECONDS),
       /** SQLite: the export `espm enc` reads. PostgreSQL: `espm enc`'s cache of its last answers. */
       enc_export: path,
-      /** The group that may read the export (Puppet Server's, which runs espm enc); files are 0640. */
+      /** The group that may read the export: espm's own, with Puppet Server's user (which runs espm enc) in it; files are 0640. */
       export_group: z
         .string()
         .regex(/^[a-z_][a-z0-9_-]*$/)
@@ -139,7 +139,7 @@ function configSchema() {
     /**
      * Policy-based autosigning for nodes that make their own keys: `espm autosign`, run by Puppet
      * Server, asks the running espm over this Unix socket, with the secret in secret_file (readable
-     * by Puppet Server's group only; it allows that one question and nothing else).
+     * by export_group only, which Puppet Server's user is in; it allows that one question and nothing else).
      */
     autosign: z
       .object({

@@ -19,6 +19,7 @@ import { buildServer } from "./server";
 import { ReportReader } from "./reports";
 import { PuppetDb } from "./puppetdb";
 import { openStore, StorePublication } from "./store-open";
+import { ensureStateDirectories } from "./state-dirs";
 import type { Group } from "../sdk/protocol";
 import { VERSION } from "./version";
 
@@ -62,6 +63,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   const backends = makeBackends(config);
   const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
+  ensureStateDirectories(config);
   const store = await openStore(config);
   // SQLite: files `espm enc` reads, rebuilt from the store now. PostgreSQL: `espm enc` reads the
   // store itself (on any compile master), and the groups are published there.

@@ -6,7 +6,8 @@
  * and never meets a broken groups.yaml: the daemon publishes only a groups file that validated.
  *
  * Files are 0640 (parameters can hold secrets) and, when espm.ini names `export_group`, belong to
- * that group (Puppet Server's), so that only Puppet Server's user can read them besides espm's.
+ * that group (espm's own, with Puppet Server's user in it), so that only Puppet Server's user can
+ * read them besides espm's. espm's user is never in Puppet Server's group: that group reads the CA's keys.
  */
 import { chownSync, chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

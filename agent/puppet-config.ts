@@ -7,12 +7,26 @@
  * may use the CA's per-certname endpoints only on paths whose certname matches the operator's
  * patterns and is none of Puppet's own names, so even a compromised espm cannot get `puppet` signed.
  */
+import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { chownSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { patternRegex, RESERVED_CERTNAMES } from "./certname-policy";
 import { loadConfig, type EspmConfig } from "./config";
 import { groupId } from "./enc-export";
+
+const execFileAsync = promisify(execFile);
 
 /** The first line of the autosign wrapper: espm rewrites only a file that starts with it. */
 const WRAPPER_MARK = "# espm autosign wrapper, written by espm puppet-config";
@@ -158,7 +172,7 @@ export function printPuppetConfig(configFile: string, options: PuppetConfigOptio
     autosign = `autosign = ${wrapper}
 #    (${done}. Puppet Server's user runs it; it reads ${ini} and
 #    ${config.autosign.secret_file}, and asks espm on ${config.autosign.socket}: all three must be
-#    readable by Puppet Server's group${config.store.export_group ? ` (${config.store.export_group})` : ""}, the secret by no one else.
+#    readable by Puppet Server's user through the export group${config.store.export_group ? ` (${config.store.export_group})` : ""}, the secret by no one else.
 #    Remove any other "autosign =" line: the last one wins, and "autosign = false" disables it.)
 `;
   }
@@ -167,7 +181,7 @@ export function printPuppetConfig(configFile: string, options: PuppetConfigOptio
   const reports = !reportProcessors
     ? ""
     : `reports = ${reportProcessors}
-#    (PuppetFirstRun reads ${reportdir ? `the stored reports from ${reportdir}; espm's user reads them as a member of Puppet Server's group` : "the runs from PuppetDB's reports endpoint"})
+#    (PuppetFirstRun reads ${reportdir ? `the stored reports from ${reportdir}; espm's user reads them through an ACL (setfacl -R -m u:espm:rX -m d:u:espm:rX ${reportdir})` : "the runs from PuppetDB's reports endpoint"})
 `;
   const puppetdb = config.puppetdb ? puppetDbSteps(config.puppetdb) : "";
   return `# 1. puppet.conf on the Puppet server, section [server] (Puppet Server runs espm enc as its own user;
@@ -229,22 +243,68 @@ ${cn}
 `;
 }
 
-/** An auth.conf with espm's rules added at the top of its rule list; every other rule unchanged. */
+/**
+ * An auth.conf with espm's rules added at the top of its rule list; every other rule unchanged. An
+ * auth.conf that already has them, as this espm.ini gives them, comes back as it is (the guide runs
+ * again without a change); a rule of the site's named like one of espm's is refused, since Puppet
+ * Server refuses two rules of one name and a reload that meets them shuts it down.
+ */
 export function authConfForEspm(original: string, rules: CertnameRules, o: { bulkSign?: boolean } = {}): string {
   if (!/rules:\s*\[/.test(original)) {
     throw new Error(
       "this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them",
     );
   }
-  // Puppet Server refuses two rules of one name, and a reload that meets them shuts it down.
   const added = espmAuthRules(rules, o);
+  if (original.includes(`rules: [${added}`)) return original;
   const names = (text: string) => new Set([...text.matchAll(/\bname\s*[:=]\s*"([^"]*)"/g)].map((m) => m[1]!));
   const existing = names(original);
   const clashes = [...names(added)].filter((n) => existing.has(n));
   if (clashes.length)
     throw new Error(
-      `this auth.conf already has a rule named ${clashes.map((n) => JSON.stringify(n)).join(", ")}; Puppet Server refuses duplicate rule names and stops on the reload. ` +
-        `If they are espm's from an earlier run, nothing needs adding; otherwise rename the site's rule${clashes.length > 1 ? "s" : ""} first`,
+      `this auth.conf already has a rule named ${clashes.map((n) => JSON.stringify(n)).join(", ")} with other content than espm's; ` +
+        `Puppet Server refuses two rules of one name and stops on the reload. Rename the site's rule${clashes.length > 1 ? "s" : ""} ` +
+        "(or, if it is espm's from another espm.ini, remove it), then run this again",
     );
   return original.replace(/rules:\s*\[/, (m) => `${m}${added}`);
+}
+
+/**
+ * Reads `file` the way Puppet Server will on its next reload: Trapperkeeper's HOCON loader, then
+ * trapperkeeper-authorization's own validation and compilation of the rules (unique names, match
+ * requests, Java regexes, allow and deny), run from Puppet Server's jar. Resolves when Puppet Server
+ * would take the file; rejects with its own complaint when it would refuse it (and stop).
+ */
+export async function checkAuthConf(file: string, o: { java?: string; jar?: string } = {}): Promise<void> {
+  const java = o.java ?? "java";
+  const jar = o.jar ?? "/usr/share/puppetserver/puppetserver.jar";
+  if (!existsSync(jar))
+    throw new Error(
+      `cannot check ${file}: Puppet Server's jar ${jar} does not exist (the AIO packages have /opt/puppetlabs/server/apps/puppetserver/puppet-server-release.jar; give it with --puppetserver-jar)`,
+    );
+  const check = `(require '[puppetlabs.trapperkeeper.config :as config]
+         '[puppetlabs.trapperkeeper.services.authorization.authorization-core :as auth])
+(-> (config/load-config (System/getProperty "espm.auth-conf")) :authorization auth/validate-auth-config! :rules auth/transform-config)`;
+  // Trapperkeeper picks its parser by the file's extension, as Puppet Server does in conf.d: a copy
+  // named auth.conf is read as HOCON whatever the file under review is called.
+  const dir = mkdtempSync(join(tmpdir(), "espm-auth-conf-"));
+  const copy = join(dir, "auth.conf");
+  try {
+    copyFileSync(file, copy);
+    // Short-lived: the JIT's first tier only, as for a CLI (about 6 s instead of 10).
+    const argv = ["-XX:TieredStopAtLevel=1", `-Despm.auth-conf=${copy}`, "-cp", jar, "clojure.main", "-e", check];
+    await execFileAsync(java, argv, { timeout: 120_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; code?: string | number; message: string };
+    if (e.code === "ENOENT")
+      throw new Error(`cannot check ${file}: no ${java} here (give Puppet Server's java with --java)`);
+    // Clojure prints "Execution error (Class) at ...", then the message, then where the report is.
+    const lines = (e.stderr ?? e.message)
+      .split("\n")
+      .filter((l) => l.trim() && !/^\s+at |^Full report at|\.edn$/.test(l));
+    const reason = (lines.slice(1, 6).join("\n").trim() || lines.join("\n").trim()).replaceAll(copy, file);
+    throw new Error(`Puppet Server would refuse ${file}, and stop on a reload:\n${reason}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -21,6 +21,8 @@ command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 [ -f /usr/share/puppetdb/puppetdb.jar ] || missing="$missing puppetdb"
 [ -f /usr/lib/ruby/vendor_ruby/puppet/reports/puppetdb.rb ] || missing="$missing puppet-terminus-puppetdb"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+# setfacl: the operator guide lets espm's user read Puppet Server's stored reports through an ACL.
+command -v setfacl >/dev/null 2>&1 || missing="$missing acl"
 # systemd-analyze checks espm's unit file (no systemd needs to run).
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 

@@ -19,7 +19,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/dist" "$stage/scripts"
 cp -R dist/agent dist/sdk "$stage/dist/"
 rm -f "$stage/dist/agent/package.json"
-cp -R scripts/systemd scripts/operator-guide.sh "$stage/scripts/"
+cp scripts/operator-guide.sh "$stage/scripts/"
 cp agent/package.json README.md "$stage/"
 (cd "$stage" && npm pack --silent --ignore-scripts --pack-destination "$out" >/dev/null)
 

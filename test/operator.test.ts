@@ -1,35 +1,72 @@
 /**
  * The operator guide, run as the README gives it (scripts/operator-guide.sh, which the README holds
- * verbatim), on a Puppet Server that starts with Debian's stock auth.conf and no certificate for
- * espm: espm's user, espm-setup, espm enroll (the CA's own CLI signs), espm puppet-config's auth.conf,
- * the ENC and reports settings, a reload, espm in PuppetDB's certificate allowlist; then a node
- * registered, signed, booted and decommissioned through espm. The site runs PuppetDB (its Puppet
- * Server already sends it facts and reports, and its allowlist names only the Puppet server). Only
- * the CA's sign command (this server's config), the reload and PuppetDB's restart (no systemd) are
- * the test's own.
+ * verbatim), on a living site, on both Puppets: before espm, its Puppet Server has an ENC of its own
+ * classifying two existing nodes (one with a secret parameter), their certificates, an autosign
+ * policy of its own, report processors, and auth.conf rules of its own, one named like one of
+ * espm's; its operator uses `puppetserver ca`. The guide is stopped after each step and run again,
+ * refused on the clashing name, shown as a dry run, undone by a failed reload, run to the end, and
+ * run once more; then everyone else's catalogs, CA commands and rules are compared with what they
+ * were, and espm runs as its own user, which cannot read the CA's keys. On Puppet 7 the site runs
+ * PuppetDB (espm reads runs there); on Puppet 8 espm reads the stored reports through the guide's
+ * ACL. Only the CA's sign command (this server's config), the reload and PuppetDB's restart (no
+ * systemd here) are the test's own.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { EspmClient } from "../sdk/client";
 import { createCsr, generateRsaKeyPair } from "../sdk/x509";
+import { rootCommand } from "../scripts/lab/debian-root";
 import { startPostgres, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
-import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
+import { findJava, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { renderUserData } from "../provider/userdata";
+import { PUPPETS } from "./helpers/puppets";
 import { bootAgent, signedUserdata } from "./helpers/world";
 import {
-  ESPM_BIN,
   EspmProcess,
   freePort,
+  installedAgent,
   ROOT,
   run,
   scratchDir,
-  SETUP_BIN,
   setupIn,
   type SetupResult,
 } from "./helpers/espm";
+
+/** The site's existing nodes, as its own ENC classifies them. */
+const SITE_NODES = ["legacy-01.site.test", "legacy-02.site.test"];
+
+/** The site's own auth.conf rules: one for its monitoring, and one it named like one of espm's before espm existed. */
+const SITE_RULES = `        {
+            # an endpoint of the site's own, for its monitoring
+            match-request: { path: "^/site/v1/inventory$", type: regex, method: get }
+            allow: ["monitor.site.test"]
+            sort-order: 450
+            name: "site monitoring"
+        },
+        {
+            match-request: { path: "/puppet/v3/environments", type: path, method: get }
+            allow: ["legacy-01.site.test"]
+            sort-order: 450
+            name: "espm environment classes"
+        },
+`;
+
+/** Runs `argv` as `user` with that user's own groups, as a service runs; the result, failures included. */
+async function runAs(user: string, argv: string[], input?: string) {
+  const { spawn } = await import("node:child_process");
+  const child = spawn("setpriv", [`--reuid=${user}`, `--regid=${user}`, "--init-groups", ...argv]);
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdin.on("error", () => {}); // a command that never reads its input (cat FILE)
+  child.stdin.end(input ?? "");
+  const code = await new Promise<number | null>((done) => child.once("close", done));
+  return { code, stdout, stderr };
+}
 
 /** A node's compiled catalog as Puppet Server serves it to the node's own certificate: its classes, resources and edges. */
 async function catalogOf(lab: PuppetServerLab, name: string): Promise<string> {
@@ -73,235 +110,494 @@ async function submitAndSigned(lab: PuppetServerLab, name: string): Promise<bool
   }
 }
 
-/** Runs scripts/operator-guide.sh with `env`, the way the README says, and returns its output. */
-async function runGuide(env: Record<string, string>): Promise<string> {
-  const { stdout, stderr } = await run("sh", [join(ROOT, "scripts/operator-guide.sh")], {
-    env: { ...process.env, ...env },
-    timeout: 300_000,
-  });
-  return `${stdout}${stderr}`;
-}
+for (const puppet of PUPPETS)
+  describe(`the operator guide (scripts/operator-guide.sh, as the README has it) on a living site: ${puppet.label}`, function () {
+    this.timeout(600_000);
+    let dir: string;
+    let root: string | undefined;
+    let lab: PuppetServerLab;
+    let pg: PostgresLab | undefined;
+    let puppetdb: PuppetDbLab | undefined;
+    let setup: SetupResult;
+    let espm: EspmProcess | undefined;
+    let env: Record<string, string>;
+    let authConf: string;
+    let unitFile: string;
+    /** The operator's `puppetserver ca`, run where the server runs. */
+    let ca: (...args: string[]) => Promise<{ code: number | null; stdout: string; stderr: string }>;
+    const catalogsBefore = new Map<string, string>();
+    let restarts: () => number;
+    let logOffset = 0;
+    /** The site's files after the operator renamed the clashing rule: what a failed run must leave. */
+    let siteFiles: () => string;
 
-describe("the operator guide (scripts/operator-guide.sh, as the README has it) on a Puppet Server with stock auth.conf", function () {
-  this.timeout(600_000);
-  let dir: string;
-  let lab: PuppetServerLab;
-  let pg: PostgresLab;
-  let puppetdb: PuppetDbLab;
-  let setup: SetupResult;
-  let espm: EspmProcess | undefined;
-  let output = "";
-  /** The site's existing node's catalog before espm was installed. */
-  let catalogBefore = "";
-  /** puppet.conf's external_nodes before espm was installed: the site's ENC. */
-  let siteExternalNodes = "";
+    /** Runs the guide with `env` and `extra`; its exit code and everything it printed. */
+    const guide = async (extra: Record<string, string> = {}, args: string[] = []) => {
+      const result = await run("sh", [join(ROOT, "scripts/operator-guide.sh"), ...args], {
+        env: { ...process.env, ...env, ...extra },
+        timeout: 300_000,
+      }).then(
+        ({ stdout, stderr }) => ({ code: 0, output: `${stdout}${stderr}` }),
+        (err: { code: number; stdout: string; stderr: string }) => ({
+          code: err.code,
+          output: `${err.stdout}${err.stderr}`,
+        }),
+      );
+      return result;
+    };
 
-  before(async () => {
-    dir = scratchDir("espm-operator");
-    pg = await startPostgres();
-    const puppetdbPort = await freePort();
-    // A living site: its own ENC, which classifies an existing node (with a secret parameter), and
-    // its own autosign policy, which signs its auto-* names.
-    const siteEnc = join(dir, "site-enc");
-    writeFileSync(
-      siteEnc,
-      `#!/bin/sh
+    before(async function () {
+      root = await puppet.root();
+      dir = scratchDir("espm-operator");
+      const withPuppetDb = root === undefined;
+      const puppetdbPort = await freePort();
+      // The site's ENC classifies its existing nodes (one with a secret parameter); its autosign policy signs its auto-* names.
+      const siteEnc = join(dir, "site-enc");
+      writeFileSync(
+        siteEnc,
+        `#!/bin/sh
 case "$1" in
   legacy-01.site.test) printf -- '---\nclasses:\n  espm_file:\n    path: ${join(dir, "legacy.txt")}\n    content: SITE-SECRET\nparameters:\n  site_secret: s3cret\n' ;;
+  legacy-02.site.test) printf -- '---\nclasses:\n  espm_file:\n    path: ${join(dir, "legacy-02.txt")}\n    content: second\n' ;;
   *) printf -- '---\nclasses: {}\n' ;;
 esac
 `,
-      { mode: 0o755 },
-    );
-    const siteAutosign = join(dir, "site-autosign");
-    writeFileSync(siteAutosign, '#!/bin/sh\ncase "$1" in auto-*.site.test) exit 0 ;; esac\nexit 1\n', { mode: 0o755 });
-    lab = await startPuppetServer({
-      dir: join(dir, "puppetserver"),
-      port: await freePort(),
-      modules: [join(ROOT, "test/fixtures/modules/espm_file")],
-      issueEspmCertificate: false,
-      authConf: "stock",
-      puppetdb: `https://localhost:${puppetdbPort}`,
-      enc: siteEnc,
-      autosign: siteAutosign,
+        { mode: 0o755 },
+      );
+      const siteAutosign = join(dir, "site-autosign");
+      writeFileSync(siteAutosign, '#!/bin/sh\ncase "$1" in auto-*.site.test) exit 0 ;; esac\nexit 1\n', {
+        mode: 0o755,
+      });
+      if (withPuppetDb) pg = await startPostgres();
+      lab = await startPuppetServer({
+        dir: join(dir, "puppetserver"),
+        port: await freePort(),
+        modules: [join(ROOT, "test/fixtures/modules/espm_file")],
+        issueEspmCertificate: false,
+        authConf: "stock",
+        siteAuthRules: SITE_RULES,
+        puppetdb: withPuppetDb ? `https://localhost:${puppetdbPort}` : undefined,
+        enc: siteEnc,
+        autosign: siteAutosign,
+        root,
+        binds: [dir, ROOT, process.execPath],
+      });
+      if (pg)
+        puppetdb = await startPuppetDb({ dir: join(dir, "puppetdb"), port: puppetdbPort, postgres: pg, server: lab });
+      ca = async (...args) => {
+        const argv = lab.command(["puppetserver", "ca", ...args, "--config", lab.confFile]);
+        return run(argv[0]!, argv.slice(1), { timeout: 120_000 }).then(
+          ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+          (err: { code: number; stdout: string; stderr: string }) => ({
+            code: err.code,
+            stdout: err.stdout,
+            stderr: err.stderr,
+          }),
+        );
+      };
+      for (const name of SITE_NODES) {
+        const generated = await ca("generate", "--certname", name);
+        assert.equal(generated.code, 0, generated.stderr);
+        catalogsBefore.set(name, await catalogOf(lab, name));
+      }
+      assert.match(catalogsBefore.get("legacy-01.site.test")!, /SITE-SECRET/);
+      assert.ok(await submitAndSigned(lab, "auto-00.site.test"), "the site's own policy signs its names");
+      // The keys as Debian's package leaves them: Puppet Server's user and group, readable by that group.
+      const { stdout: puppetIds } = await run("id", ["-u", "puppet"]);
+      const puppetGid = Number((await run("id", ["-g", "puppet"])).stdout.trim());
+      for (const d of ["ssl", "ca"]) await run("chown", ["-R", `${puppetIds.trim()}:${puppetGid}`, join(lab.dir, d)]);
+
+      // espm-agent installed as `npm install -g` leaves it, its bins on PATH.
+      const installed = installedAgent(dir);
+      const bin = join(dir, "bin");
+      mkdirSync(bin);
+      for (const [name, file] of [
+        ["espm", installed.espm],
+        ["espm-setup", installed.setup],
+      ] as const) {
+        writeFileSync(join(bin, name), `#!/bin/sh\nexec ${process.execPath} ${file} "$@"\n`, { mode: 0o755 });
+      }
+      authConf = join(lab.dir, "conf.d/auth.conf");
+      unitFile = join(dir, "systemd/espm.service");
+      mkdirSync(join(dir, "systemd"));
+      // What the test replaces: the CA's sign (this server's config) and the reload and restart (no
+      // systemd here: SIGHUP, then wait until Puppet Server has counted the restart, as Debian's unit does).
+      const restartFile = join(lab.dir, "run/restart");
+      restarts = () => Number(readFileSync(restartFile, "utf8").trim() || 0);
+      const pid = readFileSync(join(lab.dir, "run/server.pid"), "utf8").trim();
+      const reload = `before=$(cat ${restartFile}); kill -HUP ${pid}; while [ "$(cat ${restartFile})" -le "$before" ]; do sleep 0.5; done`;
+      env = {
+        PATH: `${bin}:${process.env.PATH ?? ""}`,
+        CERTNAME_PATTERN: "*.ops.test",
+        ESPM_HOST: "127.0.0.1",
+        ESPM_PORT: String(await freePort()),
+        ESPM_LISTEN: "127.0.0.1",
+        PUPPET_URL: lab.url,
+        CONFIG_DIR: join(dir, "etc"),
+        STATE_DIR: join(dir, "state"),
+        PUPPET_CA: lab.caBundle,
+        PUPPET_CONF: lab.confFile,
+        AUTH_CONF: authConf,
+        REPORT_DIR: lab.reportDir,
+        PUPPETSERVER_JAVA: findJava(),
+        CA_SIGN: `puppetserver ca sign --certname espm --config ${lab.confFile}`,
+        RELOAD_PUPPETSERVER: reload,
+        RESTART_PUPPETSERVER: reload,
+        UNIT_FILE: unitFile,
+        ...(puppetdb
+          ? {
+              PUPPETDB_URL: puppetdb.url,
+              PUPPETDB_ALLOWLIST: puppetdb.allowlist,
+              // PuppetDB is this test's child process: the guide asks for the restart, the test carries it out.
+              RESTART_PUPPETDB: `touch ${join(dir, "restart-puppetdb")}`,
+            }
+          : {}),
+      };
+      siteFiles = () => readFileSync(authConf, "utf8") + readFileSync(lab.confFile, "utf8");
+      logOffset = readFileSync(join(lab.dir, "log/puppetserver.log"), "utf8").length;
     });
-    puppetdb = await startPuppetDb({ dir: join(dir, "puppetdb"), port: puppetdbPort, postgres: pg, server: lab });
-    // The site's existing node, signed by the operator's CLI, and its catalog before espm.
-    await run("puppetserver", ["ca", "generate", "--certname", "legacy-01.site.test", "--config", lab.confFile], {
-      timeout: 120_000,
+
+    after(async () => {
+      await espm?.stop();
+      await puppetdb?.stop();
+      await lab?.stop();
+      await pg?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
-    catalogBefore = await catalogOf(lab, "legacy-01.site.test");
-    siteExternalNodes = /^external_nodes = (.+)$/m.exec(readFileSync(lab.confFile, "utf8"))![1]!;
-    assert.match(catalogBefore, /SITE-SECRET/);
-    assert.ok(await submitAndSigned(lab, "auto-00.site.test"), "the site's own policy signs its names");
-    // The bins as `npm install -g` puts them on PATH.
+
+    it("is in the README verbatim", () => {
+      const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+      assert.ok(
+        readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
+        "README.md holds scripts/operator-guide.sh as it is",
+      );
+    });
+
+    it("stops after each step when told, and each run takes up where the last left off", async () => {
+      const before = siteFiles();
+      for (const step of [1, 2, 3, 4]) {
+        const { code, output } = await guide({ STOP_AFTER: String(step) });
+        assert.equal(code, 0, output);
+        assert.match(output, new RegExp(`== stopped after step ${step} \\(STOP_AFTER=${step}\\)`));
+        if (step === 4) assert.match(output, /espm\.ini is in place: keeping it/, "step 3 again, left alone");
+      }
+      assert.equal(siteFiles(), before, "Puppet Server's files are the site's until step 5");
+      const { stdout: groups } = await run("id", ["-nG", "espm"]);
+      assert.doesNotMatch(groups, /\bpuppet\b/, "espm is not in Puppet Server's group");
+      assert.match((await run("id", ["-nG", "puppet"])).stdout, /\bespm\b/, "Puppet Server's user is in espm's");
+      assert.ok(existsSync(join(dir, "etc/certs/espm-client.crt")), "espm's certificate, signed by the CA's CLI");
+      setup = setupIn(dir, join(dir, "etc"), Number(env.ESPM_PORT), "");
+    });
+
+    it("refuses a rule name of the site's before anything is changed or reloaded, and Puppet Server stays up", async () => {
+      const before = siteFiles();
+      const restartsBefore = restarts();
+      const { code, output } = await guide();
+      assert.equal(code, 1, output);
+      assert.match(output, /already has a rule named "espm environment classes" with other content than espm's/);
+      assert.equal(siteFiles(), before);
+      assert.equal(restarts(), restartsBefore, "no reload");
+      assert.equal(await catalogOf(lab, "legacy-01.site.test"), catalogsBefore.get("legacy-01.site.test"));
+      // The operator renames the site's rule.
+      writeFileSync(
+        authConf,
+        readFileSync(authConf, "utf8").replace('name: "espm environment classes"', 'name: "site environments"'),
+      );
+    });
+
+    it("--dry-run prints the diff of every file it would change, and changes nothing", async () => {
+      const before = siteFiles();
+      const { code, output } = await guide({}, ["--dry-run"]);
+      assert.equal(code, 0, output);
+      assert.match(output, new RegExp(`--- ${authConf}\n\\+\\+\\+ ${authConf} \\(with espm\\)`));
+      assert.match(output, /^\+ {12}name: "espm certificates"$/m);
+      assert.match(output, new RegExp(`^\\+external_nodes = ${dir}/bin/espm enc -c ${dir}/etc/espm.ini$`, "m"));
+      assert.match(output, /^\+autosign = .*espm-autosign$/m);
+      assert.match(output, new RegExp(`^\\+ExecStart=${dir}/bin/espm -c ${dir}/etc/espm.ini$`, "m"));
+      assert.match(output, /== dry run: nothing was changed/);
+      assert.equal(siteFiles(), before);
+      assert.equal(existsSync(unitFile), false);
+    });
+
+    it("puts every file back and restarts Puppet Server when the reload fails", async () => {
+      const before = siteFiles();
+      const { code, output } = await guide({ RELOAD_PUPPETSERVER: "false" });
+      assert.equal(code, 1, output);
+      assert.match(output, /Puppet Server did not come back from 'false': putting every file back as it was/);
+      assert.match(output, new RegExp(`${authConf}: restored`));
+      assert.equal(siteFiles(), before);
+      assert.equal(await catalogOf(lab, "legacy-02.site.test"), catalogsBefore.get("legacy-02.site.test"));
+    });
+
+    it("runs to the end, and a second run changes nothing and reloads nothing", async () => {
+      const first = await guide({ STOP_AFTER: "6" });
+      assert.equal(first.code, 0, first.output);
+      assert.match(first.output, /auth\.conf: changed \(the site's own is .*auth\.conf\.before-espm\)/);
+      if (existsSync(join(dir, "restart-puppetdb"))) {
+        rmSync(join(dir, "restart-puppetdb"));
+        await puppetdb!.stop();
+        await puppetdb!.start();
+      }
+      const rest = await guide();
+      assert.equal(rest.code, 0, rest.output);
+      assert.match(rest.output, new RegExp(`${unitFile}: changed`));
+      const files = () =>
+        siteFiles() + readFileSync(unitFile, "utf8") + (puppetdb ? readFileSync(puppetdb.allowlist, "utf8") : "");
+      const before = files();
+      const restartsBefore = restarts();
+      const again = await guide();
+      assert.equal(again.code, 0, again.output);
+      assert.doesNotMatch(again.output, /: changed|restored/);
+      assert.equal((again.output.match(/nothing to change/g) ?? []).length, puppetdb ? 4 : 3, again.output);
+      assert.equal(files(), before);
+      assert.equal(restarts(), restartsBefore, "no reload");
+      assert.equal(existsSync(join(dir, "restart-puppetdb")), false, "no PuppetDB restart");
+    });
+
+    it("leaves every existing node's catalog as it was, with the site's ENC and autosign policy as espm's fallbacks", async () => {
+      for (const name of SITE_NODES) assert.equal(await catalogOf(lab, name), catalogsBefore.get(name), name);
+      const ini = readFileSync(setup.ini, "utf8");
+      assert.match(ini, new RegExp(`\nfallback_enc=${join(lab.dir, "enc/enc.sh")}\n`));
+      assert.match(ini, new RegExp(`fallback=${join(dir, "site-autosign")}`));
+      assert.match(ini, /\[server\]\nhost=127\.0\.0\.1\n/, "ESPM_LISTEN");
+      assert.match(ini, /export_group=espm/);
+      assert.ok(await submitAndSigned(lab, "auto-01.site.test"), "through espm autosign's fallback");
+      assert.equal(await submitAndSigned(lab, "other-01.site.test"), false);
+    });
+
+    it("leaves the site's own rules as they were, and every puppetserver ca command the operator uses working", async () => {
+      const now = readFileSync(authConf, "utf8");
+      const site = readFileSync(`${authConf}.before-espm`, "utf8");
+      assert.match(site, /name: "site environments"/);
+      assert.ok(
+        now.includes(SITE_RULES.replace("espm environment classes", "site environments")),
+        "the site's rules, untouched",
+      );
+      assert.equal(
+        now.replace(/rules: \[[\s\S]*?name: "espm environment classes"\n {8}\},/, "rules: ["),
+        site,
+        "only espm's rules added",
+      );
+      const list = await ca("list");
+      assert.equal(list.code, 0, list.stderr);
+      assert.match(list.stdout, /other-01\.site\.test/, "the pending request is listed");
+      const all = await ca("list", "--all");
+      assert.equal(all.code, 0, all.stderr);
+      for (const name of [...SITE_NODES, "espm", "auto-01.site.test"])
+        assert.match(all.stdout, new RegExp(name.replaceAll(".", "\\.")));
+      for (const args of [
+        ["sign", "--certname", "other-01.site.test"],
+        ["revoke", "--certname", "legacy-02.site.test"],
+        ["clean", "--certname", "legacy-02.site.test"],
+        ["generate", "--certname", "legacy-03.site.test"],
+      ]) {
+        const result = await ca(...args);
+        assert.equal(result.code, 0, `ca ${args.join(" ")}: ${result.stdout}${result.stderr}`);
+      }
+      assert.match((await ca("list", "--all")).stdout, /legacy-03\.site\.test/);
+      const signAll = await ca("sign", "--all");
+      assert.doesNotMatch(
+        `${signAll.stdout}${signAll.stderr}`,
+        /denied|403/,
+        "ca sign --all reaches the CA (nothing pending)",
+      );
+    });
+
+    it("runs espm as its own user, which cannot read the CA's key, the root key or the server's key, and still signs, revokes, reads runs, classifies and autosigns", async () => {
+      const keys = [
+        join(lab.dir, "ca/ca_key.pem"),
+        join(lab.dir, "ca/root_key.pem"),
+        join(lab.dir, `ssl/private_keys/${lab.certname}.pem`),
+      ];
+      for (const key of keys) {
+        assert.ok(existsSync(key), key);
+        const denied = await runAs("espm", ["cat", key]);
+        assert.equal(denied.code, 1, key);
+        assert.match(denied.stderr, /Permission denied/, key);
+      }
+      // A member of Puppet Server's group reads the CA's key: what espm's membership used to give it.
+      const member = await run("setpriv", ["--reuid=espm", "--regid=puppet", "--clear-groups", "cat", keys[0]!]);
+      assert.match(member.stdout, /PRIVATE KEY/);
+      writeFileSync(
+        join(setup.configDir, "groups.yaml"),
+        `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`,
+      );
+      espm = await EspmProcess.start(setup, { user: "espm" });
+      assert.match(
+        (await run("ps", ["-o", "user=,supgrp=", "-p", String(espm.child.pid)])).stdout.trim(),
+        /^espm\s+espm$/,
+      );
+      const client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
+      try {
+        const health = await client.health();
+        assert.equal(health.backends?.ca?.status, "ok", health.backends?.ca?.detail);
+        assert.equal(health.backends?.certnames?.status, "ok", health.backends?.certnames?.detail);
+        // Sign: a node booted from espm's certificate.
+        const name = "ops-01.ops.test";
+        const managed = join(dir, "agent/managed.txt");
+        await client.registerNode({ name, groups: ["files"], classes: { espm_file: { path: managed } } });
+        mkdirSync(join(dir, "agent"), { recursive: true });
+        const script = join(dir, "agent/userdata.sh");
+        await signedUserdata(client, name, { masterPort: lab.port, file: script });
+        const inRoot = (argv: string[]) => rootCommand(root!, mkdtempSync(join(dir, "run-")), argv, { binds: [dir] });
+        const boot = await bootAgent(join(dir, "agent"), script, root ? inRoot : undefined);
+        assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
+        assert.match(boot.stdout, /agent exit 2/);
+        assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
+        // Classify: espm enc as Puppet Server's user runs it, reading espm's export through espm's group.
+        const enc = await runAs("puppet", [join(dir, "bin/espm"), "enc", "-c", setup.ini, name]);
+        assert.equal(enc.code, 0, enc.stderr);
+        assert.match(enc.stdout, /"content": "from the operator's group"/);
+        // Runs: the first run's report, from PuppetDB or through the ACL on the stored reports.
+        let runs = await client.nodeRuns(name);
+        for (let i = 0; i < 30 && !runs?.runs.length; i++) {
+          await new Promise((r) => setTimeout(r, 1000));
+          runs = await client.nodeRuns(name);
+        }
+        assert.equal(runs?.runs[0]?.status, "changed", JSON.stringify(runs));
+        // Revoke: the registration's delete.
+        await client.deleteNode(name);
+        assert.equal((await client.certificateStatus(name))?.state, "revoked");
+        // Autosign: the wrapper as Puppet Server's user runs it; espm answers over its socket.
+        await client.registerNode({
+          name: "ops-02.ops.test",
+          groups: ["files"],
+          classes: { espm_file: { path: join(dir, "agent-02/managed.txt") } },
+        });
+        const enrollment = await client.enroll("ops-02.ops.test");
+        const wrapper = join(setup.configDir, "espm-autosign");
+        const refused = await runAs(
+          "puppet",
+          [wrapper, "ops-03.ops.test"],
+          createCsr("ops-03.ops.test", generateRsaKeyPair(2048).privateKeyPem),
+        );
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, /ops-03\.ops\.test/);
+        assert.doesNotMatch(refused.stderr, /EACCES|permission denied/i);
+        const userdata = renderUserData({
+          nodeName: "ops-02.ops.test",
+          master: "localhost",
+          masterPort: lab.port,
+          caCertificatePem: enrollment.caCertificate,
+          enrollment: { token: enrollment.token },
+          maxWaitForCertSeconds: 30,
+        });
+        mkdirSync(join(dir, "agent-02"), { recursive: true });
+        writeFileSync(join(dir, "agent-02/userdata.sh"), userdata.script, { mode: 0o700 });
+        const enrolled = await bootAgent(
+          join(dir, "agent-02"),
+          join(dir, "agent-02/userdata.sh"),
+          root ? inRoot : undefined,
+        );
+        assert.equal(enrolled.code, 0, `${enrolled.stdout}\n${enrolled.log}`);
+        assert.match(enrolled.stdout, /agent exit 2/);
+        if (puppetdb) {
+          assert.equal(await puppetdb.nodeState(name), "deactivated");
+        }
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("wrote a systemd unit for the guide's directories, which systemd-analyze verifies, and rates", async () => {
+      const unit = readFileSync(unitFile, "utf8");
+      assert.match(unit, new RegExp(`^ExecStart=${dir}/bin/espm -c ${dir}/etc/espm.ini$`, "m"));
+      assert.match(unit, new RegExp(`^ReadWritePaths=${dir}/state$`, "m"));
+      assert.match(unit, /^User=espm\nGroup=espm\n/m);
+      assert.doesNotMatch(unit, /SupplementaryGroups/);
+      const verify = await run("systemd-analyze", ["verify", unitFile]);
+      assert.equal(`${verify.stdout}${verify.stderr}`.trim(), "", "systemd finds nothing to complain about");
+      const security = await run("systemd-analyze", ["security", "--offline=true", unitFile]).catch(
+        (err: { stdout: string }) => err,
+      );
+      const score = /Overall exposure level for espm\.service: ([\d.]+)/.exec(security.stdout)?.[1];
+      console.log(`      systemd-analyze security: exposure ${score}`);
+      assert.ok(score !== undefined && Number(score) <= 3, `exposure ${score}: what the README reports`);
+      assert.equal(statSync(join(dir, "state")).mode & 0o7777, 0o750);
+      assert.equal(statSync(join(dir, "etc")).mode & 0o7777, 0o750);
+    });
+
+    it("caused no ERROR in Puppet Server's log, and no WARN for a signature", () => {
+      const log = readFileSync(join(lab.dir, "log/puppetserver.log"), "utf8").slice(logOffset);
+      const errors = log.split("\n").filter((l) => / ERROR /.test(l));
+      assert.deepEqual(errors, []);
+      // Puppet Server logs what an autosign policy writes to stderr at WARN, its stdout at DEBUG: espm
+      // autosign says a signature on stdout and a refusal (with the reason) on stderr.
+      const warnings = log.split("\n").filter((l) => / WARN /.test(l));
+      assert.deepEqual(
+        warnings.filter((l) => /ops-02\.ops\.test|auto-01\.site\.test/.test(l)),
+        [],
+        "a signature is no warning",
+      );
+      assert.ok(
+        warnings.some((l) => /rejected certificate 'other-01\.site\.test'/.test(l)),
+        `a refusal is a warning:\n${warnings.join("\n")}`,
+      );
+    });
+  });
+
+describe("the operator guide on the AIO packages' layout (LAYOUT=aio: the paths only, the packages are Debian's here)", function () {
+  this.timeout(120_000);
+  let dir: string;
+  before(() => (dir = scratchDir("espm-aio")));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads and would change the AIO paths, checking auth.conf with the AIO jar", async () => {
+    // /etc and /opt as overlays in a mount namespace of the test's own, holding the AIO tree: the
+    // host's /etc and /opt never change. The AIO puppet and jar are Debian's, at the AIO paths.
+    const tree = `set -e
+for d in etc opt; do
+  mkdir -p "$S/$d-upper" "$S/$d-work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$S/$d-upper,workdir=$S/$d-work" "/$d"
+done
+mkdir -p /etc/puppetlabs/puppet/ssl/certs /etc/puppetlabs/puppetserver/conf.d /opt/puppetlabs/bin \\
+  /opt/puppetlabs/server/apps/puppetserver /opt/puppetlabs/server/data/puppetserver/reports
+printf '[server]\\nautosign = false\\n' >/etc/puppetlabs/puppet/puppet.conf
+cp /etc/puppet/puppetserver/conf.d/auth.conf /etc/puppetlabs/puppetserver/conf.d/auth.conf
+ln -s /usr/bin/puppet /opt/puppetlabs/bin/puppet
+ln -s /usr/share/puppetserver/puppetserver.jar /opt/puppetlabs/server/apps/puppetserver/puppet-server-release.jar
+openssl req -x509 -newkey rsa:2048 -nodes -keyout /dev/null -subj /CN=ca -out /etc/puppetlabs/puppet/ssl/certs/ca.pem 2>/dev/null
+exec sh "$GUIDE" --dry-run
+`;
     const bin = join(dir, "bin");
     mkdirSync(bin);
+    const { espm, setup } = installedAgent(dir);
     for (const [name, file] of [
-      ["espm", ESPM_BIN],
-      ["espm-setup", SETUP_BIN],
-    ] as const) {
+      ["espm", espm],
+      ["espm-setup", setup],
+    ] as const)
       writeFileSync(join(bin, name), `#!/bin/sh\nexec ${process.execPath} ${file} "$@"\n`, { mode: 0o755 });
-    }
-    const configDir = join(dir, "etc");
-    const port = await freePort();
-    // What the test replaces: the CA's sign (this server's config) and the reload (no systemd here:
-    // SIGHUP, then wait until Puppet Server has counted the restart).
-    const restartFile = join(lab.dir, "run/restart");
-    const pid = readFileSync(join(lab.dir, "run/server.pid"), "utf8").trim();
-    output = await runGuide({
-      PATH: `${bin}:${process.env.PATH ?? ""}`,
-      CERTNAME_PATTERN: "*.ops.test",
-      ESPM_HOST: "127.0.0.1",
-      ESPM_PORT: String(port),
-      ESPM_LISTEN: "127.0.0.1",
-      PUPPET_URL: lab.url,
-      CONFIG_DIR: configDir,
-      STATE_DIR: join(dir, "state"),
-      PUPPET_CA: lab.caBundle,
-      PUPPET_CONF: lab.confFile,
-      AUTH_CONF: join(lab.dir, "conf.d/auth.conf"),
-      REPORT_DIR: lab.reportDir,
-      CA_SIGN: `puppetserver ca sign --certname espm --config ${lab.confFile}`,
-      RELOAD_PUPPETSERVER: `before=$(cat ${restartFile}); kill -HUP ${pid}; while [ "$(cat ${restartFile})" -le "$before" ]; do sleep 0.5; done`,
-      PUPPETDB_URL: puppetdb.url,
-      PUPPETDB_ALLOWLIST: puppetdb.allowlist,
-      // PuppetDB is this test's child process: the guide asks for the restart, the test carries it out.
-      RESTART_PUPPETDB: `touch ${join(dir, "restart-puppetdb")}`,
+    const { stdout } = await run("unshare", ["--mount", "--propagation", "private", "sh", "-c", tree], {
+      env: {
+        ...process.env,
+        S: dir,
+        GUIDE: join(ROOT, "scripts/operator-guide.sh"),
+        LAYOUT: "aio",
+        PATH: `${bin}:${process.env.PATH ?? ""}`,
+        CERTNAME_PATTERN: "*.aio.test",
+        ESPM_HOST: "puppet.aio.test",
+        PUPPETSERVER_JAVA: findJava(),
+      },
+      timeout: 100_000,
     });
-    if (existsSync(join(dir, "restart-puppetdb"))) {
-      await puppetdb.stop();
-      await puppetdb.start();
-    }
-    setup = setupIn(dir, configDir, port, output);
-  });
-
-  after(async () => {
-    await espm?.stop();
-    await puppetdb?.stop();
-    await lab?.stop();
-    await pg?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("is in the README verbatim", () => {
-    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-    assert.ok(
-      readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
-      "README.md holds scripts/operator-guide.sh as it is",
+    assert.match(stdout, /--- \/etc\/puppetlabs\/puppetserver\/conf\.d\/auth\.conf\n/);
+    assert.match(
+      stdout,
+      /\/etc\/puppetlabs\/puppetserver\/conf\.d\/auth\.conf with espm's rules: Puppet Server's own parser takes it/,
     );
-  });
-
-  it("keeps the site's classification and signing: the existing node's catalog is identical, and the site's policy still signs its names", async () => {
-    assert.match(output, /== 2\. .*the site's own ENC and autosign policy become espm's fallbacks/);
-    const ini = readFileSync(setup.ini, "utf8");
-    assert.ok(
-      ini.includes(`\nfallback_enc=${siteExternalNodes}\n`),
-      `the site's ENC (${siteExternalNodes}) is espm's fallback`,
+    assert.match(stdout, /--- \/etc\/puppetlabs\/puppet\/puppet\.conf\n/);
+    assert.match(
+      stdout,
+      /would: setfacl -R -m u:espm:rX -m d:u:espm:rX \/opt\/puppetlabs\/server\/data\/puppetserver\/reports/,
     );
-    assert.match(ini, new RegExp(`fallback=${join(dir, "site-autosign")}`));
-    assert.match(ini, /\[server\]\nhost=127\.0\.0\.1\n/, "ESPM_LISTEN");
-    assert.equal(await catalogOf(lab, "legacy-01.site.test"), catalogBefore);
-    const log = () => readFileSync(join(lab.dir, "log/puppetserver.log"), "utf8").split("\n").slice(-12).join("\n");
-    assert.ok(await submitAndSigned(lab, "auto-01.site.test"), `through espm autosign's fallback:\n${log()}`);
-    assert.equal(await submitAndSigned(lab, "other-01.site.test"), false);
-  });
-
-  it("made espm's user in Puppet Server's group, and its client certificate through espm enroll and the CA's CLI (0600, espm's)", async () => {
-    assert.match(output, /On the CA server, run:\n {2}puppetserver ca sign --certname espm\n/);
-    assert.match(output, /espm's certificate is in .*espm-client\.crt \(mode 0600\); start espm/);
-    const { stdout: groups } = await run("id", ["-nG", "espm"]);
-    assert.match(groups, /\bpuppet\b/);
-    const cert = statSync(join(setup.configDir, "certs/espm-client.crt"));
-    assert.equal(cert.mode & 0o777, 0o600);
-    assert.equal(cert.uid, Number((await run("id", ["-u", "espm"])).stdout.trim()), "owned by espm");
-  });
-
-  it("gave Puppet Server espm's auth.conf rules, the ENC and stored reports, keeping the old auth.conf for review", () => {
-    assert.match(readFileSync(join(lab.dir, "conf.d/auth.conf"), "utf8"), /name: "espm certificates"/);
-    assert.doesNotMatch(readFileSync(join(lab.dir, "conf.d/auth.conf.before-espm"), "utf8"), /espm/);
-    const conf = readFileSync(lab.confFile, "utf8");
-    assert.match(conf, /node_terminus = exec/);
-    assert.match(conf, new RegExp(`external_nodes = ${join(dir, "bin/espm")} enc -c ${setup.ini}`));
-    assert.match(conf, /reports = store/);
-    const wrapper = join(setup.configDir, "espm-autosign");
-    assert.match(conf, new RegExp(`autosign = ${wrapper}`));
-    assert.doesNotMatch(conf, /autosign = false/, "the lab's stock autosign = false line is gone");
-    const mode = statSync(wrapper);
-    assert.equal(mode.mode & 0o777, 0o750);
-    assert.equal(mode.uid, 0);
-    assert.equal(mode.gid, Number(readFileSync("/etc/group", "utf8").match(/^puppet:[^:]*:(\d+):/m)![1]));
-  });
-
-  it("named PuppetDB in espm.ini (runs read there, no report directory) and put espm in its allowlist, with the warning", () => {
-    const ini = readFileSync(setup.ini, "utf8");
-    assert.match(ini, /\[puppetdb\]\nurl=https:\/\/localhost:\d+/);
-    assert.doesNotMatch(ini, /reportdir/);
-    assert.match(readFileSync(lab.confFile, "utf8"), /reports = store,puppetdb\n/, "the site's processors kept");
-    assert.deepEqual(readFileSync(puppetdb.allowlist, "utf8").trim().split("\n"), [lab.certname, "espm"]);
-    assert.match(output, /== 5\. PuppetDB/);
-    const printed = readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8");
-    assert.match(printed, /lets espm submit ANY PuppetDB command/);
-  });
-
-  it("leaves an espm that starts, and a node registered, signed and booted through it", async () => {
-    // The operator's first group, in the groups.yaml espm-setup wrote.
-    writeFileSync(
-      join(setup.configDir, "groups.yaml"),
-      `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`,
+    assert.match(stdout, /^\+ca_bundle=\/etc\/puppetlabs\/puppet\/ssl\/certs\/ca\.pem$/m);
+    assert.match(stdout, /^\+reportdir=\/opt\/puppetlabs\/server\/data\/puppetserver\/reports$/m);
+    assert.match(stdout, /^\+url=https:\/\/puppet\.aio\.test:8140$/m);
+    assert.match(
+      stdout,
+      /would: espm enroll; \/opt\/puppetlabs\/bin\/puppetserver ca sign --certname espm; espm enroll/,
     );
-    espm = await EspmProcess.start(setup);
-    const client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
-    try {
-      const health = await client.health();
-      assert.equal(health.backends?.ca?.status, "ok");
-      assert.equal(health.backends?.certnames?.status, "ok", health.backends?.certnames?.detail);
-      const name = "ops-01.ops.test";
-      const managed = join(dir, "agent/managed.txt");
-      await client.registerNode({ name, groups: ["files"], classes: { espm_file: { path: managed } } });
-      const agent = join(dir, "agent");
-      mkdirSync(agent, { recursive: true });
-      const script = join(agent, "userdata.sh");
-      await signedUserdata(client, name, { masterPort: lab.port, file: script });
-      const boot = await bootAgent(agent, script);
-      assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
-      assert.match(boot.stdout, /agent exit 2/);
-      assert.equal(readFileSync(managed, "utf8"), "from the operator's group\n");
-      // The site's PuppetDB has the node; espm's delete revokes it and deactivates it there.
-      assert.equal(await puppetdb.nodeState(name), "active");
-      assert.equal(health.backends?.puppetdb?.status, "ok", health.backends?.puppetdb?.detail);
-      await client.deleteNode(name);
-      assert.equal(await puppetdb.nodeState(name), "deactivated");
-      assert.equal((await client.certificateStatus(name))?.state, "revoked");
-      // The instance key mode through the autosign policy the guide set: the node makes its own key.
-      const enrolledName = "ops-02.ops.test";
-      await client.registerNode({
-        name: enrolledName,
-        groups: ["files"],
-        classes: { espm_file: { path: join(dir, "agent-02/managed.txt") } },
-      });
-      const enrollment = await client.enroll(enrolledName);
-      const instanceUserdata = renderUserData({
-        nodeName: enrolledName,
-        master: "localhost",
-        masterPort: lab.port,
-        caCertificatePem: enrollment.caCertificate,
-        enrollment: { token: enrollment.token },
-        maxWaitForCertSeconds: 30,
-      });
-      mkdirSync(join(dir, "agent-02"), { recursive: true });
-      writeFileSync(join(dir, "agent-02/userdata.sh"), instanceUserdata.script, { mode: 0o700 });
-      const enrolledBoot = await bootAgent(join(dir, "agent-02"), join(dir, "agent-02/userdata.sh"));
-      assert.equal(enrolledBoot.code, 0, `${enrolledBoot.stdout}\n${enrolledBoot.log}`);
-      assert.match(enrolledBoot.stdout, /agent exit 2/);
-      assert.equal((await client.health()).backends?.autosign?.status, "ok");
-      // Outside espm's patterns, espm refuses, and so would Puppet Server.
-      await assert.rejects(
-        client.registerNode({ name: "web-01.example.test", classes: { motd: {} } }),
-        /certname policy \(patterns\)/,
-      );
-    } finally {
-      await client.close();
-    }
+    assert.match(stdout, /== dry run: nothing was changed/);
+    assert.equal(existsSync("/etc/puppetlabs"), false, "the host's /etc is as it was");
   });
 });

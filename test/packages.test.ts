@@ -65,7 +65,7 @@ describe("the packages (npm run pack)", function () {
       "dist/agent/cli/espm-setup.js",
       "dist/agent/report-worker.js",
       "dist/sdk/protocol.js",
-      "scripts/systemd/espm.service",
+      "scripts/operator-guide.sh",
     ]) {
       assert.ok(agent.files.includes(`package/${file}`), file);
     }

@@ -16,7 +16,8 @@ import type { CreateNodeInput } from "../sdk/protocol";
 import { createCsr, generateRsaKeyPair, type KeyType } from "../sdk/x509";
 import { firstRunProvider } from "../provider";
 import type { FirstRunState } from "../provider/first-run";
-import { debianRoot, puppet8, rootCommand } from "../scripts/lab/debian-root";
+import { rootCommand } from "../scripts/lab/debian-root";
+import { PUPPETS } from "./helpers/puppets";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { CaCutter } from "./helpers/ca-cutter";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, scratchDir, setupEspm } from "./helpers/espm";
@@ -28,19 +29,6 @@ const DOMAIN = "lab.test";
 function groupsYaml(path: string): string {
   return `groups:\n  files:\n    classes:\n      espm_file:\n        path: ${path}\n        content: from the group\n    parameters:\n      role: files\n`;
 }
-
-/** The Puppets the suite runs on: the host's, and one in a Debian root (built on first use, then cached). */
-const PUPPETS: Array<{ label: string; root(): Promise<string | undefined> }> = [
-  { label: "Puppet 7 (Debian 12's, on the host)", root: async () => undefined },
-  {
-    label: "Puppet 8 (Debian 13's, in a Debian root)",
-    root: async () => {
-      const built = await debianRoot(puppet8());
-      if (built.builtInSeconds) console.log(`      built the Puppet 8 root in ${built.builtInSeconds} s`);
-      return built.dir;
-    },
-  },
-];
 
 for (const puppet of PUPPETS)
   describe(`with a real Puppet Server: ${puppet.label}`, function () {

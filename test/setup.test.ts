@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "ini";
 import { X509Certificate } from "node:crypto";
 import { certificateFingerprint, createSelfSignedCertificate, positiveSerial } from "../sdk/x509";
-import { ESPM_BIN, ROOT, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
+import { findJava } from "../scripts/lab/puppetserver";
+import { ESPM_BIN, installedAgent, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 
 describe("espm-setup", () => {
   it("writes a 48-character PSK and a key readable by its owner only, and prints the stack config", async () => {
@@ -81,29 +82,29 @@ describe("espm-setup's defaults and the systemd unit", () => {
     rmSync(dir, { recursive: true });
   });
 
-  it("runs espm as its own user with Puppet Server's group, sandboxed, and passes systemd-analyze verify", async () => {
-    const unit = join(ROOT, "scripts/systemd/espm.service");
-    const text = readFileSync(unit, "utf8");
-    for (const line of [
-      "User=espm",
-      "SupplementaryGroups=puppet",
-      "StateDirectory=espm",
-      "NoNewPrivileges=true",
-      "ProtectSystem=strict",
-      "ProtectHome=true",
-      "PrivateTmp=true",
-      "CapabilityBoundingSet=",
-      "AmbientCapabilities=",
-    ]) {
-      assert.match(text, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"), line);
-    }
-    assert.doesNotMatch(
-      text,
-      /ReadWritePaths=\/opt/,
-      "nothing under /opt is writable: the store is in the StateDirectory",
+  it("says exactly which state directory to create when espm may not create it (a first start without the guide)", async () => {
+    const dir = scratchDir("espm-state");
+    const setup = await setupEspm([], undefined, dir);
+    const state = join(dir, "locked/state");
+    mkdirSync(join(dir, "locked"), { mode: 0o755 });
+    writeFileSync(
+      setup.ini,
+      readFileSync(setup.ini, "utf8").replaceAll(`${setup.configDir}/enc-nodes`, `${state}/enc-nodes`),
     );
-    const { stdout, stderr } = await run("systemd-analyze", ["verify", unit]);
-    assert.equal(`${stdout}${stderr}`.trim(), "", "systemd finds nothing to complain about");
+    const espmUid = Number((await run("id", ["-u", "espm"])).stdout.trim());
+    for (const f of ["psk", "certs/espm.key"]) chownSync(join(setup.configDir, f), espmUid, -1);
+    // As espm's user, from an installed copy (the checkout may sit where other users cannot enter).
+    const { espm } = installedAgent(dir);
+    const argv = ["--reuid=espm", "--regid=espm", "--init-groups", process.execPath, espm, "-c", setup.ini];
+    const result = await run("setpriv", argv).catch((err: { stderr: string; code: number }) => err);
+    assert.ok("code" in result && result.code === 1, "espm exits 1");
+    assert.match(
+      (result as { stderr: string }).stderr,
+      new RegExp(
+        `cannot create the state directory ${state}/enc-nodes as user espm \\(EACCES\\): as root, create it for espm's user: install -d -o espm -g \\d+ -m 0750 ${state}/enc-nodes`,
+      ),
+    );
+    rmSync(dir, { recursive: true });
   });
 });
 
@@ -173,12 +174,42 @@ describe("espm puppet-config", () => {
       (err: { stderr: string }) => {
         assert.match(
           err.stderr,
-          /already has a rule named "espm environment classes"; Puppet Server refuses duplicate rule names/,
+          /already has a rule named "espm environment classes" with other content than espm's; Puppet Server refuses two rules of one name/,
         );
         return true;
       },
     );
     assert.equal(existsSync(`${site}.espm`), false, "nothing written");
+    rmSync(setup.dir, { recursive: true });
+  });
+
+  it("gives back an auth.conf that has espm's rules already unchanged, and check-auth-conf reads files as Puppet Server does", async () => {
+    const setup = await setupEspm(["--certname-pattern", "*.nodes.example.com"]);
+    const stock = join(setup.dir, "auth.conf");
+    writeFileSync(stock, readFileSync("/etc/puppet/puppetserver/conf.d/auth.conf", "utf8"));
+    const espm = (...args: string[]) => run(process.execPath, [ESPM_BIN, ...args]);
+    await espm("puppet-config", "-c", setup.ini, "--auth-conf", stock, "--write", `${stock}.1`);
+    await espm("puppet-config", "-c", setup.ini, "--auth-conf", `${stock}.1`, "--write", `${stock}.2`);
+    assert.equal(readFileSync(`${stock}.2`, "utf8"), readFileSync(`${stock}.1`, "utf8"), "a second pass adds nothing");
+    const java = ["--java", findJava()];
+    assert.match((await espm("check-auth-conf", `${stock}.1`, ...java)).stdout, /Puppet Server would take it/);
+    // Two rules of one name, as a hand edit could leave them: Puppet Server's own refusal, before any reload.
+    const rule = (path: string) =>
+      `{\n match-request: { path: "${path}", type: path }\n allow: ["a"]\n sort-order: 400\n name: "twice"\n},\n`;
+    writeFileSync(
+      `${stock}.3`,
+      readFileSync(stock, "utf8").replace("rules: [", `rules: [\n${rule("/x")}${rule("/y")}`),
+    );
+    await assert.rejects(espm("check-auth-conf", `${stock}.3`, ...java), (err: { stderr: string; code: number }) => {
+      assert.equal(err.code, 1);
+      assert.match(
+        err.stderr,
+        /Puppet Server would refuse .*auth\.conf\.3, and stop on a reload:\nDuplicate rules named 'twice'/,
+      );
+      return true;
+    });
+    writeFileSync(`${stock}.4`, readFileSync(stock, "utf8").replace("rules: [", "rules: [ {"));
+    await assert.rejects(espm("check-auth-conf", `${stock}.4`, ...java), /Puppet Server would refuse/);
     rmSync(setup.dir, { recursive: true });
   });
 

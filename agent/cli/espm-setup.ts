@@ -52,8 +52,10 @@ const USAGE = `usage: espm-setup [options]
                                      repeat for more. At least one is required, or:
       --allow-any-certname           allow any certname outside Puppet's own (labs only)
       --deny-certname NAME           a name espm must never sign, besides Puppet's own; repeatable
-      --export-group GROUP     the group that may read the ENC export (Puppet Server's; default
-                               puppet when that group exists)
+      --export-group GROUP     the group that may read the ENC export, the autosign socket and
+                               secret: espm's own group, with Puppet Server's user in it (default
+                               espm when that group exists). Never Puppet Server's group: espm's
+                               user would then read the CA's key
   -h, --help`;
 
 /** 48 URL-safe characters: 36 random bytes in base64url, 288 bits. */
@@ -173,7 +175,7 @@ function main(argv: string[]): void {
     const problem = patternProblem(pattern);
     if (problem) fail(`--certname-pattern ${pattern}: ${problem}`);
   }
-  const exportGroup = o["export-group"] ?? (hasGroup("puppet") ? "puppet" : undefined);
+  const exportGroup = o["export-group"] ?? (hasGroup("espm") ? "espm" : undefined);
   if (exportGroup !== undefined && !hasGroup(exportGroup))
     fail(`--export-group ${exportGroup}: no such group in /etc/group`);
 
@@ -243,7 +245,7 @@ function main(argv: string[]): void {
     write(files.key, tls.privateKeyPem, 0o600);
     write(files.cert, tls.certificatePem, 0o644);
     write(files.psk, `${psk}\n`, 0o600);
-    // Puppet Server's user runs espm autosign, which reads this secret: its group may read it, no one else.
+    // Puppet Server's user runs espm autosign, which reads this secret through espm's group; no one else may.
     write(files.autosignSecret, `${autosignSecret}\n`, 0o640);
     if (exportGroup && process.getuid?.() === 0) chownSync(files.autosignSecret, 0, groupId(exportGroup));
     write(

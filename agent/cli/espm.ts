@@ -5,6 +5,7 @@
  *   espm [-c espm.ini]                  run the agent in the foreground
  *   espm enc [-c espm.ini] CERTNAME     print a node's classification (Puppet's node_terminus = exec)
  *   espm puppet-config [-c espm.ini]    print the puppet.conf and auth.conf changes espm needs
+ *   espm check-auth-conf FILE           read an auth.conf as Puppet Server will, before a reload
  *   espm enroll [-c espm.ini] [--wait S] get espm's client certificate from the Puppet CA
  *   espm autosign [-c espm.ini] -- CERTNAME  Puppet Server's autosign policy (CSR on stdin)
  */
@@ -22,6 +23,11 @@ const USAGE = `usage:
                                          in CONFIG, write the autosign wrapper (default:
                                          espm-autosign beside CONFIG); with --bulk-sign, also
                                          the rule that lets espm sign in batches on Puppet 8
+  espm check-auth-conf FILE [--java JAVA] [--puppetserver-jar JAR]
+                                         read FILE the way Puppet Server reads auth.conf on a
+                                         reload (its own parser and rule checks, from its jar:
+                                         default /usr/share/puppetserver/puppetserver.jar); exit 1
+                                         with Puppet Server's complaint if it would refuse it
   espm enroll [-c CONFIG] [--wait SECONDS]
                                          make espm's key, submit its certificate request to the
                                          Puppet CA, and once signed there (puppetserver ca sign
@@ -103,6 +109,8 @@ async function main(argv: string[]): Promise<void> {
         "autosign-wrapper": { type: "string" },
         "bulk-sign": { type: "boolean" },
         wait: { type: "string" },
+        java: { type: "string" },
+        "puppetserver-jar": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
       },
@@ -152,6 +160,13 @@ async function main(argv: string[]): Promise<void> {
           bulkSign: values["bulk-sign"],
         }),
       );
+      return;
+    }
+    case "check-auth-conf": {
+      if (rest.length !== 1) fail(`check-auth-conf takes exactly one FILE\n${USAGE}`);
+      const { checkAuthConf } = await import("../puppet-config");
+      await checkAuthConf(rest[0]!, { java: values.java, jar: values["puppetserver-jar"] });
+      process.stdout.write(`${rest[0]}: Puppet Server would take it\n`);
       return;
     }
     case undefined:

@@ -102,8 +102,11 @@ export class EspmProcess {
     this.url = `https://127.0.0.1:${setup.port}`;
   }
 
-  static async start(setup: SetupResult): Promise<EspmProcess> {
-    const child = spawn(process.execPath, [ESPM_BIN, "-c", setup.ini], { stdio: ["ignore", "pipe", "pipe"] });
+  /** Starts espm on `setup`; with `user`, as that user with its own groups only (as systemd's User= does). */
+  static async start(setup: SetupResult, o: { user?: string } = {}): Promise<EspmProcess> {
+    const argv = [process.execPath, ESPM_BIN, "-c", setup.ini];
+    const as = o.user ? ["setpriv", `--reuid=${o.user}`, `--regid=${o.user}`, "--init-groups", ...argv] : argv;
+    const child = spawn(as[0]!, as.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     const espm = new EspmProcess(setup, child);
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));

@@ -63,6 +63,8 @@ export interface PuppetServerOptions {
   issueEspmCertificate?: boolean;
   /** "stock": Debian's auth.conf as the package installs it, for `espm puppet-config` to change (default: with espm's rules). */
   authConf?: "stock" | "espm";
+  /** The site's own auth.conf rules (HOCON objects, each followed by a comma), first in the stock rule list. */
+  siteAuthRules?: string;
   /** The policy executable for policy-based autosigning (the wrapper `espm puppet-config` writes); default none. */
   autosign?: string;
   /** Also auth.conf's rule for Puppet 8's bulk sign, as `espm puppet-config --bulk-sign` prints it. */
@@ -134,7 +136,10 @@ export function findJava(root = ""): string {
 
 function writeLayout(
   o: Pick<Required<PuppetServerOptions>, "dir" | "port" | "certname" | "certnames"> &
-    Pick<PuppetServerOptions, "enc" | "modules" | "authConf" | "autosign" | "root" | "bulkSign" | "puppetdb">,
+    Pick<
+      PuppetServerOptions,
+      "enc" | "modules" | "authConf" | "autosign" | "root" | "bulkSign" | "puppetdb" | "siteAuthRules"
+    >,
 ): { confFile: string; environmentDir: string } {
   const S = o.dir;
   const DEBIAN_CONF = `${o.root ?? ""}${PACKAGE_CONF}`;
@@ -188,7 +193,8 @@ profiler: { enabled: false }
   writeFileSync(join(S, "conf.d/ca.conf"), "certificate-authority: {\n    allow-subject-alt-names: true\n}\n");
   for (const f of ["bootstrap.cfg", "ca.cfg"])
     copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
-  const stock = readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8");
+  const debian = readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8");
+  const stock = o.siteAuthRules ? debian.replace(/rules:\s*\[/, (m) => `${m}\n${o.siteAuthRules}`) : debian;
   writeFileSync(
     join(S, "conf.d/auth.conf"),
     o.authConf === "stock" ? stock : authConfForEspm(stock, o.certnames, { bulkSign: o.bulkSign }),

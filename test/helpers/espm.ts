@@ -1,5 +1,5 @@
 /** The lab's espm (scripts/lab/espm.ts), an installed copy of it, and the groups the tests classify with. */
-import { cpSync } from "node:fs";
+import { cpSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../../scripts/lab/espm";
 
@@ -22,6 +22,29 @@ export function installedCopy(dir: string): string {
     cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
   }
   return join(pkg, "dist/agent/cli/espm.js");
+}
+
+/**
+ * The whole agent as `npm install -g` would leave it, in a directory every user can read: its
+ * built code and the packages agent/package.json depends on (with theirs), copied from this
+ * checkout's node_modules. For espm run as its own user, as the operator guide has it.
+ */
+export function installedAgent(dir: string): { espm: string; setup: string } {
+  const pkg = join(dir, "espm-agent");
+  for (const part of ["package.json", "dist/agent", "dist/sdk"])
+    cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
+  const wanted = (manifest: string) =>
+    Object.keys((JSON.parse(readFileSync(manifest, "utf8")) as { dependencies?: object }).dependencies ?? {});
+  const pending = wanted(join(ROOT, "agent/package.json"));
+  const copied = new Set<string>();
+  for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
+    // A package npm did not hoist travels inside the one that needs it.
+    if (copied.has(name) || !existsSync(join(ROOT, "node_modules", name))) continue;
+    copied.add(name);
+    cpSync(join(ROOT, "node_modules", name), join(pkg, "node_modules", name), { recursive: true });
+    pending.push(...wanted(join(ROOT, "node_modules", name, "package.json")));
+  }
+  return { espm: join(pkg, "dist/agent/cli/espm.js"), setup: join(pkg, "dist/agent/cli/espm-setup.js") };
 }
 
 export const GROUPS_YAML = `groups:
