@@ -1,8 +1,11 @@
 /**
- * How a provider reaches espm. The URL, PSK and pinned certificate come from the current stack's
- * config at every operation (`espm:url`, `espm:psk`, `espm:certificate` or `espm:fingerprint`),
- * never from state, so rotating the PSK never breaks a later refresh or destroy. A resource may
- * override them with its own `connection` input, which the resource class marks secret.
+ * How a provider reaches espm: the environment variables ESPM_URL, ESPM_PSK and ESPM_CERTIFICATE or
+ * ESPM_FINGERPRINT, read at every operation, else the stack's `espm:*` config as the engine hands it
+ * over. On `up` and `preview` that is the current config; on `refresh` and `destroy` (without
+ * --run-program) it is the config recorded at the last `up`, Pulumi's rule for every provider: so
+ * after a PSK rotation the environment variables are the way that works without an `up`, as AWS_*
+ * are for Pulumi's AWS provider. A resource may override all of this with its own `connection`
+ * input (a program that talks to several espm servers), which the resource class marks secret.
  *
  * Nothing here logs or repeats the PSK: errors name config keys, never values.
  */
@@ -10,6 +13,7 @@ import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { EspmClient } from "../sdk/client";
+import { EspmError } from "../sdk/errors";
 import { normalizeFingerprint } from "../sdk/x509";
 
 export interface EspmConnection {
@@ -29,15 +33,38 @@ export interface StackConfig {
 
 export type PartialConnection = Partial<EspmConnection>;
 
-/** The connection named by the stack's `espm:*` config; keys not set stay undefined. */
-export function stackConnection(config: StackConfig): PartialConnection {
+/** The environment variables that win over the stack's `espm:*` config, by the setting they give. */
+export const CONNECTION_ENV = {
+  url: "ESPM_URL",
+  psk: "ESPM_PSK",
+  certificate: "ESPM_CERTIFICATE",
+  fingerprint: "ESPM_FINGERPRINT",
+} as const;
+
+/**
+ * The connection named by the environment (CONNECTION_ENV) and the stack's `espm:*` config, the
+ * environment first; keys set in neither stay undefined. A pin from the environment replaces both
+ * of the config's, so a certificate recorded at the last `up` never outvotes a new fingerprint.
+ */
+export function stackConnection(config: StackConfig, env: NodeJS.ProcessEnv = process.env): PartialConnection {
+  const fromEnv = (key: keyof typeof CONNECTION_ENV) => env[CONNECTION_ENV[key]] || undefined;
+  const envPin = fromEnv("certificate") !== undefined || fromEnv("fingerprint") !== undefined;
   return {
-    url: config.get("espm:url"),
-    psk: config.get("espm:psk"),
-    certificate: config.get("espm:certificate"),
-    fingerprint: config.get("espm:fingerprint"),
+    url: fromEnv("url") ?? config.get("espm:url"),
+    psk: fromEnv("psk") ?? config.get("espm:psk"),
+    certificate: envPin ? fromEnv("certificate") : config.get("espm:certificate"),
+    fingerprint: envPin ? fromEnv("fingerprint") : config.get("espm:fingerprint"),
   };
 }
+
+/**
+ * What to do when espm refuses the stack's PSK or cannot be reached with the stack's settings:
+ * during refresh and destroy those are the ones recorded at the last `up`, not the current config.
+ */
+export const RECORDED_SETTINGS_HINT =
+  "If this is a refresh or destroy: Pulumi runs them with the espm settings recorded at the last `pulumi up`, " +
+  "not the stack's current config. Run `pulumi up` first, or `pulumi refresh --run-program` / `pulumi destroy --run-program`, " +
+  "or set ESPM_URL, ESPM_PSK and ESPM_CERTIFICATE (or ESPM_FINGERPRINT) in the environment, which win over recorded settings";
 
 /** The schema of a resource's `connection` input. */
 export function connectionSchema() {
@@ -90,7 +117,8 @@ function clientFor(own: EspmConnection | undefined, stack: PartialConnection | u
   if (missing.length || !chosen.url || !chosen.psk) {
     throw new Error(
       `espm connection not configured: set ${missing.join(", ")} in the stack config ` +
-        "(`pulumi config set espm:url https://HOST:8443`, `pulumi config set --secret espm:psk`), or give the resource a `connection`",
+        "(`pulumi config set espm:url https://HOST:8443`, `pulumi config set --secret espm:psk`) or the environment " +
+        "(ESPM_URL, ESPM_PSK, ESPM_CERTIFICATE or ESPM_FINGERPRINT), or give the resource a `connection`",
     );
   }
   const key = createHash("sha256")
@@ -111,13 +139,24 @@ function clientFor(own: EspmConnection | undefined, stack: PartialConnection | u
   return client;
 }
 
-/** Runs `use` with the process's client for the resource's own connection or the stack's. */
+/**
+ * Runs `use` with the process's client for the resource's own connection or the stack's. A refusal
+ * of the stack's PSK, an espm that cannot be reached or a pin that does not match says what to do
+ * when the settings are those recorded at the last `up` (see RECORDED_SETTINGS_HINT).
+ */
 export async function withClient<T>(
   own: EspmConnection | undefined,
   stack: PartialConnection | undefined,
   use: (client: EspmClient) => Promise<T>,
 ): Promise<T> {
-  return use(clientFor(own, stack));
+  try {
+    return await use(clientFor(own, stack));
+  } catch (err) {
+    const stale = err instanceof EspmError && ["unauthorized", "unreachable", "tls_pin_mismatch"].includes(err.code);
+    if (stale && own === undefined && !err.message.includes(RECORDED_SETTINGS_HINT))
+      err.message = `${err.message.replace(/\.$/, "")}. ${RECORDED_SETTINGS_HINT}`;
+    throw err;
+  }
 }
 
 /** A resource's own `connection` input, wrapped as a secret so that state keeps the PSK encrypted. */

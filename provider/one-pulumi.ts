@@ -16,8 +16,19 @@ function resolvePulumi(paths?: string[]): string | undefined {
   }
 }
 
+/**
+ * Where the program's own @pulumi/pulumi is found from: the directory of the process's main module.
+ * Under `pulumi up` that is the program's copy's own runner (the language host starts
+ * node_modules/@pulumi/pulumi/cmd/run of the project); under the Automation API it is the user's
+ * script. Never the working directory, which can be anywhere (`pulumi -C`, a script run from /).
+ */
+export function programDirectory(): string {
+  const main = require.main?.filename;
+  return main ? dirname(main) : process.cwd();
+}
+
 /** Why this copy of pulumi-espm cannot work in a program run from `programDir`, or undefined when it can. */
-export function secondPulumiProblem(programDir: string = process.cwd()): string | undefined {
+export function secondPulumiProblem(programDir: string = programDirectory()): string | undefined {
   const ours = resolvePulumi();
   const programs = resolvePulumi([programDir]);
   if (!ours || !programs || ours === programs) return undefined;

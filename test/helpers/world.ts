@@ -107,9 +107,8 @@ export class World {
     this.espm = await EspmProcess.start(this.setup);
   }
 
-  /** Writes a new PSK and restarts espm on the same port, as an operator rotating it would. */
-  async rotatePsk(): Promise<string> {
-    const psk = randomBytes(36).toString("base64url");
+  /** Writes a new PSK (or `psk`) and restarts espm on the same port, as an operator rotating it would. */
+  async rotatePsk(psk = randomBytes(36).toString("base64url")): Promise<string> {
     writeFileSync(join(this.setup.configDir, "psk"), `${psk}\n`, { mode: 0o600 });
     await this.espm.stop();
     this.espm = await EspmProcess.start({ ...this.setup, psk });
