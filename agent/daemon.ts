@@ -133,6 +133,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     : undefined;
 
   let stopping = false;
+  /** How long a stop waits for the store and backends to close, after the requests are done. */
+  const CLOSE_WAIT_MS = 1000;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -152,7 +154,10 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
       clearTimeout(cutOff);
       // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
       const closing = [...new Set([reports, puppetdb])].map((backend) => backend?.close());
-      void Promise.allSettled([store.close(), ...closing]).then(() => process.exit(code));
+      // Closing gets a moment, never more: a stalled database (a pool waits for its busy clients),
+      // CA or file system must not hold the process past its grace.
+      const closed = Promise.allSettled([store.close(), ...closing]);
+      void Promise.race([closed, new Promise((r) => setTimeout(r, CLOSE_WAIT_MS))]).then(() => process.exit(code));
     };
     // Whatever else happens, the process is gone shortly after the grace period.
     setTimeout(() => {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The test command (`npm test`, and what .ci/run runs). From a fresh clone, as root, with nothing but
-# Node and npm: installs the npm packages if missing, Debian's puppetserver, puppet-agent, PuppetDB,
-# PostgreSQL and moto (scripts/install-deps.sh), builds the Pulumi CLI (scripts/build-pulumi.sh,
+# Node and npm: installs Debian's puppetserver, puppet-agent, PuppetDB, PostgreSQL, the compiler and
+# moto (scripts/install-deps.sh), then the npm packages if missing, builds the Pulumi CLI (scripts/build-pulumi.sh,
 # cached), starts moto's EC2 server on a loopback port, builds the TypeScript and runs mocha.
 # Arguments go to mocha.
 set -eu
@@ -12,8 +12,9 @@ if [ "$(id -u)" != 0 ]; then
   echo "npm test: run it as root: it installs Debian packages, runs Puppet Server and puppet agent, and uses unshare" >&2
   exit 1
 fi
-[ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund
+# The system packages first: npm ci compiles better-sqlite3, which needs the compiler they bring.
 scripts/install-deps.sh
+[ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund
 
 ESPM_PULUMI_BIN=$(scripts/build-pulumi.sh)
 export ESPM_PULUMI_BIN

@@ -116,7 +116,10 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     const motoBefore = new Set(processesMentioning("moto_server"));
     const terminal = open(["--dir", dir, "--port", String(port), "--puppet-port", String(puppetPort)]);
     await waitFor(terminal, /Press Ctrl-C to stop\./, 600_000);
-    assert.match(terminal.output(), /first boot: bootstrap exit 0/);
+    // The recommended instance key mode: the node's own key, signed through espm's autosign policy
+    // the moment the node asked (not by the sweep, after waits).
+    assert.match(terminal.output(), /first boot in \d+ s: bootstrap exit 0/);
+    assert.match(terminal.output(), /signed it through espm's autosign policy when the node asked, with no wait/);
     terminal.type(CTRL_C);
     const code = await terminal.exited;
     const output = terminal.output();

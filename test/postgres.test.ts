@@ -259,6 +259,28 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
     assert.equal((await a.raw("DELETE", `/v1/nodes/${lab.certname}`)).status, 204);
   });
 
+  it("exits within its grace after SIGTERM while PostgreSQL is stalled under a request", async () => {
+    // Every process of the cluster stopped (SIGSTOP): connections stay open and nothing answers, as
+    // with a database host that hangs. C's read of a node then waits on it, and so would the pool's end.
+    const { stdout } = await run("pgrep", ["-P", String(pg.pid())]);
+    const cluster = [pg.pid(), ...stdout.trim().split("\n").map(Number)];
+    const signal = (sig: NodeJS.Signals) => cluster.forEach((pid) => process.kill(pid, sig));
+    signal("SIGSTOP");
+    try {
+      const waiting = c.raw("GET", "/v1/nodes/stalled-01.example.test").catch((err: Error) => err);
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      const code = await c.stop("SIGTERM");
+      const seconds = (Date.now() - started) / 1000;
+      // stop_grace_seconds (2), the cut-off after it (2), and at most 1 s for closing.
+      assert.ok(seconds < 6, `espm took ${seconds} s to exit`);
+      assert.equal(typeof code, "number");
+      await waiting;
+    } finally {
+      signal("SIGCONT");
+    }
+  });
+
   it("while PostgreSQL is down, serves a node's last answer from its cache and fails a node it never answered", async () => {
     const name = "pg-boot-01.example.test";
     const before = await enc(name);

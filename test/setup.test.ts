@@ -83,8 +83,6 @@ describe("espm-setup's defaults and the systemd unit", () => {
   });
 
   it("says exactly which state directory to create when espm may not create it (a first start without the guide)", async () => {
-    // espm's user, as the operator guide makes it, if no suite has yet.
-    await run("sh", ["-c", "id espm >/dev/null 2>&1 || useradd --system --user-group --shell /usr/sbin/nologin espm"]);
     const dir = scratchDir("espm-state");
     const setup = await setupEspm([], undefined, dir);
     const state = join(dir, "locked/state");

@@ -1,8 +1,10 @@
 /**
  * The demo's Pulumi part, when the Pulumi CLI can be had (scripts/build-pulumi.sh builds it from Go
  * modules): `pulumi up` of a local stack made only of espm's resources (a node registration, its
- * certificate, and a registered image on moto's EC2), then the node's first boot from the stack's
- * output in a sandbox directory. The @pulumi/aws provider plugin cannot be had here, so there is no
+ * enrollment in the recommended instance key mode, or with --provider-key its certificate, and a
+ * registered image on moto's EC2), then the node's first boot from the stack's output in a sandbox
+ * directory: in the instance mode the node makes its own key, and Puppet Server signs it through
+ * espm's autosign policy the moment the node asks. The @pulumi/aws provider plugin cannot be had here, so there is no
  * EC2 instance; examples/ec2-puppet-node is covered by its mocks tests.
  */
 import { execFile, execFileSync } from "node:child_process";
@@ -11,7 +13,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import * as automation from "@pulumi/pulumi/automation";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../../provider";
+import {
+  bootstrapUserData,
+  PuppetCertificate,
+  PuppetEnrollment,
+  PuppetNodeRegistration,
+  RegisteredImage,
+} from "../../provider";
 import { motoServerCommand, startMotoServer } from "./moto";
 
 const execFileP = promisify(execFile);
@@ -27,6 +35,8 @@ export interface DemoStackOptions {
   psk: string;
   certificate: string;
   masterPort: number;
+  /** "instance" (the node makes its own key; the recommended mode) or "provider" (the key in state). */
+  keyMode: "instance" | "provider";
   /** Called for each thing the demo stack starts or creates, as soon as it does, so the demo can stop it however it is stopped. */
   onStop(what: string, stop: () => Promise<void>): void;
 }
@@ -77,19 +87,20 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
       groups: ["demo"],
       classes: { espm_demo: { path: join(o.dir, "node/demo.txt") } },
     });
-    const certificate = new PuppetCertificate("node", {
-      certname: registration.nodeName,
-      extensions: { pp_role: "demo" },
-    });
+    const extensions = { pp_role: "demo" };
+    const keys =
+      o.keyMode === "instance"
+        ? { enrollment: new PuppetEnrollment("node", { certname: registration.nodeName, extensions }) }
+        : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
     const image = new RegisteredImage("base", {
       instanceId: builderId,
       name: "espm-demo-base",
       tags: { demo: "espm" },
     });
-    const userData = bootstrapUserData({ registration, certificate, master: "localhost", masterPort: o.masterPort });
+    const userData = bootstrapUserData({ registration, ...keys, master: "localhost", masterPort: o.masterPort });
     return {
       nodeName: registration.nodeName,
-      certificateSerial: certificate.serial,
+      certificateSerial: keys.certificate?.serial ?? "",
       imageId: image.imageId,
       bootstrapScript: userData.script,
     };
@@ -144,20 +155,28 @@ export async function runDemoStack(bin: string, o: DemoStackOptions): Promise<De
   ];
   let exit = 0;
   let output = "";
+  const bootStarted = Date.now();
   try {
     output = (await execFileP("sh", argv, { timeout: 180_000 })).stdout;
   } catch (err) {
     exit = (err as { code: number }).code;
     output = (err as { stdout: string }).stdout;
   }
+  const bootSeconds = Math.round((Date.now() - bootStarted) / 1000);
   const file = join(nodeDir, "demo.txt");
+  // Each time puppet agent found no certificate yet, it logged this and waited.
+  const waits = existsSync(log) ? (readFileSync(log, "utf8").match(/Couldn't fetch certificate/g) ?? []).length : 0;
+  const keys =
+    o.keyMode === "instance"
+      ? `  enrollment: the node made its own key and asked for a certificate with its one-time token; Puppet Server signed it through espm's autosign policy ${waits === 0 ? "when the node asked, with no wait" : `after ${waits} waits`}`
+      : `  certificate serial ${up.outputs.certificateSerial!.value} signed by the Puppet CA; its private key only in the stack's state, encrypted`;
   const lines = [
     "",
     "Provisioned through `pulumi up`:",
     `  node ${up.outputs.nodeName!.value} registered in espm (group demo, class espm_demo)`,
-    `  certificate serial ${up.outputs.certificateSerial!.value} signed by the Puppet CA; its private key only in the stack's state, encrypted`,
+    keys,
     `  image ${up.outputs.imageId!.value} made from ${builderId} on moto's EC2 and tagged espm:registered=true`,
-    `  first boot: bootstrap exit ${exit} (${output.trim().split("\n").pop() ?? ""}); ${existsSync(file) ? `${file} says: ${readFileSync(file, "utf8").trim()}` : `no ${file}; see ${log}`}`,
+    `  first boot in ${bootSeconds} s: bootstrap exit ${exit} (${output.trim().split("\n").pop() ?? ""}); ${existsSync(file) ? `${file} says: ${readFileSync(file, "utf8").trim()}` : `no ${file}; see ${log}`}`,
     "",
     "Ctrl-C runs `pulumi destroy` on this stack (node removed, certificate revoked, image deregistered),",
     "then stops moto, espm and Puppet Server. The same by hand, while this demo runs:",

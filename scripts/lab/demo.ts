@@ -6,7 +6,10 @@
  * Otherwise it prints the stack config that points a Pulumi stack at espm. Ctrl-C (or SIGTERM), at
  * any moment, destroys the demo stack and stops everything that started, leaving nothing running.
  *
- *   sudo npm run demo [-- --dir /var/tmp/espm-demo --port 8443 --puppet-port 8140 --no-pulumi]
+ * The node boots in the recommended instance key mode (its own key, signed through espm's autosign
+ * policy); --provider-key shows the provider key mode instead.
+ *
+ *   sudo npm run demo [-- --dir /var/tmp/espm-demo --port 8443 --puppet-port 8140 --provider-key --no-pulumi]
  */
 import { execFileSync, spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
       dir: { type: "string", default: "/var/tmp/espm-demo" },
       port: { type: "string", default: "8443" },
       "puppet-port": { type: "string", default: "8140" },
+      "provider-key": { type: "boolean", default: false },
       "no-pulumi": { type: "boolean", default: false },
     },
   });
@@ -111,6 +115,8 @@ async function main(): Promise<void> {
       dir: join(dir, "puppetserver"),
       port: Number(values["puppet-port"]),
       enc: `${process.execPath} ${espmBin} enc -c ${ini}`,
+      // espm's autosign policy, as the operator guide sets it: the wrapper is written below, once espm is set up.
+      autosign: join(configDir, "espm-autosign"),
       modules: [join(ROOT, "scripts/lab/modules/espm_demo")],
       certnames: { patterns: [DEMO_CERTNAMES], allowAny: false, deny: [] },
       signal,
@@ -134,6 +140,7 @@ async function main(): Promise<void> {
       "--certname-pattern",
       DEMO_CERTNAMES,
     ]).toString();
+    execFileSync(process.execPath, [espmBin, "puppet-config", "-c", ini], { stdio: "ignore" });
     writeFileSync(
       join(configDir, "groups.yaml"),
       "groups:\n  demo:\n    description: Nodes of the espm demo\n    classes:\n      espm_demo:\n        message: Configured by Puppet through espm\n    parameters:\n      role: demo\n",
@@ -175,6 +182,7 @@ async function main(): Promise<void> {
           psk: readFileSync(join(configDir, "psk"), "utf8").trim(),
           certificate: readFileSync(join(configDir, "certs/espm.crt"), "utf8"),
           masterPort: lab.port,
+          keyMode: values["provider-key"] ? "provider" : "instance",
           onStop: (what, stop) => stops.unshift({ what, stop }),
         }),
       );

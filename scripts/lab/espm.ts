@@ -4,6 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { removeOnInterrupt, stopOnInterrupt } from "./interrupt";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -21,7 +22,7 @@ export const run = promisify(execFile);
 
 /** A fresh directory readable by other users (espm enc is tested as an unprivileged user). */
 export function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const dir = removeOnInterrupt(mkdtempSync(join(tmpdir(), `${prefix}-`)));
   chmodSync(dir, 0o755);
   return dir;
 }
@@ -107,6 +108,8 @@ export class EspmProcess {
     const argv = [process.execPath, ESPM_BIN, "-c", setup.ini];
     const as = o.user ? ["setpriv", `--reuid=${o.user}`, `--regid=${o.user}`, "--init-groups", ...argv] : argv;
     const child = spawn(as[0]!, as.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    const release = stopOnInterrupt(child.pid, { group: false });
+    child.once("exit", release);
     const espm = new EspmProcess(setup, child);
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));

@@ -2,6 +2,7 @@
  * moto's EC2 server on a loopback port, for the demo (stock `moto_server`) and the tests (our
  * launcher, test/fixtures/moto/launcher.py, which takes moto_server's arguments).
  */
+import { stopOnInterrupt } from "./interrupt";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -40,6 +41,8 @@ export async function startMotoServer(command: string, args: string[] = []): Pro
     stdio: ["ignore", "ignore", "pipe"],
     detached: true,
   });
+  const release = stopOnInterrupt(child.pid, { group: true });
+  child.once("exit", release);
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;

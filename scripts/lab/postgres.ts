@@ -5,6 +5,7 @@
  * lab's psql run as the `postgres` user (runuser). Over TCP every role logs in with its password
  * (scram-sha-256); the lab itself speaks as the superuser over the private socket.
  */
+import { removeOnInterrupt, stopOnInterrupt } from "./interrupt";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
@@ -68,7 +69,7 @@ function asPostgres(argv: string[], timeoutMs = 60_000) {
 export async function startPostgres(): Promise<PostgresLab> {
   const bin = postgresBin();
   // Under the system's temporary directory (not a test's 0700 scratch), which postgres can reach.
-  const dir = mkdtempSync(join(tmpdir(), "espm-pg-"));
+  const dir = removeOnInterrupt(mkdtempSync(join(tmpdir(), "espm-pg-")));
   const { uid, gid } = await postgresIds();
   chownSync(dir, uid, gid);
   const data = join(dir, "data");
@@ -92,6 +93,10 @@ export async function startPostgres(): Promise<PostgresLab> {
     `\nlisten_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = '${dir}'\nmax_connections = 100\n`,
   );
   await asPostgres([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "postgres.log"), "-w", "-t", "60", "start"]);
+  // pg_ctl daemonizes the postmaster, which leads a process group with its backends.
+  const release = stopOnInterrupt(Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]), {
+    group: true,
+  });
   const psql = (database: string, statement: string) =>
     asPostgres([
       join(bin, "psql"),
@@ -129,6 +134,7 @@ export async function startPostgres(): Promise<PostgresLab> {
       stopped = true;
       if (existsSync(join(data, "postmaster.pid")))
         await asPostgres([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"]).catch(() => undefined);
+      release();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -5,6 +5,7 @@
  * certificate allowlist names who may use it at all: the Puppet Server (which sends it facts,
  * catalogs and reports) and espm. Can be stopped and started again (the tests take it down).
  */
+import { stopOnInterrupt } from "./interrupt";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
@@ -175,6 +176,8 @@ ssl-ca-cert = ${o.server.caBundle}
         { stdio: ["ignore", out, out], detached: true },
       );
       closeSync(out); // the JVM has its own copy; a restart opens the log again
+      const release = stopOnInterrupt(child.pid, { group: true });
+      child.once("exit", release);
       try {
         await waitUntilRunning(url, tls, child, logFile);
       } catch (err) {

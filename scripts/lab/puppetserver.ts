@@ -24,6 +24,7 @@ import { promisify } from "node:util";
 import { Agent, request } from "undici";
 import { authConfForEspm, type CertnameRules } from "../../agent/puppet-config";
 import { rootCommand } from "./debian-root";
+import { stopOnInterrupt } from "./interrupt";
 import { createCsr, generateRsaKeyPairAsync } from "../../sdk/x509";
 
 const run = promisify(execFile);
@@ -381,9 +382,10 @@ export async function startPuppetServer(options: PuppetServerOptions): Promise<P
   const child = spawn(server[0]!, server.slice(1), { stdio: ["ignore", out, out], detached: true });
   closeSync(out); // the JVM has its own copy
   writeFileSync(join(S, "run/server.pid"), String(child.pid));
+  const release = stopOnInterrupt(child.pid, { group: true });
   const url = `https://127.0.0.1:${o.port}`;
   const caBundle = join(S, "ssl/certs/ca.pem");
-  const stop = () => stopServer(child);
+  const stop = () => stopServer(child).then(release);
   try {
     await waitUntilRunning(url, readFileSync(caBundle, "utf8"), child, logFile, 180_000, o.signal);
     const espm =

@@ -4,6 +4,7 @@
  * No Pulumi service and no cloud account.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { removeOnInterrupt } from "../../scripts/lab/interrupt";
 import { join } from "node:path";
 import * as automation from "@pulumi/pulumi/automation";
 import { ROOT } from "./espm";
@@ -32,7 +33,7 @@ export function requirePulumi(suite: Mocha.Context, what = "the engine tests"): 
 /** A scratch directory inside the checkout, so the engine's dynamic-provider host finds @pulumi/pulumi from its working directory. */
 export function engineDir(prefix: string): string {
   mkdirSync(join(ROOT, ".tmp"), { recursive: true });
-  return mkdtempSync(join(ROOT, `.tmp/${prefix}-`));
+  return removeOnInterrupt(mkdtempSync(join(ROOT, `.tmp/${prefix}-`)));
 }
 
 export interface EngineStackOptions {
