@@ -37,6 +37,9 @@ export async function withEc2<T>(
   const aws: AwsSettings = settings?.aws ?? {};
   const where = region ?? aws.region;
   if (!where) throw new Error(NO_REGION);
+  // The AWS SDK prints seven lines into every `pulumi up` and `destroy` on Node 20 ("node >= 22"):
+  // espm supports Node 20, and its users cannot act on a warning about the SDK's own plans.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const client = new EC2Client({ region: where, endpoint: aws.endpoint, profile: aws.profile });
   try {
     return await use(client);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Sets espm up on a Puppet server: the README's operator guide as one script, run as root after
+# Sets espm up on a Puppet server: the operator guide of docs/operator.md as one script, run as root after
 # `npm install -g ./espm-agent-*.tgz`.
 #   operator-guide.sh             set espm up, step by step
 #   operator-guide.sh --dry-run   print the diff of every file it would change, and change nothing

@@ -1,6 +1,6 @@
 /**
- * The operator guide, run as the README gives it (scripts/operator-guide.sh, which the README holds
- * verbatim), on a living site, on both Puppets: before espm, its Puppet Server has an ENC of its own
+ * The operator guide, run as docs/operator.md gives it (scripts/operator-guide.sh, which the page
+ * holds verbatim), on a living site, on both Puppets: before espm, its Puppet Server has an ENC of its own
  * classifying two existing nodes (one with a secret parameter), their certificates, an autosign
  * policy of its own, report processors, and auth.conf rules of its own, one named like one of
  * espm's; its operator uses `puppetserver ca`. The guide is stopped after each step and run again,
@@ -111,7 +111,7 @@ async function submitAndSigned(lab: PuppetServerLab, name: string): Promise<bool
 }
 
 for (const puppet of PUPPETS)
-  describe(`the operator guide (scripts/operator-guide.sh, as the README has it) on a living site: ${puppet.label}`, function () {
+  describe(`the operator guide (scripts/operator-guide.sh, as docs/operator.md has it) on a living site: ${puppet.label}`, function () {
     this.timeout(600_000);
     let dir: string;
     let root: string | undefined;
@@ -265,11 +265,11 @@ esac
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it("is in the README verbatim", () => {
-      const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    it("is in docs/operator.md verbatim", () => {
+      const page = readFileSync(join(ROOT, "docs/operator.md"), "utf8");
       assert.ok(
-        readme.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
-        "README.md holds scripts/operator-guide.sh as it is",
+        page.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
+        "docs/operator.md holds scripts/operator-guide.sh as it is",
       );
     });
 
