@@ -59,7 +59,7 @@ describe("the packages (npm run pack)", function () {
     assert.equal(manifest.scripts?.prepack, "npm run build", "a pack from a fresh clone builds first");
   });
 
-  it("espm-agent holds the agent, its bins and the systemd unit, and no Pulumi", () => {
+  it("espm-agent holds the agent, its bins and the operator guide, and no Pulumi", () => {
     for (const file of [
       "dist/agent/cli/espm.js",
       "dist/agent/cli/espm-setup.js",
