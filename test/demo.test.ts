@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { commandLine, portOwner } from "../scripts/lab/ports";
-import { freePort, ROOT, scratchDir } from "./helpers/espm";
+import { freePort, ROOT, run, scratchDir } from "./helpers/espm";
 import { pulumiBin } from "./helpers/engine";
 
 interface Terminal {
@@ -160,6 +160,34 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
         new RegExp(`port ${taken} \\(puppet-port\\) is taken by pid ${process.pid}: .*node`),
       );
     } finally {
+      blocker.close();
+    }
+  });
+
+  it("says a taken port, and a demo already running, before it installs or builds anything (npm run demo)", async () => {
+    const dir = scratchDir("espm-demo-early");
+    const blocker = createServer();
+    await new Promise<void>((ready) => blocker.listen(0, "127.0.0.1", ready));
+    const taken = (blocker.address() as { port: number }).port;
+    const demoSh = (...args: string[]) =>
+      run("sh", [join(ROOT, "scripts/demo.sh"), "--dir", dir, ...args]).then(
+        () => assert.fail("demo.sh went on"),
+        (err: { code: number; stdout: string; stderr: string }) => ({ ...err, output: `${err.stdout}${err.stderr}` }),
+      );
+    // A demo running in the directory (its pid file names a live process whose command line says demo).
+    const running = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)", "demo"], { stdio: "ignore" });
+    try {
+      const port = await demoSh("--port", String(taken));
+      assert.equal(port.code, 1);
+      assert.match(port.output, new RegExp(`demo: port ${taken} is taken .*choose another with --port`));
+      assert.doesNotMatch(port.output, /install-deps|tsc/, "nothing installed or built first");
+      writeFileSync(join(dir, "demo.pid"), `${running.pid}\n`);
+      const demo = await demoSh("--port", String(await freePort()));
+      assert.equal(demo.code, 1);
+      assert.match(demo.output, new RegExp(`a demo is running in ${dir} \\(pid ${running.pid}\\)`));
+      assert.doesNotMatch(demo.output, /kill/, "not told to kill a running demo's Puppet Server");
+    } finally {
+      running.kill();
       blocker.close();
     }
   });

@@ -15,6 +15,19 @@ describe("the README and docs/", () => {
     assert.ok(lines <= 160, `README.md has ${lines} lines`);
   });
 
+  it("has both commands (and CI) install the system packages, the compiler among them, before npm ci", () => {
+    for (const script of ["scripts/test.sh", "scripts/demo.sh", ".ci/run"]) {
+      const lines = readFileSync(join(ROOT, script), "utf8").split("\n");
+      const deps = lines.findIndex((l) => /^\s*scripts\/install-deps\.sh/.test(l));
+      const ci = lines.findIndex((l) => /^(?:\[[^\]]*\] \|\| )?npm ci\b/.test(l.trim()));
+      assert.ok(
+        deps >= 0 && ci >= 0 && deps < ci,
+        `${script}: install-deps.sh (line ${deps + 1}) before npm ci (line ${ci + 1})`,
+      );
+    }
+    assert.match(readFileSync(join(ROOT, "scripts/install-deps.sh"), "utf8"), /missing="\$missing g\+\+"/);
+  });
+
   for (const page of PAGES)
     it(`${page}: every relative link and every repository path in a command block resolves`, () => {
       const text = readFileSync(join(ROOT, page), "utf8");

@@ -62,6 +62,12 @@ function interruptible<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
 
 /** Refuses to start over a service that is already there, naming the process. */
 function checkNothingLeftOver(dir: string, ports: Array<[string, number]>): void {
+  // A demo still running in this directory is named as running, not as a leftover to kill.
+  const demoPid = Number(existsSync(join(dir, DEMO_PID)) ? readFileSync(join(dir, DEMO_PID), "utf8").trim() : 0);
+  if (demoPid > 0 && demoPid !== process.pid && isRunning(demoPid) && commandLine(demoPid, Infinity).includes("demo"))
+    throw new Error(
+      `a demo is running in ${dir} (pid ${demoPid}); stop it with Ctrl-C in its terminal (or kill -INT ${demoPid}), or run this one with another --dir, --port and --puppet-port`,
+    );
   const pidFile = join(dir, "puppetserver/run/server.pid");
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, "utf8").trim());
@@ -79,6 +85,9 @@ function checkNothingLeftOver(dir: string, ports: Array<[string, number]>): void
       );
   }
 }
+
+/** The running demo's pid, in its directory. */
+const DEMO_PID = "demo.pid";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -104,6 +113,7 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   const configDir = join(dir, "espm/etc");
   mkdirSync(join(configDir, "certs"), { recursive: true });
+  writeFileSync(join(dir, DEMO_PID), `${process.pid}\n`);
   const ini = join(configDir, "espm.ini");
   const espmBin = join(ROOT, "dist/agent/cli/espm.js");
 
