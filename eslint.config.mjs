@@ -11,6 +11,7 @@ export default tseslint.config(
       "examples/**/node_modules/**",
       "**/*.mjs",
       "**/*.js",
+      "**/*.cjs",
     ],
   },
   js.configs.recommended,

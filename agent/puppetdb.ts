@@ -1,5 +1,5 @@
 /**
- * PuppetDB, when espm.ini names it (see shared/notes/puppetserver.md): what it knows of a node, the
+ * PuppetDB, when espm.ini names it (its query API /pdb/query/v4 and command API /pdb/cmd/v1): what it knows of a node, the
  * node's deactivation when espm deletes it, and its runs when reports go to PuppetDB.
  *
  * espm reaches it as Puppet Server does, with its client certificate, which PuppetDB's

@@ -12,7 +12,7 @@
  * unpacks; past that, rendering refuses, naming the size.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -107,8 +107,11 @@ export function isEspmBootstrap(userdata: string): boolean {
 }
 
 export function bootstrapScriptPath(): string {
-  // dist/provider/userdata.js and provider/userdata.ts both sit two levels below the package root.
-  return join(__dirname, "..", "..", "scripts", "bootstrap", "puppet-bootstrap.sh");
+  // dist/provider/userdata.js sits two levels below the package root; provider/userdata.ts, loaded
+  // as it is (the unit tests), one.
+  const script = join("scripts", "bootstrap", "puppet-bootstrap.sh");
+  const built = join(__dirname, "..", "..", script);
+  return existsSync(built) ? built : join(__dirname, "..", script);
 }
 
 function pem(value: string, label: RegExp, what: string, field: string): string {

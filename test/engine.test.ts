@@ -4,7 +4,6 @@
  * destroy, with a local file backend and a passphrase secrets provider.
  */
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2";
@@ -38,33 +37,9 @@ describe("the real Pulumi engine", function () {
     }
   }
 
-  /**
-   * The calls for this stack's nodes and certificates that espm received while `action` ran. espm's
-   * log reaches this process through a pipe, after the fact: counting all lines before and after
-   * once counted the late line of the previous test's own `getNode` (the flake of `1 !== 0`). So
-   * the window is fenced by two marker requests, each awaited until its own line has arrived.
-   */
-  async function espmCallsDuring(action: () => Promise<unknown>): Promise<string[]> {
-    const fence = async () => {
-      const marker = `fence-${randomUUID()}`;
-      assert.equal((await world.espm.raw("GET", `/v1/health?${marker}`)).status, 200);
-      for (let waited = 0; !world.espm.logLines.some((l) => l.includes(marker)); waited += 10) {
-        assert.ok(waited < 10_000, "espm logged the marker request");
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      return world.espm.logLines.findIndex((l) => l.includes(marker));
-    };
-    const start = await fence();
-    await action();
-    const end = await fence();
-    return world.espm.logLines
-      .slice(start + 1, end)
-      .filter(
-        (l) => l.includes('"incoming request"') && /"url":"\/v1\/(nodes"|nodes\/engine-|certificates\/engine-)/.test(l),
-      )
-      .map((l) => (JSON.parse(l) as { req: { method: string; url: string } }).req)
-      .map((r) => `${r.method} ${r.url}`);
-  }
+  /** The calls for this stack's nodes and certificates that espm received while `action` ran. */
+  const espmCallsDuring = (action: () => Promise<unknown>) =>
+    world.espmCallsDuring(action, /"url":"\/v1\/(nodes"|nodes\/engine-|certificates\/engine-)/);
 
   before(async function () {
     requirePulumi(this);

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { renderUserData, USERDATA_LIMIT } from "../provider/userdata";
 import { createSelfSignedCertificate } from "../sdk/x509";
+import { ROOT } from "./helpers/espm";
 
 describe("renderUserData", () => {
   const tls = createSelfSignedCertificate({ commonName: "web-01.example.test", altNames: ["web-01.example.test"] });
@@ -139,22 +142,23 @@ describe("renderUserData", () => {
     assert.match(gunzipSync(Buffer.from(out.base64, "base64")).toString(), /^Content-Type: multipart\/mixed/);
   });
 
-  it("costs, per option, what the README's size table says", () => {
+  it("costs, per option, what docs/resources.md's size table says (within 25 B)", () => {
     const plain = renderUserData(base).bytes;
-    const costs: Record<string, number> = {
-      "hooks (three one-liners)":
-        renderUserData({ ...base, before: "hostname web-01", after: "echo ok", onFailure: "echo failed" }).bytes -
-        plain,
-      "facts (two)": renderUserData({ ...base, facts: { role: "web", tier: "front" } }).bytes - plain,
-      "installAgent: distro": renderUserData({ ...base, installAgent: "distro" }).bytes - plain,
-      "cloudConfig (install puppet-agent)":
-        renderUserData({ ...base, cloudConfig: "#cloud-config\npackages:\n  - puppet-agent\n" }).bytes - plain,
+    const added = (o: Partial<Parameters<typeof renderUserData>[0]>) => renderUserData({ ...base, ...o }).bytes - plain;
+    // What each option adds beyond its own text, as the table's "adds" column counts it.
+    const measured: Record<string, number> = {
+      before: added({ before: "hostname web-01" }) - "hostname web-01".length,
+      after: added({ after: "echo ok" }) - "echo ok".length,
+      onFailure: added({ onFailure: "echo failed" }) - "echo failed".length,
+      facts: added({ facts: { role: "web", tier: "front" } }),
+      installAgent: added({ installAgent: "distro" }),
+      cloudConfig: added({ cloudConfig: "#cloud-config\npackages:\n  - puppet-agent\n" }),
     };
-    console.log(
-      `      provider key mode, 2048-bit key, one CA certificate: ${plain} bytes; ${Object.entries(costs)
-        .map(([k, v]) => `${k} +${v}`)
-        .join(", ")}`,
-    );
-    for (const cost of Object.values(costs)) assert.ok(cost > 0 && cost < 1024);
+    const table = readFileSync(join(ROOT, "docs/resources.md"), "utf8");
+    for (const [option, bytes] of Object.entries(measured)) {
+      const row = new RegExp(`^\\| \`${option}\` \\|.*\\| (\\d+) B[^|]*\\|$`, "m").exec(table);
+      assert.ok(row, `docs/resources.md has a row for ${option} with what it adds`);
+      assert.ok(Math.abs(bytes - Number(row[1])) <= 25, `${option} adds ${bytes} B; the table says ${row[1]} B`);
+    }
   });
 });

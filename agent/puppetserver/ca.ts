@@ -1,5 +1,6 @@
 /**
- * Puppet Server's CA, over its HTTP API (see shared notes/puppetserver.md), and the names Puppet
+ * Puppet Server's CA, over its HTTP API (/puppet-ca/v1: certificate_status, certificate_request,
+ * certificate, certificate_statuses; Puppet 8 also sign), and the names Puppet
  * Server and its compile masters go by.
  * Destroy is always revoke, then DELETE certificate_status: a plain DELETE removes the files without
  * revoking, and the certificate would keep working. espm never uses `PUT /clean`: its certnames

@@ -4,7 +4,7 @@
  * with `root`, the one installed in that Debian root (Debian 13's Puppet Server 8 on OpenJDK 21,
  * scripts/lab/debian-root.ts), run inside it with the server's folder and `binds` at their own
  * paths, so its ENC and autosign policy (its child processes) find espm where the host has it.
- * With the fast-start JVM flags measured in shared/notes/puppetserver.md (about 25 s to ready
+ * With fast-start JVM flags (-XX:TieredStopAtLevel=1 and a small heap: about 25 s to ready
  * instead of 70) unless told `jvm: "production"`. Used by the tests, the benchmark and the demo.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";

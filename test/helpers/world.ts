@@ -6,7 +6,7 @@ import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { Agent, request } from "undici";
 import { EspmClient } from "../../sdk/client";
 import { createCsr, generateKeyPairAsync, normalizeSerial, type KeyType } from "../../sdk/x509";
@@ -99,6 +99,33 @@ export class World {
 
   client(): EspmClient {
     return new EspmClient({ url: this.espm.url, psk: this.setup.psk, certificate: this.setup.certificate });
+  }
+
+  /**
+   * The requests espm received while `action` ran whose log line matches `which`, as "METHOD URL".
+   * espm's log reaches this process through a pipe, after the fact: counting all lines before and
+   * after once counted the late line of the previous test's own request (the flake of `1 !== 0`).
+   * So the window is fenced by two marker requests, each awaited until its own line has arrived.
+   */
+  async espmCallsDuring(action: () => Promise<unknown>, which: RegExp): Promise<string[]> {
+    const fence = async () => {
+      const marker = `fence-${randomUUID()}`;
+      const res = await this.espm.raw("GET", `/v1/health?${marker}`);
+      if (res.status !== 200) throw new Error(`espm's health answered ${res.status}`);
+      for (let waited = 0; !this.espm.logLines.some((l) => l.includes(marker)); waited += 10) {
+        if (waited > 10_000) throw new Error("espm did not log the marker request within 10 s");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return this.espm.logLines.findIndex((l) => l.includes(marker));
+    };
+    const start = await fence();
+    await action();
+    const end = await fence();
+    return this.espm.logLines
+      .slice(start + 1, end)
+      .filter((l) => l.includes('"incoming request"') && which.test(l))
+      .map((l) => (JSON.parse(l) as { req: { method: string; url: string } }).req)
+      .map((r) => `${r.method} ${r.url}`);
   }
 
   /** Stops espm and starts it again on the same port, with the same setup. */

@@ -1,0 +1,36 @@
+/**
+ * The rendered first-boot userdata, byte for byte, against a snapshot kept in the repository (as
+ * pulumi-eks keeps its rendered templates): any change to what an instance runs shows up as a diff
+ * in review. After an intended change, write the new snapshot with ESPM_UPDATE_SNAPSHOTS=1.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { renderUserData } from "../../provider/userdata";
+
+const SNAPSHOTS = join(__dirname, "..", "..", "..", "test", "unit", "snapshots");
+const here = existsSync(join(__dirname, "snapshots")) ? join(__dirname, "snapshots") : SNAPSHOTS;
+
+function matchesSnapshot(name: string, text: string): void {
+  const file = join(here, name);
+  if (process.env.ESPM_UPDATE_SNAPSHOTS === "1") writeFileSync(file, text);
+  assert.ok(existsSync(file), `no snapshot ${name}: run with ESPM_UPDATE_SNAPSHOTS=1 to write it`);
+  assert.equal(text, readFileSync(file, "utf8"), `${name} differs from its snapshot`);
+}
+
+describe("the rendered userdata", () => {
+  it("in the instance key mode, with facts and hooks, is the snapshot", () => {
+    const rendered = renderUserData({
+      nodeName: "web-01.nodes.example.test",
+      master: "10.0.0.5",
+      masterPort: 8140,
+      environment: "production",
+      caCertificatePem: readFileSync(join(here, "ca.pem"), "utf8"),
+      enrollment: { token: "T0k3nT0k3nT0k3nT0k3nT0k3nT0k3n42", extensions: { pp_role: "web" } },
+      facts: { role: "web" },
+      before: "hostname web-01",
+      after: "echo ok",
+    });
+    matchesSnapshot("instance-mode.userdata.sh", rendered.script);
+  });
+});
