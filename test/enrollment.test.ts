@@ -373,8 +373,11 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
         csrFor(name, token),
       );
       assert.equal(result.code, 1);
-      assert.ok(result.ms < 5000, `gave up after ${result.ms} ms`);
-      assert.match(result.stderr, /cannot reach espm on .*silent\.sock \(no answer within \d+ ms\)/);
+      // Its own wait is under 5 s (the message says how long); the process's wall time adds Node's
+      // start, which a loaded machine stretches, so that is only held to "gave up, did not hang".
+      const waited = /cannot reach espm on .*silent\.sock \(no answer within (\d+) ms\)/.exec(result.stderr);
+      assert.ok(waited && Number(waited[1]) < 5000, result.stderr);
+      assert.ok(result.ms < 15_000, `gave up after ${result.ms} ms`);
       assert.equal((await client.enrollment(name))?.state, "issued", "nothing decided, nothing burned");
     } finally {
       silent.close();
