@@ -118,7 +118,9 @@ describe("the demo, stopped with Ctrl-C in a terminal", function () {
     await waitFor(terminal, /Press Ctrl-C to stop\./, 600_000);
     // The recommended instance key mode: the node's own key, signed through espm's autosign policy
     // the moment the node asked (not by the sweep, after waits).
-    assert.match(terminal.output(), /first boot in \d+ s: bootstrap exit 0/);
+    const firstBoot = /first boot in \d+ s: bootstrap exit 0/.exec(terminal.output());
+    assert.ok(firstBoot, terminal.output().slice(-3000));
+    console.log(`      the demo's ${firstBoot[0]}`);
     assert.match(terminal.output(), /signed it through espm's autosign policy when the node asked, with no wait/);
     terminal.type(CTRL_C);
     const code = await terminal.exited;

@@ -119,6 +119,8 @@ for (const puppet of PUPPETS)
     let pg: PostgresLab | undefined;
     let puppetdb: PuppetDbLab | undefined;
     let setup: SetupResult;
+    /** espm as `npm install -g` leaves it, readable by espm's user. */
+    let installedEspm: string;
     let espm: EspmProcess | undefined;
     let env: Record<string, string>;
     let authConf: string;
@@ -209,6 +211,7 @@ esac
 
       // espm-agent installed as `npm install -g` leaves it, its bins on PATH.
       const installed = installedAgent(dir);
+      installedEspm = installed.espm;
       const bin = join(dir, "bin");
       mkdirSync(bin);
       for (const [name, file] of [
@@ -422,7 +425,7 @@ esac
         join(setup.configDir, "groups.yaml"),
         `groups:\n  files:\n    classes:\n      espm_file:\n        content: from the operator's group\n`,
       );
-      espm = await EspmProcess.start(setup, { user: "espm" });
+      espm = await EspmProcess.start(setup, { user: "espm", bin: installedEspm });
       assert.match(
         (await run("ps", ["-o", "user=,supgrp=", "-p", String(espm.child.pid)])).stdout.trim(),
         /^espm\s+espm$/,

@@ -103,9 +103,12 @@ export class EspmProcess {
     this.url = `https://127.0.0.1:${setup.port}`;
   }
 
-  /** Starts espm on `setup`; with `user`, as that user with its own groups only (as systemd's User= does). */
-  static async start(setup: SetupResult, o: { user?: string } = {}): Promise<EspmProcess> {
-    const argv = [process.execPath, ESPM_BIN, "-c", setup.ini];
+  /**
+   * Starts espm on `setup`; with `user`, as that user with its own groups only (as systemd's User=
+   * does), from `bin` (an installed copy that user can read; the checkout may sit where it cannot).
+   */
+  static async start(setup: SetupResult, o: { user?: string; bin?: string } = {}): Promise<EspmProcess> {
+    const argv = [process.execPath, o.bin ?? ESPM_BIN, "-c", setup.ini];
     const as = o.user ? ["setpriv", `--reuid=${o.user}`, `--regid=${o.user}`, "--init-groups", ...argv] : argv;
     const child = spawn(as[0]!, as.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     const release = stopOnInterrupt(child.pid, { group: false });
