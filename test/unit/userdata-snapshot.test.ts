@@ -25,7 +25,7 @@ describe("the rendered userdata", () => {
       master: "10.0.0.5",
       masterPort: 8140,
       environment: "production",
-      caCertificatePem: readFileSync(join(here, "ca.crt"), "utf8"),
+      caCertificatePem: readFileSync(join(here, "puppet-ca.cert.txt"), "utf8"),
       enrollment: { token: "T0k3nT0k3nT0k3nT0k3nT0k3nT0k3n42", extensions: { pp_role: "web" } },
       facts: { role: "web" },
       before: "hostname web-01",
