@@ -11,6 +11,19 @@ import { ROOT } from "./espm";
 
 export const PASSPHRASE = "espm-engine-tests-passphrase";
 
+/**
+ * Every inline run's gRPC clients get their own subchannels. grpc-js shares subchannels process-wide
+ * by address, and keeps a closed one up to 10 s; when a new `pulumi` process's engine happens to
+ * listen on the port of one that just exited, the program's first call is handed the dead
+ * subchannel ("14 UNAVAILABLE: No connection established. Last error: null"), the stack registers
+ * no resources and the rejection surfaces in whichever test runs next. Seen once in CI's preview
+ * suite after a failed preview; a test process runs hundreds of these. The object is the SDK's
+ * (`@internal`), read each time it makes a client.
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the SDK's .d.ts leaves @internal members out
+const sdkSettings = require("@pulumi/pulumi/runtime/settings") as { grpcClientOptions: Record<string, unknown> };
+sdkSettings.grpcClientOptions["grpc.use_local_subchannel_pool"] = 1;
+
 /** The directory with `pulumi` and the dynamic-provider shim, or undefined when none was built. */
 export function pulumiBin(): string | undefined {
   const version = (
