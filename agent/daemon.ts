@@ -5,21 +5,21 @@
  * names are learned at start and relearned periodically, for the certname policy.
  */
 import { readFileSync } from "node:fs";
-import { buildAutosignServer, listenOnSocket } from "./autosign-server";
-import { CertnamePolicy } from "./certname-policy";
-import { loadConfig, type EspmConfig } from "./config";
-import type { AgentContext } from "./context";
-import { EncExport, readGroupsSnapshot, type EncPublication } from "./enc-export";
-import { EnrollmentSweep } from "./enrollments";
-import { GroupsSource } from "./groups";
-import { groupsProblems } from "./groups-check";
+import { buildAutosignServer, listenOnSocket } from "./autosign/server";
+import { CertnamePolicy } from "./ca/certname-policy";
+import { loadConfig, type EspmConfig } from "./config/config";
+import type { AgentContext } from "./http/context";
+import { EncExport, readGroupsSnapshot, type EncPublication } from "./enc/export";
+import { EnrollmentSweep } from "./enrollment/enrollments";
+import { GroupsSource } from "./enc/groups";
+import { groupsProblems } from "./enc/groups-check";
 import type { Backends, ServerNameSource } from "./puppetserver/contract";
-import { Idempotency } from "./idempotency";
-import { buildServer } from "./server";
-import { ReportReader } from "./reports";
-import { PuppetDb } from "./puppetdb";
-import { openStore, StorePublication } from "./store-open";
-import { ensureStateDirectories } from "./state-dirs";
+import { Idempotency } from "./http/idempotency";
+import { buildServer } from "./http/server";
+import { ReportReader } from "./reports/reports";
+import { PuppetDb } from "./puppetserver/puppetdb";
+import { openStore, StorePublication } from "./store/open";
+import { ensureStateDirectories } from "./config/state-dirs";
 import type { Group } from "../sdk/protocol";
 import { VERSION } from "./version";
 

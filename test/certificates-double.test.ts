@@ -15,13 +15,13 @@ import {
   type CaCertificateStatus,
   type CertificateAuthority,
 } from "../agent/puppetserver/contract";
-import { CertnamePolicy } from "../agent/certname-policy";
-import { EncExport } from "../agent/enc-export";
-import type { EspmConfig } from "../agent/config";
-import { Idempotency } from "../agent/idempotency";
-import { buildServer } from "../agent/server";
-import type { Store } from "../agent/store";
-import { openSqliteStore } from "../agent/store-sqlite";
+import { CertnamePolicy } from "../agent/ca/certname-policy";
+import { EncExport } from "../agent/enc/export";
+import type { EspmConfig } from "../agent/config/config";
+import { Idempotency } from "../agent/http/idempotency";
+import { buildServer } from "../agent/http/server";
+import type { Store } from "../agent/store/store";
+import { openSqliteStore } from "../agent/store/sqlite";
 import { createCsr, describeCertificate, generateRsaKeyPair } from "../sdk/x509";
 
 /** Signs CSRs of any key type with a throw-away CA, through openssl, as Puppet's CA would. */

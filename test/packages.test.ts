@@ -63,7 +63,7 @@ describe("the packages (npm run pack)", function () {
     for (const file of [
       "dist/agent/cli/espm.js",
       "dist/agent/cli/espm-setup.js",
-      "dist/agent/report-worker.js",
+      "dist/agent/reports/worker.js",
       "dist/sdk/protocol.js",
       "scripts/operator-guide.sh",
     ]) {

@@ -252,7 +252,7 @@ describe("espm puppet-config", () => {
   });
 
   it("turns patterns into regexes that match exactly one label for each '*'", async () => {
-    const { certnamePathRegex } = await import("../agent/puppet-config");
+    const { certnamePathRegex } = await import("../agent/puppetserver/config");
     const regex = new RegExp(certnamePathRegex({ patterns: ["*.nodes.example.com"], allowAny: false, deny: [] }));
     const path = (name: string) => `/puppet-ca/v1/certificate_status/${name}`;
     assert.ok(regex.test(path("web-01.nodes.example.com")));

@@ -10,9 +10,9 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "ini";
-import { patternProblem } from "../certname-policy";
-import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config-file";
-import { groupId } from "../enc-export";
+import { patternProblem } from "../ca/certname-policy";
+import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config/file";
+import { groupId } from "../enc/export";
 import { certificateFingerprint, createSelfSignedCertificate } from "../../sdk/x509";
 
 const USAGE = `usage: espm-setup [options]

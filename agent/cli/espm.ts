@@ -10,7 +10,7 @@
  *   espm autosign [-c espm.ini] -- CERTNAME  Puppet Server's autosign policy (CSR on stdin)
  */
 import { parseArgs } from "node:util";
-import { configPath } from "../config-file";
+import { configPath } from "../config/file";
 
 const USAGE = `usage:
   espm [-c CONFIG]                       run the espm agent in the foreground
@@ -89,7 +89,7 @@ function autosignArguments(argv: string[]): { config?: string; certname: string 
 async function main(argv: string[]): Promise<void> {
   if (subcommand(argv) === "autosign") {
     const { config, certname } = autosignArguments(argv);
-    const { autosign } = await import("../autosign");
+    const { autosign } = await import("../autosign/autosign");
     const csr = await readStdin();
     const result = await autosign(configPath(config), certname, csr);
     // Puppet Server logs the policy's stderr as a WARN and its stdout at debug: a sign is no warning.
@@ -133,7 +133,7 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "enc": {
       if (rest.length !== 1) fail(`enc takes exactly one CERTNAME\n${USAGE}`);
-      const { classify } = await import("../enc");
+      const { classify } = await import("../enc/enc");
       const result = await classify(config, rest[0]!);
       process.stdout.write(result.stdout);
       process.stderr.write(result.stderr);
@@ -143,13 +143,13 @@ async function main(argv: string[]): Promise<void> {
     case "enroll": {
       const wait = Number(values.wait ?? 0);
       if (!Number.isInteger(wait) || wait < 0) fail(`--wait takes whole seconds, not ${values.wait}`);
-      const { enroll } = await import("../enroll");
+      const { enroll } = await import("../enrollment/enroll");
       const result = await enroll(config, wait, (line) => process.stdout.write(`espm enroll: ${line}\n`));
       process.stdout.write(`${result.message}\n`);
       return;
     }
     case "puppet-config": {
-      const { printPuppetConfig } = await import("../puppet-config");
+      const { printPuppetConfig } = await import("../puppetserver/config");
       if (values.write && !values["auth-conf"])
         fail("--write needs --auth-conf FILE: it writes FILE with espm's rules added");
       process.stdout.write(
@@ -164,7 +164,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case "check-auth-conf": {
       if (rest.length !== 1) fail(`check-auth-conf takes exactly one FILE\n${USAGE}`);
-      const { checkAuthConf } = await import("../puppet-config");
+      const { checkAuthConf } = await import("../puppetserver/config");
       await checkAuthConf(rest[0]!, { java: values.java, jar: values["puppetserver-jar"] });
       process.stdout.write(`${rest[0]}: Puppet Server would take it\n`);
       return;

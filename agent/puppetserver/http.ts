@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { connect, type PeerCertificate } from "node:tls";
 import { Agent, request } from "undici";
-import type { EspmConfig } from "../config";
+import type { EspmConfig } from "../config/config";
 import { VERSION } from "../version";
 import { BackendError } from "./contract";
 

@@ -3,7 +3,7 @@
  * discovery (classes.ts), all over one HTTP client (http.ts). contract.ts says what espm needs of
  * each, so a test may put a double in their place.
  */
-import type { EspmConfig } from "../config";
+import type { EspmConfig } from "../config/config";
 import { PuppetServerCa, PuppetServerNames } from "./ca";
 import { PuppetServerClasses } from "./classes";
 import type { Backends } from "./contract";

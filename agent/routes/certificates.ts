@@ -1,17 +1,17 @@
 /**
  * /v1/certificates/:certname: sign a CSR through the CA, report its state, revoke and clean it,
- * only ever for a certificate espm asked for itself (see ca-holding.ts). A sign passes the gate
- * (gate.ts) as `certify`: the certname policy now, and a live registration of espm's for the name,
+ * only ever for a certificate espm asked for itself (see ca/holding.ts). A sign passes the gate
+ * (ca/gate.ts) as `certify`: the certname policy now, and a live registration of espm's for the name,
  * so a PSK holder cannot get a certificate for a name it never registered or could not register.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { certificatePublicKeySha256, csrProblem, describeCertificate, inspectCsr } from "../../sdk/x509";
 import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
 import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
-import { ApiError, checkName, parseInput } from "../http";
-import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
-import { caHolding, requireCa, revokeCertificate } from "../ca-holding";
-import { admit } from "../gate";
+import { ApiError, checkName, parseInput } from "../http/errors";
+import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";
+import { caHolding, requireCa, revokeCertificate } from "../ca/holding";
+import { admit } from "../ca/gate";
 
 type Params = { Params: { certname: string } };
 

@@ -6,8 +6,8 @@
 import { createHash } from "node:crypto";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { schemas, type ClassesResponse, type GroupsResponse } from "../../sdk/protocol";
-import { ApiError, parseInput } from "../http";
-import type { RouteOptions } from "../context";
+import { ApiError, parseInput } from "../http/errors";
+import type { RouteOptions } from "../http/context";
 
 /** The body with its ETag, or a 304 when the caller already has it. */
 function conditional<T>(request: FastifyRequest, reply: FastifyReply, body: T): T | FastifyReply {

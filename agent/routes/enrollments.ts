@@ -1,6 +1,6 @@
 /**
  * /v1/enrollments/:certname: one-time tokens for registered nodes that make their own keys. An
- * enrollment passes the gate (gate.ts) as `certify`: only a live registration of espm's that the
+ * enrollment passes the gate (ca/gate.ts) as `certify`: only a live registration of espm's that the
  * certname policy allows now, and that no one else holds at the CA, gets a token. The
  * token is in the answer to the POST and nowhere else: espm keeps only its hash (so a create is
  * never replayed from an Idempotency-Key record, which would have to keep the token). A new POST
@@ -9,14 +9,14 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { schemas, type Enrollment, type EnrollmentIssued } from "../../sdk/protocol";
-import { newToken, tokenHash } from "../autosign-policy";
-import { requireCa } from "../ca-holding";
-import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
-import { learnSerial, revokeEnrollment } from "../enrollments";
-import { admit } from "../gate";
-import { ApiError, parseInput } from "../http";
-import { checkEnrollmentQuota } from "../quotas";
-import type { EnrollmentRecord } from "../store";
+import { newToken, tokenHash } from "../autosign/policy";
+import { requireCa } from "../ca/holding";
+import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";
+import { learnSerial, revokeEnrollment } from "../enrollment/enrollments";
+import { admit } from "../ca/gate";
+import { ApiError, parseInput } from "../http/errors";
+import { checkEnrollmentQuota } from "../http/quotas";
+import type { EnrollmentRecord } from "../store/store";
 
 type Params = { Params: { certname: string } };
 

@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsync } from "fastify";
 import { PROTOCOL_VERSION, type BackendStatus, type Health } from "../../sdk/protocol";
-import type { AgentContext, RouteOptions } from "../context";
+import type { AgentContext, RouteOptions } from "../http/context";
 
 const BACKEND_CHECK_TIMEOUT_MS = 3000;
 /** Backend states younger than this are served from the cache. */

@@ -1,7 +1,7 @@
 /**
  * /v1/nodes: espm's own nodes. It never lists nodes, and answers 404 for any name it did not create,
  * so a caller learns nothing about nodes classified by other means. Every verb passes the gate
- * (gate.ts) first: a create only for a name the certname policy allows now and no other classifier
+ * (ca/gate.ts) first: a create only for a name the certname policy allows now and no other classifier
  * knows, a change only for a live registration the policy still allows.
  *
  * A registration's end is its certificate's end. A delete, with or without PuppetDB, in this order:
@@ -13,13 +13,13 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { IDEMPOTENCY_HEADER, nodeEnvironment, schemas, type Classification, type Node } from "../../sdk/protocol";
-import { ApiError, parseInput } from "../http";
-import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../context";
-import { revokeCertificate } from "../ca-holding";
-import { revokeEnrollment } from "../enrollments";
-import { admit } from "../gate";
-import { checkClassificationSize, checkNodeQuota } from "../quotas";
-import { StoreConflict } from "../store";
+import { ApiError, parseInput } from "../http/errors";
+import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";
+import { revokeCertificate } from "../ca/holding";
+import { revokeEnrollment } from "../enrollment/enrollments";
+import { admit } from "../ca/gate";
+import { checkClassificationSize, checkNodeQuota } from "../http/quotas";
+import { StoreConflict } from "../store/store";
 
 type Params = { Params: { name: string } };
 

@@ -6,9 +6,9 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { RunsResponse } from "../../sdk/protocol";
-import type { RouteOptions } from "../context";
-import { admit } from "../gate";
-import { ApiError } from "../http";
+import type { RouteOptions } from "../http/context";
+import { admit } from "../ca/gate";
+import { ApiError } from "../http/errors";
 
 const DEFAULT_LIMIT = 10;
 const MAX_LIMIT = 50;

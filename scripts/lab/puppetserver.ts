@@ -22,7 +22,7 @@ import {
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
-import { authConfForEspm, type CertnameRules } from "../../agent/puppet-config";
+import { authConfForEspm, type CertnameRules } from "../../agent/puppetserver/config";
 import { rootCommand } from "./debian-root";
 import { stopOnInterrupt } from "./interrupt";
 import { createCsr, generateRsaKeyPairAsync } from "../../sdk/x509";

@@ -1,0 +1,118 @@
+/**
+ * What `espm enc` reads: one JSON file per live node espm created, and a validated snapshot of the
+ * groups (`.groups.json`, a name no node can have), each replaced atomically (write a temporary
+ * file, then rename) after every change. `espm enc` runs as Puppet Server's user, which must never
+ * get write access to the store; reading these files needs none, never meets a half-written one,
+ * and never meets a broken groups.yaml: the daemon publishes only a groups file that validated.
+ *
+ * Files are 0640 (parameters can hold secrets) and, when espm.ini names `export_group`, belong to
+ * that group (espm's own, with Puppet Server's user in it), so that only Puppet Server's user can
+ * read them besides espm's. espm's user is never in Puppet Server's group: that group reads the CA's keys.
+ */
+import { chownSync, chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Group, Node } from "../../sdk/protocol";
+import type { PuppetServerNames } from "../ca/certname-policy";
+
+const SUFFIX = ".json";
+const GROUPS_SNAPSHOT = ".groups.json";
+const SERVER_NAMES_SNAPSHOT = ".server-names.json";
+
+function exportPath(dir: string, name: string): string {
+  // Names are validated before anything is stored ([a-z0-9._-], no ".."), so they are safe file names.
+  return join(dir, `${name}${SUFFIX}`);
+}
+
+/** The gid of a group named in /etc/group, or an error naming the group. */
+export function groupId(name: string, groupFile = "/etc/group"): number {
+  for (const line of readFileSync(groupFile, "utf8").split("\n")) {
+    const [group, , gid] = line.split(":");
+    if (group === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new Error(`the group ${name} (export_group in espm.ini) does not exist in ${groupFile}`);
+}
+
+/** What `espm enc` reads, kept current by the daemon: files (EncExport) or the PostgreSQL store. */
+export interface EncPublication {
+  writeNode(node: Node): void;
+  removeNode(name: string): void;
+  writeGroups(groups: Map<string, Group>): void;
+  /** Puppet Server's names as espm learned them: `espm enc` never classifies one of them. */
+  writeServerNames(names: PuppetServerNames): void;
+}
+
+export class EncExport implements EncPublication {
+  private readonly gid: number | undefined;
+
+  constructor(
+    readonly dir: string,
+    group?: string,
+  ) {
+    this.gid = group === undefined ? undefined : groupId(group);
+  }
+
+  writeNode(node: Node): void {
+    this.writeAtomically(exportPath(this.dir, node.name), JSON.stringify(node));
+  }
+
+  removeNode(name: string): void {
+    rmSync(exportPath(this.dir, name), { force: true });
+  }
+
+  /** Publishes groups that validated; `espm enc` merges them into every node's classification. */
+  writeGroups(groups: Map<string, Group>): void {
+    this.writeAtomically(join(this.dir, GROUPS_SNAPSHOT), JSON.stringify([...groups.values()]));
+  }
+
+  writeServerNames(names: PuppetServerNames): void {
+    this.writeAtomically(join(this.dir, SERVER_NAMES_SNAPSHOT), JSON.stringify(names));
+  }
+
+  /**
+   * Makes the export hold exactly these nodes (the store's live nodes that the certname policy
+   * allows now): run at start-up, so a crash between commit and export heals, and whenever the
+   * policy changes, so a node it no longer allows is not classified.
+   */
+  sync(nodes: Node[]): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o750 });
+    chmodSync(this.dir, 0o750);
+    if (this.gid !== undefined) chownSync(this.dir, -1, this.gid);
+    const keep = new Set([...nodes.map((n) => `${n.name}${SUFFIX}`), GROUPS_SNAPSHOT, SERVER_NAMES_SNAPSHOT]);
+    for (const file of readdirSync(this.dir)) {
+      if (!keep.has(file)) rmSync(join(this.dir, file), { force: true });
+    }
+    for (const node of nodes) this.writeNode(node);
+  }
+
+  private writeAtomically(target: string, text: string): void {
+    const temporary = `${target}.${process.pid}.tmp`;
+    writeFileSync(temporary, text, { mode: 0o640 });
+    if (this.gid !== undefined) chownSync(temporary, -1, this.gid);
+    renameSync(temporary, target);
+  }
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/** The exported node, or undefined when espm did not create it (or it was deleted). */
+export function readNodeExport(dir: string, name: string): Node | undefined {
+  return readJson<Node>(exportPath(dir, name));
+}
+
+/** Puppet Server's names as the daemon last learned them; undefined when it never published them. */
+export function readServerNames(dir: string): PuppetServerNames | undefined {
+  return readJson<PuppetServerNames>(join(dir, SERVER_NAMES_SNAPSHOT));
+}
+
+/** The groups the daemon last validated; none when it has never published any. */
+export function readGroupsSnapshot(dir: string): Map<string, Group> {
+  const groups = readJson<Group[]>(join(dir, GROUPS_SNAPSHOT)) ?? [];
+  return new Map(groups.map((g) => [g.name, g]));
+}

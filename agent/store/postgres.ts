@@ -1,0 +1,491 @@
+/**
+ * The PostgreSQL store, for sites with several espm processes and compile masters (which already
+ * run PostgreSQL for PuppetDB). The same semantics as the SQLite store:
+ *
+ * - one live node per name (a partial unique index), deleted nodes kept as tombstones;
+ * - an idempotency record written in the create's own transaction, and one create per key across
+ *   processes: a retry waits on a session advisory lock the first attempt holds (released by
+ *   PostgreSQL if that process dies), then reads the record;
+ * - an append-only audit log: espm's role has no UPDATE, DELETE or TRUNCATE on it, and a trigger
+ *   refuses them to anyone;
+ * - a commit before every answer (synchronous_commit stays on).
+ *
+ * Migrations are numbered, applied at start-up in one transaction under an advisory lock, so two
+ * processes starting at once apply each step once. The validated groups live here too, so every
+ * espm process and every compile master's `espm enc` (read-only role, see enc/postgres.ts) agree.
+ */
+import { readFileSync } from "node:fs";
+import { Pool, type ClientConfig, type PoolClient, type QueryResultRow } from "pg";
+import type { Group } from "../../sdk/protocol";
+import type { PuppetServerNames } from "../ca/certname-policy";
+import { BackendError } from "../puppetserver/contract";
+import {
+  classificationColumns,
+  IDEMPOTENCY_TTL_MS,
+  StoreConflict,
+  toEnrollment,
+  toNode,
+  type CertificateRecord,
+  type EnrollmentRow,
+  type NodeRow,
+  type Store,
+  type StoreOps,
+} from "./store";
+
+/** Each step brings the schema from version i to i + 1 (version 1: everything SQLite's version 3 has). */
+const MIGRATIONS = [
+  `
+CREATE TABLE nodes (
+  id BIGSERIAL PRIMARY KEY,
+  name TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  classes TEXT NOT NULL,
+  parameters TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  deleted_at TEXT
+);
+CREATE UNIQUE INDEX nodes_live_name ON nodes(name) WHERE deleted_at IS NULL;
+CREATE INDEX nodes_name ON nodes(name);
+
+CREATE TABLE certificates (
+  id BIGSERIAL PRIMARY KEY,
+  certname TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('requested', 'signed', 'revoked')),
+  serial TEXT,
+  not_after TEXT,
+  public_key TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX certificates_certname ON certificates(certname);
+
+CREATE TABLE enrollments (
+  id BIGSERIAL PRIMARY KEY,
+  certname TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  extensions TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('issued', 'used', 'signed', 'refused', 'revoked')),
+  public_key TEXT,
+  serial TEXT,
+  reason TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX enrollments_live ON enrollments(certname) WHERE state <> 'revoked';
+
+CREATE TABLE idempotency (
+  key TEXT PRIMARY KEY,
+  scope TEXT NOT NULL,
+  body_hash TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  response TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX idempotency_created ON idempotency(created_at);
+
+CREATE TABLE audit (
+  id BIGSERIAL PRIMARY KEY,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT
+);
+CREATE FUNCTION espm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION espm_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+  FOR EACH STATEMENT EXECUTE FUNCTION espm_audit_append_only();
+REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM PUBLIC, CURRENT_USER;
+
+CREATE TABLE groups_snapshot (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  groups TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+`,
+  // Version 2: deleted nodes keep no classification; the names of Puppet Server and its compile
+  // masters as espm learned them, so that `espm enc` applies the whole certname policy; an index
+  // for the deletions `espm enc` drops from its cache.
+  `
+UPDATE nodes SET groups = '[]', classes = '{}', parameters = '{}' WHERE deleted_at IS NOT NULL;
+CREATE INDEX nodes_deleted_at ON nodes(deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE TABLE server_names_snapshot (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  names TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+`,
+];
+const SCHEMA_VERSION = MIGRATIONS.length;
+/** The advisory lock key migrations take (any constant of espm's own). */
+const MIGRATION_LOCK = 0x65_73_70_6d;
+
+export interface PostgresSettings {
+  /** postgres://USER@HOST:PORT/DATABASE, with no password in it. */
+  url: string;
+  /** The file with the role's password (not in espm.ini). */
+  passwordFile?: string;
+  /** The role `espm enc` reads with, granted SELECT on nodes and the groups (nothing else). */
+  encRole?: string;
+}
+
+/** The password from its file, or an error naming the file (never the password). */
+export function readPassword(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new Error(`cannot read the PostgreSQL password file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+}
+
+/**
+ * The driver's connection settings from a postgres:// URL and a password. (Given a connection
+ * string, the driver would take the URL's empty password over this one.) `sslmode=require` asks for
+ * TLS; `verify-full` also checks the server's certificate, against `sslrootcert` when given.
+ */
+export function connectionConfig(url: string, password: string | undefined): ClientConfig {
+  const u = new URL(url);
+  const sslmode = u.searchParams.get("sslmode");
+  const rootCert = u.searchParams.get("sslrootcert");
+  return {
+    host: decodeURIComponent(u.hostname),
+    port: Number(u.port || 5432),
+    user: decodeURIComponent(u.username),
+    database: decodeURIComponent(u.pathname.slice(1)),
+    password,
+    ssl:
+      sslmode === "require"
+        ? { rejectUnauthorized: false }
+        : sslmode === "verify-ca" || sslmode === "verify-full"
+          ? { rejectUnauthorized: true, ...(rootCert ? { ca: readFileSync(rootCert, "utf8") } : {}) }
+          : undefined,
+  };
+}
+
+/** The URL without any password a user put in it, for logs and health. */
+export function describeUrl(url: string): string {
+  const u = new URL(url);
+  u.password = "";
+  return u.toString();
+}
+
+type Query = <R extends QueryResultRow>(text: string, values?: unknown[]) => Promise<{ rows: R[]; rowCount: number }>;
+
+/** The store's statements over one way of querying: the pool, or a transaction's client. */
+function pgOps(query: Query): StoreOps {
+  const one = async <R extends QueryResultRow>(text: string, values: unknown[]) =>
+    (await query<R>(text, values)).rows[0];
+  const liveNode = async (name: string) => {
+    const row = await one<NodeRow>("SELECT * FROM nodes WHERE name = $1 AND deleted_at IS NULL", [name]);
+    return row ? toNode(row) : undefined;
+  };
+  const liveEnrollment = async (certname: string) => {
+    // FOR UPDATE: a transaction that reads an enrollment to change it holds the row until it
+    // commits, so two processes deciding on one token decide one after the other, as on SQLite.
+    const row = await one<EnrollmentRow>(
+      "SELECT * FROM enrollments WHERE certname = $1 AND state <> 'revoked' FOR UPDATE",
+      [certname],
+    );
+    return row && toEnrollment(fromPgRow(row));
+  };
+  return {
+    liveNode,
+    async liveNodes() {
+      return (await query<NodeRow>("SELECT * FROM nodes WHERE deleted_at IS NULL ORDER BY name")).rows.map(toNode);
+    },
+    async liveNodeCount() {
+      return Number((await one<{ n: string }>("SELECT count(*) AS n FROM nodes WHERE deleted_at IS NULL", []))!.n);
+    },
+    async everCreatedNode(name) {
+      return (await one("SELECT 1 FROM nodes WHERE name = $1 LIMIT 1", [name])) !== undefined;
+    },
+    async insertNode(name, classification, now) {
+      try {
+        const row = await one<NodeRow>(
+          `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *`,
+          [name, ...classificationColumns(classification), now],
+        );
+        return toNode(row!);
+      } catch (err) {
+        if ((err as { code?: string }).code === "23505") throw new StoreConflict(`a live node named ${name} exists`);
+        throw err;
+      }
+    },
+    async updateNode(name, classification, now) {
+      const row = await one<NodeRow>(
+        `UPDATE nodes SET environment = $1, groups = $2, classes = $3, parameters = $4, updated_at = $5
+         WHERE name = $6 AND deleted_at IS NULL RETURNING *`,
+        [...classificationColumns(classification), now, name],
+      );
+      return row && toNode(row);
+    },
+    async deleteNode(name, now) {
+      // The classification goes with the node (its parameters may hold secrets); name and times stay.
+      const result = await query(
+        `UPDATE nodes SET deleted_at = $1, groups = '[]', classes = '{}', parameters = '{}'
+         WHERE name = $2 AND deleted_at IS NULL`,
+        [now, name],
+      );
+      return result.rowCount === 1;
+    },
+    async certificate(certname) {
+      return one<CertificateRecord>(
+        `SELECT certname, state, public_key AS "publicKey", serial, not_after AS "notAfter" FROM certificates
+         WHERE certname = $1 ORDER BY id DESC LIMIT 1`,
+        [certname],
+      );
+    },
+    async recordCertificateRequested(certname, publicKey, now) {
+      const replaced = await query(
+        `UPDATE certificates SET public_key = $1, updated_at = $2
+         WHERE id = (SELECT max(id) FROM certificates WHERE certname = $3) AND state = 'requested'`,
+        [publicKey, now, certname],
+      );
+      if (replaced.rowCount === 0) {
+        await query(
+          `INSERT INTO certificates (certname, state, public_key, created_at, updated_at)
+           VALUES ($1, 'requested', $2, $3, $3)`,
+          [certname, publicKey, now],
+        );
+      }
+    },
+    async certificateRecordCount(certname) {
+      return Number(
+        (await one<{ n: string }>("SELECT count(*) AS n FROM certificates WHERE certname = $1", [certname]))!.n,
+      );
+    },
+    async recordCertificateSigned(certname, serial, notAfter, now) {
+      await query(
+        `UPDATE certificates SET state = 'signed', serial = $1, not_after = $2, updated_at = $3
+         WHERE id = (SELECT max(id) FROM certificates WHERE certname = $4)`,
+        [serial, notAfter, now, certname],
+      );
+    },
+    async recordCertificateRevoked(certname, now) {
+      await query(
+        `UPDATE certificates SET state = 'revoked', updated_at = $1
+         WHERE id = (SELECT max(id) FROM certificates WHERE certname = $2)`,
+        [now, certname],
+      );
+    },
+    async insertEnrollment(certname, tokenHash, extensions, expiresAt, now) {
+      await query(
+        `INSERT INTO enrollments (certname, token_hash, extensions, expires_at, state, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'issued', $5, $5)`,
+        [certname, tokenHash, JSON.stringify(extensions), expiresAt, now],
+      );
+      return (await liveEnrollment(certname))!;
+    },
+    liveEnrollment,
+    async enrollmentByToken(tokenHash) {
+      const row = await one<EnrollmentRow>("SELECT * FROM enrollments WHERE token_hash = $1 FOR UPDATE", [tokenHash]);
+      return row && toEnrollment(fromPgRow(row));
+    },
+    async everEnrolled(certname) {
+      return (await one("SELECT 1 FROM enrollments WHERE certname = $1 LIMIT 1", [certname])) !== undefined;
+    },
+    async liveEnrollments() {
+      const rows = (await query<EnrollmentRow>("SELECT * FROM enrollments WHERE state <> 'revoked' ORDER BY id")).rows;
+      return rows.map((r) => toEnrollment(fromPgRow(r)));
+    },
+    async updateEnrollment(id, change, now) {
+      await query(
+        `UPDATE enrollments SET state = coalesce($1, state), public_key = coalesce($2, public_key),
+           serial = coalesce($3, serial), reason = coalesce($4, reason), expires_at = coalesce($5, expires_at),
+           updated_at = $6 WHERE id = $7`,
+        [
+          change.state ?? null,
+          change.publicKey ?? null,
+          change.serial ?? null,
+          change.reason ?? null,
+          change.expiresAt ?? null,
+          now,
+          id,
+        ],
+      );
+    },
+    async idempotency(key, nowMs) {
+      const row = await one<{ scope: string; body_hash: string; status: number; response: string }>(
+        "SELECT scope, body_hash, status, response FROM idempotency WHERE key = $1 AND created_at > $2",
+        [key, nowMs - IDEMPOTENCY_TTL_MS],
+      );
+      return (
+        row && { scope: row.scope, bodyHash: row.body_hash, status: row.status, response: JSON.parse(row.response) }
+      );
+    },
+    async saveIdempotency(key, record, nowMs) {
+      await query("DELETE FROM idempotency WHERE created_at <= $1", [nowMs - IDEMPOTENCY_TTL_MS]);
+      await query(
+        `INSERT INTO idempotency (key, scope, body_hash, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (key) DO UPDATE SET scope = $2, body_hash = $3, status = $4, response = $5, created_at = $6`,
+        [key, record.scope, record.bodyHash, record.status, JSON.stringify(record.response), nowMs],
+      );
+    },
+    async audit(entry, now) {
+      await query("INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)", [
+        now,
+        entry.actor,
+        entry.action,
+        entry.target ?? null,
+        entry.outcome,
+        entry.detail ?? null,
+      ]);
+    },
+  };
+}
+
+/** BIGSERIAL ids come back as strings; espm's ids fit a JavaScript number. */
+function fromPgRow(row: EnrollmentRow): EnrollmentRow {
+  return { ...row, id: Number(row.id) };
+}
+
+/**
+ * A store that cannot be reached (refused, timed out, the connection lost, the server shutting
+ * down) is a 503 the caller may retry, not espm's own failure; any other error stays as it is.
+ */
+function unreachable(url: string, err: unknown): Error {
+  const e = err as { code?: string; message?: string };
+  const lost =
+    (e.code !== undefined && /^(E[A-Z]+|57P0[1-3]|08\w{3})$/.test(e.code)) ||
+    /Connection terminated|timeout exceeded when trying to connect/i.test(e.message ?? "");
+  return lost
+    ? new BackendError(503, `the PostgreSQL store at ${describeUrl(url)} cannot be reached: ${e.message ?? e.code}`)
+    : (err as Error);
+}
+
+function queryOn(target: Pool | PoolClient, url: string): Query {
+  return async <R extends QueryResultRow>(text: string, values?: unknown[]) => {
+    try {
+      const result = await target.query<R>(text, values);
+      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    } catch (err) {
+      throw unreachable(url, err);
+    }
+  };
+}
+
+/** Brings the schema to this espm's version, once, however many processes start at once. */
+async function migrate(pool: Pool, encRole: string | undefined): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await client.query("CREATE TABLE IF NOT EXISTS espm_schema (version INTEGER NOT NULL)");
+    const current = Number(
+      (await client.query<{ v: number | null }>("SELECT max(version) AS v FROM espm_schema")).rows[0]?.v ?? 0,
+    );
+    if (current > SCHEMA_VERSION)
+      throw new Error(`the store was written by a newer espm (schema ${current}, this one knows ${SCHEMA_VERSION})`);
+    for (let step = current; step < SCHEMA_VERSION; step++) {
+      await client.query(MIGRATIONS[step]!);
+      await client.query("INSERT INTO espm_schema (version) VALUES ($1)", [step + 1]);
+    }
+    if (encRole) {
+      // `espm enc`'s role reads the nodes and the groups, and nothing else: no write, no audit, no tokens.
+      const role = `"${encRole.replaceAll('"', '""')}"`;
+      await client.query(`GRANT SELECT ON nodes, groups_snapshot, server_names_snapshot TO ${role}`);
+    }
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+export async function openPostgresStore(settings: PostgresSettings): Promise<Store> {
+  const connection = connectionConfig(settings.url, readPassword(settings.passwordFile));
+  const pool = new Pool({ ...connection, max: 16, connectionTimeoutMillis: 10_000 });
+  // Session advisory locks for Idempotency-Keys, each held on a connection of its own for the
+  // length of a create: a separate pool, so waiting creates never starve the queries.
+  const locks = new Pool({ ...connection, max: 64, connectionTimeoutMillis: 10_000 });
+  // An idle client whose server went away reports here; the next query gets a new one.
+  pool.on("error", () => undefined);
+  locks.on("error", () => undefined);
+  try {
+    await migrate(pool, settings.encRole);
+  } catch (err) {
+    await Promise.allSettled([pool.end(), locks.end()]);
+    throw new Error(`the PostgreSQL store at ${describeUrl(settings.url)}: ${(err as Error).message}`);
+  }
+  return {
+    ...pgOps(queryOn(pool, settings.url)),
+    description: `PostgreSQL ${describeUrl(settings.url)}`,
+    async transaction(work) {
+      const client = await pool.connect().catch((err: unknown) => {
+        throw unreachable(settings.url, err);
+      });
+      try {
+        await client.query("BEGIN");
+        const result = await work(pgOps(queryOn(client, settings.url)));
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async exclusive(key, work) {
+      const client = await locks.connect().catch((err: unknown) => {
+        throw unreachable(settings.url, err);
+      });
+      let healthy = true;
+      try {
+        await client
+          .query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [`espm idempotency ${key}`])
+          .catch((err: unknown) => {
+            healthy = false;
+            throw unreachable(settings.url, err);
+          });
+        try {
+          return await work();
+        } finally {
+          await client
+            .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [`espm idempotency ${key}`])
+            .catch(() => {
+              healthy = false;
+            });
+        }
+      } finally {
+        // A connection whose unlock failed may still hold the lock: close it, which releases it.
+        client.release(!healthy);
+      }
+    },
+    async publishGroups(groups: Map<string, Group>) {
+      await pool.query(
+        `INSERT INTO groups_snapshot (id, groups, updated_at) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET groups = $1, updated_at = $2`,
+        [JSON.stringify([...groups.values()]), new Date().toISOString()],
+      );
+    },
+    async publishServerNames(names: PuppetServerNames) {
+      await pool.query(
+        `INSERT INTO server_names_snapshot (id, names, updated_at) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET names = $1, updated_at = $2`,
+        [JSON.stringify(names), new Date().toISOString()],
+      );
+    },
+    async publishedGroups() {
+      const row = (await pool.query<{ groups: string }>("SELECT groups FROM groups_snapshot WHERE id = 1")).rows[0];
+      const groups = row ? (JSON.parse(row.groups) as Group[]) : [];
+      return new Map(groups.map((g) => [g.name, g]));
+    },
+    async ping() {
+      await queryOn(pool, settings.url)("SELECT 1");
+    },
+    async close() {
+      await Promise.allSettled([pool.end(), locks.end()]);
+    },
+  };
+}
