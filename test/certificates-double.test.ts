@@ -288,7 +288,7 @@ describe("certificate routes (CA test double)", () => {
     assert.equal((await store.certificate("retry-01.example.test"))?.state, "signed");
   });
 
-  it("recognises by its key a certificate the CA signed but espm never recorded, shows it and revokes it", async () => {
+  it("recognises by its key a certificate the CA signed but espm never recorded, shows it without writing, and revokes it", async () => {
     ca.failFetch = true;
     const lost = await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") });
     assert.equal(lost.statusCode, 502, "signed at the CA, answer lost: espm may have acted");
@@ -297,9 +297,11 @@ describe("certificate routes (CA test double)", () => {
     const status = (await call("GET", "lost-01.example.test")).json();
     assert.equal(status.state, "signed");
     assert.equal(status.serial, ca.held.get("lost-01.example.test")?.serial, "the serial learned from the CA");
-    assert.equal((await store.certificate("lost-01.example.test"))?.serial, status.serial, "and recorded");
+    assert.equal((await store.certificate("lost-01.example.test"))?.serial, null, "a GET asks and writes nothing");
     assert.equal((await call("DELETE", "lost-01.example.test")).statusCode, 204);
     assert.ok(ca.calls.includes("clean lost-01.example.test"));
+    const revoked = await store.certificate("lost-01.example.test");
+    assert.deepEqual([revoked?.state, revoked?.serial], ["revoked", status.serial], "the revoke records the serial");
     assert.equal(
       (await post("lost-01.example.test", { csr: csrFor("lost-01.example.test") })).statusCode,
       201,

@@ -52,22 +52,25 @@ async function isOurs(
 }
 
 /**
- * What the CA holds for this name and whether it is espm's. `foreign` says why the holding is not
- * espm's, and is undefined when the CA holds nothing or only what espm made.
+ * What the CA holds for this name and whether it is espm's: a question, which writes nothing (a
+ * GET asks it too). `foreign` says why the holding is not espm's, and is undefined when the CA holds
+ * nothing or only what espm made. A writer that needs espm's record to carry a serial the CA knows
+ * and espm never recorded calls recordLearnedSerial with the answer.
  */
 export async function caHolding(ctx: AgentContext, certname: string) {
   const ca = requireCa(ctx);
   const held = await ca.status(certname);
   const ours = await ctx.store.certificate(certname);
   const mine = await isOurs(ca, certname, held, ours);
-  await healRecord(ctx, certname, held, ours, mine);
   let foreign: string | undefined;
   if (held.state !== "absent" && !mine) {
     const what = held.state === "requested" ? "a pending certificate request" : `a ${held.state} certificate`;
     foreign = `the Puppet CA holds ${what} for ${certname} that espm did not make; clean it on the Puppet server (puppetserver ca clean --certname ${certname}) or choose another name`;
   }
-  return { held, ours, mine, foreign };
+  return { certname, held, ours, mine, foreign };
 }
+
+export type CaHolding = Awaited<ReturnType<typeof caHolding>>;
 
 /**
  * Revokes and cleans espm's certificate for the name at the CA, if the CA still holds it as espm's,
@@ -80,7 +83,9 @@ export async function revokeCertificate(
   actor: string,
 ): Promise<void> {
   if (ours.state === "revoked" && ours.serial !== null) return;
-  const { mine: stillOurs } = await caHolding(ctx, ours.certname);
+  const holding = await caHolding(ctx, ours.certname);
+  await recordLearnedSerial(ctx, holding);
+  const stillOurs = holding.mine;
   if (stillOurs) await ca.clean(ours.certname);
   await ctx.store.transaction(async (tx) => {
     await tx.recordCertificateRevoked(ours.certname, now());
@@ -99,15 +104,11 @@ export async function revokeCertificate(
 
 /**
  * A certificate the CA signed for espm's request, whose serial espm never recorded (a crash between
- * the sign and the record): record it now, so that status, revoke and the next sign see it as espm's.
+ * the sign and the record, or a CSR the CA signed through espm's autosign policy): record it, with
+ * how espm learned it. Nothing to do otherwise.
  */
-async function healRecord(
-  ctx: AgentContext,
-  certname: string,
-  held: CaCertificateStatus,
-  ours: CertificateRecord | undefined,
-  mine: boolean,
-): Promise<void> {
+export async function recordLearnedSerial(ctx: AgentContext, holding: CaHolding): Promise<void> {
+  const { certname, held, ours, mine } = holding;
   if (
     !mine ||
     !ours ||

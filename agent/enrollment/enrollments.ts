@@ -11,7 +11,7 @@
 import { nameProblem } from "../../sdk/names";
 import { inspectCsr } from "../../sdk/x509";
 import { decide } from "../autosign/policy";
-import { caHolding } from "../ca/holding";
+import { caHolding, recordLearnedSerial } from "../ca/holding";
 import { now, type AgentContext } from "../http/context";
 import type { CertificateAuthority } from "../puppetserver/contract";
 import type { EnrollmentRecord } from "../store/store";
@@ -33,7 +33,9 @@ export interface SweepLog {
  */
 export async function learnSerial(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
   if (enrollment.state !== "used" || !ctx.ca) return enrollment;
-  const { held, mine } = await caHolding(ctx, enrollment.certname);
+  const holding = await caHolding(ctx, enrollment.certname);
+  await recordLearnedSerial(ctx, holding);
+  const { held, mine } = holding;
   const serial = (await ctx.store.certificate(enrollment.certname))?.serial;
   if (!mine || (held.state !== "signed" && held.state !== "revoked") || !serial) return enrollment;
   await ctx.store.updateEnrollment(enrollment.id, { state: "signed", serial }, now());
