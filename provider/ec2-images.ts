@@ -1,7 +1,8 @@
 /**
  * The EC2 work behind RegisteredImage: an EC2 client per operation, and the calls that make, wait
  * for, tag and remove an image and its snapshots. The lifecycle in image.ts reads as check → diff →
- * create → read → update → delete on top of these.
+ * create → read → update → delete on top of these. The only module that loads the AWS SDK, an
+ * optional peer of pulumi-espm: image.ts loads this one when an image is made, read or removed.
  */
 import { gunzipSync } from "node:zlib";
 import {
@@ -13,20 +14,14 @@ import {
   DescribeImagesCommand,
   DescribeInstanceAttributeCommand,
   EC2Client,
+  ModifyImageAttributeCommand,
   type Image,
   type Tag,
 } from "@aws-sdk/client-ec2";
 import { elapsed, messageOf, poll, progress } from "./lifecycle";
 import type { AwsSettings, StackSettings } from "./settings";
 import { isEspmBootstrap } from "./userdata";
-
-/** Marks an image (and its snapshots) as registered: trusted to launch from. */
-export const REGISTERED_TAG = "espm:registered";
-/** Carries the create token, by which a retried create finds the image its first try made. */
-export const TOKEN_TAG = "espm:create-token";
-
-export const NO_REGION =
-  "no AWS region: set aws:region in the stack config (pulumi config set aws:region us-east-1) or AWS_REGION";
+import { NO_REGION, REGISTERED_TAG, snapshotsOf, TOKEN_TAG } from "./image-tags";
 
 /** Runs `use` with an EC2 client for `region` (the stack's when not given), and destroys it after. */
 export async function withEc2<T>(
@@ -49,10 +44,6 @@ export async function withEc2<T>(
 }
 
 const tagList = (tags: Record<string, string>): Tag[] => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
-export const tagMap = (tags: Tag[] | undefined): Record<string, string> =>
-  Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
-export const snapshotsOf = (image: Image): string[] =>
-  (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId ? [m.Ebs.SnapshotId] : []));
 
 function errorName(error: unknown): string {
   return error instanceof Error ? error.name : "";
@@ -229,4 +220,9 @@ export async function applyTags(
   if (snapshotIds.length)
     await client.send(new CreateTagsCommand({ Resources: snapshotIds, Tags: tagList(snapshotTags) }));
   return { appliedTags: imageTags, appliedSnapshotTags: snapshotTags };
+}
+
+/** Sets an image's description. */
+export async function setDescription(client: EC2Client, imageId: string, description: string): Promise<void> {
+  await client.send(new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: description } }));
 }

@@ -8,26 +8,34 @@
  * sees its URN) and the inputs that force replacement, so a replacement never adopts its predecessor.
  */
 import { createHash } from "node:crypto";
-import { ModifyImageAttributeCommand } from "@aws-sdk/client-ec2";
+import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import {
-  adoptOrCreate,
-  applyTags,
-  describeImage,
-  NO_REGION,
-  refuseBootstrappedSource,
-  removeImage,
-  snapshotsOf,
-  tagMap,
-  waitAvailable,
-  withEc2,
-} from "./ec2-images";
+import { NO_REGION, snapshotsOf, tagMap } from "./image-tags";
 import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
-export { REGISTERED_TAG, TOKEN_TAG } from "./ec2-images";
+export { REGISTERED_TAG, TOKEN_TAG } from "./image-tags";
+
+const EC2_SDK = "@aws-sdk/client-ec2";
+export const EC2_SDK_MISSING = `RegisteredImage needs the AWS SDK for EC2, which pulumi-espm leaves to the projects that image instances (an optional peer dependency): npm install ${EC2_SDK}`;
+
+/** Whether the AWS SDK for EC2 resolves from here, as the EC2 module will load it. */
+function ec2SdkInstalled(): boolean {
+  try {
+    createRequire(__filename).resolve(EC2_SDK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The EC2 half of RegisteredImage, loaded only when an image is made, read, changed or removed. */
+async function ec2(): Promise<typeof import("./ec2-images")> {
+  if (!ec2SdkInstalled()) throw new Error(EC2_SDK_MISSING);
+  return import("./ec2-images");
+}
 
 export interface RegisteredImageArgs {
   /** The prepared instance to image: Puppet agent installed, never bootstrapped. */
@@ -130,6 +138,8 @@ export const imageLifecycle = {
     if (!olds.region && !settings?.aws.region) {
       result.failures.push({ property: "region", reason: NO_REGION });
     }
+    // At preview, not at the first create: the SDK is an optional peer.
+    if (!ec2SdkInstalled()) result.failures.push({ property: "instanceId", reason: EC2_SDK_MISSING });
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };
   },
 
@@ -146,6 +156,7 @@ export const imageLifecycle = {
     inputs: ImageState,
     settings: StackSettings | undefined,
   ): Promise<pulumi.dynamic.CreateResult<ImageState>> {
+    const { adoptOrCreate, applyTags, refuseBootstrappedSource, waitAvailable, withEc2 } = await ec2();
     return withEc2(settings, undefined, async (client) => {
       const region = await client.config.region();
       const token = createToken(inputs);
@@ -190,6 +201,7 @@ export const imageLifecycle = {
     state: ImageState,
     settings: StackSettings | undefined,
   ): Promise<pulumi.dynamic.ReadResult<ImageState>> {
+    const { describeImage, withEc2 } = await ec2();
     return withEc2(settings, state.region, async (client) => {
       const image = await describeImage(client, id);
       // Deregistered behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
@@ -214,13 +226,10 @@ export const imageLifecycle = {
     news: ImageState,
     settings: StackSettings | undefined,
   ): Promise<pulumi.dynamic.UpdateResult<ImageState>> {
+    const { applyTags, setDescription, withEc2 } = await ec2();
     return withEc2(settings, olds.region, async (client) => {
       try {
-        if (news.description !== olds.description) {
-          await client.send(
-            new ModifyImageAttributeCommand({ ImageId: id, Description: { Value: news.description ?? "" } }),
-          );
-        }
+        if (news.description !== olds.description) await setDescription(client, id, news.description ?? "");
         const applied = await applyTags(client, id, olds.snapshotIds, news, createToken(olds), olds);
         return {
           outs: defined({
@@ -242,6 +251,7 @@ export const imageLifecycle = {
   },
 
   async delete(id: string, state: ImageState, settings: StackSettings | undefined): Promise<void> {
+    const { describeImage, removeImage, withEc2 } = await ec2();
     return withEc2(settings, state.region, async (client) => {
       // Describe first: a create whose wait failed may never have recorded the snapshots.
       const image = await describeImage(client, id);

@@ -1,5 +1,5 @@
 /**
- * Puppet's registered certificate extensions, without forge or zod, for the wire contract, the
+ * Puppet's registered certificate extensions, without ASN.1 schemas or zod, for the wire contract, the
  * autosign policy and the userdata renderer alike.
  */
 /** Puppet's registered `pp_*` certificate extensions (OID arc 1.3.6.1.4.1.34380.1.1). */

@@ -4,7 +4,8 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
-import { createSelfSignedCertificate, certificateFingerprint } from "../sdk/x509";
+import { certificateFingerprint } from "../sdk/x509";
+import { createSelfSignedCertificate } from "../agent/http/self-signed";
 import { EspmProcess, GROUPS_YAML, setupEspm } from "./helpers/espm";
 
 describe("espm agent (real process)", function () {

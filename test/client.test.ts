@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { EspmClient } from "../sdk/client";
 import { EspmError } from "../sdk/errors";
-import { createSelfSignedCertificate } from "../sdk/x509";
+import { createSelfSignedCertificate } from "../agent/http/self-signed";
 
 describe("EspmClient retries", () => {
   const tls = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] });

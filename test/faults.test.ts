@@ -12,7 +12,7 @@ import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { nodeNames, program } from "./programs/faults";
-import { createSelfSignedCertificate } from "../sdk/x509";
+import { createSelfSignedCertificate } from "../agent/http/self-signed";
 import { EspmProcess, freePort, puppetServerArgs, setupEspm, type SetupResult } from "./helpers/espm";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { CaCutter } from "./helpers/ca-cutter";

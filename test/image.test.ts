@@ -13,7 +13,7 @@ import {
 import { imageProvider, renderUserData } from "../provider";
 import { createToken, TOKEN_TAG, type ImageState } from "../provider/image";
 import { ResourceInitError } from "../provider/lifecycle";
-import { createSelfSignedCertificate } from "../sdk/x509";
+import { createSelfSignedCertificate } from "../agent/http/self-signed";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { configuredProvider } from "./helpers/providers";
 

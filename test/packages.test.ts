@@ -15,6 +15,7 @@ interface Manifest {
   dependencies?: Record<string, string>;
   devDependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   scripts?: Record<string, string>;
 }
 
@@ -102,6 +103,34 @@ describe("the packages (npm run pack)", function () {
     );
     assert.ok(!existsSync(join(project, "node_modules/pulumi-espm")), "nothing was installed");
     rmSync(project, { recursive: true, force: true });
+  });
+
+  it("pulumi-espm installs without the AWS SDK, and RegisteredImage's check names the command that adds it", async () => {
+    assert.deepEqual(library.manifest.peerDependenciesMeta, { "@aws-sdk/client-ec2": { optional: true } });
+    assert.equal(library.manifest.dependencies?.["@aws-sdk/client-ec2"], undefined);
+    assert.equal(library.manifest.dependencies?.["node-forge"], undefined, "node-forge is the agent's only");
+    const project = mkdtempSync(join(tmpdir(), "espm-no-ec2-"));
+    try {
+      writeFileSync(join(project, "package.json"), JSON.stringify({ name: "no-ec2", private: true }));
+      const tarball = join(ROOT, `packages/pulumi-espm-${root.version}.tgz`);
+      await run("npm", ["install", "--no-audit", "--no-fund", tarball], { cwd: project });
+      assert.ok(!existsSync(join(project, "node_modules/@aws-sdk/client-ec2")), "npm leaves the optional peer out");
+      const checkImage = `
+        const { RegisteredImage } = require("pulumi-espm");
+        const { imageLifecycle } = require("pulumi-espm/dist/provider/image.js");
+        imageLifecycle
+          .check({}, { instanceId: "i-0123456789abcdef0", name: "base", scope: "p/s/base" }, { aws: { region: "us-east-1" } })
+          .then((r) => console.log(typeof RegisteredImage, JSON.stringify(r.failures ?? [])));`;
+      const without = await run(process.execPath, ["-e", checkImage], { cwd: project });
+      assert.match(
+        without.stdout,
+        /^function .*RegisteredImage needs the AWS SDK for EC2.*npm install @aws-sdk\/client-ec2/,
+      );
+      await run("npm", ["install", "--no-audit", "--no-fund", "@aws-sdk/client-ec2"], { cwd: project });
+      assert.equal((await run(process.execPath, ["-e", checkImage], { cwd: project })).stdout.trim(), "function []");
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it("espm-agent's bins run from the unpacked package", async () => {

@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { certificateProvider, registrationProvider } from "../provider";
 import { ResourceInitError } from "../provider/lifecycle";
-import { createSelfSignedCertificate } from "../sdk/x509";
+import { createSelfSignedCertificate } from "../agent/http/self-signed";
 import { configuredProvider } from "./helpers/providers";
 
 const PSK = "stand-in-psk-0123456789abcdefghijklmnop";

@@ -3,7 +3,8 @@ import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, write
 import { join } from "node:path";
 import { parse } from "ini";
 import { X509Certificate } from "node:crypto";
-import { certificateFingerprint, createSelfSignedCertificate, positiveSerial } from "../sdk/x509";
+import { certificateFingerprint } from "../sdk/x509";
+import { createSelfSignedCertificate, positiveSerial } from "../agent/http/self-signed";
 import { findJava } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, installedAgent, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { renderUserData, USERDATA_LIMIT } from "../provider/userdata";
-import { createSelfSignedCertificate } from "../sdk/x509";
+import { createSelfSignedCertificate } from "../agent/http/self-signed";
 import { ROOT } from "./helpers/espm";
 
 describe("renderUserData", () => {

@@ -9,7 +9,7 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
-// A type only: the policy module, and node-forge with it, is never loaded in this short-lived process.
+// A type only: the policy module, and the ASN.1 schemas with it, is never loaded in this short-lived process.
 import type { AutosignAnswer } from "./policy";
 import { CertnamePolicy } from "../ca/certname-policy";
 import { loadConfig } from "../config/config";

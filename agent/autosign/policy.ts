@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { nameProblem } from "../../sdk/names";
 import { puppetExtensionName } from "../../sdk/puppet-extensions";
-import { csrProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../../sdk/x509";
+import { csrProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../ca/csr";
 import { now, type AgentContext } from "../http/context";
 import type { EnrollmentRecord, StoreOps } from "../store/store";
 

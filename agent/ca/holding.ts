@@ -5,7 +5,7 @@
  * pending request someone else made is never mistaken for espm's. Both the node and the certificate
  * routes ask this before they act.
  */
-import { certificatePublicKeySha256, inspectCsr } from "../../sdk/x509";
+import { certificatePublicKeySha256, inspectCsr } from "./csr";
 import { now, type AgentContext } from "../http/context";
 import { ApiError } from "../http/errors";
 import type { CaCertificateStatus, CertificateAuthority } from "../puppetserver/contract";

@@ -13,7 +13,8 @@ import { stringify } from "ini";
 import { patternProblem } from "../ca/certname-policy";
 import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config/file";
 import { groupId } from "../enc/export";
-import { certificateFingerprint, createSelfSignedCertificate } from "../../sdk/x509";
+import { certificateFingerprint } from "../../sdk/x509";
+import { createSelfSignedCertificate } from "../http/self-signed";
 
 const USAGE = `usage: espm-setup [options]
   -d, --config-dir DIR     where espm.ini, the PSK file and groups.yaml go (default ${DEFAULT_CONFIG_DIR})

@@ -8,7 +8,8 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
-import { certificatePublicKeySha256, createCsr, generateRsaKeyPairAsync, inspectCsr } from "../../sdk/x509";
+import { createCsr, generateRsaKeyPairAsync } from "../../sdk/x509";
+import { certificatePublicKeySha256, inspectCsr } from "../ca/csr";
 import { loadConfig } from "../config/config";
 
 /** The certname espm's auth.conf rules allow. */

@@ -9,7 +9,7 @@
  * now; one refused is cleaned, so no name is stranded.
  */
 import { nameProblem } from "../../sdk/names";
-import { inspectCsr } from "../../sdk/x509";
+import { inspectCsr } from "../ca/csr";
 import { decide } from "../autosign/policy";
 import { caHolding, recordLearnedSerial } from "../ca/holding";
 import { now, type AgentContext } from "../http/context";
