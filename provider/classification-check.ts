@@ -11,6 +11,7 @@
  * parameter nobody sets is a note, since Hiera may supply it. Notes go to stdout, the one channel a
  * dynamic provider has to the engine.
  */
+import { AnswerCache, type Cached } from "../sdk/cache";
 import type * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "node:util";
 import {
@@ -34,34 +35,22 @@ export interface ClassificationInputs {
 /** After this long, a cached answer is revalidated with its ETag. */
 const REVALIDATE_MS = 60_000;
 
-interface Cached<T> {
-  at: number;
-  etag?: string;
-  value: T;
-}
+/** espm's groups and classes by URL (and environment), revalidated with their ETags; one request in flight per key. */
+const groupsCache = new AnswerCache<string, GroupsResponse>({ ttlMs: REVALIDATE_MS });
+const classesCache = new AnswerCache<string, ClassesResponse>({ ttlMs: REVALIDATE_MS });
 
-const cache = new Map<string, Promise<Cached<unknown>>>();
+/** A fetch for AnswerCache from a conditional GET that answers undefined when the copy is current. */
+const revalidating =
+  <V>(ask: (etag?: string) => Promise<Cached<V> | undefined>) =>
+  async (_key: string, previous: Cached<V> | undefined): Promise<Cached<V>> => {
+    const fresh = await ask(previous?.etag);
+    if (fresh) return fresh;
+    if (!previous) throw new Error("espm answered Not Modified to a request that named no ETag");
+    return previous;
+  };
+
 /** espm could not be asked: said once per process, not once per resource. */
 let saidUnreachable = false;
-
-/** One request in flight per key; a failure is not cached. */
-async function cached<T>(
-  key: string,
-  fetch: (etag?: string) => Promise<{ value: T; etag?: string } | undefined>,
-): Promise<T> {
-  const entry = cache.get(key) as Promise<Cached<T>> | undefined;
-  const current = entry ? await entry.catch(() => undefined) : undefined;
-  if (current && Date.now() - current.at < REVALIDATE_MS) return current.value;
-  if (entry && cache.get(key) !== entry) return ((await cache.get(key)) as Cached<T>).value;
-  const next = (async (): Promise<Cached<T>> => {
-    const fresh = await fetch(current?.etag);
-    if (!fresh) return { ...current!, at: Date.now() };
-    return { at: Date.now(), etag: fresh.etag, value: fresh.value };
-  })();
-  cache.set(key, next);
-  next.catch(() => cache.delete(key));
-  return (await next).value;
-}
 
 function listed(names: string[]): string {
   return names.length ? names.join(", ") : "none";
@@ -82,14 +71,16 @@ export async function classificationFailures(
   let classes: Map<string, PuppetClass>;
   try {
     const url = own?.url ?? stack?.url ?? "";
-    const groupList = await cached<GroupsResponse>(`${url} groups`, (etag) =>
-      withClient(own, stack, (c) => c.groupsIfChanged(etag)),
+    const groupList = await groupsCache.get(
+      url,
+      revalidating((etag) => withClient(own, stack, (c) => c.groupsIfChanged(etag))),
     );
     groups = new Map(groupList.groups.map((g) => [g.name, g]));
     // Unset here means espm's default environment, which GET /v1/classes answers for.
     const wanted = nodeEnvironment(inputs, (g) => groups.get(g)?.environment);
-    const classList = await cached<ClassesResponse>(`${url} classes ${wanted ?? ""}`, (etag) =>
-      withClient(own, stack, (c) => c.classesIfChanged(wanted, etag)),
+    const classList = await classesCache.get(
+      `${url} ${wanted ?? ""}`,
+      revalidating((etag) => withClient(own, stack, (c) => c.classesIfChanged(wanted, etag))),
     );
     environment = classList.environment;
     classes = new Map(classList.classes.map((c) => [c.name, c]));

@@ -6,6 +6,7 @@
  * revoking, and the certificate would keep working. espm never uses `PUT /clean`: its certnames
  * travel in the body, where no auth.conf path rule can limit them to the names espm may touch.
  */
+import { AnswerCache } from "../../sdk/cache";
 import type { BackendStatus } from "../../sdk/protocol";
 import {
   BackendError,
@@ -27,31 +28,6 @@ const CA = "/puppet-ca/v1";
  */
 const CA_DOCUMENT_TTL_MS = 60_000;
 
-/** One document fetched from the CA, kept for CA_DOCUMENT_TTL_MS, one fetch in flight at a time. */
-class Cached {
-  private value: Promise<string> | undefined;
-  private fetchedAt = 0;
-
-  constructor(private readonly fetch: () => Promise<string>) {}
-
-  get(): Promise<string> {
-    if (!this.value || Date.now() - this.fetchedAt > CA_DOCUMENT_TTL_MS) {
-      this.fetchedAt = Date.now();
-      const fetching = this.fetch();
-      // A failed fetch is not kept: the next caller asks again.
-      fetching.catch(() => {
-        if (this.value === fetching) this.value = undefined;
-      });
-      this.value = fetching;
-    }
-    return this.value;
-  }
-
-  forget(): void {
-    this.value = undefined;
-  }
-}
-
 /** Puppet reports serials as decimal numbers (or strings); espm keeps them as uppercase hex, as X.509 tools print them. */
 export function serialToHex(serial: unknown): string | undefined {
   if (typeof serial === "number" && Number.isSafeInteger(serial)) return serial.toString(16).toUpperCase();
@@ -59,22 +35,21 @@ export function serialToHex(serial: unknown): string | undefined {
   return undefined;
 }
 
+const CRL = "certificate_revocation_list/ca";
+
 export class PuppetServerCa implements CertificateAuthority {
   private readonly signer: BatchedSigner;
-  private readonly caCertificate: Cached;
-  private readonly revocationList: Cached;
+  /** The CA's certificate and CRL, by their path under the CA API, kept CA_DOCUMENT_TTL_MS. */
+  private readonly documents: AnswerCache<string, string>;
 
   constructor(
     private readonly http: PuppetServerHttp,
     o: { bulkSign?: boolean } = {},
   ) {
     this.signer = new BatchedSigner(http, (certname) => this.signOne(certname), o.bulkSign ?? false);
-    this.caCertificate = new Cached(
-      async () => (await http.call("GET", `${CA}/certificate/ca`, { expected: [200] })).text,
-    );
-    this.revocationList = new Cached(
-      async () => (await http.call("GET", `${CA}/certificate_revocation_list/ca`, { expected: [200] })).text,
-    );
+    this.documents = new AnswerCache({ ttlMs: CA_DOCUMENT_TTL_MS }, async (path) => ({
+      value: (await http.call("GET", `${CA}/${path}`, { expected: [200] })).text,
+    }));
   }
 
   async status(certname: string): Promise<CaCertificateStatus> {
@@ -145,11 +120,11 @@ export class PuppetServerCa implements CertificateAuthority {
   }
 
   caBundle(): Promise<string> {
-    return this.caCertificate.get();
+    return this.documents.get("certificate/ca");
   }
 
   crl(): Promise<string> {
-    return this.revocationList.get();
+    return this.documents.get(CRL);
   }
 
   async clean(certname: string): Promise<void> {
@@ -161,7 +136,7 @@ export class PuppetServerCa implements CertificateAuthority {
         contentType: "application/json",
         expected: [204],
       });
-      this.revocationList.forget();
+      this.documents.forget(CRL);
     }
     // 404: gone since the status call (another clean): the outcome wanted.
     await this.http.call("DELETE", `${CA}/certificate_status/${certname}`, { expected: [204, 404] });

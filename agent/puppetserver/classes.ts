@@ -2,6 +2,7 @@
 import type { BackendStatus, PuppetClass } from "../../sdk/protocol";
 import { BackendError, type ClassDiscovery } from "./contract";
 import { parseJson, type PuppetServerHttp } from "./http";
+import { AnswerCache, type Cached } from "../../sdk/cache";
 
 interface EnvironmentClassesBody {
   files?: Array<{
@@ -18,41 +19,34 @@ interface EnvironmentClassesBody {
  * Puppet Server takes about a second to answer, so callers never queue behind one another's refreshes.
  */
 export class PuppetServerClasses implements ClassDiscovery {
-  private readonly cache = new Map<string, { at: number; etag?: string; classes: PuppetClass[] }>();
-  private readonly inFlight = new Map<string, Promise<PuppetClass[]>>();
+  private readonly cache: AnswerCache<string, PuppetClass[]>;
 
   constructor(
     private readonly http: PuppetServerHttp,
-    private readonly cacheMs: number,
-  ) {}
-
-  async classes(environment: string): Promise<PuppetClass[]> {
-    const cached = this.cache.get(environment);
-    if (cached && Date.now() - cached.at < this.cacheMs) return cached.classes;
-    let refresh = this.inFlight.get(environment);
-    if (!refresh) {
-      refresh = this.fetch(environment).finally(() => this.inFlight.delete(environment));
-      this.inFlight.set(environment, refresh);
-      // A failed background refresh keeps the old answer; the next caller tries again.
-      if (cached) refresh.catch(() => undefined);
-    }
-    return cached ? cached.classes : refresh;
+    cacheMs: number,
+  ) {
+    this.cache = new AnswerCache({ ttlMs: cacheMs, serveStale: true }, (environment, previous) =>
+      this.fetch(environment, previous),
+    );
   }
 
-  private async fetch(environment: string): Promise<PuppetClass[]> {
-    const cached = this.cache.get(environment);
+  classes(environment: string): Promise<PuppetClass[]> {
+    return this.cache.get(environment);
+  }
+
+  private async fetch(
+    environment: string,
+    previous: Cached<PuppetClass[]> | undefined,
+  ): Promise<Cached<PuppetClass[]>> {
     const response = await this.http.call(
       "GET",
       `/puppet/v3/environment_classes?environment=${encodeURIComponent(environment)}`,
       {
-        headers: cached?.etag ? { "if-none-match": cached.etag } : {},
+        headers: previous?.etag ? { "if-none-match": previous.etag } : {},
         expected: [200, 304, 404],
       },
     );
-    if (response.status === 304 && cached) {
-      cached.at = Date.now();
-      return cached.classes;
-    }
+    if (response.status === 304 && previous) return previous;
     if (response.status === 404) throw new BackendError(502, `Puppet Server has no environment named ${environment}`);
     const body = parseJson(response.text, "environment classes") as EnvironmentClassesBody;
     const classes: PuppetClass[] = [];
@@ -71,8 +65,7 @@ export class PuppetServerClasses implements ClassDiscovery {
     }
     classes.sort((a, b) => a.name.localeCompare(b.name));
     const etag = typeof response.headers.etag === "string" ? response.headers.etag : undefined;
-    this.cache.set(environment, { at: Date.now(), etag, classes });
-    return classes;
+    return { value: classes, etag };
   }
 
   async health(): Promise<BackendStatus> {

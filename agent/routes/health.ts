@@ -3,6 +3,7 @@
  * nothing about versions, paths or backends. With the PSK it reports each backend's state, from a
  * cache that is refreshed at most every few seconds, so health checks never load Puppet Server.
  */
+import { AnswerCache } from "../../sdk/cache";
 import type { FastifyPluginAsync } from "fastify";
 import { PROTOCOL_VERSION, type BackendStatus, type Health } from "../../sdk/protocol";
 import type { AgentContext, RouteOptions } from "../http/context";
@@ -40,21 +41,17 @@ async function storeStatus(ctx: AgentContext): Promise<BackendStatus> {
 }
 
 export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
-  let cached: { at: number; backends: Promise<Record<string, BackendStatus>> } | undefined;
-
   /** One probe of the remote backends at a time, shared by every caller within the cache's life. */
-  const remoteBackends = (): Promise<Record<string, BackendStatus>> => {
-    if (!cached || Date.now() - cached.at > BACKEND_CACHE_MS) {
-      const backends = Promise.all([
-        probe(ctx.ca && (() => ctx.ca!.health())),
-        probe(ctx.classes && (() => ctx.classes!.health())),
-        probe(ctx.reports && (() => ctx.reports!.health())),
-        probe(ctx.puppetdb && (() => ctx.puppetdb!.health())),
-      ]).then(([ca, classes, reports, puppetdb]) => ({ ca, classes, reports, puppetdb }));
-      cached = { at: Date.now(), backends };
-    }
-    return cached.backends;
-  };
+  const probes = new AnswerCache<"remote", Record<string, BackendStatus>>({ ttlMs: BACKEND_CACHE_MS }, async () => {
+    const [ca, classes, reports, puppetdb] = await Promise.all([
+      probe(ctx.ca && (() => ctx.ca!.health())),
+      probe(ctx.classes && (() => ctx.classes!.health())),
+      probe(ctx.reports && (() => ctx.reports!.health())),
+      probe(ctx.puppetdb && (() => ctx.puppetdb!.health())),
+    ]);
+    return { value: { ca, classes, reports, puppetdb } };
+  });
+  const remoteBackends = () => probes.get("remote");
 
   app.get("/v1/health", async (request): Promise<Health> => {
     const store = await storeStatus(ctx);
