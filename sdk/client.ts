@@ -121,6 +121,60 @@ function pinningConnector(fingerprint: string, timeoutMs: number): buildConnecto
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** One attempt's outcome: an answer, or a failure and whether a retry may mend it. */
+type Attempt<T> = { answer: T } | { failed: EspmError; retry: boolean };
+
+/**
+ * Runs `attempt` up to `attempts` times, with backoff doubling from `backoffMs`, while it fails in a
+ * way a retry may mend. The error thrown at the end is the last one, except that the first failure
+ * after which espm may have acted is never hidden behind a later "nothing was done" (a 503, no
+ * connection): a caller must not forget what may exist.
+ */
+async function retrying<T>(attempts: number, backoffMs: number, attempt: () => Promise<Attempt<T>>): Promise<T> {
+  let last: EspmError | undefined;
+  let mayHaveActed: EspmError | undefined;
+  for (let i = 1; i <= attempts; i++) {
+    if (i > 1) await sleep(backoffMs * 2 ** (i - 2));
+    const outcome = await attempt();
+    if ("answer" in outcome) return outcome.answer;
+    last = outcome.failed;
+    if (!last.nothingWasDone) mayHaveActed ??= last;
+    if (!outcome.retry) break;
+  }
+  if (mayHaveActed && mayHaveActed !== last && last!.nothingWasDone)
+    throw new EspmError(
+      mayHaveActed.status,
+      mayHaveActed.code,
+      `${mayHaveActed.message} (retries then failed: ${last!.message})`,
+      mayHaveActed.details,
+    );
+  throw last!;
+}
+
+/** A 2xx answer's body read against the schema of its route (undefined for routes with no body). */
+function readAnswer<S extends z.ZodType>(
+  status: number,
+  text: string,
+  schema: S | undefined,
+  what: string,
+): z.output<S> {
+  if (!schema) return undefined as z.output<S>;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new EspmError(status, "bad_response", `espm answered ${what} with a body that is not JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success)
+    throw new EspmError(
+      status,
+      "bad_response",
+      `espm answered ${what} with a body this client does not understand: ${parsed.error.issues[0]?.message}`,
+    );
+  return parsed.data;
+}
+
 /** What `call` returns for a 304 to a conditional GET. */
 const NOT_MODIFIED = Symbol("not modified");
 
@@ -275,7 +329,11 @@ export class EspmClient {
     return value === NOT_MODIFIED ? undefined : { value: value as z.output<S>, etag: seen };
   }
 
-  private async call<S extends z.ZodType>(
+  /**
+   * One request of the protocol: retried (retrying) over one attempt at a time (attempt), whose
+   * answer is read against its schema (readAnswer) or mapped to espm's error (errorFrom).
+   */
+  private call<S extends z.ZodType>(
     method: string,
     path: string,
     schema?: S,
@@ -288,84 +346,54 @@ export class EspmClient {
       ...conditional?.headers,
     };
     if (body !== undefined) headers["content-type"] = "application/json";
+    // Made once per call, so that its retries carry the same key.
     if (method === "POST") headers[IDEMPOTENCY_HEADER] = randomBytes(18).toString("base64url");
-    const url = new URL(path, this.base).toString();
     const what = `${method} ${path}`;
-
-    let lastError: EspmError | undefined;
-    // The first failure after which espm may have acted: a later attempt's "nothing was done"
-    // (a 503, no connection) must not hide it, or a caller would forget what may exist.
-    let mayHaveActed: EspmError | undefined;
-    const failure = (): EspmError =>
-      mayHaveActed && mayHaveActed !== lastError && lastError?.nothingWasDone
-        ? new EspmError(
-            mayHaveActed.status,
-            mayHaveActed.code,
-            `${mayHaveActed.message} (retries then failed: ${lastError.message})`,
-            mayHaveActed.details,
-          )
-        : lastError!;
-    for (let attempt = 1; attempt <= this.attempts; attempt++) {
-      if (attempt > 1) await sleep(this.backoffMs * 2 ** (attempt - 2));
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await request(url, {
-          method: method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
-          dispatcher: this.dispatcher,
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-      } catch (err) {
-        const cause = (err as { cause?: unknown }).cause;
-        const known = err instanceof EspmError ? err : cause instanceof EspmError ? cause : undefined;
-        // espm may be restarting: try again. A pin mismatch or a bad config will not change.
-        if (known?.code === "unreachable") {
-          lastError = known;
-          continue;
-        }
-        if (known) throw known;
-        lastError = new EspmError(
-          0,
-          "network",
-          `${what} to espm at ${this.base.host} failed: ${(err as Error).message}`,
-        );
-        mayHaveActed ??= lastError;
-        continue;
-      }
-      const text = await response.body.text();
+    return retrying(this.attempts, this.backoffMs, async (): Promise<Attempt<z.output<S>>> => {
+      const sent = await this.attempt(method, path, headers, body);
+      if ("failed" in sent) return sent;
+      const { response, text } = sent;
       if (conditional) {
         const etag = response.headers.etag;
         conditional.etag(typeof etag === "string" ? etag : undefined);
-        if (response.statusCode === 304) return NOT_MODIFIED as z.output<S>;
+        if (response.statusCode === 304) return { answer: NOT_MODIFIED as z.output<S> };
       }
-      if (response.statusCode >= 200 && response.statusCode < 300) {
-        if (!schema) return undefined as z.output<S>;
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          throw new EspmError(
-            response.statusCode,
-            "bad_response",
-            `espm answered ${what} with a body that is not JSON`,
-          );
-        }
-        const parsed = schema.safeParse(json);
-        if (!parsed.success)
-          throw new EspmError(
-            response.statusCode,
-            "bad_response",
-            `espm answered ${what} with a body this client does not understand: ${parsed.error.issues[0]?.message}`,
-          );
-        return parsed.data;
-      }
-      lastError = this.errorFrom(response.statusCode, text, what);
-      if (!lastError.nothingWasDone) mayHaveActed ??= lastError;
+      if (response.statusCode >= 200 && response.statusCode < 300)
+        return { answer: readAnswer(response.statusCode, text, schema, what) };
+      const failed = this.errorFrom(response.statusCode, text, what);
       // Refusals do not change on a retry: 4xx, and a 503 for something espm is not set up to do.
-      if (response.statusCode < 500 || lastError.code === "not_configured") throw failure();
+      return { failed, retry: response.statusCode >= 500 && failed.code !== "not_configured" };
+    });
+  }
+
+  /**
+   * The transport: one request and its whole body, or the failure when no answer came. No
+   * connection is worth a retry (espm may be restarting); a pin mismatch or a bad config is thrown,
+   * since it will not change.
+   */
+  private async attempt(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: unknown,
+  ): Promise<{ response: Dispatcher.ResponseData; text: string } | { failed: EspmError; retry: true }> {
+    try {
+      const response = await request(new URL(path, this.base).toString(), {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        dispatcher: this.dispatcher,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      return { response, text: await response.body.text() };
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      const known = err instanceof EspmError ? err : cause instanceof EspmError ? cause : undefined;
+      if (known?.code === "unreachable") return { failed: known, retry: true };
+      if (known) throw known;
+      const lost = `${method} ${path} to espm at ${this.base.host} failed: ${(err as Error).message}`;
+      return { failed: new EspmError(0, "network", lost), retry: true };
     }
-    throw failure();
   }
 
   private errorFrom(status: number, text: string, what: string): EspmError {
