@@ -245,9 +245,22 @@ describe("espm puppet-config", () => {
     );
     await assert.rejects(
       run(process.execPath, [SETUP_BIN, "-d", join(dir, "x"), ...puppet, "--puppetdb-url", "http://puppetdb:8080"]),
-      (err: { stderr: string }) =>
-        /--puppetdb-url must be an https:\/\/ URL, not http:\/\/puppetdb:8080/.test(err.stderr),
+      (err: { stderr: string }) => /--puppetdb-url http:\/\/puppetdb:8080: must be an https:\/\/ URL/.test(err.stderr),
     );
+    // The rules are espm.ini's own (the config schema), named by the option that set the value.
+    for (const [args, says] of [
+      [["--port", "70000"], /--port 70000: must be a number from 1 to 65535/],
+      [["--certname-pattern", "web*.example.test"], /--certname-pattern web\*\.example\.test: .*whole label/],
+      [
+        ["--store-url", "postgres://espm:secret@db/espm"],
+        /--store-url .*: must be postgres:\/\/USER@HOST:PORT\/DATABASE, without a password/,
+      ],
+    ] as const) {
+      await assert.rejects(
+        run(process.execPath, [SETUP_BIN, "-d", join(dir, "x"), ...args]),
+        (err: { stderr: string }) => says.test(err.stderr),
+      );
+    }
     rmSync(setup.dir, { recursive: true });
     rmSync(dir, { recursive: true });
   });

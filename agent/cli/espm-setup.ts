@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "ini";
-import { patternProblem } from "../ca/certname-policy";
+import { configProblems } from "../config/config";
 import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config/file";
 import { groupId } from "../enc/export";
 import { certificateFingerprint } from "../../sdk/x509";
@@ -73,6 +73,27 @@ function hasGroup(name: string): boolean {
   }
 }
 
+/** espm.ini's keys as espm-setup's options name them, for a problem the config schema finds. */
+const OPTION_OF: Readonly<Record<string, string>> = {
+  "server.port": "--port",
+  "server.host": "--listen",
+  "certnames.allow": "--certname-pattern",
+  "certnames.deny": "--deny-certname",
+  "store.url": "--store-url",
+  "store.enc_role": "--enc-role",
+  "store.export_group": "--export-group",
+  "puppetserver.url": "--puppetserver-url",
+  "puppetdb.url": "--puppetdb-url",
+};
+
+/** The value at `section.key` of the ini, as text for a message: a URL's password never shown. */
+function valueAt(ini: Record<string, Record<string, unknown>>, key: string): string {
+  const [section, name] = key.split(".");
+  const value = ini[section ?? ""]?.[name ?? ""];
+  const text = Array.isArray(value) ? value.join(" ") : String(value ?? "");
+  return text.replace(/^(\w+:\/\/[^:/@]*:)[^@/]*@/, "$1***@");
+}
+
 function fail(message: string): never {
   process.stderr.write(`espm-setup: ${message}\n`);
   process.exit(1);
@@ -123,9 +144,6 @@ function main(argv: string[]): void {
   const configDir = resolve(o["config-dir"]);
   const stateDir = resolve(o["state-dir"]);
   const certDir = resolve(o["cert-dir"] ?? join(configDir, "certs"));
-  const port = Number(o.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    fail(`--port must be a number from 1 to 65535, not ${o.port}`);
   const hosts = o.host?.length ? o.host : [hostname()];
   const puppet = [o["puppetserver-url"], o["puppetserver-ca"], o["puppetserver-cert"], o["puppetserver-key"]];
   if (puppet.some((v) => v !== undefined) && puppet.some((v) => v === undefined)) {
@@ -137,21 +155,9 @@ function main(argv: string[]): void {
   if (o["puppetdb-url"] && !o["puppetserver-url"])
     fail("--puppetdb-url needs the --puppetserver-* options: espm revokes at the CA before it deactivates in PuppetDB");
   const storeUrl = o["store-url"];
-  if (storeUrl !== undefined) {
-    if (!/^postgres(ql)?:\/\/[^/]+\/\w/.test(storeUrl))
-      fail(`--store-url must be postgres://USER@HOST:PORT/DATABASE, not ${storeUrl}`);
-    if (new URL(storeUrl).password) fail("--store-url must not hold the password: give it in --store-password-file");
-  } else if (o["store-password-file"] || o["enc-role"])
+  if (storeUrl === undefined && (o["store-password-file"] || o["enc-role"]))
     fail("--store-password-file and --enc-role go with --store-url");
-  for (const flag of ["puppetserver-url", "puppetdb-url"] as const) {
-    const url = o[flag];
-    if (url !== undefined && !/^https:\/\/[^/]+/.test(url)) fail(`--${flag} must be an https:// URL, not ${url}`);
-  }
 
-  for (const dir of new Set([configDir, certDir])) {
-    if (!existsSync(dir) || !statSync(dir).isDirectory())
-      fail(`the directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
-  }
   const files = {
     config: join(configDir, "espm.ini"),
     psk: join(configDir, "psk"),
@@ -159,35 +165,10 @@ function main(argv: string[]): void {
     cert: join(certDir, "espm.crt"),
     key: join(certDir, "espm.key"),
   };
-  for (const path of Object.values(files)) {
-    if (existsSync(path))
-      fail(
-        `${path} already exists; espm-setup never overwrites. Remove it yourself to start over, or keep the setup you have.`,
-      );
-  }
-
   const patterns = o["certname-pattern"] ?? [];
-  if (patterns.length === 0 && !o["allow-any-certname"]) {
-    fail(
-      "say which certnames espm may sign: --certname-pattern '*.nodes.example.com' (repeatable; '*' is one whole label), or --allow-any-certname for a lab",
-    );
-  }
-  for (const pattern of patterns) {
-    const problem = patternProblem(pattern);
-    if (problem) fail(`--certname-pattern ${pattern}: ${problem}`);
-  }
   const exportGroup = o["export-group"] ?? (hasGroup("espm") ? "espm" : undefined);
-  if (exportGroup !== undefined && !hasGroup(exportGroup))
-    fail(`--export-group ${exportGroup}: no such group in /etc/group`);
-
-  const psk = generatePsk();
-  const autosignSecret = generatePsk();
-  const tls = createSelfSignedCertificate({
-    commonName: hosts[0]!,
-    altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])],
-  });
   const ini: Record<string, Record<string, string | number | string[]>> = {
-    server: { host: o.listen, port, cert: files.cert, key: files.key, psk_file: files.psk },
+    server: { host: o.listen, port: o.port, cert: files.cert, key: files.key, psk_file: files.psk },
     store: {
       ...(storeUrl
         ? {
@@ -236,6 +217,38 @@ function main(argv: string[]): void {
     };
   }
 
+  // The rules of espm.ini are the config schema's: what it would refuse to load is never written.
+  const problem = configProblems(ini)[0];
+  if (problem) {
+    const key = problem.key.replace(/\.\d+$/, "");
+    fail(`${OPTION_OF[key] ?? key} ${valueAt(ini, key)}: ${problem.message}`);
+  }
+
+  for (const dir of new Set([configDir, certDir])) {
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      fail(`the directory ${dir} does not exist; create it first (mkdir -p ${dir})`);
+  }
+  for (const path of Object.values(files)) {
+    if (existsSync(path))
+      fail(
+        `${path} already exists; espm-setup never overwrites. Remove it yourself to start over, or keep the setup you have.`,
+      );
+  }
+
+  if (patterns.length === 0 && !o["allow-any-certname"]) {
+    fail(
+      "say which certnames espm may sign: --certname-pattern '*.nodes.example.com' (repeatable; '*' is one whole label), or --allow-any-certname for a lab",
+    );
+  }
+  if (exportGroup !== undefined && !hasGroup(exportGroup))
+    fail(`--export-group ${exportGroup}: no such group in /etc/group`);
+
+  const psk = generatePsk();
+  const autosignSecret = generatePsk();
+  const tls = createSelfSignedCertificate({
+    commonName: hosts[0]!,
+    altNames: [...new Set([...hosts, "localhost", "127.0.0.1"])],
+  });
   // "wx" fails if the file appeared since the check above; on any failure, remove what this run wrote.
   const written: string[] = [];
   try {
@@ -262,7 +275,7 @@ function main(argv: string[]): void {
     fail(`could not write the setup (nothing was kept): ${(err as Error).message}`);
   }
 
-  const url = `https://${hosts[0]}:${port}`;
+  const url = `https://${hosts[0]}:${Number(o.port)}`;
   const policy = o["allow-any-certname"]
     ? "ANY certname outside Puppet's own (--allow-any-certname: for labs only)"
     : `certnames matching ${patterns.join(", ")}`;

@@ -17,9 +17,15 @@ function list<T extends z.ZodType<string>>(item: T) {
   return z.preprocess((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]), z.array(item));
 }
 
-function configSchema() {
-  const path = z.string().min(1);
-  const port = z.coerce.number().int().min(1).max(65535);
+/**
+ * The schema of espm.ini. `at` resolves a path as the file names it (relative to the file's own
+ * directory): every path field is a `path`, so none is left unresolved or resolved twice.
+ */
+function configSchema(at: (path: string) => string = (p) => p) {
+  const path = z.string().min(1).transform(at);
+  const portRange = { error: "must be a number from 1 to 65535" };
+  const port = z.coerce.number(portRange).int(portRange).min(1, portRange).max(65535, portRange);
+  const https = z.url({ protocol: /^https$/, error: "must be an https:// URL" });
   return z.object({
     server: z.object({
       host: z.string().min(1).default("0.0.0.0"),
@@ -48,8 +54,8 @@ function configSchema() {
       /** PostgreSQL instead: postgres://USER@HOST:PORT/DATABASE, the password in password_file. */
       url: z
         .url()
-        .refine((u) => /^postgres(ql)?:\/\//.test(u) && !new URL(u).password, {
-          error: "a postgres:// URL without a password (put the password in password_file)",
+        .refine((u) => /^postgres(ql)?:\/\/[^/]+\/\w/.test(u) && !new URL(u).password, {
+          error: "must be postgres://USER@HOST:PORT/DATABASE, without a password (put it in password_file)",
         })
         .optional(),
       password_file: path.optional(),
@@ -104,11 +110,11 @@ function configSchema() {
         .string()
         .regex(/^[a-z0-9_]+$/)
         .default("production"),
-      fallback_enc: z.string().optional(),
+      fallback_enc: path.optional(),
     }),
     puppetserver: z
       .object({
-        url: z.url(),
+        url: https,
         ca_bundle: path,
         cert: path,
         key: path,
@@ -130,7 +136,7 @@ function configSchema() {
      */
     puppetdb: z
       .object({
-        url: z.url(),
+        url: https,
         ca_bundle: path,
         cert: path,
         key: path,
@@ -146,7 +152,7 @@ function configSchema() {
         socket: path,
         secret_file: path,
         /** A policy executable for CSRs of names espm never enrolled (Puppet's own interface). */
-        fallback: z.string().optional(),
+        fallback: path.optional(),
         /** How often espm looks for pending requests of enrolled names that no policy decided. */
         sweep_seconds: z.coerce.number().int().min(1).max(3600).default(15),
       })
@@ -156,13 +162,19 @@ function configSchema() {
 
 export type EspmConfig = z.output<ReturnType<typeof configSchema>>;
 
+/** What is wrong with an espm.ini's contents, as `section.key: message` lines (none when it would load). */
+export function configProblems(raw: unknown): Array<{ key: string; message: string }> {
+  const result = configSchema().safeParse(raw);
+  return result.success ? [] : result.error.issues.map((i) => ({ key: i.path.join("."), message: i.message }));
+}
+
 /** Reads and validates espm.ini; relative paths are taken from the file's own directory. */
 export function loadConfig(path: string): EspmConfig {
   const { raw, at } = readIni(path);
   if (raw.store && raw.store.export_group === "") delete raw.store.export_group;
   if (raw.classifier && raw.classifier.fallback_enc === "") delete raw.classifier.fallback_enc;
   if (raw.autosign && raw.autosign.fallback === "") delete raw.autosign.fallback;
-  const result = configSchema().safeParse(raw);
+  const result = configSchema(at).safeParse(raw);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`);
     throw new ConfigError(`${path} is not a valid espm config: ${problems.join("; ")}`);
@@ -172,29 +184,5 @@ export function loadConfig(path: string): EspmConfig {
     throw new ConfigError(
       `${path} is not a valid espm config: store: name one store, database (SQLite) or url (PostgreSQL)`,
     );
-  config.server.cert = at(config.server.cert);
-  config.server.key = at(config.server.key);
-  config.server.psk_file = at(config.server.psk_file);
-  if (config.store.database) config.store.database = at(config.store.database);
-  if (config.store.password_file) config.store.password_file = at(config.store.password_file);
-  config.store.enc_export = at(config.store.enc_export);
-  config.classifier.groups = at(config.classifier.groups);
-  if (config.classifier.fallback_enc) config.classifier.fallback_enc = at(config.classifier.fallback_enc);
-  if (config.puppetserver) {
-    config.puppetserver.ca_bundle = at(config.puppetserver.ca_bundle);
-    config.puppetserver.cert = at(config.puppetserver.cert);
-    config.puppetserver.key = at(config.puppetserver.key);
-    if (config.puppetserver.reportdir) config.puppetserver.reportdir = at(config.puppetserver.reportdir);
-  }
-  if (config.puppetdb) {
-    config.puppetdb.ca_bundle = at(config.puppetdb.ca_bundle);
-    config.puppetdb.cert = at(config.puppetdb.cert);
-    config.puppetdb.key = at(config.puppetdb.key);
-  }
-  if (config.autosign) {
-    config.autosign.socket = at(config.autosign.socket);
-    config.autosign.secret_file = at(config.autosign.secret_file);
-    if (config.autosign.fallback) config.autosign.fallback = at(config.autosign.fallback);
-  }
   return config;
 }
