@@ -81,16 +81,4 @@ export class CaRefusal extends Error {
   }
 }
 
-/**
- * A backend that answered wrongly or not at all. `status` is the HTTP status espm passes on:
- * 503 when the backend could not be reached, 502 when it answered with an error.
- */
-export class BackendError extends Error {
-  override name = "BackendError";
-  constructor(
-    readonly status: 502 | 503,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { BackendError } from "../http/errors";
