@@ -20,7 +20,7 @@ import type { EnrollmentState } from "../provider/enrollment";
 import type { RegistrationState } from "../provider/registration";
 import { csrWithRepeatedExtension } from "./helpers/csr";
 import { configuredProvider } from "./helpers/providers";
-import { ESPM_BIN, installedCopy, run } from "./helpers/espm";
+import { ESPM_BIN, installedCopy, run, runAs } from "./helpers/espm";
 import { caState, crlSerials, sharedWorld, type World } from "./helpers/world";
 
 const DOMAIN = "enroll.test";
@@ -268,16 +268,7 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     const installed = installedCopy(join(world.dir, "installed"));
     const wrapper = join(world.dir, "installed-autosign");
     await run(process.execPath, [installed, "puppet-config", "-c", world.setup.ini, "--autosign-wrapper", wrapper]);
-    const asUser = (user: string, name: string, csr: string) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn("runuser", ["-u", user, "--", wrapper, name], { stdio: ["pipe", "pipe", "pipe"] });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-        child.stdin.end(csr);
-      });
+    const asUser = (user: string, name: string, csr: string) => runAs(user, [wrapper, name], csr);
     const { name, token } = await enrolled("perm-01");
     const stranger = await asUser("nobody", name, csrFor(name, token));
     assert.notEqual(stranger.code, 0);

@@ -30,6 +30,7 @@ import {
   installedAgent,
   ROOT,
   run,
+  runAs,
   scratchDir,
   setupIn,
   type SetupResult,
@@ -53,20 +54,6 @@ const SITE_RULES = `        {
             name: "espm environment classes"
         },
 `;
-
-/** Runs `argv` as `user` with that user's own groups, as a service runs; the result, failures included. */
-async function runAs(user: string, argv: string[], input?: string) {
-  const { spawn } = await import("node:child_process");
-  const child = spawn("setpriv", [`--reuid=${user}`, `--regid=${user}`, "--init-groups", ...argv]);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdin.on("error", () => {}); // a command that never reads its input (cat FILE)
-  child.stdin.end(input ?? "");
-  const code = await new Promise<number | null>((done) => child.once("close", done));
-  return { code, stdout, stderr };
-}
 
 /** A node's compiled catalog as Puppet Server serves it to the node's own certificate: its classes, resources and edges. */
 async function catalogOf(lab: PuppetServerLab, name: string): Promise<string> {

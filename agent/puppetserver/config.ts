@@ -250,11 +250,6 @@ ${cn}
  * Server refuses two rules of one name and a reload that meets them shuts it down.
  */
 export function authConfForEspm(original: string, rules: CertnameRules, o: { bulkSign?: boolean } = {}): string {
-  if (!/rules:\s*\[/.test(original)) {
-    throw new Error(
-      "this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them",
-    );
-  }
   const added = espmAuthRules(rules, o);
   if (original.includes(`rules: [${added}`)) return original;
   const names = (text: string) => new Set([...text.matchAll(/\bname\s*[:=]\s*"([^"]*)"/g)].map((m) => m[1]!));
@@ -266,7 +261,19 @@ export function authConfForEspm(original: string, rules: CertnameRules, o: { bul
         `Puppet Server refuses two rules of one name and stops on the reload. Rename the site's rule${clashes.length > 1 ? "s" : ""} ` +
         "(or, if it is espm's from another espm.ini, remove it), then run this again",
     );
-  return original.replace(/rules:\s*\[/, (m) => `${m}${added}`);
+  return withRulesFirst(original, added);
+}
+
+/**
+ * An auth.conf with `rules` (HOCON rule objects, as text) put first in its rule list, the rest
+ * unchanged; the site's own rules and espm's are both added this way.
+ */
+export function withRulesFirst(authConf: string, rules: string): string {
+  if (!/rules:\s*\[/.test(authConf))
+    throw new Error(
+      "this auth.conf has no 'rules: [' list; add espm's rules by hand as `espm puppet-config` prints them",
+    );
+  return authConf.replace(/rules:\s*\[/, (m) => `${m}${rules}`);
 }
 
 /**

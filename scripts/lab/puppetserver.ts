@@ -22,7 +22,7 @@ import {
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
-import { authConfForEspm, type CertnameRules } from "../../agent/puppetserver/config";
+import { authConfForEspm, withRulesFirst, type CertnameRules } from "../../agent/puppetserver/config";
 import { rootCommand } from "./debian-root";
 import { stopOnInterrupt } from "./interrupt";
 import { createCsr, generateRsaKeyPairAsync } from "../../sdk/x509";
@@ -195,7 +195,7 @@ profiler: { enabled: false }
   for (const f of ["bootstrap.cfg", "ca.cfg"])
     copyFileSync(join(DEBIAN_CONF, "services.d", f), join(S, "services.d", f));
   const debian = readFileSync(join(DEBIAN_CONF, "conf.d/auth.conf"), "utf8");
-  const stock = o.siteAuthRules ? debian.replace(/rules:\s*\[/, (m) => `${m}\n${o.siteAuthRules}`) : debian;
+  const stock = o.siteAuthRules ? withRulesFirst(debian, `\n${o.siteAuthRules}`) : debian;
   writeFileSync(
     join(S, "conf.d/auth.conf"),
     o.authConf === "stock" ? stock : authConfForEspm(stock, o.certnames, { bulkSign: o.bulkSign }),

@@ -1,4 +1,5 @@
 /** The lab's espm (scripts/lab/espm.ts), an installed copy of it, and the groups the tests classify with. */
+import { spawn } from "node:child_process";
 import { cpSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../../scripts/lab/espm";
@@ -45,6 +46,27 @@ export function installedAgent(dir: string): { espm: string; setup: string } {
     pending.push(...wanted(join(ROOT, "node_modules", name, "package.json")));
   }
   return { espm: join(pkg, "dist/agent/cli/espm.js"), setup: join(pkg, "dist/agent/cli/espm-setup.js") };
+}
+
+/**
+ * Runs argv as `user` (with the user's own groups, as a login would give them) with `input` on
+ * stdin: how Puppet Server's user, espm's user or a stranger would run it. Never throws on exit.
+ */
+export function runAs(
+  user: string,
+  argv: string[],
+  input = "",
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("runuser", ["-u", user, "--", ...argv], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdin.on("error", () => {}); // a command that never reads its input (cat FILE)
+    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input);
+  });
 }
 
 export const GROUPS_YAML = `groups:
