@@ -15,6 +15,8 @@ import {
   DescribeInstanceAttributeCommand,
   EC2Client,
   ModifyImageAttributeCommand,
+  waitForImageAvailable,
+  type DescribeImagesCommandOutput,
   type Image,
   type Tag,
 } from "@aws-sdk/client-ec2";
@@ -124,7 +126,10 @@ export async function adoptOrCreate(
   return created.ImageId!;
 }
 
-/** Polls until the image is available, with backoff, within `seconds`; says how it goes. */
+/**
+ * Waits until the image is available, within `seconds`, with the SDK's own waiter (backoff with
+ * jitter from 2 s to 30 s); says how it goes after each of its DescribeImages.
+ */
 export async function waitAvailable(
   client: EC2Client,
   name: string,
@@ -133,25 +138,38 @@ export async function waitAvailable(
 ): Promise<{ image?: Image; state: string; reason?: string }> {
   const started = Date.now();
   let last: Image | undefined;
-  const waited = await poll(
-    { deadline: started + seconds * 1000, firstDelayMs: 2000, factor: 1.5, maxDelayMs: 30_000 },
-    async () => {
-      last = await describeImage(client, imageId);
-      const state = last?.State ?? "deregistered";
-      progress(`RegisteredImage ${name}: ${imageId} is ${state} after ${elapsed(started)}`);
-      if (state === "available") return { image: last, state };
-      if (state !== "pending")
-        return { image: last, state, reason: last?.StateReason?.Message ?? `the image became ${state}` };
-      return undefined;
+  const watcher = "espm image progress";
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      const asked = (args.input as { ImageIds?: string[] }).ImageIds;
+      if (asked?.length === 1 && asked[0] === imageId) {
+        last = (result.output as DescribeImagesCommandOutput).Images?.[0];
+        progress(`RegisteredImage ${name}: ${imageId} is ${last?.State ?? "gone"} after ${elapsed(started)}`);
+      }
+      return result;
     },
+    { step: "initialize", name: watcher, override: true },
   );
-  return "value" in waited
-    ? waited.value
-    : {
+  try {
+    const minDelay = Math.min(2, seconds / 2);
+    const waited = await waitForImageAvailable(
+      { client, maxWaitTime: seconds, minDelay, maxDelay: Math.max(minDelay, 30) },
+      { ImageIds: [imageId] },
+    );
+    // The SDK's WaiterState, from a package of its own that espm does not load.
+    if (String(waited.state) === "SUCCESS") return { image: last, state: "available" };
+    const state = last?.State ?? "deregistered";
+    if (state === "pending")
+      return {
         image: last,
-        state: "pending",
+        state,
         reason: `still pending after ${elapsed(started)} (timeouts.create is ${seconds}s)`,
       };
+    return { image: last, state, reason: last?.StateReason?.Message ?? `the image became ${state}` };
+  } finally {
+    client.middlewareStack.remove(watcher);
+  }
 }
 
 /** Deregisters the image (gone is fine), then deletes its snapshots, retrying while EC2 still holds them. */
