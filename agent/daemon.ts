@@ -5,6 +5,7 @@
  * names are learned at start and relearned periodically, for the certname policy.
  */
 import { readFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import { buildAutosignServer, listenOnSocket } from "./autosign/server";
 import { CertnamePolicy } from "./ca/certname-policy";
 import { loadConfig, type EspmConfig } from "./config/config";
@@ -19,6 +20,7 @@ import { buildServer } from "./http/server";
 import { ReportReader } from "./reports/reports";
 import { PuppetDb } from "./puppetserver/puppetdb";
 import { openStore, StorePublication } from "./store/open";
+import type { Store } from "./store/store";
 import { ensureStateDirectories } from "./config/state-dirs";
 import type { Group } from "../sdk/protocol";
 import { VERSION } from "./version";
@@ -49,43 +51,25 @@ function certnamePolicy(config: EspmConfig, configFile: string, needsServerNames
   return new CertnamePolicy({ patterns: allow, deny, allowAny: allow_any }, needsServerNames);
 }
 
+/**
+ * espm, from its config to listening: its secrets, the store and what `espm enc` reads, the groups,
+ * the one context every route is handed, the server, the autosign channel and the sweep, then the
+ * stop on SIGTERM. Each step is a function below, in this order.
+ */
 export async function runAgent(configFile: string, makeBackends: (config: EspmConfig) => Backends): Promise<void> {
   const config = loadConfig(configFile);
-  const psk = readSecret(config.server.psk_file, "PSK file");
-  if (psk.length < 32)
-    throw new Error(
-      `the PSK in ${config.server.psk_file} is shorter than 32 characters; make a new one with espm-setup`,
-    );
-  const tls = {
-    key: readSecret(config.server.key, "TLS key"),
-    cert: readSecret(config.server.cert, "TLS certificate"),
-  };
+  const secrets = serverSecrets(config);
   const backends = makeBackends(config);
   const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
   ensureStateDirectories(config);
   const store = await openStore(config);
-  // SQLite: files `espm enc` reads, rebuilt from the store now. PostgreSQL: `espm enc` reads the
-  // store itself (on any compile master), and the groups are published there.
-  let publication: EncPublication;
-  let previousGroups: Map<string, Group>;
-  if (store.publishGroups) {
-    publication = new StorePublication(store);
-    previousGroups = (await store.publishedGroups?.()) ?? new Map();
-  } else {
-    const encExport = new EncExport(config.store.enc_export, config.store.export_group);
-    // The store's live nodes at once, so a crash between commit and export heals; those the policy
-    // refuses leave it when reviewRegistrations runs, below.
-    encExport.sync(await store.liveNodes());
-    publication = encExport;
-    previousGroups = readGroupsSnapshot(config.store.enc_export);
-  }
+  const { publication, previousGroups } = await encPublication(config, store);
   const classes = backends.classes;
   const check =
     classes && ((g: Map<string, Group>) => groupsProblems(g, classes, config.classifier.default_environment));
   const groups = new GroupsSource(config.classifier.groups, (g) => publication.writeGroups(g), previousGroups, check);
   const puppetdb = config.puppetdb ? new PuppetDb(config.puppetdb) : undefined;
-  const reports = config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : puppetdb;
   const ctx: AgentContext = {
     config,
     store,
@@ -95,13 +79,15 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     policy,
     export: publication,
     version: VERSION,
-    reports,
+    reports: config.puppetserver?.reportdir ? new ReportReader(config.puppetserver.reportdir) : puppetdb,
     puppetdb,
     ...backends,
     autosign: config.autosign && { socket: config.autosign.socket, listening: false },
     outsidePolicy: [],
   };
-  const app = buildServer(ctx, { psk, tls });
+
+  const app = buildServer(ctx, secrets);
+  const sockets = trackSockets(app);
   const autosign = config.autosign
     ? buildAutosignServer(ctx, readSecret(config.autosign.secret_file, "autosign secret file"), app.log)
     : undefined;
@@ -112,14 +98,6 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   await review();
   if (publication instanceof StorePublication)
     publication.onError = (err) => app.log.error({ err: err.message }, "publishing the groups to the store failed");
-  // Every socket, including those still in their TLS handshake (which the HTTP server does not
-  // track), so that a stop can cut them all off.
-  const sockets = new Set<import("node:net").Socket>();
-  app.server.on("connection", (socket: import("node:net").Socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-  });
-
   if (config.certnames.allow_any) {
     app.log.warn(
       { certnames: "allow_any" },
@@ -132,49 +110,19 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     ? learnServerNames(backends.names, policy, config.certnames.refresh_seconds * 1000, app.log, review)
     : undefined;
 
-  let stopping = false;
-  /** How long a stop waits for the store and backends to close, after the requests are done. */
-  const CLOSE_WAIT_MS = 1000;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    const graceMs = config.server.stop_grace_seconds * 1000;
-    app.log.info({ signal, graceMs }, "stopping: finishing in-flight requests");
-    learning?.stop();
-    groups.close();
-    void sweep?.stop();
-    void autosign?.close();
-    // Requests still running after the grace period (a slow client) are cut off: a stop never waits on a client.
-    const cutOff = setTimeout(() => {
-      app.log.warn({ connections: sockets.size }, "closing the connections still open after the grace period");
-      app.server.closeAllConnections();
-      for (const socket of sockets) socket.destroy();
-    }, graceMs);
-    const finish = (code: number) => {
-      clearTimeout(cutOff);
-      // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
-      const closing = [...new Set([reports, puppetdb])].map((backend) => backend?.close());
-      // Closing gets a moment, never more: a stalled database (a pool waits for its busy clients),
-      // CA or file system must not hold the process past its grace.
-      const closed = Promise.allSettled([store.close(), ...closing]);
-      void Promise.race([closed, new Promise((r) => setTimeout(r, CLOSE_WAIT_MS))]).then(() => process.exit(code));
-    };
-    // Whatever else happens, the process is gone shortly after the grace period.
-    setTimeout(() => {
-      app.log.warn("stopped with connections still open");
-      finish(0);
-    }, graceMs + 2000).unref();
-    app
-      .close()
-      .then(() => {
-        app.log.info("stopped");
-        finish(0);
-      })
-      .catch((err: Error) => {
-        app.log.error({ err: err.message }, "unclean stop");
-        finish(1);
-      });
-  };
+  const stop = stopper(config, app, sockets, {
+    background: () => {
+      learning?.stop();
+      groups.close();
+      void sweep?.stop();
+      void autosign?.close();
+    },
+    // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
+    close: () => [
+      store.close(),
+      ...[...new Set([ctx.reports, puppetdb])].flatMap((backend) => (backend ? [backend.close()] : [])),
+    ],
+  });
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
 
@@ -198,6 +146,100 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     },
     "espm ready",
   );
+}
+
+/** The PSK (at least 32 characters) and the TLS key and certificate espm serves with. */
+function serverSecrets(config: EspmConfig): { psk: string; tls: { key: string; cert: string } } {
+  const psk = readSecret(config.server.psk_file, "PSK file");
+  if (psk.length < 32)
+    throw new Error(
+      `the PSK in ${config.server.psk_file} is shorter than 32 characters; make a new one with espm-setup`,
+    );
+  return {
+    psk,
+    tls: { key: readSecret(config.server.key, "TLS key"), cert: readSecret(config.server.cert, "TLS certificate") },
+  };
+}
+
+/**
+ * What `espm enc` reads, and the groups it was last given. SQLite: files, rebuilt from the store now.
+ * PostgreSQL: the store itself (on any compile master), where the groups are published too.
+ */
+async function encPublication(
+  config: EspmConfig,
+  store: Store,
+): Promise<{ publication: EncPublication; previousGroups: Map<string, Group> }> {
+  if (store.publishGroups)
+    return { publication: new StorePublication(store), previousGroups: (await store.publishedGroups?.()) ?? new Map() };
+  const encExport = new EncExport(config.store.enc_export, config.store.export_group);
+  // The store's live nodes at once, so a crash between commit and export heals; those the policy
+  // refuses leave it when reviewRegistrations runs.
+  encExport.sync(await store.liveNodes());
+  return { publication: encExport, previousGroups: readGroupsSnapshot(config.store.enc_export) };
+}
+
+/**
+ * Every socket, including those still in their TLS handshake (which the HTTP server does not
+ * track), so that a stop can cut them all off.
+ */
+function trackSockets(app: ReturnType<typeof buildServer>): Set<Socket> {
+  const sockets = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+/** How long a stop waits for the store and backends to close, after the requests are done. */
+const CLOSE_WAIT_MS = 1000;
+
+/**
+ * The stop on a signal: background work ends at once, requests in flight get the grace period
+ * (stop_grace_seconds) and are then cut off, the store and backends get CLOSE_WAIT_MS to close, and
+ * whatever else happens the process is gone shortly after the grace period. A second signal is ignored.
+ */
+function stopper(
+  config: EspmConfig,
+  app: ReturnType<typeof buildServer>,
+  sockets: Set<Socket>,
+  work: { background(): void; close(): Array<Promise<unknown>> },
+): (signal: string) => void {
+  let stopping = false;
+  return (signal) => {
+    if (stopping) return;
+    stopping = true;
+    const graceMs = config.server.stop_grace_seconds * 1000;
+    app.log.info({ signal, graceMs }, "stopping: finishing in-flight requests");
+    work.background();
+    // Requests still running after the grace period (a slow client) are cut off: a stop never waits on a client.
+    const cutOff = setTimeout(() => {
+      app.log.warn({ connections: sockets.size }, "closing the connections still open after the grace period");
+      app.server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+    }, graceMs);
+    const finish = (code: number) => {
+      clearTimeout(cutOff);
+      // Closing gets a moment, never more: a stalled database (a pool waits for its busy clients),
+      // CA or file system must not hold the process past its grace.
+      const closed = Promise.allSettled(work.close());
+      void Promise.race([closed, new Promise((r) => setTimeout(r, CLOSE_WAIT_MS))]).then(() => process.exit(code));
+    };
+    setTimeout(() => {
+      app.log.warn("stopped with connections still open");
+      finish(0);
+    }, graceMs + 2000).unref();
+    app
+      .close()
+      .then(() => {
+        app.log.info("stopped");
+        finish(0);
+      })
+      .catch((err: Error) => {
+        app.log.error({ err: err.message }, "unclean stop");
+        finish(1);
+      });
+  };
 }
 
 type AgentLog = ReturnType<typeof buildServer>["log"];
