@@ -147,11 +147,18 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     assert.doesNotMatch(puppetServerLog(), new RegExp(`WARN.*espm signs ${name.replaceAll(".", "\\.")}`));
     const decided = world.espm.logLines.find((l) => l.includes("autosign: decided") && l.includes(name));
     assert.match(decided ?? "", /"level":30/, "the decision is logged at INFO");
-    const db = new Database(join(world.setup.configDir, "espm.db"), { readonly: true });
-    const signedAudit = db
-      .prepare("SELECT detail FROM audit WHERE target = ? AND action = 'certificate.sign'")
-      .all(name) as Array<{ detail: string }>;
-    db.close();
+    // The GET answered from the CA and wrote nothing; the sweep (every 2 s here) records the sign.
+    const signedAudit = await waitFor("the sweep's record of the sign", async () => {
+      const db = new Database(join(world.setup.configDir, "espm.db"), { readonly: true });
+      try {
+        const rows = db
+          .prepare("SELECT detail FROM audit WHERE target = ? AND action = 'certificate.sign'")
+          .all(name) as Array<{ detail: string }>;
+        return rows.length ? rows : undefined;
+      } finally {
+        db.close();
+      }
+    });
     assert.match(
       signedAudit.map((a) => a.detail).join("\n"),
       /through its autosign policy, which the enrollment's token allowed/,

@@ -28,8 +28,20 @@ export interface SweepLog {
 }
 
 /**
+ * The enrollment as things are now, without writing (a GET asks this): a used token whose CSR the
+ * CA has since signed reads as signed, with the CA's serial. The sweep records it (learnSerial).
+ */
+export async function enrollmentNow(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
+  if (enrollment.state !== "used" || !ctx.ca) return enrollment;
+  const { held, mine } = await caHolding(ctx, enrollment.certname);
+  if (!mine || (held.state !== "signed" && held.state !== "revoked") || held.serial === undefined) return enrollment;
+  return { ...enrollment, state: "signed", serial: held.serial };
+}
+
+/**
  * Once the CA has signed the CSR espm accepted, records its serial with the enrollment (through the
- * certificate record, which recognises the certificate by the CSR's public key). Returns the record as it is now.
+ * certificate record, which recognises the certificate by the CSR's public key). Returns the record
+ * as it is now. A writer: the sweep calls it.
  */
 export async function learnSerial(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
   if (enrollment.state !== "used" || !ctx.ca) return enrollment;

@@ -12,7 +12,7 @@ import { schemas, type Enrollment, type EnrollmentIssued } from "../../sdk/proto
 import { newToken, tokenHash } from "../autosign/policy";
 import { requireCa } from "../ca/holding";
 import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";
-import { learnSerial, revokeEnrollment } from "../enrollment/enrollments";
+import { enrollmentNow, revokeEnrollment } from "../enrollment/enrollments";
 import { admit } from "../ca/gate";
 import { ApiError, parseInput } from "../http/errors";
 import { checkEnrollmentQuota } from "../http/quotas";
@@ -99,7 +99,8 @@ export const enrollmentRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
     const { name: certname } = await admit(ctx, "record", request.params.certname, "certname");
     const enrollment = await ctx.store.liveEnrollment(certname);
     if (!enrollment) throw new ApiError("not_found", `espm has no enrollment for ${certname}`);
-    return view(await learnSerial(ctx, enrollment));
+    // A question only: a serial the CA has and espm has not recorded yet is answered, not written.
+    return view(await enrollmentNow(ctx, enrollment));
   });
 
   /** A new time to live for a token not yet presented; a used token keeps what it has. */
