@@ -28,7 +28,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
 
 const USAGE = `usage:
 ${Object.values(COMMANDS)
-  .map((c) => c.USAGE.replace(/^usage: /, "  "))
+  .map((c) => c.USAGE.replace(/^usage: /, "  ").replace(/\n {2}/g, "\n      "))
   .join("\n")}
 CONFIG defaults to $ESPM_CONFIG, else /opt/espm/etc/espm.ini.`;
 
