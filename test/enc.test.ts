@@ -206,3 +206,17 @@ describe("espm enc", () => {
     assert.deepEqual(parse(result.stdout).classes, web.classes);
   });
 });
+
+describe("espm enc's load (it runs for every catalog compile)", () => {
+  it("loads none of the server's libraries or the protocol's schemas, on SQLite and on PostgreSQL", async () => {
+    // The modules the command reaches: the CLI, its enc command, and both stores' readers.
+    const modules = ["cli/commands/enc.js", "enc/enc.js", "enc/postgres.js"].map((m) => join(ESPM_BIN, "../..", m));
+    const probe = `
+      for (const m of process.argv.slice(1)) require(m);
+      const heavy = Object.keys(require.cache).flatMap((k) =>
+        /node_modules\\/(zod|fastify|yaml|@peculiar|node-forge|undici|better-sqlite3)\\//.test(k) ? [k] : []);
+      console.log(JSON.stringify(heavy));`;
+    const { stdout } = await run(process.execPath, ["-e", probe, ...modules]);
+    assert.deepEqual(JSON.parse(stdout), []);
+  });
+});

@@ -81,4 +81,4 @@ export class CaRefusal extends Error {
   }
 }
 
-export { BackendError } from "../http/errors";
+export { BackendError } from "../http/backend-error";

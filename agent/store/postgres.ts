@@ -18,7 +18,7 @@ import { readFileSync } from "node:fs";
 import { Pool, type ClientConfig, type PoolClient, type QueryResultRow } from "pg";
 import type { Group } from "../../sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
-import { BackendError } from "../http/errors";
+import { BackendError } from "../http/backend-error";
 import {
   classificationColumns,
   IDEMPOTENCY_TTL_MS,
