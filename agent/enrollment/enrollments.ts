@@ -11,7 +11,7 @@
 import { nameProblem } from "../../sdk/names";
 import { inspectCsr } from "../ca/csr";
 import { decide } from "../autosign/policy";
-import { caHolding, recordLearnedSerial } from "../ca/holding";
+import { caHolding, recordLearnedSerial, type CaHolding } from "../ca/holding";
 import { now, type AgentContext } from "../http/context";
 import type { CertificateAuthority } from "../puppetserver/contract";
 import type { EnrollmentRecord } from "../store/store";
@@ -27,29 +27,33 @@ export interface SweepLog {
   warn(fields: object, message: string): void;
 }
 
+/** The serial the CA signed a used token's CSR with, when what it holds for the name is espm's. */
+function signedSerial(enrollment: EnrollmentRecord, { held, mine }: CaHolding): string | undefined {
+  if (enrollment.state !== "used" || !mine || (held.state !== "signed" && held.state !== "revoked")) return undefined;
+  return held.serial;
+}
+
 /**
  * The enrollment as things are now, without writing (a GET asks this): a used token whose CSR the
  * CA has since signed reads as signed, with the CA's serial. The sweep records it (learnSerial).
  */
 export async function enrollmentNow(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
   if (enrollment.state !== "used" || !ctx.ca) return enrollment;
-  const { held, mine } = await caHolding(ctx, enrollment.certname);
-  if (!mine || (held.state !== "signed" && held.state !== "revoked") || held.serial === undefined) return enrollment;
-  return { ...enrollment, state: "signed", serial: held.serial };
+  const serial = signedSerial(enrollment, await caHolding(ctx, enrollment.certname));
+  return serial === undefined ? enrollment : { ...enrollment, state: "signed", serial };
 }
 
 /**
- * Once the CA has signed the CSR espm accepted, records its serial with the enrollment (through the
- * certificate record, which recognises the certificate by the CSR's public key). Returns the record
- * as it is now. A writer: the sweep calls it.
+ * Once the CA has signed the CSR espm accepted, records its serial with the certificate record
+ * (which recognises the certificate by the CSR's public key) and with the enrollment. Returns the
+ * record as it is now. A writer: the sweep calls it.
  */
 export async function learnSerial(ctx: AgentContext, enrollment: EnrollmentRecord): Promise<EnrollmentRecord> {
   if (enrollment.state !== "used" || !ctx.ca) return enrollment;
   const holding = await caHolding(ctx, enrollment.certname);
+  const serial = signedSerial(enrollment, holding);
+  if (serial === undefined) return enrollment;
   await recordLearnedSerial(ctx, holding);
-  const { held, mine } = holding;
-  const serial = (await ctx.store.certificate(enrollment.certname))?.serial;
-  if (!mine || (held.state !== "signed" && held.state !== "revoked") || !serial) return enrollment;
   await ctx.store.updateEnrollment(enrollment.id, { state: "signed", serial }, now());
   return (await ctx.store.liveEnrollment(enrollment.certname)) ?? enrollment;
 }
