@@ -15,22 +15,13 @@
  * espm process and every compile master's `espm enc` (read-only role, see enc/postgres.ts) agree.
  */
 import { readFileSync } from "node:fs";
-import { Pool, type ClientConfig, type PoolClient, type QueryResultRow } from "pg";
+import { Kysely, PostgresDialect, type Transaction } from "kysely";
+import { Pool, type ClientConfig } from "pg";
 import type { Group } from "../../sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { BackendError } from "../http/backend-error";
-import {
-  classificationColumns,
-  IDEMPOTENCY_TTL_MS,
-  StoreConflict,
-  toEnrollment,
-  toNode,
-  type CertificateRecord,
-  type EnrollmentRow,
-  type NodeRow,
-  type Store,
-  type StoreOps,
-} from "./store";
+import { storeQueries, type Dialect, type Tables } from "./queries";
+import type { Store, StoreOps } from "./store";
 
 /** Each step brings the schema from version i to i + 1 (version 1: everything SQLite's version 3 has). */
 const MIGRATIONS = [
@@ -176,175 +167,19 @@ export function describeUrl(url: string): string {
   return u.toString();
 }
 
-type Query = <R extends QueryResultRow>(text: string, values?: unknown[]) => Promise<{ rows: R[]; rowCount: number }>;
+const POSTGRES: Dialect = { rowLocks: true };
 
-/** The store's statements over one way of querying: the pool, or a transaction's client. */
-function pgOps(query: Query): StoreOps {
-  const one = async <R extends QueryResultRow>(text: string, values: unknown[]) =>
-    (await query<R>(text, values)).rows[0];
-  const liveNode = async (name: string) => {
-    const row = await one<NodeRow>("SELECT * FROM nodes WHERE name = $1 AND deleted_at IS NULL", [name]);
-    return row ? toNode(row) : undefined;
-  };
-  const liveEnrollment = async (certname: string) => {
-    // FOR UPDATE: a transaction that reads an enrollment to change it holds the row until it
-    // commits, so two processes deciding on one token decide one after the other, as on SQLite.
-    const row = await one<EnrollmentRow>(
-      "SELECT * FROM enrollments WHERE certname = $1 AND state <> 'revoked' FOR UPDATE",
-      [certname],
-    );
-    return row && toEnrollment(fromPgRow(row));
-  };
-  return {
-    liveNode,
-    async liveNodes() {
-      return (await query<NodeRow>("SELECT * FROM nodes WHERE deleted_at IS NULL ORDER BY name")).rows.map(toNode);
-    },
-    async liveNodeCount() {
-      return Number((await one<{ n: string }>("SELECT count(*) AS n FROM nodes WHERE deleted_at IS NULL", []))!.n);
-    },
-    async everCreatedNode(name) {
-      return (await one("SELECT 1 FROM nodes WHERE name = $1 LIMIT 1", [name])) !== undefined;
-    },
-    async insertNode(name, classification, now) {
-      try {
-        const row = await one<NodeRow>(
-          `INSERT INTO nodes (name, environment, groups, classes, parameters, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *`,
-          [name, ...classificationColumns(classification), now],
-        );
-        return toNode(row!);
-      } catch (err) {
-        if ((err as { code?: string }).code === "23505") throw new StoreConflict(`a live node named ${name} exists`);
-        throw err;
-      }
-    },
-    async updateNode(name, classification, now) {
-      const row = await one<NodeRow>(
-        `UPDATE nodes SET environment = $1, groups = $2, classes = $3, parameters = $4, updated_at = $5
-         WHERE name = $6 AND deleted_at IS NULL RETURNING *`,
-        [...classificationColumns(classification), now, name],
-      );
-      return row && toNode(row);
-    },
-    async deleteNode(name, now) {
-      // The classification goes with the node (its parameters may hold secrets); name and times stay.
-      const result = await query(
-        `UPDATE nodes SET deleted_at = $1, groups = '[]', classes = '{}', parameters = '{}'
-         WHERE name = $2 AND deleted_at IS NULL`,
-        [now, name],
-      );
-      return result.rowCount === 1;
-    },
-    async certificate(certname) {
-      return one<CertificateRecord>(
-        `SELECT certname, state, public_key AS "publicKey", serial, not_after AS "notAfter" FROM certificates
-         WHERE certname = $1 ORDER BY id DESC LIMIT 1`,
-        [certname],
-      );
-    },
-    async recordCertificateRequested(certname, publicKey, now) {
-      const replaced = await query(
-        `UPDATE certificates SET public_key = $1, updated_at = $2
-         WHERE id = (SELECT max(id) FROM certificates WHERE certname = $3) AND state = 'requested'`,
-        [publicKey, now, certname],
-      );
-      if (replaced.rowCount === 0) {
-        await query(
-          `INSERT INTO certificates (certname, state, public_key, created_at, updated_at)
-           VALUES ($1, 'requested', $2, $3, $3)`,
-          [certname, publicKey, now],
-        );
-      }
-    },
-    async certificateRecordCount(certname) {
-      return Number(
-        (await one<{ n: string }>("SELECT count(*) AS n FROM certificates WHERE certname = $1", [certname]))!.n,
-      );
-    },
-    async recordCertificateSigned(certname, serial, notAfter, now) {
-      await query(
-        `UPDATE certificates SET state = 'signed', serial = $1, not_after = $2, updated_at = $3
-         WHERE id = (SELECT max(id) FROM certificates WHERE certname = $4)`,
-        [serial, notAfter, now, certname],
-      );
-    },
-    async recordCertificateRevoked(certname, now) {
-      await query(
-        `UPDATE certificates SET state = 'revoked', updated_at = $1
-         WHERE id = (SELECT max(id) FROM certificates WHERE certname = $2)`,
-        [now, certname],
-      );
-    },
-    async insertEnrollment(certname, tokenHash, extensions, expiresAt, now) {
-      await query(
-        `INSERT INTO enrollments (certname, token_hash, extensions, expires_at, state, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'issued', $5, $5)`,
-        [certname, tokenHash, JSON.stringify(extensions), expiresAt, now],
-      );
-      return (await liveEnrollment(certname))!;
-    },
-    liveEnrollment,
-    async enrollmentByToken(tokenHash) {
-      const row = await one<EnrollmentRow>("SELECT * FROM enrollments WHERE token_hash = $1 FOR UPDATE", [tokenHash]);
-      return row && toEnrollment(fromPgRow(row));
-    },
-    async everEnrolled(certname) {
-      return (await one("SELECT 1 FROM enrollments WHERE certname = $1 LIMIT 1", [certname])) !== undefined;
-    },
-    async liveEnrollments() {
-      const rows = (await query<EnrollmentRow>("SELECT * FROM enrollments WHERE state <> 'revoked' ORDER BY id")).rows;
-      return rows.map((r) => toEnrollment(fromPgRow(r)));
-    },
-    async updateEnrollment(id, change, now) {
-      await query(
-        `UPDATE enrollments SET state = coalesce($1, state), public_key = coalesce($2, public_key),
-           serial = coalesce($3, serial), reason = coalesce($4, reason), expires_at = coalesce($5, expires_at),
-           updated_at = $6 WHERE id = $7`,
-        [
-          change.state ?? null,
-          change.publicKey ?? null,
-          change.serial ?? null,
-          change.reason ?? null,
-          change.expiresAt ?? null,
-          now,
-          id,
-        ],
-      );
-    },
-    async idempotency(key, nowMs) {
-      const row = await one<{ scope: string; body_hash: string; status: number; response: string }>(
-        "SELECT scope, body_hash, status, response FROM idempotency WHERE key = $1 AND created_at > $2",
-        [key, nowMs - IDEMPOTENCY_TTL_MS],
-      );
-      return (
-        row && { scope: row.scope, bodyHash: row.body_hash, status: row.status, response: JSON.parse(row.response) }
-      );
-    },
-    async saveIdempotency(key, record, nowMs) {
-      await query("DELETE FROM idempotency WHERE created_at <= $1", [nowMs - IDEMPOTENCY_TTL_MS]);
-      await query(
-        `INSERT INTO idempotency (key, scope, body_hash, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (key) DO UPDATE SET scope = $2, body_hash = $3, status = $4, response = $5, created_at = $6`,
-        [key, record.scope, record.bodyHash, record.status, JSON.stringify(record.response), nowMs],
-      );
-    },
-    async audit(entry, now) {
-      await query("INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)", [
-        now,
-        entry.actor,
-        entry.action,
-        entry.target ?? null,
-        entry.outcome,
-        entry.detail ?? null,
-      ]);
-    },
-  };
-}
-
-/** BIGSERIAL ids come back as strings; espm's ids fit a JavaScript number. */
-function fromPgRow(row: EnrollmentRow): EnrollmentRow {
-  return { ...row, id: Number(row.id) };
+/** The store's operations, each failure to reach the server answered as the 503 it is (see unreachable). */
+function pgQueries(db: Kysely<Tables> | Transaction<Tables>, url: string): StoreOps {
+  const ops = storeQueries(db, POSTGRES);
+  const guarded = Object.entries(ops).map(
+    ([name, op]: [string, (...args: unknown[]) => Promise<unknown>]): [string, typeof op] => [
+      name,
+      (...args) => op(...args).catch((err: unknown) => Promise.reject(unreachable(url, err))),
+    ],
+  );
+  // The same methods under the same names, each wrapped: what StoreOps says of ops holds of these.
+  return Object.fromEntries(guarded) as unknown as StoreOps;
 }
 
 /**
@@ -359,17 +194,6 @@ function unreachable(url: string, err: unknown): Error {
   return lost
     ? new BackendError(503, `the PostgreSQL store at ${describeUrl(url)} cannot be reached: ${e.message ?? e.code}`)
     : (err as Error);
-}
-
-function queryOn(target: Pool | PoolClient, url: string): Query {
-  return async <R extends QueryResultRow>(text: string, values?: unknown[]) => {
-    try {
-      const result = await target.query<R>(text, values);
-      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
-    } catch (err) {
-      throw unreachable(url, err);
-    }
-  };
 }
 
 /** Brings the schema to this espm's version, once, however many processes start at once. */
@@ -417,25 +241,15 @@ export async function openPostgresStore(settings: PostgresSettings): Promise<Sto
     await Promise.allSettled([pool.end(), locks.end()]);
     throw new Error(`the PostgreSQL store at ${describeUrl(settings.url)}: ${(err as Error).message}`);
   }
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   return {
-    ...pgOps(queryOn(pool, settings.url)),
+    ...pgQueries(db, settings.url),
     description: `PostgreSQL ${describeUrl(settings.url)}`,
-    async transaction(work) {
-      const client = await pool.connect().catch((err: unknown) => {
-        throw unreachable(settings.url, err);
-      });
-      try {
-        await client.query("BEGIN");
-        const result = await work(pgOps(queryOn(client, settings.url)));
-        await client.query("COMMIT");
-        return result;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
-    },
+    transaction: (work) =>
+      db
+        .transaction()
+        .execute((tx) => work(pgQueries(tx, settings.url)))
+        .catch((err: unknown) => Promise.reject(unreachable(settings.url, err))),
     async exclusive(key, work) {
       const client = await locks.connect().catch((err: unknown) => {
         throw unreachable(settings.url, err);
@@ -482,10 +296,11 @@ export async function openPostgresStore(settings: PostgresSettings): Promise<Sto
       return new Map(groups.map((g) => [g.name, g]));
     },
     async ping() {
-      await queryOn(pool, settings.url)("SELECT 1");
+      await pool.query("SELECT 1").catch((err: unknown) => Promise.reject(unreachable(settings.url, err)));
     },
     async close() {
-      await Promise.allSettled([pool.end(), locks.end()]);
+      // Kysely's destroy ends the pool it was given.
+      await Promise.allSettled([db.destroy(), locks.end()]);
     },
   };
 }

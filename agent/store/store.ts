@@ -34,30 +34,6 @@ export interface EnrollmentRecord {
   reason: string | null;
 }
 
-export interface EnrollmentRow {
-  id: number;
-  certname: string;
-  extensions: string;
-  expires_at: string;
-  state: EnrollmentRecordState;
-  public_key: string | null;
-  serial: string | null;
-  reason: string | null;
-}
-
-export function toEnrollment(row: EnrollmentRow): EnrollmentRecord {
-  return {
-    id: row.id,
-    certname: row.certname,
-    extensions: JSON.parse(row.extensions),
-    expiresAt: row.expires_at,
-    state: row.state,
-    publicKey: row.public_key,
-    serial: row.serial,
-    reason: row.reason,
-  };
-}
-
 export interface IdempotencyRecord {
   scope: string;
   bodyHash: string;
@@ -85,12 +61,7 @@ export interface NodeRow {
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
-/** A classification as the nodes table keeps it, in column order: environment, groups, classes, parameters. */
-export function classificationColumns(c: Required<Classification>): [string, string, string, string] {
-  return [c.environment, JSON.stringify(c.groups), JSON.stringify(c.classes), JSON.stringify(c.parameters)];
-}
-
-/** A nodes row as the node it is (the inverse of classificationColumns, with the row's name and times). */
+/** A nodes row as the node it is (also what `espm enc` reads on PostgreSQL). */
 export function toNode(row: NodeRow): Node {
   return {
     name: row.name,
