@@ -4,7 +4,7 @@
  * examples/ec2-puppet-node project hands the same userdata to an EC2 instance.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration } from "./provider";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration } from "pulumi-espm";
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 

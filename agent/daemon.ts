@@ -22,7 +22,7 @@ import { PuppetDb } from "./puppetserver/puppetdb";
 import { openStore, StorePublication } from "./store/open";
 import type { Store } from "./store/store";
 import { ensureStateDirectories } from "./config/state-dirs";
-import type { Group } from "../sdk/protocol";
+import type { Group } from "espm-sdk/protocol";
 import { VERSION } from "./version";
 
 /** While Puppet Server's own names are unknown, espm retries learning them this often. */

@@ -3,11 +3,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 function packageVersion(): string {
-  for (const up of ["../..", "../../.."]) {
+  for (const up of ["..", "../.."]) {
     try {
       return (JSON.parse(readFileSync(join(__dirname, up, "package.json"), "utf8")) as { version: string }).version;
     } catch {
-      // compiled (dist/agent) and source (agent/) layouts sit at different depths
+      // the source (agent/version.ts) and the build (agent/dist/agent/version.js) sit at different depths
     }
   }
   return "unknown";

@@ -6,8 +6,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import type { EspmClient } from "../sdk/client";
-import { schemas } from "../sdk/protocol";
+import type { EspmClient } from "espm-sdk/client";
+import { schemas } from "espm-sdk/protocol";
 import {
   createCsr,
   describeCertificate,
@@ -16,9 +16,9 @@ import {
   normalizeSerial,
   PUPPET_EXTENSIONS,
   type KeyType,
-} from "../sdk/x509";
+} from "espm-sdk/x509";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { EspmError } from "../sdk/errors";
+import { EspmError } from "espm-sdk/errors";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";

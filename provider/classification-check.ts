@@ -11,7 +11,7 @@
  * parameter nobody sets is a note, since Hiera may supply it. Notes go to stdout, the one channel a
  * dynamic provider has to the engine.
  */
-import { AnswerCache, type Cached } from "../sdk/cache";
+import { AnswerCache, type Cached } from "espm-sdk/cache";
 import type * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "node:util";
 import {
@@ -20,10 +20,10 @@ import {
   type Group,
   type GroupsResponse,
   type PuppetClass,
-} from "../sdk/protocol";
+} from "espm-sdk/protocol";
 import { withClient, type EspmConnection, type PartialConnection } from "./connection";
 import { messageOf, progress } from "./lifecycle";
-import { parsePuppetType, typeProblem } from "../sdk/puppet-types";
+import { parsePuppetType, typeProblem } from "espm-sdk/puppet-types";
 
 export interface ClassificationInputs {
   name: string;

@@ -12,9 +12,9 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
-import { normalizeFingerprint } from "../sdk/x509";
+import { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
+import { normalizeFingerprint } from "espm-sdk/x509";
 
 export interface EspmConnection {
   /** espm's base URL, e.g. https://puppet.example.com:8443 */

@@ -4,7 +4,7 @@
  * config or a connection of the program's own, so a program can build its registrations from them.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { ClassesResponse, Group } from "../sdk/protocol";
+import type { ClassesResponse, Group } from "espm-sdk/protocol";
 import { stackConnection, withClient, type EspmConnection } from "./connection";
 
 /** The stack's config as the program sees it (secrets included, without Pulumi's warning about reading them). */

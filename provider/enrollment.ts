@@ -12,9 +12,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import type { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
-import { schemas, type Enrollment } from "../sdk/protocol";
+import type { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
+import { schemas, type Enrollment } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
 import type { StackSettings } from "./settings";

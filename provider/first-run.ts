@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { schemas, type PuppetRun } from "../sdk/protocol";
+import { schemas, type PuppetRun } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, elapsed, poll, progress } from "./lifecycle";
 import { thinProvider, type Lifecycle } from "./thin-provider";

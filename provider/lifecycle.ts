@@ -7,7 +7,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
 import type { z } from "zod";
-import { EspmError } from "../sdk/errors";
+import { EspmError } from "espm-sdk/errors";
 
 /** The value the engine sends for an input not known until apply (`pulumi preview` with computed inputs). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";

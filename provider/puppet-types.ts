@@ -3,4 +3,4 @@
  * preview`. Kept as a re-export because Pulumi stores provider code in state and runs delete and
  * refresh with it: a module a release shipped stays resolvable.
  */
-export * from "../sdk/puppet-types";
+export * from "espm-sdk/puppet-types";

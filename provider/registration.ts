@@ -6,9 +6,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import type { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
-import { schemas, suffixedName, type Node } from "../sdk/protocol";
+import type { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
+import { schemas, suffixedName, type Node } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { classificationChanged, classificationFailures } from "./classification-check";
 import {

@@ -1,5 +1,5 @@
 /**
- * Userdata for an instance's first boot: the bootstrap script (scripts/bootstrap/puppet-bootstrap.sh)
+ * Userdata for an instance's first boot: the bootstrap script (provider/scripts/bootstrap/puppet-bootstrap.sh)
  * with the node's values. In the provider key mode the certificate and key travel inside it; in the
  * instance key mode only a one-time enrollment token does, and the node makes its own key. The CA
  * bundle (public) travels either way, so the agent trusts the right CA from its first connection;
@@ -16,8 +16,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { nameProblem } from "../sdk/names";
-import { EXTENSION_VALUE_PATTERN, PUPPET_EXTENSIONS } from "../sdk/puppet-extensions";
+import { nameProblem } from "espm-sdk/names";
+import { EXTENSION_VALUE_PATTERN, PUPPET_EXTENSIONS } from "espm-sdk/puppet-extensions";
 
 /** EC2 accepts at most 16 KB of userdata, counted before base64 encoding. */
 export const USERDATA_LIMIT = 16 * 1024;
@@ -107,11 +107,11 @@ export function isEspmBootstrap(userdata: string): boolean {
 }
 
 export function bootstrapScriptPath(): string {
-  // dist/provider/userdata.js sits two levels below the package root; provider/userdata.ts, loaded
-  // as it is (the unit tests), one.
+  // dist/provider/userdata.js sits two levels below the package root; userdata.ts, loaded as it is
+  // (the unit tests), at the root.
   const script = join("scripts", "bootstrap", "puppet-bootstrap.sh");
   const built = join(__dirname, "..", "..", script);
-  return existsSync(built) ? built : join(__dirname, "..", script);
+  return existsSync(built) ? built : join(__dirname, script);
 }
 
 function pem(value: string, label: RegExp, what: string, field: string): string {

@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
-import { certificateFingerprint } from "../sdk/x509";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
+import { certificateFingerprint } from "espm-sdk/x509";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { EspmProcess, GROUPS_YAML, setupEspm } from "./helpers/espm";
 
 describe("espm agent (real process)", function () {

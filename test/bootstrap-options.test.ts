@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { EspmClient } from "../sdk/client";
-import type { Classification } from "../sdk/protocol";
-import type { UserDataInput } from "../provider/userdata";
+import type { EspmClient } from "espm-sdk/client";
+import type { Classification } from "espm-sdk/protocol";
+import type { UserDataInput } from "pulumi-espm/userdata";
 import { debianRoot, runInRoot } from "../scripts/lab/debian-root";
 import { bootAgent, sharedWorld, signedUserdata, type BootResult, type World } from "./helpers/world";
 

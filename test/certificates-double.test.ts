@@ -14,15 +14,15 @@ import {
   CaRefusal,
   type CaCertificateStatus,
   type CertificateAuthority,
-} from "../agent/puppetserver/contract";
-import { CertnamePolicy } from "../agent/ca/certname-policy";
-import { EncExport } from "../agent/enc/export";
-import type { EspmConfig } from "../agent/config/config";
-import { Idempotency } from "../agent/http/idempotency";
-import { buildServer } from "../agent/http/server";
-import type { Store } from "../agent/store/store";
-import { openSqliteStore } from "../agent/store/sqlite";
-import { createCsr, describeCertificate, generateRsaKeyPair } from "../sdk/x509";
+} from "espm-agent/puppetserver/contract";
+import { CertnamePolicy } from "espm-agent/ca/certname-policy";
+import { EncExport } from "espm-agent/enc/export";
+import type { EspmConfig } from "espm-agent/config/config";
+import { Idempotency } from "espm-agent/http/idempotency";
+import { buildServer } from "espm-agent/http/server";
+import type { Store } from "espm-agent/store/store";
+import { openSqliteStore } from "espm-agent/store/sqlite";
+import { createCsr, describeCertificate, generateRsaKeyPair } from "espm-sdk/x509";
 
 /** Signs CSRs of any key type with a throw-away CA, through openssl, as Puppet's CA would. */
 function testCa(dir: string): (csrPem: string) => string {

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 
 describe("EspmClient retries", () => {
   const tls = createSelfSignedCertificate({ commonName: "127.0.0.1", altNames: ["127.0.0.1"] });

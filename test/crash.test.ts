@@ -4,7 +4,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import Database from "better-sqlite3";
-import { EspmClient } from "../sdk/client";
+import { EspmClient } from "espm-sdk/client";
 import { EspmProcess, setupEspm } from "./helpers/espm";
 
 describe("espm under kill -9 and SIGTERM", () => {

@@ -4,7 +4,7 @@ import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { EspmClient } from "../sdk/client";
+import { EspmClient } from "espm-sdk/client";
 import { ESPM_BIN, EspmProcess, GROUPS_YAML, installedCopy, run, setupEspm } from "./helpers/espm";
 
 let installedBin = ESPM_BIN;

@@ -12,12 +12,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Agent, request } from "undici";
 import { espmDispatcher } from "../scripts/lab/puppetserver";
-import type { EspmClient } from "../sdk/client";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
-import { renderUserData } from "../provider/userdata";
-import { enrollmentProvider, registrationProvider } from "../provider";
-import type { EnrollmentState } from "../provider/enrollment";
-import type { RegistrationState } from "../provider/registration";
+import type { EspmClient } from "espm-sdk/client";
+import { createCsr, generateRsaKeyPair } from "espm-sdk/x509";
+import { renderUserData } from "pulumi-espm/userdata";
+import { enrollmentProvider, registrationProvider } from "pulumi-espm";
+import type { EnrollmentState } from "pulumi-espm/enrollment";
+import type { RegistrationState } from "pulumi-espm/registration";
 import { csrWithRepeatedExtension } from "./helpers/csr";
 import { configuredProvider } from "./helpers/providers";
 import { ESPM_BIN, installedCopy, run, runAs } from "./helpers/espm";
@@ -141,7 +141,7 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
       return e?.state === "signed" ? e : undefined;
     });
     const cert = readFileSync(join(world.dir, `agent-inst-01/ssl/certs/${name}.pem`), "utf8");
-    const { describeCertificate } = await import("../sdk/x509");
+    const { describeCertificate } = await import("espm-sdk/x509");
     assert.equal(enrollment.serial, describeCertificate(cert).serial);
     // The sign is an INFO in espm's log and no WARN in Puppet Server's (which logs a policy's stderr as one).
     assert.doesNotMatch(puppetServerLog(), new RegExp(`WARN.*espm signs ${name.replaceAll(".", "\\.")}`));

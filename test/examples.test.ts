@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
 import * as pulumi from "@pulumi/pulumi";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { mockProgram, unwrapSecret, valueOf, type Registered } from "./helpers/mocks";
 
 const REGISTRATION = "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration";

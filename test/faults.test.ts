@@ -12,7 +12,7 @@ import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
 import { parse as parseIni, stringify as stringifyIni } from "ini";
 import { nodeNames, program } from "./programs/faults";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { EspmProcess, freePort, puppetServerArgs, setupEspm, type SetupResult } from "./helpers/espm";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { CaCutter } from "./helpers/ca-cutter";
@@ -206,7 +206,7 @@ describe("failed `pulumi up`s through the real engine", function () {
     await stack.up();
     await assertConverged(stack, all);
     // Deleted out of band: refresh shows it, and destroy still succeeds.
-    const client = new (await import("../sdk/client")).EspmClient({
+    const client = new (await import("espm-sdk/client")).EspmClient({
       url: espm.url,
       psk: setup.psk,
       certificate: setup.certificate,

@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootstrapUserData, certificateProvider, registrationProvider } from "../provider";
-import type { CertificateState } from "../provider/certificate";
-import type { RegistrationState } from "../provider/registration";
+import { bootstrapUserData, certificateProvider, registrationProvider } from "pulumi-espm";
+import type { CertificateState } from "pulumi-espm/certificate";
+import type { RegistrationState } from "pulumi-espm/registration";
 import { valueOf } from "./helpers/mocks";
 import { configuredProvider } from "./helpers/providers";
 import { sharedWorld, type World } from "./helpers/world";

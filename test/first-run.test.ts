@@ -5,11 +5,11 @@
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { bootstrapUserData, certificateProvider, firstRunProvider, registrationProvider } from "../provider";
-import type { CertificateState } from "../provider/certificate";
-import type { FirstRunState } from "../provider/first-run";
-import type { RegistrationState } from "../provider/registration";
-import type { ClassificationInput } from "../sdk/protocol";
+import { bootstrapUserData, certificateProvider, firstRunProvider, registrationProvider } from "pulumi-espm";
+import type { CertificateState } from "pulumi-espm/certificate";
+import type { FirstRunState } from "pulumi-espm/first-run";
+import type { RegistrationState } from "pulumi-espm/registration";
+import type { ClassificationInput } from "espm-sdk/protocol";
 import { valueOf } from "./helpers/mocks";
 import { configuredProvider } from "./helpers/providers";
 import { sharedWorld, type World } from "./helpers/world";

@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { parse } from "yaml";
-import type { EspmClient } from "../sdk/client";
+import type { EspmClient } from "espm-sdk/client";
 import { ESPM_BIN, EspmProcess, puppetServerArgs, run, scratchDir, setupEspm } from "./helpers/espm";
 import { crlSerials, sharedWorld, signedUserdata, type World } from "./helpers/world";
 

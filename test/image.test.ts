@@ -10,10 +10,10 @@ import {
   DescribeSnapshotsCommand,
   type EC2Client,
 } from "@aws-sdk/client-ec2";
-import { imageProvider, renderUserData } from "../provider";
-import { createToken, TOKEN_TAG, type ImageState } from "../provider/image";
-import { ResourceInitError } from "../provider/lifecycle";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { imageProvider, renderUserData } from "pulumi-espm";
+import { createToken, TOKEN_TAG, type ImageState } from "pulumi-espm/image";
+import { ResourceInitError } from "pulumi-espm/lifecycle";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { configuredProvider } from "./helpers/providers";
 

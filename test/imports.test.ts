@@ -1,4 +1,7 @@
-/** The rooms of the tree import one way: no cycles, and the agent and the provider meet only in sdk/. */
+/**
+ * The packages import one way: no cycles, each package imports only what its manifest declares, and
+ * the agent and the Pulumi library meet only in espm-sdk.
+ */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -8,7 +11,7 @@ import { ROOT } from "./helpers/espm";
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((entry) => {
     const path = join(dir, entry);
-    if (statSync(path).isDirectory()) return sources(path);
+    if (statSync(path).isDirectory()) return entry === "dist" || entry === "node_modules" ? [] : sources(path);
     return entry.endsWith(".ts") && !entry.endsWith(".d.ts") ? [path] : [];
   });
 }
@@ -51,17 +54,51 @@ describe("imports", () => {
     assert.deepEqual(cycles, []);
   });
 
-  it("keep the agent and the provider apart: each reaches the other only through sdk/", () => {
-    const crossings: string[] = [];
-    for (const file of sourcesSet) {
-      const room = relative(ROOT, file).split("/")[0];
-      for (const target of runtimeImports(file)) {
-        const into = relative(ROOT, target).split("/")[0];
-        const allowed = into === room || into === "sdk" || (room === "sdk" && into === "sdk");
-        if (!allowed || (room === "sdk" && into !== "sdk"))
-          crossings.push(`${relative(ROOT, file)} -> ${relative(ROOT, target)}`);
+  it("name only packages their manifest declares, and the agent and the library meet only in espm-sdk", () => {
+    const undeclared: string[] = [];
+    for (const room of ROOMS) {
+      const manifest = JSON.parse(readFileSync(join(ROOT, room, "package.json"), "utf8")) as Record<
+        "dependencies" | "peerDependencies" | "devDependencies",
+        Record<string, string> | undefined
+      >;
+      const runtime = new Set(Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies }));
+      const types = new Set([...runtime, ...Object.keys(manifest.devDependencies ?? {})]);
+      for (const file of sources(join(ROOT, room))) {
+        for (const { name, typeOnly } of packageImports(file)) {
+          if (!(typeOnly ? types : runtime).has(name)) undeclared.push(`${relative(ROOT, file)} -> ${name}`);
+        }
       }
     }
-    assert.deepEqual(crossings, []);
+    assert.deepEqual(undeclared, []);
+    const dependsOn = (room: string) =>
+      Object.keys(
+        (JSON.parse(readFileSync(join(ROOT, room, "package.json"), "utf8")) as { dependencies?: object })
+          .dependencies ?? {},
+      );
+    assert.ok(!dependsOn("provider").includes("espm-agent") && !dependsOn("agent").includes("pulumi-espm"));
+    assert.deepEqual(
+      dependsOn("sdk").filter((name) => name.includes("espm")),
+      [],
+    );
   });
 });
+
+/** The packages (not Node's own modules) a file imports, by package name, and whether only for types. */
+function packageImports(file: string): { name: string; typeOnly: boolean }[] {
+  const text = readFileSync(file, "utf8");
+  const found: { name: string; typeOnly: boolean }[] = [];
+  const specifiers =
+    /^(import|export)\s+(type\s+)?(?:[^;]*?\s+from\s+)?"([^".][^"]*)";|(?:import|require)\("([^".][^"]*)"\)/gm;
+  for (const match of text.matchAll(specifiers)) {
+    const specifier = match[3] ?? match[4]!;
+    if (specifier.startsWith("node:")) continue;
+    const parts = specifier.split("/");
+    const name = specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+    const names = match[1] ? /\{([^}]*)\}/.exec(match[0])?.[1] : undefined;
+    const typeOnly =
+      match[2] !== undefined ||
+      (names !== undefined && names.split(",").every((n) => n.trim() === "" || n.trim().startsWith("type ")));
+    found.push({ name, typeOnly });
+  }
+  return found;
+}

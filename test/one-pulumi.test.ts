@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { secondPulumiProblem } from "../provider/one-pulumi";
+import { secondPulumiProblem } from "pulumi-espm/one-pulumi";
 import { ROOT, run, scratchDir } from "./helpers/espm";
 
 describe("one copy of @pulumi/pulumi", () => {
@@ -37,7 +37,7 @@ describe("one copy of @pulumi/pulumi", () => {
     const main = join(project, "main.js");
     writeFileSync(
       main,
-      `process.stdout.write(require(${JSON.stringify(join(ROOT, "dist/provider/one-pulumi.js"))}).secondPulumiProblem() ?? "none");`,
+      `process.stdout.write(require(${JSON.stringify(join(ROOT, "provider/dist/provider/one-pulumi.js"))}).secondPulumiProblem() ?? "none");`,
     );
     for (const cwd of ["/", project, ROOT]) {
       const { stdout } = await run(process.execPath, [main], { cwd });

@@ -1,5 +1,5 @@
 /**
- * The operator guide, run as docs/operator.md gives it (scripts/operator-guide.sh, which the page
+ * The operator guide, run as docs/operator.md gives it (agent/scripts/operator-guide.sh, which the page
  * holds verbatim), on a living site, on both Puppets: before espm, its Puppet Server has an ENC of its own
  * classifying two existing nodes (one with a secret parameter), their certificates, an autosign
  * policy of its own, report processors, and auth.conf rules of its own, one named like one of
@@ -15,13 +15,13 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
-import { EspmClient } from "../sdk/client";
-import { createCsr, generateRsaKeyPair } from "../sdk/x509";
+import { EspmClient } from "espm-sdk/client";
+import { createCsr, generateRsaKeyPair } from "espm-sdk/x509";
 import { rootCommand } from "../scripts/lab/debian-root";
 import { startPostgres, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
 import { findJava, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { renderUserData } from "../provider/userdata";
+import { renderUserData } from "pulumi-espm/userdata";
 import { PUPPETS } from "./helpers/puppets";
 import { bootAgent, signedUserdata } from "./helpers/world";
 import {
@@ -98,7 +98,7 @@ async function submitAndSigned(lab: PuppetServerLab, name: string): Promise<bool
 }
 
 for (const puppet of PUPPETS)
-  describe(`the operator guide (scripts/operator-guide.sh, as docs/operator.md has it) on a living site: ${puppet.label}`, function () {
+  describe(`the operator guide (agent/scripts/operator-guide.sh, as docs/operator.md has it) on a living site: ${puppet.label}`, function () {
     this.timeout(600_000);
     let dir: string;
     let root: string | undefined;
@@ -122,7 +122,7 @@ for (const puppet of PUPPETS)
 
     /** Runs the guide with `env` and `extra`; its exit code and everything it printed. */
     const guide = async (extra: Record<string, string> = {}, args: string[] = []) => {
-      const result = await run("sh", [join(ROOT, "scripts/operator-guide.sh"), ...args], {
+      const result = await run("sh", [join(ROOT, "agent/scripts/operator-guide.sh"), ...args], {
         env: { ...process.env, ...env, ...extra },
         timeout: 300_000,
       }).then(
@@ -258,8 +258,8 @@ esac
     it("is in docs/operator.md verbatim", () => {
       const page = readFileSync(join(ROOT, "docs/operator.md"), "utf8");
       assert.ok(
-        page.includes(readFileSync(join(ROOT, "scripts/operator-guide.sh"), "utf8")),
-        "docs/operator.md holds scripts/operator-guide.sh as it is",
+        page.includes(readFileSync(join(ROOT, "agent/scripts/operator-guide.sh"), "utf8")),
+        "docs/operator.md holds agent/scripts/operator-guide.sh as it is",
       );
     });
 
@@ -561,7 +561,7 @@ exec sh "$GUIDE" --dry-run
       env: {
         ...process.env,
         S: dir,
-        GUIDE: join(ROOT, "scripts/operator-guide.sh"),
+        GUIDE: join(ROOT, "agent/scripts/operator-guide.sh"),
         LAYOUT: "aio",
         PATH: `${bin}:${process.env.PATH ?? ""}`,
         CERTNAME_PATTERN: "*.aio.test",

@@ -1,6 +1,8 @@
 /**
- * The two packages this repository makes (`npm run pack`): pulumi-espm, the Pulumi library, with
- * only what a Pulumi program runs; espm-agent, the agent for the Puppet server, with no Pulumi.
+ * The three packages this repository's workspaces make (`npm run pack`): espm-sdk, the wire
+ * contract and client both others use; pulumi-espm, the Pulumi library, with only what a Pulumi
+ * program runs; espm-agent, the agent for the Puppet server, with no Pulumi. Each manifest is the
+ * package's boundary: what it declares is what it gets.
  */
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -25,39 +27,68 @@ async function contents(tarball: string): Promise<{ files: string[]; manifest: M
   return { files: stdout.split("\n").filter(Boolean), manifest };
 }
 
+function tarball(name: string): string {
+  return join(ROOT, `packages/${name}-${VERSION}.tgz`);
+}
+
+/** The tarballs an offline install of `name` needs: the package and the espm-sdk it depends on. */
+function tarballs(name: string): string[] {
+  return [tarball("espm-sdk"), tarball(name)];
+}
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "sdk/package.json"), "utf8")) as Manifest).version;
+
 describe("the packages (npm run pack)", function () {
   this.timeout(120_000);
-  const root = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as Manifest;
+  const manifestOf = (dir: string) => JSON.parse(readFileSync(join(ROOT, dir, "package.json"), "utf8")) as Manifest;
+  let sdk: { files: string[]; manifest: Manifest };
   let library: { files: string[]; manifest: Manifest };
   let agent: { files: string[]; manifest: Manifest };
 
   before(async () => {
-    // npm test has just built: pack what it built.
-    await run("sh", [join(ROOT, "scripts/pack.sh")], { env: { ...process.env, ESPM_PACK_NO_BUILD: "1" } });
-    library = await contents(join(ROOT, `packages/pulumi-espm-${root.version}.tgz`));
-    agent = await contents(join(ROOT, `packages/espm-agent-${root.version}.tgz`));
+    // npm test has just built: `npm run pack` is a build and this.
+    await run("npm", ["pack", "--workspaces", "--ignore-scripts", "--pack-destination", "packages"], { cwd: ROOT });
+    [sdk, library, agent] = await Promise.all([
+      contents(tarball("espm-sdk")),
+      contents(tarball("pulumi-espm")),
+      contents(tarball("espm-agent")),
+    ]);
   });
 
-  it("pulumi-espm holds the resources, the wire contract and the bootstrap, and no agent", () => {
+  it("espm-sdk holds the wire contract and the client, and neither Pulumi nor the agent", () => {
+    for (const file of ["dist/index.js", "dist/protocol.js", "dist/client.js", "dist/x509.js"])
+      assert.ok(sdk.files.includes(`package/${file}`), file);
+    assert.deepEqual(
+      sdk.files.filter((f) => !/^package\/(dist\/[\w-]+\.(js|d\.ts|js\.map)|package\.json|README\.md)$/.test(f)),
+      [],
+      "only the built modules",
+    );
+    assert.deepEqual(Object.keys(sdk.manifest.dependencies ?? {}).sort(), [
+      "@peculiar/asn1-csr",
+      "@peculiar/asn1-schema",
+      "@peculiar/asn1-x509",
+      "undici",
+      "zod",
+    ]);
+  });
+
+  it("pulumi-espm holds the resources, the runtime module old stacks load, and the bootstrap, and no agent", () => {
     for (const file of [
       "dist/provider/index.js",
       "dist/provider/runtime.js",
-      "dist/sdk/protocol.js",
-      "dist/sdk/client.js",
+      "dist/provider/userdata.js",
       "scripts/bootstrap/puppet-bootstrap.sh",
     ]) {
       assert.ok(library.files.includes(`package/${file}`), file);
     }
     assert.deepEqual(
-      library.files.filter((f) => f.startsWith("package/dist/agent/")),
+      library.files.filter((f) => /^package\/dist\/(agent|sdk)\//.test(f)),
       [],
     );
     const { manifest } = library;
     assert.equal(manifest.bin, undefined);
     assert.ok(manifest.peerDependencies?.["@pulumi/pulumi"], "@pulumi/pulumi is a peer: a project gets one copy");
-    for (const agentOnly of ["@pulumi/pulumi", "fastify", "better-sqlite3", "pg", "ini", "yaml"])
-      assert.equal(manifest.dependencies?.[agentOnly], undefined, agentOnly);
-    assert.equal(manifest.scripts?.prepack, "npm run build", "a pack from a fresh clone builds first");
+    assert.deepEqual(manifest.dependencies, { "espm-sdk": VERSION, zod: sdk.manifest.dependencies?.zod });
   });
 
   it("espm-agent holds the agent, its bins and the operator guide, and no Pulumi", () => {
@@ -65,24 +96,23 @@ describe("the packages (npm run pack)", function () {
       "dist/agent/cli/espm.js",
       "dist/agent/cli/espm-setup.js",
       "dist/agent/reports/worker.js",
-      "dist/sdk/protocol.js",
       "scripts/operator-guide.sh",
     ]) {
       assert.ok(agent.files.includes(`package/${file}`), file);
     }
     assert.deepEqual(
-      agent.files.filter((f) => f.startsWith("package/dist/provider/")),
+      agent.files.filter((f) => /^package\/dist\/(provider|sdk)\//.test(f)),
       [],
     );
     const { manifest } = agent;
     assert.deepEqual(manifest.bin, { espm: "dist/agent/cli/espm.js", "espm-setup": "dist/agent/cli/espm-setup.js" });
     assert.ok(manifest.dependencies?.fastify && manifest.dependencies["better-sqlite3"]);
+    assert.equal(manifest.dependencies?.["espm-sdk"], VERSION);
     assert.doesNotMatch(JSON.stringify(manifest.dependencies), /pulumi/);
-    // One source of versions: the agent's dependencies are the ones this checkout builds and tests with.
-    const tested = { ...root.dependencies, ...root.devDependencies };
+    // One version of each library in the house: what the agent and the harness both name, they name alike.
+    const harness = manifestOf(".").devDependencies ?? {};
     for (const [name, range] of Object.entries(manifest.dependencies ?? {})) {
-      if (name === "light-my-request") continue; // pinned below fastify's range: see agent/package.json in the README
-      assert.equal(range, tested[name], `${name} as the checkout has it`);
+      if (harness[name] !== undefined) assert.equal(range, harness[name], `${name} as the tests have it`);
     }
   });
 
@@ -92,9 +122,8 @@ describe("the packages (npm run pack)", function () {
       join(project, "package.json"),
       JSON.stringify({ name: "pinned", private: true, dependencies: { "@pulumi/pulumi": "3.200.0" } }),
     );
-    const tarball = join(ROOT, `packages/pulumi-espm-${root.version}.tgz`);
     await assert.rejects(
-      run("npm", ["install", "--no-audit", "--no-fund", tarball], { cwd: project }),
+      run("npm", ["install", "--no-audit", "--no-fund", ...tarballs("pulumi-espm")], { cwd: project }),
       (err: { stderr: string }) => {
         assert.match(err.stderr, /ERESOLVE/);
         assert.match(err.stderr, /peer @pulumi\/pulumi@"\^3\.248\.0" from pulumi-espm/);
@@ -112,8 +141,7 @@ describe("the packages (npm run pack)", function () {
     const project = mkdtempSync(join(tmpdir(), "espm-no-ec2-"));
     try {
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "no-ec2", private: true }));
-      const tarball = join(ROOT, `packages/pulumi-espm-${root.version}.tgz`);
-      await run("npm", ["install", "--no-audit", "--no-fund", tarball], { cwd: project });
+      await run("npm", ["install", "--no-audit", "--no-fund", ...tarballs("pulumi-espm")], { cwd: project });
       assert.ok(!existsSync(join(project, "node_modules/@aws-sdk/client-ec2")), "npm leaves the optional peer out");
       const checkImage = `
         const { RegisteredImage } = require("pulumi-espm");
@@ -137,18 +165,13 @@ describe("the packages (npm run pack)", function () {
     mkdirSync(join(ROOT, ".tmp"), { recursive: true });
     // Under the checkout, so that its dependencies resolve from this node_modules as npm would hoist them.
     const project = mkdtempSync(join(ROOT, ".tmp/agent-"));
+    for (const name of ["espm-sdk", "espm-agent"]) {
+      mkdirSync(join(project, "node_modules", name), { recursive: true });
+      await run("tar", ["xzf", tarball(name), "-C", join(project, "node_modules", name), "--strip-components", "1"]);
+    }
     const unpacked = join(project, "node_modules/espm-agent");
-    mkdirSync(unpacked, { recursive: true });
-    await run("tar", [
-      "xzf",
-      join(ROOT, `packages/espm-agent-${root.version}.tgz`),
-      "-C",
-      unpacked,
-      "--strip-components",
-      "1",
-    ]);
     const version = await run(process.execPath, [join(unpacked, "dist/agent/cli/espm.js"), "--version"]);
-    assert.equal(version.stdout.trim(), root.version);
+    assert.equal(version.stdout.trim(), VERSION);
     const help = await run(process.execPath, [join(unpacked, "dist/agent/cli/espm-setup.js"), "--help"]);
     assert.match(help.stdout, /--certname-pattern/);
     rmSync(project, { recursive: true, force: true });

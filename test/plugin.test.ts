@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, firstRunProvider, imageProvider, registrationProvider } from "../provider";
+import { certificateProvider, firstRunProvider, imageProvider, registrationProvider } from "pulumi-espm";
 import { ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { DynamicProviderPlugin } from "./helpers/plugin";

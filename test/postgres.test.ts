@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
+import { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
 import { createEspmDatabase, startPostgres, type EspmDatabase, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, ROOT, run, scratchDir, setupEspm } from "./helpers/espm";

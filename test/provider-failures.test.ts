@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { certificateProvider, registrationProvider } from "../provider";
-import { ResourceInitError } from "../provider/lifecycle";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { certificateProvider, registrationProvider } from "pulumi-espm";
+import { ResourceInitError } from "pulumi-espm/lifecycle";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { configuredProvider } from "./helpers/providers";
 
 const PSK = "stand-in-psk-0123456789abcdefghijklmnop";

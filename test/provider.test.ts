@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
 import { createPublicKey, X509Certificate } from "node:crypto";
-import { certificateProvider, registrationProvider } from "../provider";
-import type { CertificateState } from "../provider/certificate";
-import type { RegistrationState } from "../provider/registration";
+import { certificateProvider, registrationProvider } from "pulumi-espm";
+import type { CertificateState } from "pulumi-espm/certificate";
+import type { RegistrationState } from "pulumi-espm/registration";
 import { configuredProvider } from "./helpers/providers";
 import { sharedWorld, type World } from "./helpers/world";
 

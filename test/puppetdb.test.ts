@@ -8,10 +8,10 @@
 import assert from "node:assert/strict";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { EspmClient } from "../sdk/client";
-import { EspmError } from "../sdk/errors";
-import { firstRunProvider } from "../provider";
-import type { FirstRunState } from "../provider/first-run";
+import { EspmClient } from "espm-sdk/client";
+import { EspmError } from "espm-sdk/errors";
+import { firstRunProvider } from "pulumi-espm";
+import type { FirstRunState } from "pulumi-espm/first-run";
 import { startPostgres, residentMiB, type PostgresLab } from "../scripts/lab/postgres";
 import { startPuppetDb, type PuppetDbLab } from "../scripts/lab/puppetdb";
 import { startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";

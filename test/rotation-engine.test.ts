@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type * as automation from "@pulumi/pulumi/automation";
-import { EspmClient } from "../sdk/client";
+import { EspmClient } from "espm-sdk/client";
 import { program } from "./programs/rotation";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { sharedWorld, type World } from "./helpers/world";

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, imageProvider, registrationProvider } from "../provider";
+import { certificateProvider, imageProvider, registrationProvider } from "pulumi-espm";
 import { run, ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { sharedWorld, type World } from "./helpers/world";
@@ -162,12 +162,21 @@ describe("serialized providers in a fresh process", function () {
       // A project of its own, as a user's is; without it this checkout's package.json would be the
       // package scope and "pulumi-espm" would resolve to the checkout itself.
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "espm-installed-test", private: true }));
-      const installed = join(project, "node_modules/pulumi-espm");
-      mkdirSync(installed, { recursive: true });
-      // --ignore-scripts: prepack would build again, and npm test has just built.
-      await run("npm", ["pack", "--silent", "--ignore-scripts", "--pack-destination", project], { cwd: ROOT });
-      const tarball = readdirSync(project).find((f) => f.endsWith(".tgz"))!;
-      await run("tar", ["xzf", join(project, tarball), "-C", installed, "--strip-components", "1"]);
+      // The library and the wire contract it depends on, each from its workspace's tarball.
+      for (const [workspace, name] of [
+        ["provider", "pulumi-espm"],
+        ["sdk", "espm-sdk"],
+      ] as const) {
+        const installed = join(project, "node_modules", name);
+        mkdirSync(installed, { recursive: true });
+        // --ignore-scripts: npm test has just built.
+        const { stdout } = await run(
+          "npm",
+          ["pack", "--silent", "--ignore-scripts", "--workspace", workspace, "--pack-destination", project],
+          { cwd: ROOT },
+        );
+        await run("tar", ["xzf", join(project, stdout.trim()), "-C", installed, "--strip-components", "1"]);
+      }
     });
 
     after(() => rmSync(project, { recursive: true, force: true }));

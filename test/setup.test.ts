@@ -3,8 +3,8 @@ import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, write
 import { join } from "node:path";
 import { parse } from "ini";
 import { X509Certificate } from "node:crypto";
-import { certificateFingerprint } from "../sdk/x509";
-import { createSelfSignedCertificate, positiveSerial } from "../agent/http/self-signed";
+import { certificateFingerprint } from "espm-sdk/x509";
+import { createSelfSignedCertificate, positiveSerial } from "espm-agent/http/self-signed";
 import { findJava } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, installedAgent, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 
@@ -266,7 +266,7 @@ describe("espm puppet-config", () => {
   });
 
   it("turns patterns into regexes that match exactly one label for each '*'", async () => {
-    const { certnamePathRegex } = await import("../agent/puppetserver/config");
+    const { certnamePathRegex } = await import("espm-agent/puppetserver/config");
     const regex = new RegExp(certnamePathRegex({ patterns: ["*.nodes.example.com"], allowAny: false, deny: [] }));
     const path = (name: string) => `/puppet-ca/v1/certificate_status/${name}`;
     assert.ok(regex.test(path("web-01.nodes.example.com")));

@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Client } from "pg";
-import { StoreConflict, type Store } from "../agent/store/store";
-import { connectionConfig, openPostgresStore, readPassword } from "../agent/store/postgres";
-import { openSqliteStore } from "../agent/store/sqlite";
+import { StoreConflict, type Store } from "espm-agent/store/store";
+import { connectionConfig, openPostgresStore, readPassword } from "espm-agent/store/postgres";
+import { openSqliteStore } from "espm-agent/store/sqlite";
 import { createEspmDatabase, startPostgres, type EspmDatabase, type PostgresLab } from "../scripts/lab/postgres";
 
 const NOW = "2026-11-28T00:00:00.000Z";

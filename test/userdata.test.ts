@@ -4,8 +4,8 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { renderUserData, USERDATA_LIMIT } from "../provider/userdata";
-import { createSelfSignedCertificate } from "../agent/http/self-signed";
+import { renderUserData, USERDATA_LIMIT } from "pulumi-espm/userdata";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { ROOT } from "./helpers/espm";
 
 describe("renderUserData", () => {

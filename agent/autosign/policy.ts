@@ -10,8 +10,8 @@
  * public key and the burn are one transaction, so two policy runs racing for one token cannot both win.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { nameProblem } from "../../sdk/names";
-import { puppetExtensionName } from "../../sdk/puppet-extensions";
+import { nameProblem } from "espm-sdk/names";
+import { puppetExtensionName } from "espm-sdk/puppet-extensions";
 import { csrProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../ca/csr";
 import { now, type AgentContext } from "../http/context";
 import type { EnrollmentRecord, StoreOps } from "../store/store";

@@ -8,7 +8,7 @@ import { CertificationRequest } from "@peculiar/asn1-csr";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { AttributeValue, Extensions, SubjectAlternativeName } from "@peculiar/asn1-x509";
 import { createHash, createPublicKey, verify, X509Certificate, type KeyObject } from "node:crypto";
-import { CSR_OID, puppetExtensionName } from "../../sdk/x509";
+import { CSR_OID, puppetExtensionName } from "espm-sdk/x509";
 
 export interface CsrSummary {
   /** The subject's first CN, the one Puppet uses. */

@@ -28,7 +28,7 @@
  * policy refuses now (a store older than the policy, or patterns narrowed since) can be read and
  * deleted, never changed, certified or classified.
  */
-import type { Node } from "../../sdk/protocol";
+import type { Node } from "espm-sdk/protocol";
 import { caHolding } from "./holding";
 import type { AgentContext } from "../http/context";
 import { classifiesNode, runFallbackEnc } from "../enc/fallback";

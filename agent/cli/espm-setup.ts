@@ -13,7 +13,7 @@ import { stringify } from "ini";
 import { configProblems } from "../config/config";
 import { DEFAULT_CONFIG_DIR, DEFAULT_PORT, DEFAULT_STATE_DIR } from "../config/file";
 import { groupId } from "../enc/export";
-import { certificateFingerprint } from "../../sdk/x509";
+import { certificateFingerprint } from "espm-sdk/x509";
 import { createSelfSignedCertificate } from "../http/self-signed";
 
 const USAGE = `usage: espm-setup [options]

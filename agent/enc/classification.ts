@@ -2,7 +2,7 @@
  * How a node's groups and its own values merge into what Puppet receives. Without zod or yaml, so
  * that `espm enc`, which runs for every catalog compile, loads only what it needs.
  */
-import type { Group, Node } from "../../sdk/protocol";
+import type { Group, Node } from "espm-sdk/protocol";
 
 export interface EncClassification {
   environment: string;

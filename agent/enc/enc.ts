@@ -6,11 +6,11 @@
  * broken groups.yaml cannot break a Puppet run. (With a PostgreSQL store it reads the same from the
  * database, with a read-only role: postgres.ts.)
  */
-import { nameProblem } from "../../sdk/names";
+import { nameProblem } from "espm-sdk/names";
 import { mergeClassification, type EncClassification } from "./classification";
 import { CertnamePolicy, type PuppetServerNames } from "../ca/certname-policy";
 import { encSettings, type EncSettings } from "../config/file";
-import type { Group, Node } from "../../sdk/protocol";
+import type { Group, Node } from "espm-sdk/protocol";
 import { readGroupsSnapshot, readNodeExport, readServerNames } from "./export";
 import type { EncResult } from "./fallback";
 

@@ -11,7 +11,7 @@
  */
 import { chownSync, chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Group, Node } from "../../sdk/protocol";
+import type { Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 
 const SUFFIX = ".json";

@@ -5,8 +5,8 @@
  * sdk/puppet-types.ts). A group with a misspelled class would otherwise fail the next Puppet run of
  * every one of its members.
  */
-import type { Group, PuppetClass } from "../../sdk/protocol";
-import { parsePuppetType, typeProblem } from "../../sdk/puppet-types";
+import type { Group, PuppetClass } from "espm-sdk/protocol";
+import { parsePuppetType, typeProblem } from "espm-sdk/puppet-types";
 import { BackendError, type ClassDiscovery } from "../puppetserver/contract";
 
 /**

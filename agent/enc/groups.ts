@@ -14,7 +14,7 @@
 import { existsSync, readFileSync, unwatchFile, watchFile } from "node:fs";
 import { parse } from "yaml";
 import { z } from "zod";
-import type { Group } from "../../sdk/protocol";
+import type { Group } from "espm-sdk/protocol";
 
 export class GroupsError extends Error {
   override name = "GroupsError";

@@ -11,8 +11,8 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "pg";
-import { nameProblem } from "../../sdk/names";
-import type { Group, Node } from "../../sdk/protocol";
+import { nameProblem } from "espm-sdk/names";
+import type { Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { toNode, type NodeRow } from "../store/store";
 import { connectionConfig, readPassword } from "../store/postgres";

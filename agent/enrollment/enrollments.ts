@@ -8,7 +8,7 @@
  * one espm accepted is signed through the CA API; one no policy decided gets the same decision
  * now; one refused is cleaned, so no name is stranded.
  */
-import { nameProblem } from "../../sdk/names";
+import { nameProblem } from "espm-sdk/names";
 import { inspectCsr } from "../ca/csr";
 import { decide } from "../autosign/policy";
 import { caHolding, recordLearnedSerial, type CaHolding } from "../ca/holding";

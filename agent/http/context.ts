@@ -1,5 +1,5 @@
 import type { FastifyRequest } from "fastify";
-import type { Group } from "../../sdk/protocol";
+import type { Group } from "espm-sdk/protocol";
 import type { CertificateAuthority, ClassDiscovery } from "../puppetserver/contract";
 import type { CertnamePolicy } from "../ca/certname-policy";
 import type { EspmConfig } from "../config/config";

@@ -1,7 +1,7 @@
 /** The error shape of protocol v1 and the helpers routes use to produce it. */
 import type { FastifyReply } from "fastify";
 import type { z } from "zod";
-import { ERROR_STATUS, nameProblem, type ErrorCode } from "../../sdk/protocol";
+import { ERROR_STATUS, nameProblem, type ErrorCode } from "espm-sdk/protocol";
 import type { CertnamePolicy } from "../ca/certname-policy";
 
 export class ApiError extends Error {

@@ -5,7 +5,7 @@
  * Records are kept 24 hours (see Store).
  */
 import { createHash } from "node:crypto";
-import { IDEMPOTENCY_KEY_PATTERN } from "../../sdk/protocol";
+import { IDEMPOTENCY_KEY_PATTERN } from "espm-sdk/protocol";
 import { ApiError } from "./errors";
 import type { Store, StoreOps } from "../store/store";
 

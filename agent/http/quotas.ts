@@ -3,7 +3,7 @@
  * bytes, and enrollments outstanding. The defaults are far above what a site reaches by accident
  * and far below what fills a disk; over a limit is a 429 (a count) or a 413 (a size) naming it.
  */
-import type { Classification } from "../../sdk/protocol";
+import type { Classification } from "espm-sdk/protocol";
 import type { AgentContext } from "./context";
 import { ApiError } from "./errors";
 

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
-import { generateRsaKeyPair, type RsaKeySize } from "../../sdk/x509";
+import { generateRsaKeyPair, type RsaKeySize } from "espm-sdk/x509";
 
 export interface SelfSignedOptions {
   commonName: string;

@@ -6,8 +6,8 @@
  * revoking, and the certificate would keep working. espm never uses `PUT /clean`: its certnames
  * travel in the body, where no auth.conf path rule can limit them to the names espm may touch.
  */
-import { AnswerCache } from "../../sdk/cache";
-import type { BackendStatus } from "../../sdk/protocol";
+import { AnswerCache } from "espm-sdk/cache";
+import type { BackendStatus } from "espm-sdk/protocol";
 import {
   BackendError,
   CaRefusal,

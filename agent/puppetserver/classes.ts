@@ -1,8 +1,8 @@
 /** Class discovery from Puppet Server's `/puppet/v3/environment_classes`. */
-import type { BackendStatus, PuppetClass } from "../../sdk/protocol";
+import type { BackendStatus, PuppetClass } from "espm-sdk/protocol";
 import { BackendError, type ClassDiscovery } from "./contract";
 import { parseJson, type PuppetServerHttp } from "./http";
-import { AnswerCache, type Cached } from "../../sdk/cache";
+import { AnswerCache, type Cached } from "espm-sdk/cache";
 
 interface EnvironmentClassesBody {
   files?: Array<{

@@ -2,7 +2,7 @@
  * What espm needs from a certificate authority, from class discovery and from the server's names.
  * Puppet Server implements these (ca.ts, classes.ts); tests may use a double.
  */
-import type { BackendStatus, PuppetClass } from "../../sdk/protocol";
+import type { BackendStatus, PuppetClass } from "espm-sdk/protocol";
 
 export type CaState = "absent" | "requested" | "signed" | "revoked";
 

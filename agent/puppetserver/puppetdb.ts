@@ -7,7 +7,7 @@
  * command and run any query, not only the two espm uses. espm itself asks only about the names
  * of its own nodes, and for a create, whether a name is already someone else's.
  */
-import type { BackendStatus, PuppetRun } from "../../sdk/protocol";
+import type { BackendStatus, PuppetRun } from "espm-sdk/protocol";
 import type { EspmConfig } from "../config/config";
 import { BackendError } from "./contract";
 import { parseJson, PuppetServerHttp, type Service } from "./http";

@@ -5,7 +5,7 @@
  * a node controls its own report, and parsing a large one takes seconds.
  */
 import { parse, YAMLMap, type Tags } from "yaml";
-import type { PuppetRun } from "../../sdk/protocol";
+import type { PuppetRun } from "espm-sdk/protocol";
 
 const MAX_ERROR_LINES = 20;
 const MAX_ERROR_LENGTH = 500;

@@ -11,7 +11,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
-import type { BackendStatus, PuppetRun } from "../../sdk/protocol";
+import type { BackendStatus, PuppetRun } from "espm-sdk/protocol";
 
 /** Report files bigger than this are skipped: a run's report is tens of KB, a large one a few hundred. */
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;

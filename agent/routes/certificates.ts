@@ -5,9 +5,9 @@
  * so a PSK holder cannot get a certificate for a name it never registered or could not register.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { describeCertificate } from "../../sdk/x509";
+import { describeCertificate } from "espm-sdk/x509";
 import { certificatePublicKeySha256, csrProblem, inspectCsr } from "../ca/csr";
-import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "../../sdk/protocol";
+import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "espm-sdk/protocol";
 import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
 import { ApiError, checkName, parseInput } from "../http/errors";
 import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";

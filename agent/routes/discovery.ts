@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { schemas, type ClassesResponse, type GroupsResponse } from "../../sdk/protocol";
+import { schemas, type ClassesResponse, type GroupsResponse } from "espm-sdk/protocol";
 import { ApiError, parseInput } from "../http/errors";
 import type { RouteOptions } from "../http/context";
 

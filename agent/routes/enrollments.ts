@@ -8,7 +8,7 @@
  * whose answer was lost can simply be retried.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { schemas, type Enrollment, type EnrollmentIssued } from "../../sdk/protocol";
+import { schemas, type Enrollment, type EnrollmentIssued } from "espm-sdk/protocol";
 import { newToken, tokenHash } from "../autosign/policy";
 import { requireCa } from "../ca/holding";
 import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";

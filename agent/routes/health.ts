@@ -3,9 +3,9 @@
  * nothing about versions, paths or backends. With the PSK it reports each backend's state, from a
  * cache that is refreshed at most every few seconds, so health checks never load Puppet Server.
  */
-import { AnswerCache } from "../../sdk/cache";
+import { AnswerCache } from "espm-sdk/cache";
 import type { FastifyPluginAsync } from "fastify";
-import { PROTOCOL_VERSION, type BackendStatus, type Health } from "../../sdk/protocol";
+import { PROTOCOL_VERSION, type BackendStatus, type Health } from "espm-sdk/protocol";
 import type { AgentContext, RouteOptions } from "../http/context";
 
 const BACKEND_CHECK_TIMEOUT_MS = 3000;

@@ -12,7 +12,7 @@
  * fails fails the delete and leaves the node in espm, so the retry does the rest.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { IDEMPOTENCY_HEADER, nodeEnvironment, schemas, type Classification, type Node } from "../../sdk/protocol";
+import { IDEMPOTENCY_HEADER, nodeEnvironment, schemas, type Classification, type Node } from "espm-sdk/protocol";
 import { ApiError, parseInput } from "../http/errors";
 import { actor, auditEntry, now, type AgentContext, type RouteOptions } from "../http/context";
 import { revokeCertificate } from "../ca/holding";

@@ -5,7 +5,7 @@
  * the runs since that registration was created are shown: a reused name's earlier holder's are not.
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import type { RunsResponse } from "../../sdk/protocol";
+import type { RunsResponse } from "espm-sdk/protocol";
 import type { RouteOptions } from "../http/context";
 import { admit } from "../ca/gate";
 import { ApiError } from "../http/errors";

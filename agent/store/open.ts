@@ -3,7 +3,7 @@
  * (`[store] url = postgres://USER@HOST:PORT/DB`, with the password in `password_file`). The
  * PostgreSQL driver loads only for a PostgreSQL store.
  */
-import type { Group } from "../../sdk/protocol";
+import type { Group } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import type { EspmConfig } from "../config/config";
 import type { EncPublication } from "../enc/export";

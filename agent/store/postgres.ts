@@ -17,7 +17,7 @@
 import { readFileSync } from "node:fs";
 import { Kysely, PostgresDialect, type Transaction } from "kysely";
 import { Pool, type ClientConfig } from "pg";
-import type { Group } from "../../sdk/protocol";
+import type { Group } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { BackendError } from "../http/backend-error";
 import { storeQueries, type Dialect, type Tables } from "./queries";

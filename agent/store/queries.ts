@@ -6,7 +6,7 @@
  * Adding a column is an edit to its table here and a migration step in each dialect.
  */
 import type { ColumnType, Generated, Kysely, Selectable, SelectQueryBuilder, Transaction } from "kysely";
-import type { Classification } from "../../sdk/protocol";
+import type { Classification } from "espm-sdk/protocol";
 import {
   IDEMPOTENCY_TTL_MS,
   StoreConflict,

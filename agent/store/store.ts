@@ -8,7 +8,7 @@
  * Every write that answers a request is durable before the answer. A transaction's writes land
  * together or not at all; inside one, use the transaction's handle (`tx`), never the store.
  */
-import type { Classification, Group, Node } from "../../sdk/protocol";
+import type { Classification, Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 
 export interface CertificateRecord {

@@ -50,7 +50,7 @@ const keys =
   keyMode === "instance"
     ? { enrollment: new PuppetEnrollment("node", { certname: registration.nodeName, extensions }) }
     : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
-const issued = keys.enrollment ?? keys.certificate!;
+const issued = keys.enrollment ?? keys.certificate;
 
 // cloud-init installs puppet-agent from the distribution's packages before espm's script runs
 // (its cloud-config stage comes before scripts); `pulumi config set installAgent false` for an AMI

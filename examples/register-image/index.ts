@@ -64,7 +64,7 @@ const node = new aws.ec2.Instance(
     metadataOptions: { httpTokens: "required" },
     tags: { Name: nodeName },
   },
-  { dependsOn: [keys.enrollment ?? keys.certificate!] },
+  { dependsOn: [keys.enrollment ?? keys.certificate] },
 );
 
 // The node launched from the image is only done when its first Puppet run succeeded.

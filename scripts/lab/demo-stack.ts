@@ -19,7 +19,7 @@ import {
   PuppetEnrollment,
   PuppetNodeRegistration,
   RegisteredImage,
-} from "../../provider";
+} from "pulumi-espm";
 import { motoServerCommand, startMotoServer } from "./moto";
 
 const execFileP = promisify(execFile);

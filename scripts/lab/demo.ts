@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   mkdirSync(join(configDir, "certs"), { recursive: true });
   writeFileSync(join(dir, DEMO_PID), `${process.pid}\n`);
   const ini = join(configDir, "espm.ini");
-  const espmBin = join(ROOT, "dist/agent/cli/espm.js");
+  const espmBin = join(ROOT, "agent/dist/agent/cli/espm.js");
 
   const stops: Array<{ what: string; stop: () => Promise<void> }> = [];
   let failedStops = 0;
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     });
     stops.unshift({ what: "Puppet Server", stop: lab.stop });
     const setup = execFileSync(process.execPath, [
-      join(ROOT, "dist/agent/cli/espm-setup.js"),
+      join(ROOT, "agent/dist/agent/cli/espm-setup.js"),
       "-d",
       configDir,
       "--state-dir",

@@ -15,8 +15,8 @@ import { LAB_CERTNAME_PATTERNS, type PuppetServerLab } from "./puppetserver";
 export { freePort };
 
 export const ROOT = resolve(__dirname, "../../..");
-export const ESPM_BIN = join(ROOT, "dist/agent/cli/espm.js");
-export const SETUP_BIN = join(ROOT, "dist/agent/cli/espm-setup.js");
+export const ESPM_BIN = join(ROOT, "agent/dist/agent/cli/espm.js");
+export const SETUP_BIN = join(ROOT, "agent/dist/agent/cli/espm-setup.js");
 
 export const run = promisify(execFile);
 

@@ -22,10 +22,10 @@ import {
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, request } from "undici";
-import { authConfForEspm, withRulesFirst, type CertnameRules } from "../../agent/puppetserver/config";
+import { authConfForEspm, withRulesFirst, type CertnameRules } from "espm-agent/puppetserver/config";
 import { rootCommand } from "./debian-root";
 import { stopOnInterrupt } from "./interrupt";
-import { createCsr, generateRsaKeyPairAsync } from "../../sdk/x509";
+import { createCsr, generateRsaKeyPairAsync } from "espm-sdk/x509";
 
 const run = promisify(execFile);
 /** Where Debian's puppetserver package keeps its configuration, on Debian 12 and 13 alike. */

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { request } from "undici";
-import { createSelfSignedCertificate } from "../../agent/http/self-signed";
+import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { espmDispatcher, type PuppetServerLab } from "../../scripts/lab/puppetserver";
 
 /**

@@ -16,7 +16,7 @@ import {
   SubjectPublicKeyInfo,
 } from "@peculiar/asn1-x509";
 import { createPrivateKey, createPublicKey, sign } from "node:crypto";
-import { PUPPET_EXTENSIONS } from "../../sdk/x509";
+import { PUPPET_EXTENSIONS } from "espm-sdk/x509";
 
 const utf8 = (value: string) => AsnConvert.serialize(new AttributeValue({ utf8String: value }));
 

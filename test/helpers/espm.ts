@@ -7,44 +7,47 @@ import { ROOT } from "../../scripts/lab/espm";
 export * from "../../scripts/lab/espm";
 
 /**
- * A copy of what `espm enc` and `espm autosign` load, in a directory every user can read, as an installed package would
- * be: the checkout itself may sit under a directory other users cannot enter.
+ * A package as npm would install it from its tarball: its manifest and what its `files` name (a
+ * workspace's package), or the whole directory (a package from the registry).
  */
-export function installedCopy(dir: string): string {
-  const pkg = join(dir, "pkg");
-  for (const part of [
-    "package.json",
-    "dist/agent",
-    "dist/sdk",
-    "node_modules/zod",
-    "node_modules/yaml",
-    "node_modules/ini",
-  ]) {
-    cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
+function copyPackage(from: string, to: string): void {
+  const { files } = JSON.parse(readFileSync(join(from, "package.json"), "utf8")) as { files?: string[] };
+  const parts = files ? ["package.json", ...files.filter((f) => !f.startsWith("!"))] : ["."];
+  for (const part of parts) {
+    if (existsSync(join(from, part))) cpSync(join(from, part), join(to, part), { recursive: true, dereference: true });
   }
-  return join(pkg, "dist/agent/cli/espm.js");
 }
 
 /**
- * The whole agent as `npm install -g` would leave it, in a directory every user can read: its
- * built code and the packages agent/package.json depends on (with theirs), copied from this
- * checkout's node_modules. For espm run as its own user, as the operator guide has it.
+ * The agent and the packages `only` names (default: every one it depends on, with theirs), copied
+ * from this checkout's workspace and node_modules into `dir`, as `npm install -g espm-agent` would
+ * leave them: a directory every user can read, where the checkout may sit under one they cannot enter.
  */
-export function installedAgent(dir: string): { espm: string; setup: string } {
+function installAgentInto(dir: string, only?: string[]): string {
   const pkg = join(dir, "espm-agent");
-  for (const part of ["package.json", "dist/agent", "dist/sdk"])
-    cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
+  copyPackage(join(ROOT, "agent"), pkg);
   const wanted = (manifest: string) =>
     Object.keys((JSON.parse(readFileSync(manifest, "utf8")) as { dependencies?: object }).dependencies ?? {});
-  const pending = wanted(join(ROOT, "agent/package.json"));
+  const pending = only ?? wanted(join(ROOT, "agent/package.json"));
   const copied = new Set<string>();
   for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
     // A package npm did not hoist travels inside the one that needs it.
     if (copied.has(name) || !existsSync(join(ROOT, "node_modules", name))) continue;
     copied.add(name);
-    cpSync(join(ROOT, "node_modules", name), join(pkg, "node_modules", name), { recursive: true });
-    pending.push(...wanted(join(ROOT, "node_modules", name, "package.json")));
+    copyPackage(join(ROOT, "node_modules", name), join(pkg, "node_modules", name));
+    if (!only) pending.push(...wanted(join(ROOT, "node_modules", name, "package.json")));
   }
+  return pkg;
+}
+
+/** What `espm enc` and `espm autosign` load, installed (see installAgentInto): the agent, its contract, zod, yaml and ini. */
+export function installedCopy(dir: string): string {
+  return join(installAgentInto(dir, ["espm-sdk", "zod", "yaml", "ini"]), "dist/agent/cli/espm.js");
+}
+
+/** The whole agent installed (see installAgentInto), for espm run as its own user, as the operator guide has it. */
+export function installedAgent(dir: string): { espm: string; setup: string } {
+  const pkg = installAgentInto(dir);
   return { espm: join(pkg, "dist/agent/cli/espm.js"), setup: join(pkg, "dist/agent/cli/espm-setup.js") };
 }
 

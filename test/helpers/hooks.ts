@@ -14,7 +14,7 @@ process.on("unhandledRejection", (reason) => {
 });
 
 /**
- * espm's user and group as scripts/operator-guide.sh makes them, so that every suite meets the
+ * espm's user and group as agent/scripts/operator-guide.sh makes them, so that every suite meets the
  * installed layout: Puppet Server's user in espm's group (it reads the export, the socket and the
  * autosign secret through it), espm's user not in Puppet Server's (whose members read the CA's keys).
  */

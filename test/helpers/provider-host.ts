@@ -26,7 +26,7 @@ interface Step {
 async function serialize(specifier: string): Promise<void> {
   const modulePath = fromProject.resolve(specifier);
   const pulumi = createRequire(modulePath)("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
-  const espm = fromProject(modulePath) as typeof import("../../provider");
+  const espm = fromProject(modulePath) as typeof import("pulumi-espm");
   const out: Record<string, { text: string; containsSecrets: boolean }> = {};
   for (const [name, captured] of [
     ["registration", espm.registrationProvider],

@@ -1,6 +1,6 @@
 /** Providers as the dynamic-provider host holds them: each its own copy, configured with a stack's config. */
-import type { StackConfig } from "../../provider/connection";
-import type { ThinProvider } from "../../provider/runtime";
+import type { StackConfig } from "pulumi-espm/connection";
+import type { ThinProvider } from "pulumi-espm/runtime";
 
 /** A copy of `provider`, configured with `config` as the host does before any other call. */
 export async function configuredProvider(

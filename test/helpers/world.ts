@@ -8,11 +8,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { randomBytes, randomUUID } from "node:crypto";
 import { Agent, request } from "undici";
-import { EspmClient } from "../../sdk/client";
-import { createCsr, generateKeyPairAsync, normalizeSerial, type KeyType } from "../../sdk/x509";
-import { renderUserData, type UserDataInput } from "../../provider/userdata";
+import { EspmClient } from "espm-sdk/client";
+import { createCsr, generateKeyPairAsync, normalizeSerial, type KeyType } from "espm-sdk/x509";
+import { renderUserData, type UserDataInput } from "pulumi-espm/userdata";
 import type { ConfigValue } from "@pulumi/pulumi/automation";
-import type { StackConfig } from "../../provider/connection";
+import type { StackConfig } from "pulumi-espm/connection";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../../scripts/lab/puppetserver";
 import {
   ESPM_BIN,

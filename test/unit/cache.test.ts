@@ -1,6 +1,6 @@
 /** The one cache of other servers' answers (sdk/cache.ts), as the agent and the provider use it. */
 import assert from "node:assert/strict";
-import { AnswerCache, type Cached } from "../../sdk/cache";
+import { AnswerCache, type Cached } from "espm-sdk/cache";
 
 /** A fetch that counts its calls and answers what `next` says (a value, or an error). */
 function source() {

@@ -1,6 +1,6 @@
 /** The certname policy every route and `espm enc` apply (agent/ca/certname-policy.ts). */
 import assert from "node:assert/strict";
-import { CertnamePolicy, matchesPattern, patternProblem } from "../../agent/ca/certname-policy";
+import { CertnamePolicy, matchesPattern, patternProblem } from "espm-agent/ca/certname-policy";
 
 describe("the certname policy", () => {
   it("takes '*' as exactly one whole label", () => {

@@ -1,7 +1,7 @@
 /** What espm reads from a CSR and refuses to sign, the way Puppet reads it (agent/ca/csr.ts). */
 import assert from "node:assert/strict";
-import { createCsr, generateKeyPairAsync, PUPPET_EXTENSIONS } from "../../sdk/x509";
-import { csrProblem, inspectCsr } from "../../agent/ca/csr";
+import { createCsr, generateKeyPairAsync, PUPPET_EXTENSIONS } from "espm-sdk/x509";
+import { csrProblem, inspectCsr } from "espm-agent/ca/csr";
 
 describe("CSR checks", () => {
   let key: string;

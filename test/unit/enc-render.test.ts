@@ -1,7 +1,7 @@
 /** The ENC's YAML (agent/enc/enc.ts renderEnc): what Puppet reads for every catalog compile. */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { renderEnc } from "../../agent/enc/enc";
+import { renderEnc } from "espm-agent/enc/enc";
 
 describe("the ENC renderer", () => {
   it("writes the classification so that a YAML 1.1 reader gets it back exactly", () => {

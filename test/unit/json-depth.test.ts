@@ -1,6 +1,6 @@
 /** The API's nesting limit, found without parsing (agent/http/json-depth.ts). */
 import assert from "node:assert/strict";
-import { jsonDepthExceeds } from "../../agent/http/json-depth";
+import { jsonDepthExceeds } from "espm-agent/http/json-depth";
 
 describe("the JSON depth check", () => {
   it("counts arrays and objects, not brackets inside strings or escaped quotes", () => {

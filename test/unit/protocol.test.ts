@@ -1,6 +1,6 @@
 /** The wire contract's own rules (sdk/protocol.ts), which both sides parse with. */
 import assert from "node:assert/strict";
-import { nameProblem, schemas, suffixedName } from "../../sdk/protocol";
+import { nameProblem, schemas, suffixedName } from "espm-sdk/protocol";
 
 describe("the protocol", () => {
   it("accepts Puppet certnames and names what is wrong with others", () => {

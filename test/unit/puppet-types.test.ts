@@ -1,6 +1,6 @@
 /** Puppet's type language as `pulumi preview` and groups.yaml's check read it (sdk/puppet-types.ts). */
 import assert from "node:assert/strict";
-import { parsePuppetType, typeProblem } from "../../sdk/puppet-types";
+import { parsePuppetType, typeProblem } from "espm-sdk/puppet-types";
 
 const problem = (type: string, value: unknown) => typeProblem(parsePuppetType(type), value);
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { renderUserData } from "../../provider/userdata";
+import { renderUserData } from "pulumi-espm/userdata";
 
 const SNAPSHOTS = join(__dirname, "..", "..", "..", "test", "unit", "snapshots");
 const here = existsSync(join(__dirname, "snapshots")) ? join(__dirname, "snapshots") : SNAPSHOTS;

@@ -4,7 +4,7 @@
  * script, from the stack's config.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration } from "../../../provider";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration } from "pulumi-espm";
 
 export async function program() {
   const config = new pulumi.Config("decommission");

@@ -4,7 +4,7 @@
  * The tests change the config between `up`s, as a user would.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "../../../provider";
+import { bootstrapUserData, PuppetCertificate, PuppetNodeRegistration, RegisteredImage } from "pulumi-espm";
 
 export async function program() {
   const config = new pulumi.Config("engine");

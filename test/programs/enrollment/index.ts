@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
-import { bootstrapUserData, PuppetEnrollment, PuppetFirstRun, PuppetNodeRegistration } from "../../../provider";
+import { bootstrapUserData, PuppetEnrollment, PuppetFirstRun, PuppetNodeRegistration } from "pulumi-espm";
 
 export async function program() {
   const config = new pulumi.Config("enroll");

@@ -3,7 +3,7 @@
  * `PREFIX-NN.faults.test`, each with its certificate; the serials are the outputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { PuppetCertificate, PuppetNodeRegistration } from "../../../provider";
+import { PuppetCertificate, PuppetNodeRegistration } from "pulumi-espm";
 
 /** The node names of a stack of this program. */
 export function nodeNames(prefix: string, count: number): string[] {

@@ -4,7 +4,7 @@
  * nodes (the 100-registration preview). It also exports what the discovery functions return.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { getClasses, getGroups, PuppetNodeRegistration } from "../../../provider";
+import { getClasses, getGroups, PuppetNodeRegistration } from "pulumi-espm";
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 interface NodeConfig {

@@ -3,7 +3,7 @@
  * rotated between `up` and the next refresh or destroy.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { PuppetNodeRegistration } from "../../../provider";
+import { PuppetNodeRegistration } from "pulumi-espm";
 
 export async function program() {
   const config = new pulumi.Config("rotation");
