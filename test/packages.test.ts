@@ -89,6 +89,7 @@ describe("the packages (npm run pack)", function () {
     assert.equal(manifest.bin, undefined);
     assert.ok(manifest.peerDependencies?.["@pulumi/pulumi"], "@pulumi/pulumi is a peer: a project gets one copy");
     assert.deepEqual(manifest.dependencies, { "espm-sdk": VERSION, zod: sdk.manifest.dependencies?.zod });
+    assert.equal(manifest.scripts?.prepack, "tsc -b", "a pack from a fresh clone builds first");
   });
 
   it("espm-agent holds the agent, its bins and the operator guide, and no Pulumi", () => {
