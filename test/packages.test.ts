@@ -47,6 +47,7 @@ describe("the packages (npm run pack)", function () {
 
   before(async () => {
     // npm test has just built: `npm run pack` is a build and this.
+    mkdirSync(join(ROOT, "packages"), { recursive: true });
     await run("npm", ["pack", "--workspaces", "--ignore-scripts", "--pack-destination", "packages"], { cwd: ROOT });
     [sdk, library, agent] = await Promise.all([
       contents(tarball("espm-sdk")),
