@@ -214,7 +214,7 @@ describe("espm enc's load (it runs for every catalog compile)", () => {
     const probe = `
       for (const m of process.argv.slice(1)) require(m);
       const heavy = Object.keys(require.cache).flatMap((k) =>
-        /node_modules\\/(zod|fastify|yaml|@peculiar|node-forge|undici|better-sqlite3)\\//.test(k) ? [k] : []);
+        /node_modules\\/(zod|fastify|yaml|@peculiar|node-forge|undici|better-sqlite3|kysely)\\//.test(k) ? [k] : []);
       console.log(JSON.stringify(heavy));`;
     const { stdout } = await run(process.execPath, ["-e", probe, ...modules]);
     assert.deepEqual(JSON.parse(stdout), []);

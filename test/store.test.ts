@@ -11,7 +11,8 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Client } from "pg";
 import { StoreConflict, type Store } from "espm-agent/store/store";
-import { connectionConfig, openPostgresStore, readPassword } from "espm-agent/store/postgres";
+import { openPostgresStore } from "espm-agent/store/postgres";
+import { connectionConfig, readPassword } from "espm-agent/store/postgres-connection";
 import { openSqliteStore } from "espm-agent/store/sqlite";
 import { createEspmDatabase, startPostgres, type EspmDatabase, type PostgresLab } from "../scripts/lab/postgres";
 

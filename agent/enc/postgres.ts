@@ -15,7 +15,7 @@ import { nameProblem } from "espm-sdk/names";
 import type { Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { toNode, type NodeRow } from "../store/store";
-import { connectionConfig, readPassword } from "../store/postgres";
+import { connectionConfig, readPassword } from "../store/postgres-connection";
 
 /** How long a compile waits for PostgreSQL before it serves the cached answer. */
 const CONNECT_TIMEOUT_MS = 3000;

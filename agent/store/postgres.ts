@@ -14,12 +14,12 @@
  * processes starting at once apply each step once. The validated groups live here too, so every
  * espm process and every compile master's `espm enc` (read-only role, see enc/postgres.ts) agree.
  */
-import { readFileSync } from "node:fs";
 import { Kysely, PostgresDialect, type Transaction } from "kysely";
-import { Pool, type ClientConfig } from "pg";
+import { Pool } from "pg";
 import type { Group } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { BackendError } from "../http/backend-error";
+import { connectionConfig, describeUrl, readPassword } from "./postgres-connection";
 import { storeQueries, type Dialect, type Tables } from "./queries";
 import type { Store, StoreOps } from "./store";
 
@@ -124,47 +124,6 @@ export interface PostgresSettings {
   passwordFile?: string;
   /** The role `espm enc` reads with, granted SELECT on nodes and the groups (nothing else). */
   encRole?: string;
-}
-
-/** The password from its file, or an error naming the file (never the password). */
-export function readPassword(file: string | undefined): string | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return readFileSync(file, "utf8").trim();
-  } catch (err) {
-    throw new Error(`cannot read the PostgreSQL password file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
-}
-
-/**
- * The driver's connection settings from a postgres:// URL and a password. (Given a connection
- * string, the driver would take the URL's empty password over this one.) `sslmode=require` asks for
- * TLS; `verify-full` also checks the server's certificate, against `sslrootcert` when given.
- */
-export function connectionConfig(url: string, password: string | undefined): ClientConfig {
-  const u = new URL(url);
-  const sslmode = u.searchParams.get("sslmode");
-  const rootCert = u.searchParams.get("sslrootcert");
-  return {
-    host: decodeURIComponent(u.hostname),
-    port: Number(u.port || 5432),
-    user: decodeURIComponent(u.username),
-    database: decodeURIComponent(u.pathname.slice(1)),
-    password,
-    ssl:
-      sslmode === "require"
-        ? { rejectUnauthorized: false }
-        : sslmode === "verify-ca" || sslmode === "verify-full"
-          ? { rejectUnauthorized: true, ...(rootCert ? { ca: readFileSync(rootCert, "utf8") } : {}) }
-          : undefined,
-  };
-}
-
-/** The URL without any password a user put in it, for logs and health. */
-export function describeUrl(url: string): string {
-  const u = new URL(url);
-  u.password = "";
-  return u.toString();
 }
 
 const POSTGRES: Dialect = { rowLocks: true };
