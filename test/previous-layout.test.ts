@@ -16,8 +16,8 @@ import { sharedWorld, type World } from "./helpers/world";
 
 /** The provider code of the previous layout, by the resource type it was stored under. */
 const PREVIOUS_PROVIDERS: Record<string, string> = {
-  "pulumi-nodejs:espm:PuppetNodeRegistration": "registration",
-  "pulumi-nodejs:espm:PuppetCertificate": "certificate",
+  "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration": "registration",
+  "pulumi-nodejs:dynamic/espm:PuppetCertificate": "certificate",
 };
 
 function previousProvider(kind: string): string {
@@ -28,7 +28,7 @@ describe("a stack made by the previous layout (one package at the root), refresh
   this.timeout(300_000);
   let world: World;
   let stack: automation.Stack;
-  const nodeName = "old-01.previous-layout.test";
+  const nodeName = "old-layout-01.serialization.test";
 
   before(async function () {
     requirePulumi(this);

@@ -1,7 +1,7 @@
 /** The lab's espm (scripts/lab/espm.ts), an installed copy of it, and the groups the tests classify with. */
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { cpSync, existsSync, readFileSync, realpathSync } from "node:fs";
+import { join, sep } from "node:path";
 import { ROOT } from "../../scripts/lab/espm";
 
 export * from "../../scripts/lab/espm";
@@ -11,8 +11,9 @@ export * from "../../scripts/lab/espm";
  * workspace's package), or the whole directory (a package from the registry).
  */
 function copyPackage(from: string, to: string): void {
-  const { files } = JSON.parse(readFileSync(join(from, "package.json"), "utf8")) as { files?: string[] };
-  const parts = files ? ["package.json", ...files.filter((f) => !f.startsWith("!"))] : ["."];
+  const workspace = !realpathSync(from).includes(`${sep}node_modules${sep}`);
+  const { files = [] } = JSON.parse(readFileSync(join(from, "package.json"), "utf8")) as { files?: string[] };
+  const parts = workspace ? ["package.json", ...files.filter((f) => !f.startsWith("!"))] : ["."];
   for (const part of parts) {
     if (existsSync(join(from, part))) cpSync(join(from, part), join(to, part), { recursive: true, dereference: true });
   }
