@@ -34,23 +34,9 @@ import { debianRoot, puppet8 } from "../scripts/lab/debian-root";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 import { createEspmDatabase, startPostgres } from "../scripts/lab/postgres";
+import { latencies, pool, timed } from "./measure";
 
 const run = promisify(execFile);
-
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) await work(items[next++]!);
-    }),
-  );
-}
-
-async function timed(work: () => Promise<void>): Promise<number> {
-  const started = process.hrtime.bigint();
-  await work();
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
 
 /** `count` CSRs for names under `prefix`, made before any clock starts (keys on the thread pool). */
 async function csrsFor(prefix: string, count: number): Promise<Array<{ name: string; csr: string }>> {
@@ -94,24 +80,6 @@ async function floor(lab: PuppetServerLab, csrs: Array<{ name: string; csr: stri
 }
 
 /** The p-th percentile of `values` (sorted here). */
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-/** `total` calls of `call`, `concurrency` at a time: each call's latency in ms, and the whole run's. */
-async function latencies(total: number, concurrency: number, call: (i: number) => Promise<void>) {
-  const each: number[] = [];
-  const wall = await timed(() =>
-    pool(
-      Array.from({ length: total }, (_, i) => i),
-      concurrency,
-      async (i) => void each.push(await timed(() => call(i))),
-    ),
-  );
-  return { wall, p50: percentile(each, 50), p99: percentile(each, 99) };
-}
-
 /**
  * On one store, SQLite or PostgreSQL (a cluster of the bench's own): `espm enc` for a node espm
  * classifies, against `node -e 0`, each run `runs` times in turn (with PostgreSQL, as on a compile

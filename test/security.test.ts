@@ -18,7 +18,7 @@ import { espmDispatcher } from "../scripts/lab/puppetserver";
 import forge from "node-forge";
 import { registrationProvider } from "pulumi-espm";
 import { createCsr, generateRsaKeyPair } from "espm-sdk/x509";
-import { EspmProcess, puppetServerArgs, run, scratchDir, setupEspm } from "./helpers/espm";
+import { ESPM_BIN, EspmProcess, puppetServerArgs, run, scratchDir, SETUP_BIN, setupEspm } from "./helpers/espm";
 import { configuredProvider } from "./helpers/providers";
 import { csrWithRepeatedExtension } from "./helpers/csr";
 import { caState, sharedWorld, type World } from "./helpers/world";
@@ -205,13 +205,10 @@ describe("security: what the PSK can and cannot do", function () {
     it("refuses to start without a certname pattern, naming the flag", async () => {
       const dir = scratchDir("espm-nopattern");
       mkdirSync(join(dir, "etc/certs"), { recursive: true });
-      await assert.rejects(
-        run(process.execPath, [join(__dirname, "../agent/cli/espm-setup.js"), "-d", join(dir, "etc")]),
-        (err: { stderr: string }) => {
-          assert.match(err.stderr, /--certname-pattern '\*\.nodes\.example\.com'/);
-          return true;
-        },
-      );
+      await assert.rejects(run(process.execPath, [SETUP_BIN, "-d", join(dir, "etc")]), (err: { stderr: string }) => {
+        assert.match(err.stderr, /--certname-pattern '\*\.nodes\.example\.com'/);
+        return true;
+      });
       const setup = await setupEspm(["--allow-any-certname"]);
       const ini = readFileSync(setup.ini, "utf8").replace("allow_any=true", "allow_any=false");
       writeFileSync(setup.ini, ini);
@@ -487,13 +484,7 @@ describe("security: what the PSK can and cannot do", function () {
       for (let i = 0; i < 27; i++) value = { [`level${i}`]: value };
       const res = await post("/v1/nodes", { name: "nested.example.test", classes: { motd: { deep: value } } });
       assert.equal(res.status, 201, res.text);
-      const { stdout } = await run(process.execPath, [
-        join(__dirname, "../agent/cli/espm.js"),
-        "enc",
-        "-c",
-        espm.setup.ini,
-        "nested.example.test",
-      ]);
+      const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", espm.setup.ini, "nested.example.test"]);
       const { parse } = await import("yaml");
       assert.deepEqual((parse(stdout) as { classes: Record<string, unknown> }).classes.motd, { deep: value });
     });

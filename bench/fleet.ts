@@ -1,0 +1,139 @@
+/**
+ * Benchmark (not a test): a fleet's `pulumi up`, an unchanged `pulumi preview` and `pulumi destroy`
+ * through the real engine (the CLI scripts/build-pulumi.sh builds, a file backend, the
+ * dynamic-provider host), against the lab's Puppet Server and espm, beside the same engine driving
+ * do-nothing dynamic resources in the same run:
+ *
+ *   baseline   2N dynamic resources whose provider does nothing
+ *   instance   N registrations and N enrollments (the recommended key mode)
+ *   provider   N registrations and N certificates (keys made by the provider, P-256)
+ *
+ * It prints each operation's time and its ratio to the baseline's, and the issue's goals beside
+ * them (up and destroy within 1.5x in the instance mode and 2x in the provider mode, preview 1.2x).
+ *
+ *   node dist/bench/fleet.js [--count 100]     (root; starts the lab's Puppet Server and espm)
+ */
+import { rmSync } from "node:fs";
+import { parseArgs } from "node:util";
+import * as pulumi from "@pulumi/pulumi";
+import type * as automation from "@pulumi/pulumi/automation";
+import { PuppetCertificate, PuppetEnrollment, PuppetNodeRegistration } from "pulumi-espm";
+import { cleanUpOnInterrupt } from "../scripts/lab/interrupt";
+import { engineDir, engineStack, pulumiBin } from "../test/helpers/engine";
+import { sharedWorld, stopSharedWorld, type World } from "../test/helpers/world";
+
+type Mode = "baseline" | "instance" | "provider";
+
+interface Timings {
+  up: number;
+  preview: number;
+  destroy: number;
+}
+
+/** A provider that does nothing, as cheap as a dynamic resource can be: the engine's own cost. */
+const nothing: pulumi.dynamic.ResourceProvider = {
+  async create() {
+    return { id: "nothing", outs: {} };
+  },
+};
+
+class Nothing extends pulumi.dynamic.Resource {
+  constructor(name: string) {
+    super(nothing, name, {}, undefined, "bench", "Nothing");
+  }
+}
+
+function program(mode: Mode, count: number): automation.PulumiFn {
+  return async () => {
+    for (let i = 0; i < count; i++) {
+      if (mode === "baseline") {
+        new Nothing(`a-${i}`);
+        new Nothing(`b-${i}`);
+        continue;
+      }
+      const registration = new PuppetNodeRegistration(`node-${i}`, {
+        name: `fleet-${mode}-${i}.example.test`,
+        groups: ["base"],
+      });
+      if (mode === "instance") new PuppetEnrollment(`node-${i}`, { certname: registration.nodeName });
+      else new PuppetCertificate(`node-${i}`, { certname: registration.nodeName });
+    }
+  };
+}
+
+async function seconds(work: () => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** One stack's up, unchanged preview and destroy; fails when the preview is not unchanged. */
+async function fleet(world: World, mode: Mode, count: number): Promise<Timings> {
+  const dir = engineDir(`bench-fleet-${mode}`);
+  try {
+    const stack = await engineStack({
+      dir,
+      projectName: `espm-bench-fleet-${mode}`,
+      stackName: "bench",
+      program: program(mode, count),
+      config: mode === "baseline" ? {} : world.engineConfig(),
+    });
+    const up = await seconds(() => stack.up());
+    let changes: Record<string, number> = {};
+    const preview = await seconds(async () => {
+      changes = (await stack.preview()).changeSummary;
+    });
+    if (Object.keys(changes).some((kind) => kind !== "same"))
+      throw new Error(`${mode}: the preview after up was not unchanged: ${JSON.stringify(changes)}`);
+    const destroy = await seconds(() => stack.destroy());
+    return { up, preview, destroy };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { count: { type: "string", default: "100" } } });
+  const count = Number(values.count);
+  if (!Number.isInteger(count) || count < 1) throw new Error(`--count must be a positive integer, not ${values.count}`);
+  if (!pulumiBin()) throw new Error("no Pulumi CLI: run scripts/build-pulumi.sh (or set ESPM_PULUMI_BIN)");
+  const world = await sharedWorld();
+  try {
+    const results = new Map<Mode, Timings>();
+    for (const mode of ["baseline", "instance", "provider"] as const)
+      results.set(mode, await fleet(world, mode, count));
+    const base = results.get("baseline")!;
+    const goals: Record<Mode, Timings> = {
+      baseline: { up: 1, preview: 1, destroy: 1 },
+      instance: { up: 1.5, preview: 1.2, destroy: 1.5 },
+      provider: { up: 2, preview: 1.2, destroy: 2 },
+    };
+    const what: Record<Mode, string> = {
+      baseline: `${2 * count} do-nothing dynamic resources`,
+      instance: `${count} registrations + ${count} enrollments`,
+      provider: `${count} registrations + ${count} certificates`,
+    };
+    console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes:`);
+    for (const [mode, t] of results) {
+      const cell = (op: keyof Timings) =>
+        mode === "baseline"
+          ? `${op} ${t[op].toFixed(1)} s`
+          : `${op} ${t[op].toFixed(1)} s (${(t[op] / base[op]).toFixed(2)}x, goal ${goals[mode][op]}x)`;
+      console.log(`  ${mode.padEnd(9)} ${what[mode]}: ${cell("up")}, ${cell("preview")}, ${cell("destroy")}`);
+    }
+  } finally {
+    await stopSharedWorld();
+  }
+}
+
+// Pulumi reports a provider it cannot serialize only as an unhandled rejection: fail with it.
+process.on("unhandledRejection", (reason) => {
+  throw reason;
+});
+// A Ctrl-C stops the lab's servers and removes the scratch directories.
+cleanUpOnInterrupt();
+
+main().catch((err: unknown) => {
+  console.error(`bench/fleet: ${(err as Error).stack ?? String(err)}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,198 @@
+/**
+ * Benchmark (not a test): what espm costs as the site grows. On each store (SQLite, and PostgreSQL
+ * in a cluster of the bench's own), with the store holding each size of fleet in turn (100, 1,000
+ * and 10,000 nodes by default), it measures:
+ *
+ *   start     the daemon's start, from exec to its first answer, and its resident memory then
+ *   enc       `espm enc` for one node, 30 runs beside `node -e 0` (on PostgreSQL as a compile
+ *             master does: the read-only role, a connection per run)
+ *   create    500 creates (POST /v1/nodes) at concurrency 16: p99
+ *   export    what `espm enc` reads beside the store: the export directory (SQLite), the nodes
+ *             table with its indexes (PostgreSQL)
+ *
+ * and prints each figure with its ratio to the same figure at the first size. The fleet is written
+ * into the store directly, in one transaction, while espm is stopped.
+ *
+ *   node dist/bench/growth.js [--sizes 100,1000,10000]     (root; needs no Puppet Server)
+ */
+import { execFile } from "node:child_process";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs, promisify } from "node:util";
+import { Client } from "pg";
+import { openPostgresStore } from "espm-agent/store/postgres";
+import { readPassword, connectionConfig } from "espm-agent/store/postgres-connection";
+import { openSqliteStore } from "espm-agent/store/sqlite";
+import type { Store } from "espm-agent/store/store";
+import { ESPM_BIN, EspmProcess, setupEspm } from "../scripts/lab/espm";
+import { createEspmDatabase, startPostgres, type EspmDatabase } from "../scripts/lab/postgres";
+import { latencies, timed } from "./measure";
+
+const run = promisify(execFile);
+
+const GROUPS = "groups:\n  web:\n    classes:\n      ntp: { servers: [a, b] }\n    parameters: { role: web }\n";
+const ENC_RUNS = 30;
+const CREATES = 500;
+
+interface Figures {
+  nodes: number;
+  startMs: number;
+  rssMiB: number;
+  encMs: number;
+  nodeMs: number;
+  createP99Ms: number;
+  exportKiB: number;
+}
+
+/** The value of `key` in espm.ini's text (the lab writes each once). */
+function iniValue(ini: string, key: string): string {
+  const value = new RegExp(`^${key}\\s*=\\s*(.*)$`, "m").exec(readFileSync(ini, "utf8"))?.[1];
+  if (value === undefined) throw new Error(`${ini} has no ${key}`);
+  return value;
+}
+
+function directoryBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory() ? directoryBytes(path) : statSync(path).size;
+  }
+  return total;
+}
+
+function residentMiB(pid: number): number {
+  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Number(kib) / 1024;
+}
+
+/** Writes nodes into the store, with espm stopped, until it holds `size` live nodes. */
+async function grow(store: Store, size: number): Promise<void> {
+  const have = await store.liveNodeCount();
+  const now = new Date().toISOString();
+  await store.transaction(async (tx) => {
+    for (let i = have; i < size; i++) {
+      await tx.insertNode(
+        `seed-${i}.example.test`,
+        { environment: "production", groups: ["web"], classes: { motd: { message: `node ${i}` } }, parameters: { i } },
+        now,
+      );
+    }
+  });
+}
+
+async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promise<Figures[]> {
+  const dir = mkdtempSync(join(tmpdir(), "espm-bench-growth-"));
+  chmodSync(dir, 0o755);
+  const pg = kind === "PostgreSQL" ? await startPostgres() : undefined;
+  let db: EspmDatabase | undefined;
+  try {
+    db = pg && (await createEspmDatabase(pg, dir));
+    const storeArgs = db
+      ? ["--store-url", db.url, "--store-password-file", db.passwordFile, "--enc-role", db.encRole]
+      : [];
+    const setup = await setupEspm(["--certname-pattern", "*.example.test", ...storeArgs], GROUPS, join(dir, "espm"));
+    let encIni = setup.ini;
+    if (db) {
+      encIni = join(dir, "compile-master.ini");
+      writeFileSync(
+        encIni,
+        `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n` +
+          `[certnames]\nallow[] = *.example.test\n`,
+      );
+    }
+    const openStore = async (): Promise<Store> =>
+      db
+        ? openPostgresStore({ url: db.url, passwordFile: db.passwordFile })
+        : openSqliteStore(iniValue(setup.ini, "database"));
+    const figures: Figures[] = [];
+    for (const size of sizes) {
+      const store = await openStore();
+      try {
+        await grow(store, size);
+      } finally {
+        await store.close();
+      }
+      let espm: EspmProcess | undefined;
+      const startMs = await timed(async () => void (espm = await EspmProcess.start(setup)));
+      try {
+        const rssMiB = residentMiB(espm!.child.pid!);
+        let encMs = 0;
+        let nodeMs = 0;
+        for (let i = 0; i < ENC_RUNS; i++) {
+          nodeMs += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
+          encMs += await timed(async () => {
+            const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", encIni, "seed-1.example.test"]);
+            if (!stdout.includes("ntp")) throw new Error(`espm enc classified seed-1 without its group: ${stdout}`);
+          });
+        }
+        const creates = await latencies(CREATES, 16, async (i) => {
+          const res = await espm!.raw("POST", "/v1/nodes", {
+            body: JSON.stringify({ name: `grow-${size}-${i}.example.test`, groups: ["web"], parameters: { i } }),
+            headers: { "content-type": "application/json" },
+          });
+          if (res.status !== 201) throw new Error(`POST /v1/nodes answered ${res.status}: ${res.text}`);
+        });
+        figures.push({
+          nodes: size,
+          startMs,
+          rssMiB,
+          encMs: encMs / ENC_RUNS,
+          nodeMs: nodeMs / ENC_RUNS,
+          createP99Ms: creates.p99,
+          exportKiB: (db ? await nodesTableBytes(db) : directoryBytes(iniValue(setup.ini, "enc_export"))) / 1024,
+        });
+      } finally {
+        await espm!.stop();
+      }
+    }
+    return figures;
+  } finally {
+    await pg?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function nodesTableBytes(db: EspmDatabase): Promise<number> {
+  const client = new Client(connectionConfig(db.url, readPassword(db.passwordFile)));
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ bytes: string }>("SELECT pg_total_relation_size('nodes') AS bytes");
+    return Number(rows[0]!.bytes);
+  } finally {
+    await client.end();
+  }
+}
+
+function print(kind: string, figures: Figures[]): void {
+  const first = figures[0]!;
+  const ratio = (value: number, base: number) => `${(value / base).toFixed(2)}x`;
+  console.log(`  ${kind}`);
+  for (const f of figures) {
+    const at =
+      f === first
+        ? ""
+        : ` [${ratio(f.startMs, first.startMs)}, ${ratio(f.rssMiB, first.rssMiB)}, ${ratio(f.encMs, first.encMs)}, ${ratio(f.createP99Ms, first.createP99Ms)}, ${ratio(f.exportKiB, first.exportKiB)}]`;
+    console.log(
+      `    ${String(f.nodes).padStart(6)} nodes: start ${f.startMs.toFixed(0)} ms, ${f.rssMiB.toFixed(0)} MiB; ` +
+        `espm enc ${f.encMs.toFixed(0)} ms (${(f.encMs / f.nodeMs).toFixed(2)}x node -e 0); ` +
+        `create p99 ${f.createP99Ms.toFixed(1)} ms; export ${f.exportKiB.toFixed(0)} KiB${at}`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { sizes: { type: "string", default: "100,1000,10000" } } });
+  const sizes = values.sizes.split(",").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error(`--sizes takes positive integers: ${values.sizes}`);
+  console.log(
+    `as the site grows (${sizes.join(", ")} nodes in the store; [start, memory, espm enc, create p99, export] against ${sizes[0]}):`,
+  );
+  for (const kind of ["SQLite", "PostgreSQL"] as const) print(kind, await storeBench(kind, sizes));
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench/growth: ${(err as Error).stack ?? String(err)}`);
+  process.exitCode = 1;
+});
