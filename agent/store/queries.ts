@@ -121,6 +121,8 @@ function classificationColumns(c: Required<Classification>) {
  */
 const DROPPED_CLASSIFICATION = { groups: "[]", classes: "{}", parameters: "{}" } as const;
 
+const NODE_COLUMNS = ["name", "environment", "groups", "classes", "parameters", "created_at", "updated_at"] as const;
+
 const ENROLLMENT_COLUMNS = [
   "id",
   "certname",
@@ -152,11 +154,7 @@ function isUniqueViolation(err: unknown): boolean {
 
 /** The store's reads and writes on `db`: the store itself, or a transaction's handle. */
 export function storeQueries(db: Db, dialect: Dialect): StoreOps {
-  const nodes = () =>
-    db
-      .selectFrom("nodes")
-      .select(["name", "environment", "groups", "classes", "parameters", "created_at", "updated_at"])
-      .where("deleted_at", "is", null);
+  const nodes = () => db.selectFrom("nodes").select(NODE_COLUMNS).where("deleted_at", "is", null);
   const liveNode = async (name: string) => {
     const row = await nodes().where("name", "=", name).executeTakeFirst();
     return row && toNode(row);
@@ -193,24 +191,26 @@ export function storeQueries(db: Db, dialect: Dialect): StoreOps {
     everCreatedNode: (name) => exists(db.selectFrom("nodes").where("name", "=", name)),
     async insertNode(name, classification, now) {
       try {
-        await db
+        const row = await db
           .insertInto("nodes")
           .values({ name, ...classificationColumns(classification), created_at: now, updated_at: now })
-          .execute();
+          .returning(NODE_COLUMNS)
+          .executeTakeFirstOrThrow();
+        return toNode(row);
       } catch (err) {
         if (isUniqueViolation(err)) throw new StoreConflict(`a live node named ${name} exists`);
         throw err;
       }
-      return (await liveNode(name))!;
     },
     async updateNode(name, classification, now) {
-      const result = await db
+      const row = await db
         .updateTable("nodes")
         .set({ ...classificationColumns(classification), updated_at: now })
         .where("name", "=", name)
         .where("deleted_at", "is", null)
+        .returning(NODE_COLUMNS)
         .executeTakeFirst();
-      return result.numUpdatedRows === 1n ? liveNode(name) : undefined;
+      return row && toNode(row);
     },
     async deleteNode(name, now) {
       const result = await db
@@ -262,7 +262,7 @@ export function storeQueries(db: Db, dialect: Dialect): StoreOps {
     },
 
     async insertEnrollment(certname, tokenHash, extensions, expiresAt, now) {
-      await db
+      const row = await db
         .insertInto("enrollments")
         .values({
           certname,
@@ -273,8 +273,9 @@ export function storeQueries(db: Db, dialect: Dialect): StoreOps {
           created_at: now,
           updated_at: now,
         })
-        .execute();
-      return (await liveEnrollment(certname))!;
+        .returning(ENROLLMENT_COLUMNS)
+        .executeTakeFirstOrThrow();
+      return toEnrollment(row);
     },
     liveEnrollment,
     async enrollmentByToken(tokenHash) {
