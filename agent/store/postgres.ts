@@ -146,6 +146,8 @@ function pgQueries(db: Kysely<Tables> | Transaction<Tables>, url: string): Store
  * down) is a 503 the caller may retry, not espm's own failure; any other error stays as it is.
  */
 function unreachable(url: string, err: unknown): Error {
+  // Already answered (an operation inside a transaction, whose failure the transaction sees again).
+  if (err instanceof BackendError) return err;
   const e = err as { code?: string; message?: string };
   const lost =
     (e.code !== undefined && /^(E[A-Z]+|57P0[1-3]|08\w{3})$/.test(e.code)) ||

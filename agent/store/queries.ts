@@ -12,6 +12,7 @@ import {
   StoreConflict,
   toNode,
   type CertificateRecord,
+  type NodeRow,
   type EnrollmentChange,
   type EnrollmentRecord,
   type EnrollmentRecordState,
@@ -21,16 +22,9 @@ import {
 /** Ids: BIGSERIAL on PostgreSQL, whose driver answers them as strings; espm's ids fit a number. */
 type Id = Generated<number | string>;
 
-export interface NodesTable {
+/** A node's row: the columns `espm enc` reads too (NodeRow, whose groups, classes and parameters are JSON), and these. */
+export interface NodesTable extends NodeRow {
   id: Id;
-  name: string;
-  environment: string;
-  /** JSON, as are classes and parameters. */
-  groups: string;
-  classes: string;
-  parameters: string;
-  created_at: string;
-  updated_at: string;
   deleted_at: string | null;
 }
 
