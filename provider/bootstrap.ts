@@ -62,9 +62,36 @@ function sameNode(what: string, certname: string, nodeName: string): void {
     );
 }
 
+/** bootstrapUserData's arguments as known values: what the provider plugin's function takes. */
+export interface BootstrapInputs extends BootstrapCustomization {
+  nodeName: string;
+  environment?: string;
+  master: string;
+  masterPort?: number;
+  maxWaitForCertSeconds?: number;
+  certificate?: { certname: string; certificatePem: string; privateKeyPem: string; caCertificatePem: string };
+  enrollment?: { certname: string; token: string; extensions?: Record<string, string>; caCertificatePem: string };
+}
+
+/** The userdata for known values: one key mode, and its certname the node's. */
+export function renderBootstrap(input: BootstrapInputs): RenderedUserData {
+  const { certificate, enrollment, ...rest } = input;
+  if ((certificate === undefined) === (enrollment === undefined))
+    throw new Error("bootstrapUserData takes either certificate (provider key mode) or enrollment (instance key mode)");
+  if (certificate) {
+    const { certname, ...pems } = certificate;
+    sameNode("certificate", certname, input.nodeName);
+    return renderUserData({ ...rest, ...pems });
+  }
+  const { certname, token, extensions, caCertificatePem } = enrollment!;
+  sameNode("enrollment", certname, input.nodeName);
+  return renderUserData({ ...rest, caCertificatePem, enrollment: { token, extensions } });
+}
+
 /** The rendered userdata (`.base64` for `userDataBase64`, `.bytes` to check EC2's 16 KB limit), as a secret. */
 export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<RenderedUserData> {
   const { registration, certificate, enrollment } = args;
+  // Said at once, not later from inside an apply.
   if ((certificate === undefined) === (enrollment === undefined))
     throw new Error("bootstrapUserData takes either certificate (provider key mode) or enrollment (instance key mode)");
   const node = pulumi.all([registration.nodeName, registration.environment, args.master, args.masterPort]);
@@ -78,13 +105,9 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
     cloudConfig: args.cloudConfig,
     installAgent: args.installAgent,
   }) as pulumi.Output<BootstrapCustomization>;
-  const keys: pulumi.Output<
-    Pick<
-      UserDataInput,
-      "certificatePem" | "privateKeyPem" | "enrollment" | "caCertificatePem" | "maxWaitForCertSeconds"
-    > & { certname: string; what: string }
-  > = certificate
-    ? pulumi
+  const keys: pulumi.Output<Pick<BootstrapInputs, "certificate" | "enrollment" | "maxWaitForCertSeconds">> = certificate
+    ? // Field by field: `certificate` may be a resource, which pulumi.output would walk whole.
+      pulumi
         .all([
           certificate.certname,
           certificate.certificatePem,
@@ -92,11 +115,7 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
           certificate.caCertificatePem,
         ])
         .apply(([certname, certificatePem, privateKeyPem, caCertificatePem]) => ({
-          what: "certificate",
-          certname,
-          certificatePem,
-          privateKeyPem,
-          caCertificatePem,
+          certificate: { certname, certificatePem, privateKeyPem, caCertificatePem },
         }))
     : pulumi
         .all([
@@ -107,17 +126,13 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
           args.maxWaitForCertSeconds,
         ])
         .apply(([certname, token, extensions, caCertificatePem, maxWaitForCertSeconds]) => ({
-          what: "enrollment",
-          certname,
-          enrollment: { token, extensions },
-          caCertificatePem,
+          enrollment: { certname, token, extensions, caCertificatePem },
           maxWaitForCertSeconds,
         }));
   const rendered = pulumi
     .all([node, keys, custom])
-    .apply(([[nodeName, environment, master, masterPort], { what, certname, ...material }, customization]) => {
-      sameNode(what, certname, nodeName);
-      return renderUserData({ nodeName, environment, master, masterPort, ...material, ...customization });
-    });
+    .apply(([[nodeName, environment, master, masterPort], keys, customization]) =>
+      renderBootstrap({ nodeName, environment, master, masterPort, ...keys, ...customization }),
+    );
   return pulumi.secret(rendered);
 }

@@ -92,6 +92,9 @@ function inputSchema() {
 }
 
 export const certificateLifecycle = {
+  inputSchema,
+  replacing: REPLACING,
+
   async check(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
     // Without a keyType, a certificate that exists keeps the one it was made with (RSA-2048, when
     // it came from a version whose default that was), so a new default replaces nothing.

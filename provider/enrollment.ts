@@ -72,6 +72,9 @@ function fromEspm(state: EnrollmentState, enrollment: Enrollment): EnrollmentSta
 }
 
 export const enrollmentLifecycle = {
+  inputSchema,
+  replacing: REPLACING,
+
   async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };

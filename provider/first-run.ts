@@ -70,6 +70,9 @@ function noRunMessage(inputs: FirstRunState): string {
 }
 
 export const firstRunLifecycle = {
+  inputSchema,
+  replacing: REPLACING,
+
   async check(_olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult> {
     const result = checkWith(inputSchema(), news);
     return result.failures.length ? { failures: result.failures } : { inputs: result.inputs };

@@ -129,6 +129,9 @@ export function createToken(inputs: Pick<ImageState, "scope" | "instanceId" | "n
 }
 
 export const imageLifecycle = {
+  inputSchema,
+  replacing: REPLACING,
+
   async check(
     olds: Partial<ImageState>,
     news: Record<string, unknown>,

@@ -80,6 +80,9 @@ function stateFrom(inputs: RegistrationState, node: Node): RegistrationState {
 }
 
 export const registrationLifecycle = {
+  inputSchema,
+  replacing: ["name"],
+
   async check(
     olds: Partial<RegistrationState>,
     news: Record<string, unknown>,
@@ -150,15 +153,21 @@ export const registrationLifecycle = {
       const node = await client.getNode(id);
       // Gone behind Pulumi's back: an empty id tells the engine, and refresh drops it from state.
       if (!node) return { id: "", props: {} as RegistrationState };
+      // An import (`pulumi import`, or the `import` resource option) reads with no state at all:
+      // the node is adopted as registered under its own name, with the default conflict policy.
       return {
         id,
         props: defined({
           ...state,
+          name: state.name ?? node.name,
+          onConflict: state.onConflict ?? "suffix",
           environment: state.environment === undefined ? undefined : node.environment,
           groups: node.groups,
           classes: node.classes,
           parameters: node.parameters,
+          nodeName: node.name,
           nodeEnvironment: node.environment,
+          createdAt: state.createdAt ?? node.createdAt,
         }),
       };
     });

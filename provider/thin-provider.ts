@@ -10,6 +10,7 @@
  */
 import { sep } from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import type { StackConfig } from "./connection";
 import type { StackSettings } from "./settings";
 
@@ -19,6 +20,10 @@ import type { StackSettings } from "./settings";
  * lifecycle of any state is a `Lifecycle<object>` to the thin provider.
  */
 export interface Lifecycle<State extends object> {
+  /** The inputs' contract: what `check` validates with, and what the provider plugin's schema is made from. */
+  inputSchema(): z.ZodObject;
+  /** The inputs whose change replaces the resource (besides a replacement its state calls for). */
+  readonly replacing: readonly string[];
   check(
     olds: Partial<State>,
     news: Record<string, unknown>,

@@ -40,25 +40,29 @@ const node = z.object({
   updatedAt: z.string(),
 });
 
-const group = z.object({
-  name: z.string(),
-  description: z.string().optional(),
-  environment: environment.optional(),
-  classes,
-  parameters,
-});
+const group = z
+  .object({
+    name: z.string(),
+    description: z.string().optional(),
+    environment: environment.optional(),
+    classes,
+    parameters,
+  })
+  .meta({ id: "Group" });
 const groupsResponse = z.object({ groups: z.array(group) });
 
-const classParameter = z.object({
-  name: z.string(),
-  /** Puppet's data type as the class declares it, e.g. `Integer[1, 65535]`. */
-  type: z.string().optional(),
-  /** The default's source text, when the class gives one. */
-  default: z.string().optional(),
-  /** False for a required parameter: without a value from a group, the node or Hiera, the catalog fails. */
-  hasDefault: z.boolean(),
-});
-const puppetClass = z.object({ name: z.string(), parameters: z.array(classParameter) });
+const classParameter = z
+  .object({
+    name: z.string(),
+    /** Puppet's data type as the class declares it, e.g. `Integer[1, 65535]`. */
+    type: z.string().optional(),
+    /** The default's source text, when the class gives one. */
+    default: z.string().optional(),
+    /** False for a required parameter: without a value from a group, the node or Hiera, the catalog fails. */
+    hasDefault: z.boolean(),
+  })
+  .meta({ id: "ClassParameter" });
+const puppetClass = z.object({ name: z.string(), parameters: z.array(classParameter) }).meta({ id: "PuppetClass" });
 const classesResponse = z.object({ environment, classes: z.array(puppetClass) });
 
 const csr = z

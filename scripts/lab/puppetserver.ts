@@ -45,6 +45,8 @@ export const LAB_CERTNAME_PATTERNS = [
   "web-01.exact.test",
   "*.faults.test",
   "*.enroll.test",
+  "*.yaml.test",
+  "*.python.test",
 ];
 
 export interface PuppetServerOptions {
