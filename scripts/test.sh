@@ -1,8 +1,8 @@
 #!/bin/sh
 # The test command (`npm test`, and what .ci/run runs). From a fresh clone, as root, with nothing but
 # Node and npm: installs Debian's puppetserver, puppet-agent, PuppetDB, PostgreSQL, the compiler and
-# moto (scripts/install-deps.sh), then the npm packages if missing, builds the Pulumi CLI (scripts/build-pulumi.sh,
-# cached), starts moto's EC2 server on a loopback port, builds the TypeScript and runs mocha.
+# moto (scripts/install-deps.sh), then the npm packages if missing, builds the Pulumi CLI and its YAML language
+# host (scripts/build-pulumi.sh, scripts/build-pulumi-yaml.sh; cached), starts moto's EC2 server on a loopback port, builds the TypeScript and runs mocha.
 # Arguments go to mocha.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +17,8 @@ scripts/install-deps.sh
 [ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund
 
 ESPM_PULUMI_BIN=$(scripts/build-pulumi.sh)
-export ESPM_PULUMI_BIN
+ESPM_PULUMI_YAML_BIN=$(scripts/build-pulumi-yaml.sh)
+export ESPM_PULUMI_BIN ESPM_PULUMI_YAML_BIN
 
 # moto's EC2 server, through our launcher (images that can stay pending or fail), with whichever
 # Python has moto: the system's, or the virtual environment install-deps.sh made.
