@@ -7,9 +7,14 @@
  *   baseline   2N dynamic resources whose provider does nothing
  *   instance   N registrations and N enrollments (the recommended key mode)
  *   provider   N registrations and N certificates (keys made by the provider, P-256)
+ *   yaml       the instance mode's resources as a Pulumi YAML program, from the command line
+ *              (`pulumi up --skip-preview`, as the Automation API runs it), through espm's
+ *              provider plugin installed from its tarball (scripts/pack-plugin.sh) under the YAML
+ *              language host (scripts/build-pulumi-yaml.sh); skipped when that host is not built
  *
  * It prints each operation's time and its ratio to the baseline's, and the issue's goals beside
- * them (up and destroy within 1.5x in the instance mode and 2x in the provider mode, preview 1.2x).
+ * them (up and destroy within 1.5x in the instance mode and 2x in the provider mode, preview 1.2x);
+ * the YAML program's also against the TypeScript program's (the instance mode).
  *
  *   node dist/bench/fleet.js [--count 100]     (root; starts the lab's Puppet Server and espm)
  */
@@ -20,9 +25,11 @@ import type * as automation from "@pulumi/pulumi/automation";
 import { PuppetCertificate, PuppetEnrollment, PuppetNodeRegistration } from "pulumi-espm";
 import { cleanUpOnInterrupt } from "../scripts/lab/interrupt";
 import { engineDir, engineStack, pulumiBin } from "../test/helpers/engine";
+import { pluginTarball } from "../test/helpers/plugin-package";
+import { PulumiCli, yamlHostBin } from "../test/helpers/pulumi-cli";
 import { sharedWorld, stopSharedWorld, type World } from "../test/helpers/world";
 
-type Mode = "baseline" | "instance" | "provider";
+type Mode = "baseline" | "instance" | "provider" | "yaml";
 
 interface Timings {
   up: number;
@@ -43,7 +50,7 @@ class Nothing extends pulumi.dynamic.Resource {
   }
 }
 
-function program(mode: Mode, count: number): automation.PulumiFn {
+function program(mode: Exclude<Mode, "yaml">, count: number): automation.PulumiFn {
   return async () => {
     for (let i = 0; i < count; i++) {
       if (mode === "baseline") {
@@ -67,8 +74,49 @@ async function seconds(work: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
+/** The instance mode's program in Pulumi YAML. */
+function yamlProgram(count: number): string {
+  const resources = Array.from({ length: count }, (_, i) =>
+    [
+      `  node${i}:`,
+      `    type: espm:index:NodeRegistration`,
+      `    properties: { name: fleet-yaml-${i}.example.test, groups: [base] }`,
+      `  enrollment${i}:`,
+      `    type: espm:index:Enrollment`,
+      `    properties: { certname: "\${node${i}.nodeName}" }`,
+    ].join("\n"),
+  );
+  return `name: espm-bench-fleet-yaml\nruntime: yaml\nresources:\n${resources.join("\n")}\n`;
+}
+
+/** The YAML program's up, unchanged preview and destroy, from the command line. */
+async function yamlFleet(world: World, count: number): Promise<Timings> {
+  const dir = engineDir("bench-fleet-yaml");
+  try {
+    const cli = await PulumiCli.create({
+      dir,
+      program: yamlProgram(count),
+      stack: "bench",
+      pluginTarball: await pluginTarball(),
+    });
+    await cli.config({ "espm:url": world.espm.url, "espm:certificate": world.setup.certificate });
+    await cli.config({ "espm:psk": world.setup.psk }, true);
+    const up = await seconds(() => cli.ok("up", "--yes", "--skip-preview"));
+    let output = "";
+    const preview = await seconds(async () => {
+      output = await cli.ok("preview");
+    });
+    if (/\d+ to (create|update|delete|replace)/.test(output) || !/unchanged/.test(output))
+      throw new Error(`yaml: the preview after up was not unchanged:\n${output}`);
+    const destroy = await seconds(() => cli.ok("destroy", "--yes", "--skip-preview"));
+    return { up, preview, destroy };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** One stack's up, unchanged preview and destroy; fails when the preview is not unchanged. */
-async function fleet(world: World, mode: Mode, count: number): Promise<Timings> {
+async function fleet(world: World, mode: Exclude<Mode, "yaml">, count: number): Promise<Timings> {
   const dir = engineDir(`bench-fleet-${mode}`);
   try {
     const stack = await engineStack({
@@ -102,8 +150,10 @@ async function main(): Promise<void> {
     const results = new Map<Mode, Timings>();
     for (const mode of ["baseline", "instance", "provider"] as const)
       results.set(mode, await fleet(world, mode, count));
+    if (yamlHostBin()) results.set("yaml", await yamlFleet(world, count));
+    else console.log("(no YAML language host: scripts/build-pulumi-yaml.sh builds it; the YAML program is skipped)");
     const base = results.get("baseline")!;
-    const goals: Record<Mode, Timings> = {
+    const goals: Record<Exclude<Mode, "yaml">, Timings> = {
       baseline: { up: 1, preview: 1, destroy: 1 },
       instance: { up: 1.5, preview: 1.2, destroy: 1.5 },
       provider: { up: 2, preview: 1.2, destroy: 2 },
@@ -112,13 +162,18 @@ async function main(): Promise<void> {
       baseline: `${2 * count} do-nothing dynamic resources`,
       instance: `${count} registrations + ${count} enrollments`,
       provider: `${count} registrations + ${count} certificates`,
+      yaml: `the instance mode in YAML, through the plugin`,
     };
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
     console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes:`);
     for (const [mode, t] of results) {
-      const cell = (op: keyof Timings) =>
-        mode === "baseline"
-          ? `${op} ${t[op].toFixed(1)} s`
-          : `${op} ${t[op].toFixed(1)} s (${(t[op] / base[op]).toFixed(2)}x, goal ${goals[mode][op]}x)`;
+      const cell = (op: keyof Timings) => {
+        const time = `${op} ${t[op].toFixed(1)} s`;
+        if (mode === "baseline") return time;
+        if (mode === "yaml")
+          return `${time} (${ratio(t[op], base[op])}; ${ratio(t[op], results.get("instance")![op])} TypeScript's)`;
+        return `${time} (${ratio(t[op], base[op])}, goal ${goals[mode][op]}x)`;
+      };
       console.log(`  ${mode.padEnd(9)} ${what[mode]}: ${cell("up")}, ${cell("preview")}, ${cell("destroy")}`);
     }
   } finally {

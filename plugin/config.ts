@@ -63,10 +63,17 @@ export function configFrom(args: Properties, variables: Map<string, string>): Pr
   return normalized(config);
 }
 
-/** Stack config holds strings: `validateClassification: "false"` means the boolean. */
+/** Keys the engine and the SDKs put among every provider's inputs: the plugin's, not espm's. */
+const ENGINE_KEYS = ["version", "pluginDownloadURL"];
+
+/**
+ * The configuration as espm's: without the engine's keys, and with `validateClassification: "false"`
+ * (stack config holds strings) as the boolean.
+ */
 export function normalized(config: Properties): Properties {
-  const flag = config.validateClassification;
-  return typeof flag === "string" ? { ...config, validateClassification: flag !== "false" } : config;
+  const own = Object.fromEntries(Object.entries(config).filter(([key]) => !ENGINE_KEYS.includes(key)));
+  const flag = own.validateClassification;
+  return typeof flag === "string" ? { ...own, validateClassification: flag !== "false" } : own;
 }
 
 /** The settings every lifecycle gets, from the provider's configuration and the environment. */

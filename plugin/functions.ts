@@ -42,9 +42,11 @@ function bootstrapArguments() {
         extensions: z.record(z.string(), z.string()).optional(),
         caCertificatePem: text,
       })
+      .meta({ id: "BootstrapEnrollment" })
       .optional(),
     certificate: z
       .strictObject({ certname: schemas.name, certificatePem: text, privateKeyPem: text, caCertificatePem: text })
+      .meta({ id: "BootstrapCertificate" })
       .optional(),
     before: text.optional(),
     after: text.optional(),

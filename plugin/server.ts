@@ -17,7 +17,7 @@ import * as services from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as status from "@pulumi/pulumi/proto/status_pb";
 import { changedProperties, ResourceInitError, UNKNOWN } from "pulumi-espm/lifecycle";
 import type { StackSettings } from "pulumi-espm/settings";
-import { configFailures, configFrom, normalized, settingsFrom } from "./config";
+import { configFailures, configFrom, settingsFrom } from "./config";
 import { functionKind } from "./functions";
 import { inputKeys, resourceKind, urnParts, type ResourceKind } from "./resources";
 import { packageSchema } from "./schema";
@@ -88,7 +88,8 @@ export class EspmProvider {
   }
 
   private checkConfig(request: proto.CheckRequest): proto.CheckResponse {
-    const news = normalized(fromStruct(request.getNews()));
+    // The inputs go back as they came (the engine's own keys among them), checked as espm's.
+    const news = fromStruct(request.getNews());
     const response = new proto.CheckResponse().setInputs(toStruct(news, secretKeys(fromStructRaw(request.getNews()))));
     return response.setFailuresList(configFailures(news).map(failure));
   }

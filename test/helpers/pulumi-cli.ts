@@ -5,7 +5,7 @@
  * (`pulumi plugin install resource espm VERSION --file TARBALL`).
  */
 import { execFile } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { ROOT } from "./espm";
@@ -35,10 +35,12 @@ export class PulumiCli {
   ) {}
 
   /**
-   * A project directory under `dir` with the files of `example` (a directory of examples/), a
-   * stack `stack` selected, and the plugin installed from `pluginTarball`.
+   * A project directory under `dir` with the Pulumi.yaml of `example` (a directory of examples/) or
+   * the text `program`, a stack `stack` selected, and the plugin installed from `pluginTarball`.
    */
-  static async create(o: { dir: string; example: string; stack: string; pluginTarball: string }): Promise<PulumiCli> {
+  static async create(
+    o: { dir: string; stack: string; pluginTarball: string } & ({ example: string } | { program: string }),
+  ): Promise<PulumiCli> {
     const bin = pulumiBin();
     const yaml = yamlHostBin();
     if (!bin || !yaml)
@@ -47,7 +49,8 @@ export class PulumiCli {
       );
     const project = join(o.dir, "project");
     for (const d of [project, join(o.dir, "state"), join(o.dir, "home")]) mkdirSync(d, { recursive: true });
-    copyFileSync(join(ROOT, "examples", o.example, "Pulumi.yaml"), join(project, "Pulumi.yaml"));
+    if ("example" in o) copyFileSync(join(ROOT, "examples", o.example, "Pulumi.yaml"), join(project, "Pulumi.yaml"));
+    else writeFileSync(join(project, "Pulumi.yaml"), o.program);
     // Node is what the plugin runs on; nothing of this checkout is on PATH.
     const env: NodeJS.ProcessEnv = {
       PATH: [bin, yaml, dirname(process.execPath), "/usr/sbin", "/usr/bin", "/sbin", "/bin"].join(":"),
