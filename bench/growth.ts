@@ -5,7 +5,8 @@
  *
  *   start     the daemon's start, from exec to its first answer, and its resident memory then
  *   enc       `espm enc` for one node, 30 runs beside `node -e 0` (on PostgreSQL as a compile
- *             master does: the read-only role, a connection per run)
+ *             master does: reading the copy `espm enc-follow` keeps with the read-only role; and
+ *             how long the follower took to copy the whole store)
  *   create    500 creates (POST /v1/nodes) at concurrency 16: p99
  *   export    what `espm enc` reads beside the store: the export directory (SQLite), the nodes
  *             table with its indexes (PostgreSQL)
@@ -15,7 +16,7 @@
  *
  *   node dist/bench/growth.js [--sizes 100,1000,10000]     (root; needs no Puppet Server)
  */
-import { execFile } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +28,7 @@ import { openSqliteStore } from "espm-agent/store/sqlite";
 import type { Store } from "espm-agent/store/store";
 import { ESPM_BIN, EspmProcess, setupEspm } from "../scripts/lab/espm";
 import { createEspmDatabase, startPostgres, type EspmDatabase } from "../scripts/lab/postgres";
-import { latencies, timed } from "./measure";
+import { latencies, startFollower, timed } from "./measure";
 
 const run = promisify(execFile);
 
@@ -43,6 +44,8 @@ interface Figures {
   nodeMs: number;
   createP99Ms: number;
   exportKiB: number;
+  /** PostgreSQL: how long espm enc-follow took to copy the whole store. */
+  followerCopyMs?: number;
 }
 
 /** The value of `key` in espm.ini's text (the lab writes each once). */
@@ -114,9 +117,14 @@ async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promi
         await store.close();
       }
       let espm: EspmProcess | undefined;
+      let follower: ChildProcess | undefined;
       const startMs = await timed(async () => void (espm = await EspmProcess.start(setup)));
       try {
         const rssMiB = residentMiB(espm!.child.pid!);
+        // PostgreSQL: compiles read the copy the compile master's espm enc-follow keeps (fresh for each size).
+        rmSync(join(dir, "enc-cache"), { recursive: true, force: true });
+        const following = db && (await startFollower(encIni, join(dir, "enc-cache")));
+        if (following) follower = following.child;
         let encMs = 0;
         let nodeMs = 0;
         for (let i = 0; i < ENC_RUNS; i++) {
@@ -140,9 +148,11 @@ async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promi
           encMs: encMs / ENC_RUNS,
           nodeMs: nodeMs / ENC_RUNS,
           createP99Ms: creates.p99,
+          followerCopyMs: following ? following.copyMs : undefined,
           exportKiB: (db ? await nodesTableBytes(db) : directoryBytes(iniValue(setup.ini, "enc_export"))) / 1024,
         });
       } finally {
+        follower?.kill("SIGTERM");
         await espm!.stop();
       }
     }
@@ -176,7 +186,8 @@ function print(kind: string, figures: Figures[]): void {
     console.log(
       `    ${String(f.nodes).padStart(6)} nodes: start ${f.startMs.toFixed(0)} ms, ${f.rssMiB.toFixed(0)} MiB; ` +
         `espm enc ${f.encMs.toFixed(0)} ms (${(f.encMs / f.nodeMs).toFixed(2)}x node -e 0); ` +
-        `create p99 ${f.createP99Ms.toFixed(1)} ms; export ${f.exportKiB.toFixed(0)} KiB${at}`,
+        `create p99 ${f.createP99Ms.toFixed(1)} ms; export ${f.exportKiB.toFixed(0)} KiB` +
+        `${f.followerCopyMs === undefined ? "" : `; enc-follow's copy ${f.followerCopyMs} ms`}${at}`,
     );
   }
 }

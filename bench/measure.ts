@@ -1,4 +1,8 @@
 /** Timing helpers the benchmarks share. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { ESPM_BIN } from "../scripts/lab/espm";
 
 /** Runs `work` on each item, `concurrency` at a time. */
 export async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -33,4 +37,19 @@ export async function latencies(total: number, concurrency: number, call: (i: nu
     ),
   );
   return { wall, p50: percentile(each, 50), p99: percentile(each, 99) };
+}
+
+/**
+ * `espm enc-follow` for a compile master's espm.ini whose enc_export is `cacheDir`, once its first
+ * heartbeat is written (the whole store copied), and how long that took in ms.
+ */
+export async function startFollower(ini: string, cacheDir: string): Promise<{ child: ChildProcess; copyMs: number }> {
+  const started = Date.now();
+  const child = spawn(process.execPath, [ESPM_BIN, "enc-follow", "-c", ini], { stdio: "ignore" });
+  while (!existsSync(join(cacheDir, ".follower.json"))) {
+    if (Date.now() - started > 60_000 || child.exitCode !== null)
+      throw new Error("espm enc-follow wrote no heartbeat within 60 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { child, copyMs: Date.now() - started };
 }

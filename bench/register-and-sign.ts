@@ -14,7 +14,8 @@
  * and prints espm/floor, generate/espm and the load average before and after each server's run.
  * First, with no Puppet Server running, it times key + CSR per node for each key type, one at a
  * time; then on each store, SQLite and PostgreSQL (a cluster of its own), `espm enc` for a node
- * espm classifies beside `node -e 0`, alternating, 30 runs each, and 2,000 creates (POST /v1/nodes)
+ * espm classifies beside `node -e 0`, alternating, 30 runs each (on PostgreSQL as a compile master
+ * runs it, with `espm enc-follow` keeping its copy, and without), and 2,000 creates (POST /v1/nodes)
  * at concurrency 16, with their rate, p50 and p99, and PostgreSQL/SQLite ratios. On each server it
  * also sends 2,000 GET /v1/classes at concurrency 16 across a class-cache expiry, with p50 and p99.
  *
@@ -22,7 +23,7 @@
  *   (--bulk-sign on: auth.conf with the "espm bulk sign" rule, so espm signs in batches on Puppet 8)
  *   (root; starts its own Puppet Servers, one at a time, and espm)
  */
-import { execFile } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,7 +35,7 @@ import { debianRoot, puppet8 } from "../scripts/lab/debian-root";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
 import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 import { createEspmDatabase, startPostgres } from "../scripts/lab/postgres";
-import { latencies, pool, timed } from "./measure";
+import { latencies, pool, startFollower, timed } from "./measure";
 
 const run = promisify(execFile);
 
@@ -79,7 +80,6 @@ async function floor(lab: PuppetServerLab, csrs: Array<{ name: string; csr: stri
   }
 }
 
-/** The p-th percentile of `values` (sorted here). */
 /**
  * On one store, SQLite or PostgreSQL (a cluster of the bench's own): `espm enc` for a node espm
  * classifies, against `node -e 0`, each run `runs` times in turn (with PostgreSQL, as on a compile
@@ -107,17 +107,26 @@ async function withoutPuppetServer(runs: number, store: "SQLite" | "PostgreSQL")
         `[certnames]\nallow[] = *.example.test\n`,
     );
   }
+  let follower: ChildProcess | undefined;
   try {
     await client.registerNode({ name: "enc-01.example.test", groups: ["web"], classes: { motd: { message: "hi" } } });
-    let enc = 0;
-    let node = 0;
-    for (let i = 0; i < runs; i++) {
-      node += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
-      enc += await timed(async () => {
-        const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", encIni, "enc-01.example.test"]);
-        if (!stdout.includes("ntp")) throw new Error(`espm enc classified enc-01 without its group: ${stdout}`);
-      });
-    }
+    /** Mean ms of `espm enc` and of `node -e 0`, alternating. */
+    const encRuns = async () => {
+      let enc = 0;
+      let node = 0;
+      for (let i = 0; i < runs; i++) {
+        node += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
+        enc += await timed(async () => {
+          const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", encIni, "enc-01.example.test"]);
+          if (!stdout.includes("ntp")) throw new Error(`espm enc classified enc-01 without its group: ${stdout}`);
+        });
+      }
+      return { enc: enc / runs, node: node / runs };
+    };
+    // PostgreSQL: each compile asking the database, then reading the copy `espm enc-follow` keeps.
+    const direct = db ? await encRuns() : undefined;
+    if (db) follower = (await startFollower(encIni, join(dir, "enc-cache"))).child;
+    const { enc, node } = await encRuns();
     const creates = await latencies(2000, 16, async (i) => {
       const res = await espm.raw("POST", "/v1/nodes", {
         body: JSON.stringify({ name: `create-${i}.example.test`, groups: ["web"], parameters: { i } }),
@@ -125,8 +134,9 @@ async function withoutPuppetServer(runs: number, store: "SQLite" | "PostgreSQL")
       });
       if (res.status !== 201) throw new Error(`POST /v1/nodes answered ${res.status}: ${res.text}`);
     });
-    return { store, enc: enc / runs, node: node / runs, creates };
+    return { store, enc, node, direct, creates };
   } finally {
+    follower?.kill("SIGTERM");
     await client.close();
     await espm.stop();
     await pg?.stop();
@@ -293,8 +303,11 @@ async function main(): Promise<void> {
     const local = await withoutPuppetServer(30, store);
     const { creates } = local;
     stores.push({ store, rate: 2000 / (creates.wall / 1000), p99: creates.p99, enc: local.enc });
+    const direct = local.direct
+      ? `; asking PostgreSQL, without espm enc-follow: ${local.direct.enc.toFixed(0)} ms, ${(local.direct.enc / local.direct.node).toFixed(2)}x`
+      : "";
     console.log(
-      `  ${store.padEnd(10)} espm enc ${local.enc.toFixed(0)} ms (node -e 0 ${local.node.toFixed(0)} ms, ${(local.enc / local.node).toFixed(2)}x); ` +
+      `  ${store.padEnd(10)} espm enc ${local.enc.toFixed(0)} ms (node -e 0 ${local.node.toFixed(0)} ms, ${(local.enc / local.node).toFixed(2)}x${direct}); ` +
         `creates ${(2000 / (creates.wall / 1000)).toFixed(0)}/s, p50 ${creates.p50.toFixed(1)} ms, p99 ${creates.p99.toFixed(1)} ms`,
     );
   }

@@ -8,7 +8,9 @@
  * down, `espm enc` serves the node's last answer.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EspmClient } from "espm-sdk/client";
 import { EspmError } from "espm-sdk/errors";
@@ -286,6 +288,93 @@ describe("several espm processes and a compile master on one PostgreSQL store", 
       await waiting;
     } finally {
       signal("SIGCONT");
+    }
+  });
+
+  it("espm enc-follow: compiles read its copy, current within seconds of each change, and ask the database again once it is gone", async () => {
+    const heartbeat = join(dir, "enc-cache/.follower.json");
+    const start = () => {
+      const child = spawn(process.execPath, [ESPM_BIN, "enc-follow", "-c", compileIni], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      const log = { text: "" };
+      child.stderr.on("data", (d: Buffer) => (log.text += d.toString()));
+      return { child, log };
+    };
+    // The follower's heartbeat, as espm enc reads it.
+    const beat = () => (JSON.parse(readFileSync(heartbeat, "utf8")) as { at: number }).at;
+    /** How long until `done` holds, polling; fails after 10 s with `what`. */
+    const within = async (what: string, done: () => Promise<boolean>) => {
+      const started = Date.now();
+      while (!(await done())) {
+        if (Date.now() - started > 10_000) assert.fail(`not within 10 s: ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return Date.now() - started;
+    };
+    // The compile master's espm.ini with a wrong password: only the follower's copy can answer it.
+    const wrongPassword = join(dir, "wrong-password");
+    writeFileSync(wrongPassword, "not the password\n");
+    const copyOnly = (certname: string) =>
+      encWith((ini) => ini.replace(/password_file = .*/, `password_file = ${wrongPassword}`), certname);
+
+    let follower = start();
+    try {
+      await within("the first heartbeat", async () => existsSync(heartbeat));
+      assert.match(follower.log.text, /following postgres:\/\/.*: \d+ nodes copied/);
+      const name = "follow-01.example.test";
+      await clientB.registerNode({ name, groups: ["files"] });
+      const created = await within("a new node classified from the copy", async () =>
+        (await copyOnly(name)).stdout.includes("from PostgreSQL"),
+      );
+      assert.equal((await copyOnly(name)).stdout, (await enc(name)).stdout, "the copy answers as the database does");
+      await clientA.updateNode(name, { groups: ["files"], classes: { motd: { message: "followed" } } });
+      const updated = await within("a class change", async () => (await copyOnly(name)).stdout.includes("followed"));
+      // A change espm's daemon did not make (a row written by hand) reaches the copy too.
+      const groups = await pg.sql("espm", "SELECT groups FROM groups_snapshot WHERE id = 1");
+      await pg.sql("espm", `UPDATE groups_snapshot SET groups = replace(groups, 'from PostgreSQL', 'by hand')`);
+      try {
+        await within("a groups change", async () => (await copyOnly(name)).stdout.includes("by hand"));
+      } finally {
+        await pg.sql("espm", `UPDATE groups_snapshot SET groups = '${groups.replaceAll("'", "''")}'`);
+      }
+      await clientB.deleteNode(name);
+      const deleted = await within("a deletion", async () => (await copyOnly(name)).stdout === "---\nclasses: {}\n");
+      console.log(`      (copy current after: create ${created} ms, update ${updated} ms, delete ${deleted} ms)`);
+
+      // Gone without a word: within FOLLOWER_FRESH_MS compiles ask the database again, and the copy
+      // serves only as the cache does, while the database cannot be read.
+      follower.child.kill("SIGKILL");
+      const killedAt = Date.now();
+      await clientB.registerNode({ name: "follow-02.example.test", groups: ["files"] });
+      await within("the database asked again", async () =>
+        (await enc("follow-02.example.test")).stdout.includes("from PostgreSQL"),
+      );
+      assert.ok(Date.now() - killedAt <= 7000, "within the copy's 5 s, and a compile's time");
+      const fromCopy = await copyOnly("pg-boot-01.example.test");
+      assert.equal(fromCopy.code, 0, fromCopy.stderr);
+      assert.match(fromCopy.stdout, /espm_file/);
+      assert.match(
+        fromCopy.stderr,
+        /PostgreSQL cannot be read .*served pg-boot-01\.example\.test's last answer from espm enc-follow's copy of \d+ s ago/,
+      );
+      // A node the copy missed is not taken for unknown: its own cached answer (the compile above) serves.
+      const missed = await copyOnly("follow-02.example.test");
+      assert.match(missed.stdout, /from PostgreSQL/, missed.stderr);
+      assert.match(missed.stderr, /last answer from \S+enc-cache\n/);
+
+      // Started again, it copies what changed meanwhile.
+      follower = start();
+      const before = beat();
+      await within("a new heartbeat", async () => beat() > before);
+      assert.match((await copyOnly("follow-02.example.test")).stdout, /from PostgreSQL/);
+      follower.child.kill("SIGTERM");
+      const [code] = (await once(follower.child, "exit")) as [number | null];
+      assert.equal(code, 0, follower.log.text);
+      assert.ok(!existsSync(heartbeat), "stopped on purpose, it leaves no heartbeat: compiles ask the database");
+      await clientB.deleteNode("follow-02.example.test");
+    } finally {
+      follower.child.kill("SIGKILL");
     }
   });
 

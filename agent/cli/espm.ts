@@ -8,6 +8,7 @@ import { fail } from "./common";
 import * as autosign from "./commands/autosign";
 import * as checkAuthConf from "./commands/check-auth-conf";
 import * as enc from "./commands/enc";
+import * as encFollow from "./commands/enc-follow";
 import * as enroll from "./commands/enroll";
 import * as puppetConfig from "./commands/puppet-config";
 import * as run from "./commands/run";
@@ -20,6 +21,7 @@ interface Command {
 const COMMANDS: Readonly<Record<string, Command>> = {
   run,
   enc,
+  "enc-follow": encFollow,
   "puppet-config": puppetConfig,
   "check-auth-conf": checkAuthConf,
   enroll,

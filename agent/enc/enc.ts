@@ -4,14 +4,15 @@
  * file, the validated groups snapshot and Puppet Server's names), never the store and never
  * groups.yaml itself, so it runs as Puppet Server's user with read access alone, starts fast, and a
  * broken groups.yaml cannot break a Puppet run. (With a PostgreSQL store it reads the same from the
- * database, with a read-only role: postgres.ts.)
+ * copy `espm enc-follow` keeps current, follow.ts, or else from the database with a read-only role,
+ * postgres.ts.)
  */
 import { nameProblem } from "espm-sdk/names";
 import { mergeClassification, type EncClassification } from "./classification";
 import { CertnamePolicy, type PuppetServerNames } from "../ca/certname-policy";
 import { encSettings, type EncSettings } from "../config/file";
 import type { Group, Node } from "espm-sdk/protocol";
-import { readGroupsSnapshot, readNodeExport, readServerNames } from "./export";
+import { FOLLOWER_FRESH_MS, followedCopy, readGroupsSnapshot, readNodeExport, readServerNames } from "./export";
 import type { EncResult } from "./fallback";
 
 export type { EncResult };
@@ -72,19 +73,26 @@ interface Found {
   note?: string;
 }
 
-/** The node, the groups and Puppet Server's names from PostgreSQL (or the cache); a failure to learn them fails the compile. */
+/**
+ * The node, the groups and Puppet Server's names from the follower's copy when it is current, else
+ * from PostgreSQL (or, while it cannot be read, the copy or the cache); a failure to learn them fails
+ * the compile.
+ */
 async function fromPostgres(
   store: NonNullable<EncSettings["store"]> & { maxCacheAgeSeconds: number },
   cacheDir: string,
   certname: string,
 ): Promise<Found | EncResult> {
+  // The follower's copy while its heartbeat is young: a compile then reads files, as on SQLite.
+  const copy = followedCopy(cacheDir, store.url);
+  if (copy && copy.ageMs >= 0 && copy.ageMs <= FOLLOWER_FRESH_MS) return fromExport(copy.dir, certname);
   // Loaded only here: the driver is most of a PostgreSQL compile's cost, and a SQLite site never pays it.
   const { readFromStore } = await import("./postgres");
   try {
-    const answer = await readFromStore(store, cacheDir, certname);
+    const answer = await readFromStore(store, cacheDir, certname, copy);
     const note =
       answer.cached &&
-      `espm enc: PostgreSQL cannot be read (${answer.cached}); served ${certname}'s last answer from ${cacheDir}\n`;
+      `espm enc: PostgreSQL cannot be read (${answer.cached}); served ${certname}'s last answer from ${answer.from}\n`;
     return { ...answer, note: note || undefined };
   } catch (err) {
     return { stdout: "", stderr: `espm enc: ${(err as Error).message}\n`, exitCode: 1 };

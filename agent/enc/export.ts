@@ -18,6 +18,36 @@ const SUFFIX = ".json";
 const GROUPS_SNAPSHOT = ".groups.json";
 const SERVER_NAMES_SNAPSHOT = ".server-names.json";
 
+/** On a compile master with a PostgreSQL store: the copy `espm enc-follow` keeps, under enc_export. */
+export const FOLLOWED_DIR = "followed";
+/** Beside it: when the copy was last known current (enc/follow.ts). */
+export const FOLLOWER_HEARTBEAT = ".follower.json";
+/** How long after its heartbeat `espm enc` takes the follower's copy for the database's answer. */
+export const FOLLOWER_FRESH_MS = 5000;
+
+export interface FollowerHeartbeat {
+  /** The store's URL the copy is of. */
+  url: string;
+  /** Every commit before this time (ms since the epoch, the compile master's clock) is in the copy. */
+  at: number;
+  pid: number;
+}
+
+/**
+ * The follower's copy of the store at `url` under `dir` and its age in ms, or undefined when there
+ * is none, or it is of another store.
+ */
+export function followedCopy(dir: string, url: string): { dir: string; ageMs: number } | undefined {
+  let heartbeat: FollowerHeartbeat | undefined;
+  try {
+    heartbeat = readJson<FollowerHeartbeat>(join(dir, FOLLOWER_HEARTBEAT));
+  } catch {
+    return undefined;
+  }
+  if (heartbeat?.url !== url || typeof heartbeat.at !== "number") return undefined;
+  return { dir: join(dir, FOLLOWED_DIR), ageMs: Date.now() - heartbeat.at };
+}
+
 function exportPath(dir: string, name: string): string {
   // Names are validated before anything is stored ([a-z0-9._-], no ".."), so they are safe file names.
   return join(dir, `${name}${SUFFIX}`);

@@ -15,6 +15,7 @@ import { nameProblem } from "espm-sdk/names";
 import type { Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { toNode, type NodeRow } from "../store/store";
+import { readGroupsSnapshot, readNodeExport, readServerNames } from "./export";
 import { connectionConfig, readPassword } from "../store/postgres-connection";
 
 /** How long a compile waits for PostgreSQL before it serves the cached answer. */
@@ -28,6 +29,8 @@ export interface StoreAnswer {
   serverNames?: PuppetServerNames;
   /** Set when the answer came from the cache: why the database was not asked. */
   cached?: string;
+  /** Then, where from: the cache directory, or the follower's copy and its age. */
+  from?: string;
 }
 
 interface Cached {
@@ -54,6 +57,7 @@ export async function readFromStore(
   settings: { url: string; passwordFile?: string; maxCacheAgeSeconds: number },
   cacheDir: string,
   certname: string,
+  copy?: { dir: string; ageMs: number },
 ): Promise<StoreAnswer> {
   const maxAgeMs = settings.maxCacheAgeSeconds * 1000;
   const cacheFile = join(cacheDir, `${certname}.json`);
@@ -62,6 +66,16 @@ export async function readFromStore(
     answer = await query(settings, certname, new Date(Date.now() - maxAgeMs - CLOCK_SLACK_MS).toISOString());
   } catch (err) {
     const why = (err as Error).message;
+    // The follower's copy (enc/follow.ts), as the cache is trusted: only within the same age.
+    const followed = copy && copy.ageMs >= 0 && copy.ageMs <= maxAgeMs ? readNodeExport(copy.dir, certname) : undefined;
+    if (copy && followed)
+      return {
+        node: followed,
+        groups: readGroupsSnapshot(copy.dir),
+        serverNames: readServerNames(copy.dir),
+        cached: why,
+        from: `espm enc-follow's copy of ${Math.round(copy.ageMs / 1000)} s ago in ${copy.dir}`,
+      };
     let cached: Cached;
     try {
       cached = JSON.parse(readFileSync(cacheFile, "utf8")) as Cached;
@@ -80,6 +94,7 @@ export async function readFromStore(
       groups: new Map(cached.groups.map((g) => [g.name, g])),
       serverNames: cached.serverNames,
       cached: why,
+      from: cacheDir,
     };
   }
   try {

@@ -112,6 +112,39 @@ CREATE TABLE server_names_snapshot (
   updated_at TEXT NOT NULL
 );
 `,
+  // Version 3: every change of what `espm enc` reads notifies espm_enc when it commits, whatever
+  // wrote it, for the compile masters' `espm enc-follow` (enc/follow.ts): "node NAME", "groups",
+  // "server-names", or "resync" after a truncate.
+  `
+CREATE FUNCTION espm_enc_notify() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN
+  IF TG_LEVEL = 'STATEMENT' THEN
+    PERFORM pg_notify('espm_enc', 'resync');
+  ELSIF TG_TABLE_NAME = 'nodes' THEN
+    PERFORM pg_notify('espm_enc', 'node ' || (CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END));
+    IF TG_OP = 'UPDATE' AND OLD.name <> NEW.name THEN
+      PERFORM pg_notify('espm_enc', 'node ' || OLD.name);
+    END IF;
+  ELSIF TG_TABLE_NAME = 'groups_snapshot' THEN
+    PERFORM pg_notify('espm_enc', 'groups');
+  ELSE
+    PERFORM pg_notify('espm_enc', 'server-names');
+  END IF;
+  RETURN NULL;
+END$$;
+CREATE TRIGGER nodes_enc_notify AFTER INSERT OR UPDATE OR DELETE ON nodes
+  FOR EACH ROW EXECUTE FUNCTION espm_enc_notify();
+CREATE TRIGGER groups_enc_notify AFTER INSERT OR UPDATE OR DELETE ON groups_snapshot
+  FOR EACH ROW EXECUTE FUNCTION espm_enc_notify();
+CREATE TRIGGER server_names_enc_notify AFTER INSERT OR UPDATE OR DELETE ON server_names_snapshot
+  FOR EACH ROW EXECUTE FUNCTION espm_enc_notify();
+CREATE TRIGGER nodes_truncate_notify AFTER TRUNCATE ON nodes
+  FOR EACH STATEMENT EXECUTE FUNCTION espm_enc_notify();
+CREATE TRIGGER groups_truncate_notify AFTER TRUNCATE ON groups_snapshot
+  FOR EACH STATEMENT EXECUTE FUNCTION espm_enc_notify();
+CREATE TRIGGER server_names_truncate_notify AFTER TRUNCATE ON server_names_snapshot
+  FOR EACH STATEMENT EXECUTE FUNCTION espm_enc_notify();
+`,
 ];
 const SCHEMA_VERSION = MIGRATIONS.length;
 /** The advisory lock key migrations take (any constant of espm's own). */
