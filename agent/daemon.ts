@@ -22,7 +22,7 @@ import { PuppetDb } from "./puppetserver/puppetdb";
 import { openStore, StorePublication } from "./store/open";
 import type { Store } from "./store/store";
 import { ensureStateDirectories } from "./config/state-dirs";
-import type { Group } from "espm-sdk/protocol";
+import type { Group, Node } from "espm-sdk/protocol";
 import { VERSION } from "./version";
 
 /** While Puppet Server's own names are unknown, espm retries learning them this often. */
@@ -172,9 +172,9 @@ async function encPublication(
   if (store.publishGroups)
     return { publication: new StorePublication(store), previousGroups: (await store.publishedGroups?.()) ?? new Map() };
   const encExport = new EncExport(config.store.enc_export, config.store.export_group);
-  // The store's live nodes at once, so a crash between commit and export heals; those the policy
-  // refuses leave it when reviewRegistrations runs.
-  encExport.sync(await store.liveNodes());
+  // reviewRegistrations syncs it with the store's live nodes the policy allows before espm answers,
+  // so a crash between commit and export heals.
+  encExport.prepare();
   return { publication: encExport, previousGroups: readGroupsSnapshot(config.store.enc_export) };
 }
 
@@ -253,14 +253,24 @@ type AgentLog = ReturnType<typeof buildServer>["log"];
 async function reviewRegistrations(ctx: AgentContext, log: AgentLog): Promise<void> {
   const names = ctx.policy.names();
   if (names) ctx.export.writeServerNames(names);
-  const live = await ctx.store.liveNodes();
-  const refused = live.flatMap((node) => {
-    const refusal = ctx.policy.refusal(node.name);
-    return refusal && !refusal.unknown ? [{ name: node.name, rule: refusal.rule }] : [];
-  });
-  const outside = new Set(refused.map((r) => r.name));
-  ctx.outsidePolicy = [...outside];
-  if (ctx.export instanceof EncExport) ctx.export.sync(live.filter((node) => !outside.has(node.name)));
+  const refusedOf = (live: Node[]) =>
+    live.flatMap((node) => {
+      const refusal = ctx.policy.refusal(node.name);
+      return refusal && !refusal.unknown ? [{ name: node.name, rule: refusal.rule }] : [];
+    });
+  const encExport = ctx.export instanceof EncExport ? ctx.export : undefined;
+  // The export is synced in a transaction: no create, update or delete commits (and writes its
+  // node's file) between the read of the live nodes and the sync.
+  const refused = encExport
+    ? await ctx.store.transaction(async (tx) => {
+        const live = await tx.liveNodes();
+        const refused = refusedOf(live);
+        const outside = new Set(refused.map((r) => r.name));
+        encExport.sync(live.filter((node) => !outside.has(node.name)));
+        return refused;
+      })
+    : refusedOf(await ctx.store.liveNodes());
+  ctx.outsidePolicy = refused.map((r) => r.name);
   if (refused.length)
     log.warn(
       { registrations: refused },

@@ -1,6 +1,6 @@
 /** The store under kill -9, and a clean stop under SIGTERM. */
 import assert from "node:assert/strict";
-import { readdirSync, rmSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import Database from "better-sqlite3";
@@ -84,5 +84,44 @@ describe("espm under kill -9 and SIGTERM", () => {
     assert.equal(await exit, 0);
     assert.ok(espm.logLines.some((l) => l.includes('"stopped"')));
     rmSync(setup.dir, { recursive: true });
+  });
+
+  it("rewrites at start only the export files that differ from the store, and heals every one that does", async () => {
+    const setup = await setupEspm();
+    let espm = await EspmProcess.start(setup);
+    const client = new EspmClient({ url: espm.url, psk: setup.psk, certificate: setup.certificate });
+    const names = ["kept", "edited", "removed", "narrowed"].map((n) => `${n}-01.example.test`);
+    for (const name of names) await client.registerNode({ name, groups: [], parameters: { n: name } });
+    await client.close();
+    await espm.stop();
+    const dir = join(setup.configDir, "enc-nodes");
+    const file = (name: string) => join(dir, `${name}.json`);
+    const [kept, edited, removed, narrowed] = names as [string, string, string, string];
+    const expected = readFileSync(file(edited), "utf8");
+    const keptBefore = statSync(file(kept));
+    writeFileSync(file(edited), expected.replace(edited, "someone-else.example.test"));
+    rmSync(file(removed));
+    chmodSync(file(narrowed), 0o600);
+    writeFileSync(join(dir, "stray.example.test.json"), "{}");
+
+    espm = await EspmProcess.start(setup);
+    try {
+      // Unchanged: not written again (a rename would give it a new inode).
+      const keptAfter = statSync(file(kept));
+      assert.equal(keptAfter.ino, keptBefore.ino);
+      assert.equal(keptAfter.mtimeMs, keptBefore.mtimeMs);
+      assert.equal(readFileSync(file(edited), "utf8"), expected);
+      assert.match(readFileSync(file(removed), "utf8"), /removed-01/);
+      assert.equal(statSync(file(narrowed)).mode & 0o777, 0o640);
+      assert.deepEqual(
+        readdirSync(dir)
+          .filter((f) => !f.startsWith("."))
+          .sort(),
+        names.map((n) => `${n}.json`).sort(),
+      );
+    } finally {
+      await espm.stop();
+      rmSync(setup.dir, { recursive: true });
+    }
   });
 });

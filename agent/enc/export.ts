@@ -9,7 +9,19 @@
  * that group (espm's own, with Puppet Server's user in it), so that only Puppet Server's user can
  * read them besides espm's. espm's user is never in Puppet Server's group: that group reads the CA's keys.
  */
-import { chownSync, chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  chmodSync,
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
@@ -98,25 +110,55 @@ export class EncExport implements EncPublication {
     this.writeAtomically(join(this.dir, SERVER_NAMES_SNAPSHOT), JSON.stringify(names));
   }
 
+  /** The directory, readable by the export group alone. */
+  prepare(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o750 });
+    chmodSync(this.dir, 0o750);
+    if (this.gid !== undefined) chownSync(this.dir, -1, this.gid);
+  }
+
   /**
    * Makes the export hold exactly these nodes (the store's live nodes that the certname policy
    * allows now): run at start-up, so a crash between commit and export heals, and whenever the
    * policy changes, so a node it no longer allows is not classified.
    */
   sync(nodes: Node[]): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o750 });
-    chmodSync(this.dir, 0o750);
-    if (this.gid !== undefined) chownSync(this.dir, -1, this.gid);
+    this.prepare();
     const keep = new Set([...nodes.map((n) => `${n.name}${SUFFIX}`), GROUPS_SNAPSHOT, SERVER_NAMES_SNAPSHOT]);
     for (const file of readdirSync(this.dir)) {
       if (!keep.has(file)) rmSync(join(this.dir, file), { force: true });
     }
-    for (const node of nodes) this.writeNode(node);
+    // Only what differs is written: a restart of a current export only reads it (10,000 nodes: see
+    // docs/performance.md), and a crash between commit and export still heals.
+    for (const node of nodes) {
+      const target = exportPath(this.dir, node.name);
+      const text = JSON.stringify(node);
+      if (!this.holds(target, text)) this.writeAtomically(target, text);
+    }
+  }
+
+  /** Whether `target` is already `text`, readable by the export group. */
+  private holds(target: string, text: string): boolean {
+    let fd: number;
+    try {
+      fd = openSync(target, "r");
+    } catch {
+      return false;
+    }
+    try {
+      const stat = fstatSync(fd);
+      if ((stat.mode & 0o777) !== 0o640 || (this.gid !== undefined && stat.gid !== this.gid)) return false;
+      return stat.size === Buffer.byteLength(text) && readFileSync(fd, "utf8") === text;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private writeAtomically(target: string, text: string): void {
     const temporary = `${target}.${process.pid}.tmp`;
     writeFileSync(temporary, text, { mode: 0o640 });
+    // Whatever the umask: the export group must read it.
+    chmodSync(temporary, 0o640);
     if (this.gid !== undefined) chownSync(temporary, -1, this.gid);
     renameSync(temporary, target);
   }

@@ -91,6 +91,8 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
             const created = await tx.insertNode(name, completed, now());
             await remember(tx, { status: 201, body: created });
             await tx.audit(auditEntry(request, { action: "node.create", target: name, outcome: "created" }), now());
+            // In the transaction: export writes follow the order of commits (see EncExport.sync).
+            ctx.export.writeNode(created);
             return created;
           });
         } catch (err) {
@@ -102,7 +104,6 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
             );
           throw err;
         }
-        ctx.export.writeNode(node);
         return { status: 201, body: node };
       },
     );
@@ -121,12 +122,13 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     checkClassificationSize(ctx, completed);
     const node = await ctx.store.transaction(async (tx) => {
       const updated = await tx.updateNode(name, completed, now());
-      if (updated)
+      if (updated) {
         await tx.audit(auditEntry(request, { action: "node.update", target: name, outcome: "updated" }), now());
+        ctx.export.writeNode(updated);
+      }
       return updated;
     });
     if (!node) throw new ApiError("not_found", `espm has no node named ${name}`);
-    ctx.export.writeNode(node);
     return node;
   });
 
@@ -139,8 +141,8 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     await ctx.store.transaction(async (tx) => {
       if (await tx.deleteNode(name, now()))
         await tx.audit(auditEntry(request, { action: "node.delete", target: name, outcome: "deleted" }), now());
+      ctx.export.removeNode(name);
     });
-    ctx.export.removeNode(name);
     return reply.code(204).send();
   });
 };
