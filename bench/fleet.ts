@@ -16,7 +16,9 @@
  * them (up and destroy within 1.5x in the instance mode and 2x in the provider mode, preview 1.2x);
  * the YAML program's also against the TypeScript program's (the instance mode).
  *
- *   node dist/bench/fleet.js [--count 100]     (root; starts the lab's Puppet Server and espm)
+ *   node dist/bench/fleet.js [--count 100] [--modes baseline,instance,provider,yaml] [--breakdown]
+ *   (root; starts the lab's Puppet Server and espm; --breakdown prints espm's requests by route,
+ *   with their count and mean time in espm, for each operation)
  */
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -31,10 +33,45 @@ import { sharedWorld, stopSharedWorld, type World } from "../test/helpers/world"
 
 type Mode = "baseline" | "instance" | "provider" | "yaml";
 
-interface Timings {
-  up: number;
-  preview: number;
-  destroy: number;
+type Operation = "up" | "preview" | "destroy";
+
+type Timings = Record<Operation, number> & {
+  /** espm's side of each operation (modes other than the baseline). */
+  espm?: Record<Operation, string>;
+};
+
+/**
+ * espm's side of an operation, from its request log since line `from`: the requests by method and
+ * route, each with its count and mean time in espm (from arrival to answer, the CA's calls included).
+ */
+function espmShare(lines: string[], from: number): string {
+  const routes = new Map<number | string, string>();
+  const totals = new Map<string, { count: number; ms: number }>();
+  for (const line of lines.slice(from)) {
+    let entry: { msg?: string; reqId?: string; req?: { method?: string; url?: string }; responseTime?: number };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (entry.reqId === undefined) continue;
+    if (entry.msg === "incoming request") {
+      const path = (entry.req?.url ?? "").replace(/\?.*$/, "").split("/").slice(0, 3).join("/");
+      routes.set(entry.reqId, `${entry.req?.method} ${path}`);
+    } else if (entry.msg === "request completed" && entry.responseTime !== undefined) {
+      const route = routes.get(entry.reqId) ?? "?";
+      const total = totals.get(route) ?? { count: 0, ms: 0 };
+      total.count++;
+      total.ms += entry.responseTime;
+      totals.set(route, total);
+    }
+  }
+  const all = [...totals.values()].reduce((a, t) => ({ count: a.count + t.count, ms: a.ms + t.ms }), {
+    count: 0,
+    ms: 0,
+  });
+  const each = [...totals].map(([route, t]) => `${route} ${t.count} x ${(t.ms / t.count).toFixed(1)} ms`).join(", ");
+  return `${all.count} requests, ${(all.ms / 1000).toFixed(1)} s in espm summed${each ? `: ${each}` : ""}`;
 }
 
 /** A provider that does nothing, as cheap as a dynamic resource can be: the engine's own cost. */
@@ -126,22 +163,36 @@ async function fleet(world: World, mode: Exclude<Mode, "yaml">, count: number): 
       program: program(mode, count),
       config: mode === "baseline" ? {} : world.engineConfig(),
     });
+    const log = world.espm.logLines;
+    const marks = [log.length];
     const up = await seconds(() => stack.up());
+    marks.push(log.length);
     let changes: Record<string, number> = {};
     const preview = await seconds(async () => {
       changes = (await stack.preview()).changeSummary;
     });
+    marks.push(log.length);
     if (Object.keys(changes).some((kind) => kind !== "same"))
       throw new Error(`${mode}: the preview after up was not unchanged: ${JSON.stringify(changes)}`);
     const destroy = await seconds(() => stack.destroy());
-    return { up, preview, destroy };
+    const share = (i: number) => espmShare(log.slice(0, marks[i + 1]), marks[i]!);
+    marks.push(log.length);
+    return { up, preview, destroy, espm: { up: share(0), preview: share(1), destroy: share(2) } };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: "string", default: "100" } } });
+  const { values } = parseArgs({
+    options: {
+      count: { type: "string", default: "100" },
+      modes: { type: "string", default: "baseline,instance,provider,yaml" },
+      breakdown: { type: "boolean", default: false },
+    },
+  });
+  const modes = new Set(values.modes.split(","));
+  if (!modes.has("baseline")) throw new Error("--modes must include baseline: every ratio is against it");
   const count = Number(values.count);
   if (!Number.isInteger(count) || count < 1) throw new Error(`--count must be a positive integer, not ${values.count}`);
   if (!pulumiBin()) throw new Error("no Pulumi CLI: run scripts/build-pulumi.sh (or set ESPM_PULUMI_BIN)");
@@ -149,11 +200,13 @@ async function main(): Promise<void> {
   try {
     const results = new Map<Mode, Timings>();
     for (const mode of ["baseline", "instance", "provider"] as const)
-      results.set(mode, await fleet(world, mode, count));
-    if (yamlHostBin()) results.set("yaml", await yamlFleet(world, count));
+      if (modes.has(mode)) results.set(mode, await fleet(world, mode, count));
+    if (!modes.has("yaml")) {
+      // not asked for
+    } else if (yamlHostBin()) results.set("yaml", await yamlFleet(world, count));
     else console.log("(no YAML language host: scripts/build-pulumi-yaml.sh builds it; the YAML program is skipped)");
     const base = results.get("baseline")!;
-    const goals: Record<Exclude<Mode, "yaml">, Timings> = {
+    const goals: Record<Exclude<Mode, "yaml">, Record<Operation, number>> = {
       baseline: { up: 1, preview: 1, destroy: 1 },
       instance: { up: 1.5, preview: 1.2, destroy: 1.5 },
       provider: { up: 2, preview: 1.2, destroy: 2 },
@@ -167,7 +220,7 @@ async function main(): Promise<void> {
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
     console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes:`);
     for (const [mode, t] of results) {
-      const cell = (op: keyof Timings) => {
+      const cell = (op: Operation) => {
         const time = `${op} ${t[op].toFixed(1)} s`;
         if (mode === "baseline") return time;
         if (mode === "yaml")
@@ -175,6 +228,8 @@ async function main(): Promise<void> {
         return `${time} (${ratio(t[op], base[op])}, goal ${goals[mode][op]}x)`;
       };
       console.log(`  ${mode.padEnd(9)} ${what[mode]}: ${cell("up")}, ${cell("preview")}, ${cell("destroy")}`);
+      if (t.espm && values.breakdown)
+        for (const op of ["up", "preview", "destroy"] as const) console.log(`            ${op}: ${t.espm[op]}`);
     }
   } finally {
     await stopSharedWorld();
