@@ -41,13 +41,13 @@ type Timings = Record<Operation, number> & {
 };
 
 /**
- * espm's side of an operation, from its request log since line `from`: the requests by method and
+ * espm's side of an operation, from its request log lines during it: the requests by method and
  * route, each with its count and mean time in espm (from arrival to answer, the CA's calls included).
  */
-function espmShare(lines: string[], from: number): string {
+function espmShare(lines: string[]): string {
   const routes = new Map<number | string, string>();
   const totals = new Map<string, { count: number; ms: number }>();
-  for (const line of lines.slice(from)) {
+  for (const line of lines) {
     let entry: { msg?: string; reqId?: string; req?: { method?: string; url?: string }; responseTime?: number };
     try {
       entry = JSON.parse(line) as typeof entry;
@@ -175,8 +175,8 @@ async function fleet(world: World, mode: Exclude<Mode, "yaml">, count: number): 
     if (Object.keys(changes).some((kind) => kind !== "same"))
       throw new Error(`${mode}: the preview after up was not unchanged: ${JSON.stringify(changes)}`);
     const destroy = await seconds(() => stack.destroy());
-    const share = (i: number) => espmShare(log.slice(0, marks[i + 1]), marks[i]!);
     marks.push(log.length);
+    const share = (i: number) => espmShare(log.slice(marks[i], marks[i + 1]));
     return { up, preview, destroy, espm: { up: share(0), preview: share(1), destroy: share(2) } };
   } finally {
     rmSync(dir, { recursive: true, force: true });

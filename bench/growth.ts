@@ -18,21 +18,19 @@
  *
  *   node dist/bench/growth.js [--sizes 100,1000,10000]     (root; needs no Puppet Server)
  */
-import { execFile, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { Client } from "pg";
 import { openPostgresStore } from "espm-agent/store/postgres";
 import { readPassword, connectionConfig } from "espm-agent/store/postgres-connection";
 import { openSqliteStore } from "espm-agent/store/sqlite";
 import type { Store } from "espm-agent/store/store";
-import { ESPM_BIN, EspmProcess, setupEspm } from "../scripts/lab/espm";
+import { EspmProcess, setupEspm } from "../scripts/lab/espm";
 import { createEspmDatabase, startPostgres, type EspmDatabase } from "../scripts/lab/postgres";
-import { latencies, startFollower, timed } from "./measure";
-
-const run = promisify(execFile);
+import { compileMasterIni, encBesideNode, latencies, startFollower, timed } from "./measure";
 
 const GROUPS = "groups:\n  web:\n    classes:\n      ntp: { servers: [a, b] }\n    parameters: { role: web }\n";
 const ENC_RUNS = 30;
@@ -99,15 +97,8 @@ async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promi
       ? ["--store-url", db.url, "--store-password-file", db.passwordFile, "--enc-role", db.encRole]
       : [];
     const setup = await setupEspm(["--certname-pattern", "*.example.test", ...storeArgs], GROUPS, join(dir, "espm"));
-    let encIni = setup.ini;
-    if (db) {
-      encIni = join(dir, "compile-master.ini");
-      writeFileSync(
-        encIni,
-        `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n` +
-          `[certnames]\nallow[] = *.example.test\n`,
-      );
-    }
+    const compileMaster = db && compileMasterIni(dir, db);
+    const encIni = compileMaster ? compileMaster.ini : setup.ini;
     const openStore = async (): Promise<Store> =>
       db
         ? openPostgresStore({ url: db.url, passwordFile: db.passwordFile })
@@ -128,18 +119,10 @@ async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promi
       try {
         const rssMiB = residentMiB(espm!.child.pid!);
         // PostgreSQL: compiles read the copy the compile master's espm enc-follow keeps (fresh for each size).
-        rmSync(join(dir, "enc-cache"), { recursive: true, force: true });
-        const following = db && (await startFollower(encIni, join(dir, "enc-cache")));
+        if (compileMaster) rmSync(compileMaster.cacheDir, { recursive: true, force: true });
+        const following = compileMaster && (await startFollower(compileMaster.ini, compileMaster.cacheDir));
         if (following) follower = following.child;
-        let encMs = 0;
-        let nodeMs = 0;
-        for (let i = 0; i < ENC_RUNS; i++) {
-          nodeMs += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
-          encMs += await timed(async () => {
-            const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", encIni, "seed-1.example.test"]);
-            if (!stdout.includes("ntp")) throw new Error(`espm enc classified seed-1 without its group: ${stdout}`);
-          });
-        }
+        const { enc: encMs, node: nodeMs } = await encBesideNode(encIni, "seed-1.example.test", ENC_RUNS, "ntp");
         const creates = await latencies(CREATES, 16, async (i) => {
           const res = await espm!.raw("POST", "/v1/nodes", {
             body: JSON.stringify({ name: `grow-${size}-${i}.example.test`, groups: ["web"], parameters: { i } }),
@@ -152,8 +135,8 @@ async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promi
           startMs,
           healMs,
           rssMiB,
-          encMs: encMs / ENC_RUNS,
-          nodeMs: nodeMs / ENC_RUNS,
+          encMs,
+          nodeMs,
           createP99Ms: creates.p99,
           followerCopyMs: following ? following.copyMs : undefined,
           exportKiB: (db ? await nodesTableBytes(db) : directoryBytes(iniValue(setup.ini, "enc_export"))) / 1024,

@@ -33,9 +33,9 @@ import { EspmClient } from "espm-sdk/client";
 import { createCsr, generateKeyPairAsync, generateRsaKeyPairAsync } from "espm-sdk/x509";
 import { debianRoot, puppet8 } from "../scripts/lab/debian-root";
 import { espmDispatcher, startPuppetServer, type PuppetServerLab } from "../scripts/lab/puppetserver";
-import { ESPM_BIN, EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
+import { EspmProcess, freePort, puppetServerArgs, setupEspm } from "../scripts/lab/espm";
 import { createEspmDatabase, startPostgres } from "../scripts/lab/postgres";
-import { latencies, pool, startFollower, timed } from "./measure";
+import { compileMasterIni, encBesideNode, latencies, pool, startFollower, timed } from "./measure";
 
 const run = promisify(execFile);
 
@@ -98,34 +98,15 @@ async function withoutPuppetServer(runs: number, store: "SQLite" | "PostgreSQL")
     await setupEspm(["--certname-pattern", "*.example.test", ...storeArgs], groups, join(dir, "espm")),
   );
   const client = new EspmClient({ url: espm.url, psk: espm.setup.psk, certificate: espm.setup.certificate });
-  let encIni = espm.setup.ini;
-  if (db) {
-    encIni = join(dir, "compile-master.ini");
-    writeFileSync(
-      encIni,
-      `[store]\nurl = ${db.encUrl}\npassword_file = ${db.encPasswordFile}\nenc_export = ${join(dir, "enc-cache")}\n` +
-        `[certnames]\nallow[] = *.example.test\n`,
-    );
-  }
+  const compileMaster = db && compileMasterIni(dir, db);
+  const encIni = compileMaster ? compileMaster.ini : espm.setup.ini;
   let follower: ChildProcess | undefined;
   try {
     await client.registerNode({ name: "enc-01.example.test", groups: ["web"], classes: { motd: { message: "hi" } } });
-    /** Mean ms of `espm enc` and of `node -e 0`, alternating. */
-    const encRuns = async () => {
-      let enc = 0;
-      let node = 0;
-      for (let i = 0; i < runs; i++) {
-        node += await timed(async () => void (await run(process.execPath, ["-e", "0"])));
-        enc += await timed(async () => {
-          const { stdout } = await run(process.execPath, [ESPM_BIN, "enc", "-c", encIni, "enc-01.example.test"]);
-          if (!stdout.includes("ntp")) throw new Error(`espm enc classified enc-01 without its group: ${stdout}`);
-        });
-      }
-      return { enc: enc / runs, node: node / runs };
-    };
+    const encRuns = () => encBesideNode(encIni, "enc-01.example.test", runs, "ntp");
     // PostgreSQL: each compile asking the database, then reading the copy `espm enc-follow` keeps.
-    const direct = db ? await encRuns() : undefined;
-    if (db) follower = (await startFollower(encIni, join(dir, "enc-cache"))).child;
+    const direct = compileMaster ? await encRuns() : undefined;
+    if (compileMaster) follower = (await startFollower(compileMaster.ini, compileMaster.cacheDir)).child;
     const { enc, node } = await encRuns();
     const creates = await latencies(2000, 16, async (i) => {
       const res = await espm.raw("POST", "/v1/nodes", {
