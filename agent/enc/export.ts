@@ -94,7 +94,7 @@ export class EncExport implements EncPublication {
   }
 
   writeNode(node: Node): void {
-    this.writeAtomically(exportPath(this.dir, node.name), JSON.stringify(node));
+    writeAtomically(exportPath(this.dir, node.name), JSON.stringify(node), this.gid);
   }
 
   removeNode(name: string): void {
@@ -103,11 +103,11 @@ export class EncExport implements EncPublication {
 
   /** Publishes groups that validated; `espm enc` merges them into every node's classification. */
   writeGroups(groups: Map<string, Group>): void {
-    this.writeAtomically(join(this.dir, GROUPS_SNAPSHOT), JSON.stringify([...groups.values()]));
+    writeAtomically(join(this.dir, GROUPS_SNAPSHOT), JSON.stringify([...groups.values()]), this.gid);
   }
 
   writeServerNames(names: PuppetServerNames): void {
-    this.writeAtomically(join(this.dir, SERVER_NAMES_SNAPSHOT), JSON.stringify(names));
+    writeAtomically(join(this.dir, SERVER_NAMES_SNAPSHOT), JSON.stringify(names), this.gid);
   }
 
   /** The directory, readable by the export group alone. */
@@ -133,7 +133,7 @@ export class EncExport implements EncPublication {
     for (const node of nodes) {
       const target = exportPath(this.dir, node.name);
       const text = JSON.stringify(node);
-      if (!this.holds(target, text)) this.writeAtomically(target, text);
+      if (!this.holds(target, text)) writeAtomically(target, text, this.gid);
     }
   }
 
@@ -153,15 +153,19 @@ export class EncExport implements EncPublication {
       closeSync(fd);
     }
   }
+}
 
-  private writeAtomically(target: string, text: string): void {
-    const temporary = `${target}.${process.pid}.tmp`;
-    writeFileSync(temporary, text, { mode: 0o640 });
-    // Whatever the umask: the export group must read it.
-    chmodSync(temporary, 0o640);
-    if (this.gid !== undefined) chownSync(temporary, -1, this.gid);
-    renameSync(temporary, target);
-  }
+/**
+ * Writes `text` to `target` so that a reader sees the old file or the new one, never half of
+ * either: mode 0640 whatever the umask, in group `gid` when given.
+ */
+export function writeAtomically(target: string, text: string, gid?: number): void {
+  const temporary = `${target}.${process.pid}.tmp`;
+  writeFileSync(temporary, text, { mode: 0o640 });
+  // Whatever the umask: the export group must read it.
+  chmodSync(temporary, 0o640);
+  if (gid !== undefined) chownSync(temporary, -1, gid);
+  renameSync(temporary, target);
 }
 
 function readJson<T>(path: string): T | undefined {

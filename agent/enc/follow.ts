@@ -15,7 +15,7 @@
  * (export.ts); after that it asks the database itself, and serves the copy only as it serves its
  * cache, while the database cannot be read and within enc_cache_max_age_seconds.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Client, type Notification } from "pg";
 import { nameProblem } from "espm-sdk/names";
@@ -23,7 +23,7 @@ import type { Group } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
 import { toNode, type NodeRow } from "../store/store";
 import { connectionConfig, describeUrl, readPassword } from "../store/postgres-connection";
-import { EncExport, FOLLOWED_DIR, FOLLOWER_HEARTBEAT, type FollowerHeartbeat } from "./export";
+import { EncExport, FOLLOWED_DIR, FOLLOWER_HEARTBEAT, writeAtomically, type FollowerHeartbeat } from "./export";
 
 /** How often the follower proves its connection and writes the heartbeat. */
 export const HEARTBEAT_MS = 1000;
@@ -172,10 +172,7 @@ export class EncFollower {
   /** Every commit before `asked` is in the copy. */
   private beat(asked: number): void {
     const heartbeat: FollowerHeartbeat = { url: this.settings.url, at: asked, pid: process.pid };
-    const target = join(this.dir, FOLLOWER_HEARTBEAT);
-    const temporary = `${target}.${process.pid}.tmp`;
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
-    writeFileSync(temporary, JSON.stringify(heartbeat), { mode: 0o640 });
-    renameSync(temporary, target);
+    writeAtomically(join(this.dir, FOLLOWER_HEARTBEAT), JSON.stringify(heartbeat));
   }
 }
