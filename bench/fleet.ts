@@ -17,8 +17,9 @@
  * the YAML program's also against the TypeScript program's (the instance mode).
  *
  *   node dist/bench/fleet.js [--count 100] [--modes baseline,instance,provider,yaml] [--breakdown]
- *   (root; starts the lab's Puppet Server and espm; --breakdown prints espm's requests by route,
- *   with their count and mean time in espm, for each operation)
+ *   (root; starts the lab's Puppet Server and espm; --breakdown prints, for each operation, the CPU
+ *   each kind of process spent (engine, provider host, program, espm, Puppet Server) and espm's
+ *   requests by route, with their count and mean time in espm)
  */
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -26,6 +27,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as automation from "@pulumi/pulumi/automation";
 import { PuppetCertificate, PuppetEnrollment, PuppetNodeRegistration } from "pulumi-espm";
 import { cleanUpOnInterrupt } from "../scripts/lab/interrupt";
+import { cpuDuring, formatCpu } from "./cpu";
 import { engineDir, engineStack, pulumiBin } from "../test/helpers/engine";
 import { pluginTarball } from "../test/helpers/plugin-package";
 import { PulumiCli, yamlHostBin } from "../test/helpers/pulumi-cli";
@@ -38,6 +40,8 @@ type Operation = "up" | "preview" | "destroy";
 type Timings = Record<Operation, number> & {
   /** espm's side of each operation (modes other than the baseline). */
   espm?: Record<Operation, string>;
+  /** The CPU each kind of process spent in each operation (with --breakdown). */
+  cpu?: Record<Operation, string>;
 };
 
 /**
@@ -111,6 +115,23 @@ async function seconds(work: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
+/**
+ * Times each operation; with `cpu`, also what each kind of process burned in it (reading /proc
+ * every 100 ms costs the program a little CPU, so only when asked).
+ */
+function operationTimer(cpu: boolean) {
+  const spent: Partial<Record<Operation, string>> = {};
+  return {
+    async time(op: Operation, work: () => Promise<unknown>): Promise<number> {
+      if (!cpu) return seconds(work);
+      const { result, cpu: burned } = await cpuDuring(() => seconds(work));
+      spent[op] = formatCpu(burned);
+      return result;
+    },
+    cpu: () => (cpu ? (spent as Record<Operation, string>) : undefined),
+  };
+}
+
 /** The instance mode's program in Pulumi YAML. */
 function yamlProgram(count: number): string {
   const resources = Array.from({ length: count }, (_, i) =>
@@ -127,7 +148,7 @@ function yamlProgram(count: number): string {
 }
 
 /** The YAML program's up, unchanged preview and destroy, from the command line. */
-async function yamlFleet(world: World, count: number): Promise<Timings> {
+async function yamlFleet(world: World, count: number, cpu: boolean): Promise<Timings> {
   const dir = engineDir("bench-fleet-yaml");
   try {
     const cli = await PulumiCli.create({
@@ -138,22 +159,23 @@ async function yamlFleet(world: World, count: number): Promise<Timings> {
     });
     await cli.config({ "espm:url": world.espm.url, "espm:certificate": world.setup.certificate });
     await cli.config({ "espm:psk": world.setup.psk }, true);
-    const up = await seconds(() => cli.ok("up", "--yes", "--skip-preview"));
+    const timer = operationTimer(cpu);
+    const up = await timer.time("up", () => cli.ok("up", "--yes", "--skip-preview"));
     let output = "";
-    const preview = await seconds(async () => {
+    const preview = await timer.time("preview", async () => {
       output = await cli.ok("preview");
     });
     if (/\d+ to (create|update|delete|replace)/.test(output) || !/unchanged/.test(output))
       throw new Error(`yaml: the preview after up was not unchanged:\n${output}`);
-    const destroy = await seconds(() => cli.ok("destroy", "--yes", "--skip-preview"));
-    return { up, preview, destroy };
+    const destroy = await timer.time("destroy", () => cli.ok("destroy", "--yes", "--skip-preview"));
+    return { up, preview, destroy, cpu: timer.cpu() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /** One stack's up, unchanged preview and destroy; fails when the preview is not unchanged. */
-async function fleet(world: World, mode: Exclude<Mode, "yaml">, count: number): Promise<Timings> {
+async function fleet(world: World, mode: Exclude<Mode, "yaml">, count: number, cpu: boolean): Promise<Timings> {
   const dir = engineDir(`bench-fleet-${mode}`);
   try {
     const stack = await engineStack({
@@ -165,19 +187,26 @@ async function fleet(world: World, mode: Exclude<Mode, "yaml">, count: number): 
     });
     const log = world.espm.logLines;
     const marks = [log.length];
-    const up = await seconds(() => stack.up());
+    const timer = operationTimer(cpu);
+    const up = await timer.time("up", () => stack.up());
     marks.push(log.length);
     let changes: Record<string, number> = {};
-    const preview = await seconds(async () => {
+    const preview = await timer.time("preview", async () => {
       changes = (await stack.preview()).changeSummary;
     });
     marks.push(log.length);
     if (Object.keys(changes).some((kind) => kind !== "same"))
       throw new Error(`${mode}: the preview after up was not unchanged: ${JSON.stringify(changes)}`);
-    const destroy = await seconds(() => stack.destroy());
+    const destroy = await timer.time("destroy", () => stack.destroy());
     marks.push(log.length);
     const share = (i: number) => espmShare(log.slice(marks[i], marks[i + 1]));
-    return { up, preview, destroy, espm: { up: share(0), preview: share(1), destroy: share(2) } };
+    return {
+      up,
+      preview,
+      destroy,
+      espm: { up: share(0), preview: share(1), destroy: share(2) },
+      cpu: timer.cpu(),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -200,10 +229,10 @@ async function main(): Promise<void> {
   try {
     const results = new Map<Mode, Timings>();
     for (const mode of ["baseline", "instance", "provider"] as const)
-      if (modes.has(mode)) results.set(mode, await fleet(world, mode, count));
+      if (modes.has(mode)) results.set(mode, await fleet(world, mode, count, values.breakdown));
     if (!modes.has("yaml")) {
       // not asked for
-    } else if (yamlHostBin()) results.set("yaml", await yamlFleet(world, count));
+    } else if (yamlHostBin()) results.set("yaml", await yamlFleet(world, count, values.breakdown));
     else console.log("(no YAML language host: scripts/build-pulumi-yaml.sh builds it; the YAML program is skipped)");
     const base = results.get("baseline")!;
     const goals: Record<Exclude<Mode, "yaml">, Record<Operation, number>> = {
@@ -228,8 +257,11 @@ async function main(): Promise<void> {
         return `${time} (${ratio(t[op], base[op])}, goal ${goals[mode][op]}x)`;
       };
       console.log(`  ${mode.padEnd(9)} ${what[mode]}: ${cell("up")}, ${cell("preview")}, ${cell("destroy")}`);
-      if (t.espm && values.breakdown)
-        for (const op of ["up", "preview", "destroy"] as const) console.log(`            ${op}: ${t.espm[op]}`);
+      if (values.breakdown)
+        for (const op of ["up", "preview", "destroy"] as const) {
+          const parts = [t.cpu?.[op], t.espm?.[op]].filter(Boolean);
+          console.log(`            ${op}: ${parts.join("; ")}`);
+        }
     }
   } finally {
     await stopSharedWorld();

@@ -20,7 +20,7 @@ import {
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "espm-sdk/errors";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
-import { thinProvider, type Lifecycle } from "./thin-provider";
+import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 /** The node's key: ECDSA on P-256 (the default; Puppet 7 and 8 agents both boot with it) or RSA. */
@@ -197,10 +197,10 @@ async function revokeAfter(error: unknown, inputs: CertificateState, client: Esp
   }
 }
 
-/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const certificateProvider = thinProvider("certificate");
 
-export class PuppetCertificate extends pulumi.dynamic.Resource {
+export class PuppetCertificate extends EspmDynamicResource {
   declare readonly certname: pulumi.Output<string>;
   declare readonly keyType: pulumi.Output<CertificateKeyType>;
   declare readonly certificatePem: pulumi.Output<string>;
@@ -224,6 +224,6 @@ export class PuppetCertificate extends pulumi.dynamic.Resource {
       notAfter: undefined,
       state: undefined,
     };
-    super(certificateProvider, name, inputs, keepingSecret(opts, "privateKeyPem"), "espm", "PuppetCertificate");
+    super("certificate", "PuppetCertificate", name, inputs, keepingSecret(opts, "privateKeyPem"));
   }
 }

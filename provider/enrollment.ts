@@ -18,7 +18,7 @@ import { schemas, type Enrollment } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
 import type { StackSettings } from "./settings";
-import { thinProvider, type Lifecycle } from "./thin-provider";
+import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 
 export interface PuppetEnrollmentArgs {
   /** The certname: use the registration's `nodeName`. */
@@ -172,10 +172,10 @@ async function withdrawAfter(error: unknown, inputs: EnrollmentState, client: Es
   }
 }
 
-/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const enrollmentProvider = thinProvider("enrollment");
 
-export class PuppetEnrollment extends pulumi.dynamic.Resource {
+export class PuppetEnrollment extends EspmDynamicResource {
   declare readonly certname: pulumi.Output<string>;
   declare readonly ttlMinutes: pulumi.Output<number>;
   declare readonly extensions: pulumi.Output<Record<string, string>>;
@@ -196,6 +196,6 @@ export class PuppetEnrollment extends pulumi.dynamic.Resource {
       state: undefined,
       serial: undefined,
     };
-    super(enrollmentProvider, name, inputs, keepingSecret(opts, "token"), "espm", "PuppetEnrollment");
+    super("enrollment", "PuppetEnrollment", name, inputs, keepingSecret(opts, "token"));
   }
 }

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { schemas, type PuppetRun } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { changedProperties, checkWith, defined, elapsed, poll, progress } from "./lifecycle";
-import { thinProvider, type Lifecycle } from "./thin-provider";
+import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 export interface PuppetFirstRunArgs {
@@ -148,10 +148,10 @@ export const firstRunLifecycle = {
   },
 } satisfies Lifecycle<FirstRunState>;
 
-/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const firstRunProvider = thinProvider("firstRun");
 
-export class PuppetFirstRun extends pulumi.dynamic.Resource {
+export class PuppetFirstRun extends EspmDynamicResource {
   /** `changed` or `unchanged`. */
   declare readonly status: pulumi.Output<string>;
   declare readonly runAt: pulumi.Output<string>;
@@ -167,6 +167,6 @@ export class PuppetFirstRun extends pulumi.dynamic.Resource {
       transactionUuid: undefined,
       resources: undefined,
     };
-    super(firstRunProvider, name, inputs, keepingSecret(opts), "espm", "PuppetFirstRun");
+    super("firstRun", "PuppetFirstRun", name, inputs, keepingSecret(opts));
   }
 }

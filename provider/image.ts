@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { NO_REGION, snapshotsOf, tagMap } from "./image-tags";
 import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
-import { thinProvider, type Lifecycle } from "./thin-provider";
+import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 export { REGISTERED_TAG, TOKEN_TAG } from "./image-tags";
@@ -264,10 +264,10 @@ export const imageLifecycle = {
   },
 } satisfies Lifecycle<ImageState>;
 
-/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const imageProvider = thinProvider("image");
 
-export class RegisteredImage extends pulumi.dynamic.Resource {
+export class RegisteredImage extends EspmDynamicResource {
   /** The AMI id: the resource's id, so it stays known while a preview shows a tag update. */
   readonly imageId: pulumi.Output<string>;
   declare readonly snapshotIds: pulumi.Output<string[]>;
@@ -287,7 +287,7 @@ export class RegisteredImage extends pulumi.dynamic.Resource {
       appliedSnapshotTags: undefined,
     };
     const scope = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
-    super(imageProvider, name, { ...args, scope, ...outputs }, opts, "espm", "RegisteredImage");
+    super("image", "RegisteredImage", name, { ...args, scope, ...outputs }, opts);
     this.imageId = this.id;
   }
 }

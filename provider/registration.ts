@@ -20,7 +20,7 @@ import {
   messageOf,
   nothingWasDone,
 } from "./lifecycle";
-import { thinProvider, type Lifecycle } from "./thin-provider";
+import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
 type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -240,10 +240,10 @@ async function cleanUpAfter(
   }
 }
 
-/** The provider object Pulumi serializes into state: thin calls into the stable runtime module. */
+/** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const registrationProvider = thinProvider("registration");
 
-export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
+export class PuppetNodeRegistration extends EspmDynamicResource {
   /**
    * The name espm registered: `name`, or `name` with a conflict suffix. Use this as the certname.
    * It is the resource's id, so it stays known while a preview shows an in-place update (a
@@ -266,7 +266,7 @@ export class PuppetNodeRegistration extends pulumi.dynamic.Resource {
       nodeEnvironment: undefined,
       createdAt: undefined,
     };
-    super(registrationProvider, name, inputs, keepingSecret(opts), "espm", "PuppetNodeRegistration");
+    super("registration", "PuppetNodeRegistration", name, inputs, keepingSecret(opts));
     this.nodeName = this.id;
   }
 }

@@ -1,17 +1,19 @@
 /**
- * The provider object each resource class hands Pulumi, which Pulumi serializes into state and runs
- * `refresh` and `destroy` with, long after: every method is one call into the named lifecycle of the
- * stable runtime module (`pulumi-espm/dist/provider/runtime.js`), loaded by name where it runs.
+ * The provider code each resource stores in state, which the engine's dynamic-provider host runs
+ * `refresh` and `destroy` with, long after: one line that asks the stable runtime module
+ * (`pulumi-espm/dist/provider/runtime.js`), loaded by name where it runs, for the resource's
+ * provider, whose every method is one call into the named lifecycle.
  *
- * Loading by name at call time, rather than capturing the lifecycles, keeps the code Pulumi stores
- * to a few lines: Pulumi would otherwise serialize a local module by value, classes and all, and it
- * cannot serialize class fields. The runtime module's path is captured as a plain string, so the
- * stored code holds exactly one `require`, of that module.
+ * Loading by name where it runs, rather than storing the lifecycles, keeps the stored code to that
+ * line, and lets the installed version's lifecycles serve existing stacks. The engine keeps this
+ * code twice in each resource's state (inputs and outputs) and the file backend rewrites the whole
+ * state after every step, so its size is paid for every resource at every step of every `up`.
  */
 import { sep } from "node:path";
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
 import type { StackConfig } from "./connection";
+import { PROVIDER_KEY } from "./lifecycle";
 import type { StackSettings } from "./settings";
 
 /**
@@ -79,7 +81,12 @@ export interface ThinProvider extends pulumi.dynamic.ResourceProvider {
   settings?: StackSettings;
 }
 
-/** The provider for the named resource: thin calls into the runtime module, loaded where it runs. */
+/**
+ * The provider for the named resource: thin calls into the runtime module, loaded where it runs.
+ * The runtime module exports this function since the first release, which is what the stored code
+ * asks it for. Stacks stored before that hold Pulumi's serialization of this object instead, which
+ * is why it still captures nothing but a string and its own helpers.
+ */
 export function thinProvider(name: LifecycleName): ThinProvider {
   // A local string, so Pulumi's serializer stores its value, not a reference to this module.
   const runtimeModule = RUNTIME_MODULE;
@@ -109,4 +116,35 @@ export function thinProvider(name: LifecycleName): ThinProvider {
       return lifecycle().delete(id, props, this.settings);
     },
   };
+}
+
+/**
+ * The provider code the named resource stores (`__provider`), for the runtime module at
+ * `runtimeModule`: a module of one line, which the dynamic-provider host loads as it loads
+ * Pulumi's own serialized closures (from text, in the project's directory) and whose `handler`
+ * it calls for the provider. Pulumi's serialization of `thinProvider`'s object makes the same calls
+ * in 3.1 KB; this is 100 bytes.
+ */
+export function storedProvider(name: LifecycleName, runtimeModule = RUNTIME_MODULE): string {
+  return `exports.handler = () => require(${JSON.stringify(runtimeModule)}).thinProvider(${JSON.stringify(name)});\n`;
+}
+
+/**
+ * A Pulumi dynamic resource of espm's, served by the engine's Node.js dynamic-provider host as
+ * `pulumi.dynamic.Resource` is (type `pulumi-nodejs:dynamic/espm:<type>`), that stores
+ * `storedProvider(lifecycle)` as its provider code instead of Pulumi's serialization of a provider
+ * object. A fleet's `pulumi up` spent most of its engine time rewriting state that was two thirds
+ * serialized provider code (docs/performance.md).
+ */
+export abstract class EspmDynamicResource extends pulumi.CustomResource {
+  protected constructor(
+    lifecycle: LifecycleName,
+    type: string,
+    name: string,
+    props: pulumi.Inputs,
+    opts?: pulumi.CustomResourceOptions,
+  ) {
+    if (PROVIDER_KEY in props) throw new Error(`a dynamic resource must not define the ${PROVIDER_KEY} key`);
+    super(`pulumi-nodejs:dynamic/espm:${type}`, name, { ...props, [PROVIDER_KEY]: storedProvider(lifecycle) }, opts);
+  }
 }

@@ -4,18 +4,13 @@
  * Read, Delete. Against live espm and Puppet Server.
  */
 import assert from "node:assert/strict";
-import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, firstRunProvider, imageProvider, registrationProvider } from "pulumi-espm";
+import { storedProvider } from "pulumi-espm/thin-provider";
 import { ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { DynamicProviderPlugin } from "./helpers/plugin";
 import { sharedWorld, signedUserdata, type World } from "./helpers/world";
 
 const urn = (type: string, name: string) => `urn:pulumi:test::espm-test::pulumi-nodejs:dynamic/espm:${type}::${name}`;
-
-async function providerText(provider: pulumi.dynamic.ResourceProvider): Promise<string> {
-  return (await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true })).text;
-}
 
 describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   this.timeout(180_000);
@@ -39,7 +34,7 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   });
 
   it("runs a registration's whole lifecycle", async () => {
-    const __provider = await providerText(registrationProvider);
+    const __provider = storedProvider("registration");
     const at = urn("PuppetNodeRegistration", "web");
     const refused = await plugin.check(at, {}, { __provider, name: "Web!" });
     assert.deepEqual(refused.failures.map((f) => f.property).sort(), ["groups", "name"]);
@@ -86,7 +81,7 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
     // espm signs only for its own live registrations.
     const client = world.client();
     await client.registerNode({ name: "plugin-03.plugin.test", groups: [] });
-    const __provider = await providerText(certificateProvider);
+    const __provider = storedProvider("certificate");
     const at = urn("PuppetCertificate", "web");
     const { inputs } = await plugin.check(
       at,
@@ -121,7 +116,7 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   });
 
   it("fails a create with espm's reason and no secret in the message", async () => {
-    const __provider = await providerText(registrationProvider);
+    const __provider = storedProvider("registration");
     const at = urn("PuppetNodeRegistration", "dup");
     const { inputs } = await plugin.check(
       at,
@@ -138,7 +133,7 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
 
   it("runs an image's whole lifecycle against moto, and shows progress on the host's stdout", async () => {
     await moto.reset();
-    const __provider = await providerText(imageProvider);
+    const __provider = storedProvider("image");
     const at = urn("RegisteredImage", "base");
     const instanceId = await moto.runInstance();
     const { inputs, failures } = await plugin.check(
@@ -168,7 +163,7 @@ describe("through Pulumi's dynamic-provider plugin over gRPC", function () {
   });
 
   it("waits for a first Puppet run and fails on a failed one", async () => {
-    const __provider = await providerText(firstRunProvider);
+    const __provider = storedProvider("firstRun");
     const client = world.client();
     const boots: Record<string, string> = {};
     for (const [short, classes] of [

@@ -10,12 +10,13 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type * as automation from "@pulumi/pulumi/automation";
 import { PuppetCertificate, PuppetNodeRegistration } from "pulumi-espm";
+import { storedProvider, type LifecycleName } from "pulumi-espm/thin-provider";
 import { ROOT } from "./helpers/espm";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { sharedWorld, type World } from "./helpers/world";
 
 /** The provider code of the previous layout, by the resource type it was stored under. */
-const PREVIOUS_PROVIDERS: Record<string, string> = {
+const PREVIOUS_PROVIDERS: Record<string, LifecycleName> = {
   "pulumi-nodejs:dynamic/espm:PuppetNodeRegistration": "registration",
   "pulumi-nodejs:dynamic/espm:PuppetCertificate": "certificate",
 };
@@ -57,7 +58,8 @@ describe("a stack made by the previous layout (one package at the root), refresh
       const text = previousProvider(kind);
       assert.match(text, /runtimeModule: "pulumi-espm\/dist\/provider\/runtime\.js"/);
       for (const props of [resource.inputs, resource.outputs] as Record<string, unknown>[]) {
-        assert.equal(typeof props.__provider, "string", resource.type);
+        // This layout stores one line where the previous stored Pulumi's serialization of the provider.
+        assert.equal(props.__provider, storedProvider(kind), resource.type);
         props.__provider = text;
       }
       replaced++;
@@ -66,6 +68,11 @@ describe("a stack made by the previous layout (one package at the root), refresh
     await stack.importStack(exported);
     const stored = JSON.stringify((await stack.exportStack()).deployment);
     assert.equal(stored.match(/pulumi-espm\/dist\/provider\/runtime\.js/g)?.length, 4, "inputs and outputs of both");
+  });
+
+  it("previews this layout's program over it as unchanged: the stored code is no difference", async () => {
+    const result = await stack.preview();
+    assert.deepEqual(result.changeSummary, { same: 3 });
   });
 
   it("refreshes with it: both still there, nothing changed", async () => {

@@ -1,24 +1,20 @@
 /**
- * The providers as Pulumi stores them: serialized to text, then loaded in another process (the
- * dynamic-provider host) from the project's directory, and run against live espm. Once from this
- * checkout, once from an installed copy of the package as users get it from npm.
+ * The providers as Pulumi stores them: the code each resource stores (storedProvider), loaded in
+ * another process as the dynamic-provider host loads it (from text, in the project's directory),
+ * and run against live espm. Once from this checkout, once from an installed copy of the package
+ * as users get it from npm. The code earlier versions stored (Pulumi's serialization of the
+ * provider object) is run by previous-layout.test.ts.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import * as pulumi from "@pulumi/pulumi";
-import { certificateProvider, imageProvider, registrationProvider } from "pulumi-espm";
+import { storedProvider } from "pulumi-espm/thin-provider";
 import { run, ROOT } from "./helpers/espm";
 import { sharedMoto, type Moto } from "./helpers/moto";
 import { sharedWorld, type World } from "./helpers/world";
 
 const HOST = join(ROOT, "dist/test/helpers/provider-host.js");
-
-interface Serialized {
-  text: string;
-  containsSecrets: boolean;
-}
 
 /** Runs provider-host.js in `cwd`, with the request on stdin; resolves its parsed stdout. */
 function host<T>(cwd: string, args: string[], stdin = ""): Promise<T> {
@@ -38,13 +34,6 @@ function host<T>(cwd: string, args: string[], stdin = ""): Promise<T> {
   });
 }
 
-/** What `new dynamic.Resource(provider, …)` stores in `__provider`: a closure over the provider object itself. */
-async function serializeAsPulumiDoes(provider: pulumi.dynamic.ResourceProvider): Promise<string> {
-  const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
-  assert.equal(serialized.containsSecrets, false);
-  return serialized.text;
-}
-
 function config(world: World): Record<string, string> {
   return { "espm:url": world.espm.url, "espm:psk": world.setup.psk, "espm:certificate": world.setup.certificate };
 }
@@ -58,8 +47,8 @@ describe("serialized providers in a fresh process", function () {
     [world, moto] = await Promise.all([sharedWorld(), sharedMoto()]);
   });
 
-  it("serializes without secrets and runs create in one process and delete in another, from this checkout", async () => {
-    const text = await serializeAsPulumiDoes(registrationProvider);
+  it("runs the stored code's create in one process and delete in another, from this checkout", async () => {
+    const text = storedProvider("registration");
     assert.ok(!text.includes(world.setup.psk), "no PSK in the provider text");
     const inputs = { name: "ser-01.serialization.test", groups: ["base"] };
     const [checked, created] = await host<
@@ -97,7 +86,7 @@ describe("serialized providers in a fresh process", function () {
 
     // espm signs only for its own live registrations: the name is registered again for the certificate.
     await client.registerNode({ name: "ser-01.serialization.test", groups: [] });
-    const certText = await serializeAsPulumiDoes(certificateProvider);
+    const certText = storedProvider("certificate");
     const [cert] = await host<[{ id: string; outs: { privateKeyPem: string; serial: string } }]>(
       ROOT,
       ["call"],
@@ -118,7 +107,7 @@ describe("serialized providers in a fresh process", function () {
 
   it("runs the image provider's create and delete in fresh processes against moto", async () => {
     await moto.reset();
-    const text = await serializeAsPulumiDoes(imageProvider);
+    const text = storedProvider("image");
     const props = {
       scope: "espm-test/test/base",
       instanceId: await moto.runInstance(),
@@ -181,22 +170,17 @@ describe("serialized providers in a fresh process", function () {
 
     after(() => rmSync(project, { recursive: true, force: true }));
 
-    it("serializes to one require of the stable runtime module plus a few lines, and runs", async () => {
-      const serialized = await host<Record<"registration" | "certificate" | "image", Serialized>>(project, [
+    it("stores one line that loads the stable runtime module by its package path, and runs", async () => {
+      const stored = await host<Record<"registration" | "certificate" | "image", string>>(project, [
         "serialize",
-        "pulumi-espm",
+        "pulumi-espm/thin-provider",
       ]);
-      for (const [name, { text, containsSecrets }] of Object.entries(serialized)) {
-        assert.equal(containsSecrets, false, name);
-        assert.ok(text.length < 4096, `${name} provider text is ${text.length} characters`);
-        // The only module it loads is the stable runtime module, by the package path it holds as a string.
-        assert.deepEqual(
-          [...text.matchAll(/require\(([^)]*)\)/g)].map((m) => m[1]),
-          ["runtimeModule"],
+      for (const [name, text] of Object.entries(stored)) {
+        assert.equal(
+          text,
+          `exports.handler = () => require("pulumi-espm/dist/provider/runtime.js").thinProvider("${name}");\n`,
           name,
         );
-        // ...captured as a string value, so the stored code refers to no module of this package but that one.
-        assert.match(text, /runtimeModule: "pulumi-espm\/dist\/provider\/runtime\.js"/, name);
       }
       // espm signs only for its own live registrations.
       const client = world.client();
@@ -207,7 +191,7 @@ describe("serialized providers in a fresh process", function () {
         project,
         ["call"],
         JSON.stringify({
-          text: serialized.certificate.text,
+          text: stored.certificate,
           config: config(world),
           steps: [
             {

@@ -1,9 +1,10 @@
 /**
  * A fresh Node process that does what Pulumi's two halves do with a dynamic provider, for tests:
  *
- *   node provider-host.js serialize MODULE   serializes the module's providers as `pulumi up` does
- *                                            (MODULE resolved from the working directory) and prints
- *                                            {registration, certificate, image} as {text, containsSecrets}
+ *   node provider-host.js serialize MODULE   prints {registration, certificate, image}: the provider
+ *                                            code each resource stores (storedProvider of MODULE,
+ *                                            pulumi-espm/thin-provider resolved from the working
+ *                                            directory)
  *   node provider-host.js call               reads {text, config, steps} on stdin, loads the text as
  *                                            the dynamic-provider host does (require-from-string, from
  *                                            the working directory), configures it and runs the steps
@@ -25,19 +26,9 @@ interface Step {
 
 async function serialize(specifier: string): Promise<void> {
   const modulePath = fromProject.resolve(specifier);
-  const pulumi = createRequire(modulePath)("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
-  const espm = fromProject(modulePath) as typeof import("pulumi-espm");
-  const out: Record<string, { text: string; containsSecrets: boolean }> = {};
-  for (const [name, captured] of [
-    ["registration", espm.registrationProvider],
-    ["certificate", espm.certificateProvider],
-    ["image", espm.imageProvider],
-  ] as const) {
-    // As `new dynamic.Resource(provider, …)` does: a closure over the provider object itself.
-    const provider = captured;
-    const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
-    out[name] = { text: serialized.text, containsSecrets: serialized.containsSecrets };
-  }
+  const espm = fromProject(modulePath) as typeof import("pulumi-espm/thin-provider");
+  const out: Record<string, string> = {};
+  for (const name of ["registration", "certificate", "image"] as const) out[name] = espm.storedProvider(name);
   process.stdout.write(JSON.stringify(out));
 }
 
