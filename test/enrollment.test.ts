@@ -415,6 +415,25 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     assert.equal((await client.enrollment(name))?.state, "issued", "and the token was not burned");
   });
 
+  it("refuses, naming the setting, when espm.ini's [autosign] or certname policy is not valid, and burns no token", async () => {
+    const { name, token } = await enrolled("badini-01");
+    const csr = csrFor(name, token);
+    assert.match(readFileSync(world.setup.ini, "utf8"), /^sweep_seconds\s*=/m, "the world's espm.ini sets the sweep");
+    const cases: Array<[(ini: string) => string, RegExp]> = [
+      [(ini) => ini.replace(/^socket\s*=.*\n/m, ""), /autosign\.socket: a path is required/],
+      [(ini) => ini.replace(/^secret_file\s*=.*\n/m, ""), /autosign\.secret_file: a path is required/],
+      [(ini) => ini.replace(/^sweep_seconds\s*=.*$/m, "sweep_seconds = soon"), /autosign\.sweep_seconds/],
+      [(ini) => ini.replace("[certnames]\n", "[certnames]\nallow[] = web-*.*\n"), /certnames\.allow: "web-\*\.\*"/],
+    ];
+    for (const [edit, problem] of cases) {
+      const result = await autosignWith(edit, name, csr);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, problem);
+    }
+    assert.equal(await signedAtCa(name), false, "nothing was signed");
+    assert.equal((await client.enrollment(name))?.state, "issued", "and the token was not burned");
+  });
+
   it("refuses a CSR that repeats an extension, even with a valid token, reading every value", async () => {
     const { name, token } = await enrolled("dup-01", { pp_role: "web" });
     await submit(

@@ -12,7 +12,7 @@ import { request } from "node:http";
 // A type only: the policy module, and the ASN.1 schemas with it, is never loaded in this short-lived process.
 import type { AutosignAnswer } from "./policy";
 import { CertnamePolicy } from "../ca/certname-policy";
-import { loadConfig } from "../config/config";
+import { autosignSettings } from "../config/file";
 
 /** The whole run, fallback included, ends within this time. */
 export const AUTOSIGN_BUDGET_MS = 5000;
@@ -86,8 +86,8 @@ function runFallback(fallback: string, certname: string, csr: string, timeoutMs:
 export async function autosign(configFile: string, certname: string, csr: string): Promise<AutosignResult> {
   const started = Date.now();
   const remaining = () => Math.max(100, AUTOSIGN_BUDGET_MS - 300 - (Date.now() - started));
-  const config = loadConfig(configFile);
-  if (!config.autosign) {
+  const { policy, autosign: config } = autosignSettings(configFile);
+  if (!config) {
     return {
       exitCode: 1,
       message: `${configFile} has no [autosign] section, so espm signs nothing through policy-based autosigning`,
@@ -95,9 +95,8 @@ export async function autosign(configFile: string, certname: string, csr: string
   }
   // A name outside espm's certname policy is never one espm enrolled: the site's own policy
   // decides it without asking espm, so the site's autosigning goes on while espm is down.
-  const { allow, deny, allow_any } = config.certnames;
-  if (new CertnamePolicy({ patterns: allow, deny, allowAny: allow_any }, false).refusal(certname)) {
-    if (config.autosign.fallback) return runFallback(config.autosign.fallback, certname, csr, remaining());
+  if (new CertnamePolicy(policy, false).refusal(certname)) {
+    if (config.fallback) return runFallback(config.fallback, certname, csr, remaining());
     return {
       exitCode: 1,
       message: `espm never enrolled ${certname} (it is outside espm's certname policy) and no fallback policy is configured ([autosign] fallback), so it is not signed`,
@@ -105,27 +104,27 @@ export async function autosign(configFile: string, certname: string, csr: string
   }
   let secret: string;
   try {
-    secret = readFileSync(config.autosign.secret_file, "utf8").trim();
+    secret = readFileSync(config.secretFile, "utf8").trim();
   } catch (err) {
     return {
       exitCode: 1,
-      message: `cannot read the autosign secret ${config.autosign.secret_file} (${(err as NodeJS.ErrnoException).code}); Puppet Server's user must be in its group`,
+      message: `cannot read the autosign secret ${config.secretFile} (${(err as NodeJS.ErrnoException).code}); Puppet Server's user must be in its group`,
     };
   }
   let answer: AutosignAnswer;
   try {
-    answer = await ask(config.autosign.socket, secret, certname, csr, remaining());
+    answer = await ask(config.socket, secret, certname, csr, remaining());
   } catch (err) {
     return {
       exitCode: 1,
-      message: `cannot reach espm on ${config.autosign.socket} (${(err as Error).message}); the CSR for ${certname} stays pending, and espm signs it within ${config.autosign.sweep_seconds + 10} s of being back if its enrollment allows`,
+      message: `cannot reach espm on ${config.socket} (${(err as Error).message}); the CSR for ${certname} stays pending, and espm signs it within ${config.sweepSeconds + 10} s of being back if its enrollment allows`,
     };
   }
   if (answer.decision === "sign")
     return { exitCode: 0, message: `espm signs ${certname}: its enrollment token is valid` };
   if (answer.decision === "refuse")
     return { exitCode: 1, message: `espm refused the CSR for ${certname}: ${answer.reason}` };
-  if (config.autosign.fallback) return runFallback(config.autosign.fallback, certname, csr, remaining());
+  if (config.fallback) return runFallback(config.fallback, certname, csr, remaining());
   return {
     exitCode: 1,
     message: `espm never enrolled ${certname} and no fallback policy is configured ([autosign] fallback), so it is not signed`,

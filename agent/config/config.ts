@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { patternProblem } from "../ca/certname-policy";
-import { ConfigError, DEFAULT_ENC_CACHE_MAX_AGE_SECONDS, DEFAULT_PORT, readIni } from "./file";
+import { ConfigError, DEFAULT_ENC_CACHE_MAX_AGE_SECONDS, DEFAULT_PORT, DEFAULT_SWEEP_SECONDS, readIni } from "./file";
 
 /** An ini flag: `true` or `false` (the ini parser gives the text), absent meaning false. */
 function flag() {
@@ -154,7 +154,7 @@ function configSchema(at: (path: string) => string = (p) => p) {
         /** A policy executable for CSRs of names espm never enrolled (Puppet's own interface). */
         fallback: path.optional(),
         /** How often espm looks for pending requests of enrolled names that no policy decided. */
-        sweep_seconds: z.coerce.number().int().min(1).max(3600).default(15),
+        sweep_seconds: z.coerce.number().int().min(1).max(3600).default(DEFAULT_SWEEP_SECONDS),
       })
       .optional(),
   });
