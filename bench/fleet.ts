@@ -16,10 +16,11 @@
  * them (up and destroy within 1.5x in the instance mode and 2x in the provider mode, preview 1.2x);
  * the YAML program's also against the TypeScript program's (the instance mode).
  *
- *   node dist/bench/fleet.js [--count 100] [--modes baseline,instance,provider,yaml] [--breakdown]
+ *   node dist/bench/fleet.js [--count 100] [--modes baseline,instance,provider,yaml] [--runs 1] [--breakdown]
  *   (root; starts the lab's Puppet Server and espm; --breakdown prints, for each operation, the CPU
  *   each kind of process spent (engine, provider host, program, espm, Puppet Server) and espm's
- *   requests by route, with their count and mean time in espm)
+ *   requests by route, with their count and mean time in espm; --runs N runs every mode N times,
+ *   alternating, and prints each operation's median)
  */
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -132,6 +133,16 @@ function operationTimer(cpu: boolean) {
   };
 }
 
+/** Each operation's median over the runs; the breakdowns of the last run. */
+function medianTimings(all: Timings[]): Timings {
+  const median = (op: Operation) => {
+    const sorted = all.map((t) => t[op]).sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
+  return { ...all.at(-1)!, up: median("up"), preview: median("preview"), destroy: median("destroy") };
+}
+
 /** The instance mode's program in Pulumi YAML. */
 function yamlProgram(count: number): string {
   const resources = Array.from({ length: count }, (_, i) =>
@@ -218,22 +229,29 @@ async function main(): Promise<void> {
       count: { type: "string", default: "100" },
       modes: { type: "string", default: "baseline,instance,provider,yaml" },
       breakdown: { type: "boolean", default: false },
+      runs: { type: "string", default: "1" },
     },
   });
   const modes = new Set(values.modes.split(","));
   if (!modes.has("baseline")) throw new Error("--modes must include baseline: every ratio is against it");
   const count = Number(values.count);
   if (!Number.isInteger(count) || count < 1) throw new Error(`--count must be a positive integer, not ${values.count}`);
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, not ${values.runs}`);
   if (!pulumiBin()) throw new Error("no Pulumi CLI: run scripts/build-pulumi.sh (or set ESPM_PULUMI_BIN)");
   const world = await sharedWorld();
   try {
-    const results = new Map<Mode, Timings>();
-    for (const mode of ["baseline", "instance", "provider"] as const)
-      if (modes.has(mode)) results.set(mode, await fleet(world, mode, count, values.breakdown));
-    if (!modes.has("yaml")) {
-      // not asked for
-    } else if (yamlHostBin()) results.set("yaml", await yamlFleet(world, count, values.breakdown));
-    else console.log("(no YAML language host: scripts/build-pulumi-yaml.sh builds it; the YAML program is skipped)");
+    // Each round runs every mode once, so that the machine's drifts fall on all of them alike.
+    const rounds = new Map<Mode, Timings[]>();
+    const record = (mode: Mode, timings: Timings) => rounds.set(mode, [...(rounds.get(mode) ?? []), timings]);
+    if (modes.has("yaml") && !yamlHostBin())
+      console.log("(no YAML language host: scripts/build-pulumi-yaml.sh builds it; the YAML program is skipped)");
+    for (let round = 0; round < runs; round++) {
+      for (const mode of ["baseline", "instance", "provider"] as const)
+        if (modes.has(mode)) record(mode, await fleet(world, mode, count, values.breakdown));
+      if (modes.has("yaml") && yamlHostBin()) record("yaml", await yamlFleet(world, count, values.breakdown));
+    }
+    const results = new Map<Mode, Timings>([...rounds].map(([mode, all]) => [mode, medianTimings(all)]));
     const base = results.get("baseline")!;
     const goals: Record<Exclude<Mode, "yaml">, Record<Operation, number>> = {
       baseline: { up: 1, preview: 1, destroy: 1 },
@@ -247,7 +265,8 @@ async function main(): Promise<void> {
       yaml: `the instance mode in YAML, through the plugin`,
     };
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
-    console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes:`);
+    const of = runs > 1 ? `, medians of ${runs} runs (the breakdown: the last run's)` : "";
+    console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes${of}:`);
     for (const [mode, t] of results) {
       const cell = (op: Operation) => {
         const time = `${op} ${t[op].toFixed(1)} s`;
