@@ -83,15 +83,14 @@ export interface ThinProvider extends pulumi.dynamic.ResourceProvider {
 
 /**
  * The provider for the named resource: thin calls into the runtime module, loaded where it runs.
- * The runtime module exports this function since the first release, which is what the stored code
- * asks it for. Stacks stored before that hold Pulumi's serialization of this object instead, which
- * is why it still captures nothing but a string and its own helpers.
+ * The runtime module has exported this function since the first release, and the stored code asks
+ * it for the provider by it. Stacks stored by 0.1.0 hold Pulumi's serialization of an object of
+ * this same shape instead, whose calls the runtime module still answers (previous-layout.test.ts).
  */
 export function thinProvider(name: LifecycleName): ThinProvider {
-  // A local string, so Pulumi's serializer stores its value, not a reference to this module.
-  const runtimeModule = RUNTIME_MODULE;
+  // Loaded by name when called, not imported: the lifecycle modules import this one.
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded by name on purpose, see above; require's result is untyped
-  const runtime = (): EspmRuntime => require(runtimeModule) as EspmRuntime;
+  const runtime = (): EspmRuntime => require(RUNTIME_MODULE) as EspmRuntime;
   const lifecycle = (): Lifecycle<object> => runtime()[name];
   return {
     async configure(request) {
