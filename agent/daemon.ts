@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { buildAutosignServer, listenOnSocket } from "./autosign/server";
+import { SigningMarks, signingMarksDir } from "./autosign/signing-marks";
 import { CertnamePolicy } from "./ca/certname-policy";
 import { loadConfig, type EspmConfig } from "./config/config";
 import type { AgentContext } from "./http/context";
@@ -63,6 +64,8 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
   const policy = certnamePolicy(config, configFile, backends.names !== undefined);
 
   ensureStateDirectories(config);
+  const signingMarks = config.autosign && new SigningMarks(signingMarksDir(config.autosign.socket));
+  signingMarks?.prepare(config.store.export_group);
   const store = await openStore(config);
   const { publication, previousGroups } = await encPublication(config, store);
   const classes = backends.classes;
@@ -83,6 +86,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     puppetdb,
     ...backends,
     autosign: config.autosign && { socket: config.autosign.socket, listening: false },
+    signingMarks: signingMarks || undefined,
     outsidePolicy: [],
   };
 

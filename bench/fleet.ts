@@ -17,10 +17,12 @@
  * the YAML program's also against the TypeScript program's (the instance mode).
  *
  *   node dist/bench/fleet.js [--count 100] [--modes baseline,instance,provider,yaml] [--runs 1] [--breakdown]
+ *                            [--jvm fast|production]
  *   (root; starts the lab's Puppet Server and espm; --breakdown prints, for each operation, the CPU
  *   each kind of process spent (engine, provider host, program, espm, Puppet Server) and espm's
  *   requests by route, with their count and mean time in espm; --runs N runs every mode N times,
- *   alternating, and prints each operation's median)
+ *   alternating, and prints each operation's median; --jvm production starts Puppet Server with
+ *   Debian's JVM settings instead of the lab's fast start, under which signing costs several times more)
  */
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -32,7 +34,7 @@ import { cpuDuring, formatCpu } from "./cpu";
 import { engineDir, engineStack, pulumiBin } from "../test/helpers/engine";
 import { pluginTarball } from "../test/helpers/plugin-package";
 import { PulumiCli, yamlHostBin } from "../test/helpers/pulumi-cli";
-import { sharedWorld, stopSharedWorld, type World } from "../test/helpers/world";
+import { sharedWorld, stopSharedWorld, World } from "../test/helpers/world";
 
 type Mode = "baseline" | "instance" | "provider" | "yaml";
 
@@ -230,16 +232,19 @@ async function main(): Promise<void> {
       modes: { type: "string", default: "baseline,instance,provider,yaml" },
       breakdown: { type: "boolean", default: false },
       runs: { type: "string", default: "1" },
+      jvm: { type: "string", default: "fast" },
     },
   });
   const modes = new Set(values.modes.split(","));
   if (!modes.has("baseline")) throw new Error("--modes must include baseline: every ratio is against it");
   const count = Number(values.count);
   if (!Number.isInteger(count) || count < 1) throw new Error(`--count must be a positive integer, not ${values.count}`);
+  const jvm = values.jvm;
+  if (jvm !== "fast" && jvm !== "production") throw new Error(`--jvm must be fast or production, not ${jvm}`);
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, not ${values.runs}`);
   if (!pulumiBin()) throw new Error("no Pulumi CLI: run scripts/build-pulumi.sh (or set ESPM_PULUMI_BIN)");
-  const world = await sharedWorld();
+  const world = jvm === "production" ? await World.start({ jvm }) : await sharedWorld();
   try {
     // Each round runs every mode once, so that the machine's drifts fall on all of them alike.
     const rounds = new Map<Mode, Timings[]>();
@@ -266,7 +271,8 @@ async function main(): Promise<void> {
     };
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
     const of = runs > 1 ? `, medians of ${runs} runs (the breakdown: the last run's)` : "";
-    console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes${of}:`);
+    const server = jvm === "production" ? "Puppet Server with Debian's JVM settings" : "the lab's fast-start JVM";
+    console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes, ${server}${of}:`);
     for (const [mode, t] of results) {
       const cell = (op: Operation) => {
         const time = `${op} ${t[op].toFixed(1)} s`;
@@ -283,7 +289,8 @@ async function main(): Promise<void> {
         }
     }
   } finally {
-    await stopSharedWorld();
+    if (jvm === "production") await world.stop();
+    else await stopSharedWorld();
   }
 }
 

@@ -5,12 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Agent, request } from "undici";
+import { signingMarksDir } from "espm-agent/autosign/signing-marks";
 import { espmDispatcher } from "../scripts/lab/puppetserver";
 import type { EspmClient } from "espm-sdk/client";
 import { createCsr, generateRsaKeyPair } from "espm-sdk/x509";
@@ -413,6 +414,54 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     assert.equal(twoArgs, 1);
     assert.equal(await signedAtCa(name), false, "nothing was signed");
     assert.equal((await client.enrollment(name))?.state, "issued", "and the token was not burned");
+  });
+
+  it("refuses a CSR espm marks as its own in the wrapper itself, without asking espm, and signs once the mark is gone", async () => {
+    const { name, token } = await enrolled("marked-01");
+    const csr = csrFor(name, token);
+    const wrapper = join(world.setup.configDir, "espm-autosign");
+    const marks = signingMarksDir(/^socket\s*=\s*(.+)$/m.exec(readFileSync(world.setup.ini, "utf8"))![1]!.trim());
+    assert.match(readFileSync(wrapper, "utf8"), new RegExp(`\\[ -e '${marks}/'"\\$1" \\]`));
+    const runWrapper = () =>
+      new Promise<{ code: number; stdout: string }>((resolve) => {
+        const child = spawn(wrapper, [name], { stdio: ["pipe", "pipe", "ignore"] });
+        let stdout = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.on("exit", (code) => resolve({ code: code ?? -1, stdout }));
+        child.stdin.end(csr);
+      });
+    writeFileSync(join(marks, name), "");
+    try {
+      const marked = await runWrapper();
+      assert.equal(marked.code, 1);
+      assert.match(marked.stdout, /espm signs marked-01\.enroll\.test itself/);
+      assert.equal((await client.enrollment(name))?.state, "issued", "espm was not asked: the token is unburned");
+    } finally {
+      rmSync(join(marks, name), { force: true });
+    }
+    const unmarked = await runWrapper();
+    assert.equal(unmarked.code, 0, unmarked.stdout);
+    assert.equal((await client.enrollment(name))?.state, "used");
+  });
+
+  it("signs a certificate of its own for a name the site's fallback policy would sign at submit", async () => {
+    const name = `own-fallback-01.${DOMAIN}`;
+    const signsAll = join(world.dir, "signs-all.sh");
+    writeFileSync(signsAll, "#!/bin/sh\ncat >/dev/null\nexit 0\n", { mode: 0o755 });
+    const ini = readFileSync(world.setup.ini, "utf8");
+    // espm autosign reads espm.ini at every run: the site's policy, signing everything, is the fallback.
+    writeFileSync(world.setup.ini, ini.replace("[autosign]\n", `[autosign]\nfallback = ${signsAll}\n`));
+    try {
+      await client.registerNode({ name, groups: ["base"] });
+      const issued = await client.signCertificate(name, csrFor(name));
+      assert.match(issued.certificate, /BEGIN CERTIFICATE/);
+      assert.equal((await client.certificateStatus(name))?.state, "signed");
+      assert.doesNotMatch(puppetServerLog(), new RegExp(`fallback policy .* signs ${name.replaceAll(".", "\\.")}`));
+    } finally {
+      writeFileSync(world.setup.ini, ini);
+      await client.revokeCertificate(name).catch(() => undefined);
+      await client.deleteNode(name).catch(() => undefined);
+    }
   });
 
   it("refuses, naming the setting, when espm.ini's [autosign] or certname policy is not valid, and burns no token", async () => {

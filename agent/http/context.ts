@@ -8,6 +8,7 @@ import type { Idempotency } from "./idempotency";
 import type { PuppetDb } from "../puppetserver/puppetdb";
 import type { RunSource } from "../reports/reports";
 import type { AuditEntry, Store } from "../store/store";
+import type { SigningMarks } from "../autosign/signing-marks";
 
 /** What every route group is handed: the config, the store, the backends and the current groups. */
 export interface AgentContext {
@@ -36,6 +37,8 @@ export interface AgentContext {
   outsidePolicy: string[];
   /** The autosign channel, when espm.ini configures one: where it listens, and whether it does. */
   autosign?: { socket: string; listening: boolean };
+  /** With the autosign channel: the marks that make the wrapper refuse espm's own CSRs at once. */
+  signingMarks?: SigningMarks;
 }
 
 /** The options every route plugin is registered with. */

@@ -24,6 +24,7 @@ import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { patternRegex, RESERVED_CERTNAMES } from "../ca/certname-policy";
 import { loadConfig, type EspmConfig } from "../config/config";
+import { signingMarksDir } from "../autosign/signing-marks";
 import { groupId } from "../enc/export";
 
 const execFileAsync = promisify(execFile);
@@ -52,13 +53,17 @@ export interface PuppetConfigOptions {
  * Server's PATH may not have node). Returns what it did.
  */
 export function writeAutosignWrapper(config: EspmConfig, ini: string, espmBin: string, wrapper: string): string {
-  for (const path of [process.execPath, espmBin, ini]) {
+  if (!config.autosign) throw new Error(`cannot write the autosign wrapper: ${ini} has no [autosign]`);
+  const marks = signingMarksDir(config.autosign.socket);
+  for (const path of [process.execPath, espmBin, ini, marks]) {
     if (path.includes("'")) throw new Error(`cannot write the autosign wrapper: the path ${path} has a single quote`);
   }
   const text = `#!/bin/sh
 ${WRAPPER_MARK}. Puppet Server runs it with the certname as its
 # one argument and the CSR on stdin; exit 0 signs, so anything else is a refusal.
 [ "$#" -eq 1 ] || { echo "espm-autosign: expected exactly one certname, got $#" >&2; exit 1; }
+# A CSR espm submitted itself, which it signs through the CA API: refused here, without starting espm.
+[ -e '${marks}/'"$1" ] && { echo "espm-autosign: espm signs $1 itself"; exit 1; }
 exec '${process.execPath}' '${espmBin}' autosign -c '${ini}' -- "$1"
 `;
   if (existsSync(wrapper)) {

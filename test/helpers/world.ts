@@ -41,7 +41,8 @@ export class World {
     public espm: EspmProcess,
   ) {}
 
-  static async start(): Promise<World> {
+  /** A world of its own; `jvm: "production"` starts Puppet Server with Debian's JVM settings (benches). */
+  static async start(o: { jvm?: "fast" | "production" } = {}): Promise<World> {
     const dir = scratchDir("espm-world");
     const espmDir = join(dir, "espm");
     mkdirSync(espmDir);
@@ -53,6 +54,7 @@ export class World {
       enc: `${process.execPath} ${ESPM_BIN} enc -c ${join(espmDir, "etc/espm.ini")}`,
       autosign: join(espmDir, "etc/espm-autosign"),
       modules: ["espm_file", "espm_fact", "espm_typed"].map((m) => join(ROOT, "test/fixtures/modules", m)),
+      jvm: o.jvm,
     });
     try {
       const setup = await setupEspm(
