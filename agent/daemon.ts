@@ -86,7 +86,7 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
     puppetdb,
     ...backends,
     autosign: config.autosign && { socket: config.autosign.socket, listening: false },
-    signingMarks: signingMarks || undefined,
+    signingMarks,
     outsidePolicy: [],
   };
 

@@ -31,8 +31,13 @@ function kindOf(pid: number, cmdline: string[]): ProcessKind {
   return basename(exe) || "?";
 }
 
-/** Each live process's kind and CPU seconds so far. */
-function sample(): Map<number, { kind: ProcessKind; seconds: number }> {
+/**
+ * Each live process's kind and CPU seconds so far. A process keeps the kind `known` gives it: its
+ * command line is read once, when first seen (an exited one, not yet reaped, has none left).
+ */
+function sample(
+  known: ReadonlyMap<number, { kind: ProcessKind }> = new Map(),
+): Map<number, { kind: ProcessKind; seconds: number }> {
   const out = new Map<number, { kind: ProcessKind; seconds: number }>();
   for (const name of readdirSync("/proc")) {
     const pid = Number(name);
@@ -42,8 +47,9 @@ function sample(): Map<number, { kind: ProcessKind; seconds: number }> {
       // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const seconds = (Number(fields[11]) + Number(fields[12])) / TICKS;
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-      out.set(pid, { kind: kindOf(pid, cmdline), seconds });
+      const kind =
+        known.get(pid)?.kind ?? kindOf(pid, readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean));
+      out.set(pid, { kind, seconds });
     } catch {
       // exited between the listing and the read
     }
@@ -55,9 +61,8 @@ function sample(): Map<number, { kind: ProcessKind; seconds: number }> {
 export async function cpuDuring<T>(work: () => Promise<T>): Promise<{ result: T; cpu: Map<ProcessKind, number> }> {
   const before = sample();
   const last = new Map(before);
-  // A process keeps the kind it was first seen as: an exited one, not yet reaped, has no command line.
   const update = () => {
-    for (const [pid, entry] of sample()) last.set(pid, { ...entry, kind: last.get(pid)?.kind ?? entry.kind });
+    for (const [pid, entry] of sample(last)) last.set(pid, entry);
   };
   const timer = setInterval(update, 100);
   try {

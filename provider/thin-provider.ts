@@ -89,12 +89,10 @@ export interface ThinProvider extends pulumi.dynamic.ResourceProvider {
  */
 export function thinProvider(name: LifecycleName): ThinProvider {
   // Loaded by name when called, not imported: the lifecycle modules import this one.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded by name on purpose, see above; require's result is untyped
-  const runtime = (): EspmRuntime => require(RUNTIME_MODULE) as EspmRuntime;
-  const lifecycle = (): Lifecycle<object> => runtime()[name];
+  const lifecycle = (): Lifecycle<object> => espmRuntime()[name];
   return {
     async configure(request) {
-      this.settings = runtime().stackSettings(request.config);
+      this.settings = espmRuntime().stackSettings(request.config);
     },
     check(olds, news) {
       return lifecycle().check(olds, news, this.settings);
