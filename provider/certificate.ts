@@ -19,7 +19,15 @@ import {
 } from "espm-sdk/x509";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "espm-sdk/errors";
-import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
+import {
+  changedProperties,
+  checkWith,
+  defined,
+  initFailed,
+  inputSchemaOnce,
+  messageOf,
+  nothingWasDone,
+} from "./lifecycle";
 import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
@@ -63,7 +71,7 @@ const DEFAULT_KEY_TYPE: CertificateKeyType = "ec-p256";
 /** Every input but `connection` replaces: a new key, name or extension needs a new certificate. */
 const REPLACING = ["certname", "keyType", "extensions"] as const;
 
-function inputSchema() {
+const inputSchema = inputSchemaOnce(() => {
   const known = Object.keys(PUPPET_EXTENSIONS);
   return z.strictObject({
     certname: schemas.name,
@@ -89,7 +97,7 @@ function inputSchema() {
       .default({}),
     connection: connectionSchema().optional(),
   });
-}
+});
 
 export const certificateLifecycle = {
   inputSchema,

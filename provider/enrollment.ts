@@ -16,7 +16,15 @@ import type { EspmClient } from "espm-sdk/client";
 import { EspmError } from "espm-sdk/errors";
 import { schemas, type Enrollment } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, initFailed, messageOf, nothingWasDone } from "./lifecycle";
+import {
+  changedProperties,
+  checkWith,
+  defined,
+  initFailed,
+  inputSchemaOnce,
+  messageOf,
+  nothingWasDone,
+} from "./lifecycle";
 import type { StackSettings } from "./settings";
 import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 
@@ -53,14 +61,14 @@ const REPLACING = ["certname", "extensions"] as const;
 /** States in which the enrollment can no longer enroll anything: only a new one helps. */
 const SPENT: ReadonlySet<string> = new Set(["refused", "expired", "revoked"]);
 
-function inputSchema() {
-  return z.strictObject({
+const inputSchema = inputSchemaOnce(() =>
+  z.strictObject({
     certname: schemas.name,
     ttlMinutes: schemas.enrollmentRequest.shape.ttlMinutes,
     extensions: schemas.enrollmentRequest.shape.extensions,
     connection: connectionSchema().optional(),
-  });
-}
+  }),
+);
 
 function fromEspm(state: EnrollmentState, enrollment: Enrollment): EnrollmentState {
   return defined({

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { schemas, type PuppetRun } from "espm-sdk/protocol";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
-import { changedProperties, checkWith, defined, elapsed, poll, progress } from "./lifecycle";
+import { changedProperties, checkWith, defined, elapsed, inputSchemaOnce, poll, progress } from "./lifecycle";
 import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
@@ -46,8 +46,8 @@ const REPLACING = ["nodeName", "instanceId", "notBefore"] as const;
 /** Reports are stored when the run ends, so the run's own start time may precede this create a little. */
 const CLOCK_GRACE_MS = 60_000;
 
-function inputSchema() {
-  return z.strictObject({
+const inputSchema = inputSchemaOnce(() =>
+  z.strictObject({
     nodeName: schemas.name,
     instanceId: z.string().min(1),
     timeoutMinutes: z
@@ -57,8 +57,8 @@ function inputSchema() {
       .default(30),
     notBefore: z.iso.datetime({ offset: true }).optional(),
     connection: connectionSchema().optional(),
-  });
-}
+  }),
+);
 
 function noRunMessage(inputs: FirstRunState): string {
   return (

@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { NO_REGION, snapshotsOf, tagMap } from "./image-tags";
-import { changedProperties, checkWith, defined, messageOf, ResourceInitError } from "./lifecycle";
+import { changedProperties, checkWith, defined, inputSchemaOnce, messageOf, ResourceInitError } from "./lifecycle";
 import { EspmDynamicResource, thinProvider, type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
 
@@ -87,7 +87,7 @@ export function durationSeconds(text: string): number | undefined {
   return Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] as "s" | "m" | "h"];
 }
 
-function inputSchema() {
+const inputSchema = inputSchemaOnce(() => {
   const duration = z
     .string()
     .refine((value) => durationSeconds(value) !== undefined, "must be a duration such as 40m, 90s or 1h");
@@ -118,7 +118,7 @@ function inputSchema() {
     allowBootstrappedSource: z.boolean().default(false),
     scope: z.string().min(1),
   });
-}
+});
 
 /** The create token: the same for a retry of this resource's create, different for any replacement. */
 export function createToken(inputs: Pick<ImageState, "scope" | "instanceId" | "name" | "noReboot">): string {

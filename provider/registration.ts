@@ -17,6 +17,7 @@ import {
   containsUnknown,
   defined,
   initFailed,
+  inputSchemaOnce,
   messageOf,
   nothingWasDone,
 } from "./lifecycle";
@@ -63,13 +64,13 @@ const DIFFED = ["name", "environment", "groups", "classes", "parameters", "onCon
 /** Conflict suffixes tried before giving up; each is a fresh millisecond timestamp. */
 const SUFFIX_ATTEMPTS = 5;
 
-function inputSchema() {
-  return schemas.classification.extend({
+const inputSchema = inputSchemaOnce(() =>
+  schemas.classification.extend({
     name: schemas.name,
     onConflict: z.enum(["suffix", "fail"]).default("suffix"),
     connection: connectionSchema().optional(),
-  });
-}
+  }),
+);
 
 function classification(state: Pick<RegistrationState, "environment" | "groups" | "classes" | "parameters">) {
   return { environment: state.environment, groups: state.groups, classes: state.classes, parameters: state.parameters };
