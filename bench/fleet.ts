@@ -6,7 +6,8 @@
  *
  *   baseline   2N dynamic resources whose provider does nothing
  *   instance   N registrations and N enrollments (the recommended key mode)
- *   provider   N registrations and N certificates (keys made by the provider, P-256)
+ *   provider   N registrations and N certificates (keys made by the provider, P-256; no CRL in
+ *              state, `includeCrl: false`, as the README and the examples give)
  *   yaml       the instance mode's resources as a Pulumi YAML program, from the command line
  *              (`pulumi up --skip-preview`, as the Automation API runs it), through espm's
  *              provider plugin installed from its tarball (scripts/pack-plugin.sh) under the YAML
@@ -107,7 +108,7 @@ function program(mode: Exclude<Mode, "yaml">, count: number): automation.PulumiF
         groups: ["base"],
       });
       if (mode === "instance") new PuppetEnrollment(`node-${i}`, { certname: registration.nodeName });
-      else new PuppetCertificate(`node-${i}`, { certname: registration.nodeName });
+      else new PuppetCertificate(`node-${i}`, { certname: registration.nodeName, includeCrl: false });
     }
   };
 }

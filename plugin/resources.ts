@@ -123,15 +123,18 @@ export const RESOURCES: readonly ResourceKind[] = [
       state: z.string(),
     },
     secrets: ["privateKeyPem"],
-    stable: ["certificatePem", "privateKeyPem", "caCertificatePem", "crlPem", "serial", "notAfter", "state"],
+    stable: ["certificatePem", "privateKeyPem", "caCertificatePem", "serial", "notAfter", "state"],
     docs: {
       certname: "The certname: the registration's `nodeName`.",
       keyType: "`ec-p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.",
       extensions: "Puppet's `pp_*` extension requests, e.g. `{ pp_role: web }`.",
+      includeCrl:
+        "Whether `crlPem` holds the CA's CRL as it was at signing. Deprecated default `true`; set `false`: the CRL grows with every revocation on the site, it is rewritten with the state after every step, and the bootstrap does not use it. Turning it off empties `crlPem` in place.",
       certificatePem: "The signed certificate (PEM).",
       privateKeyPem: "The node's private key (PEM, secret).",
       caCertificatePem: "The Puppet CA's certificate bundle (PEM).",
-      crlPem: "The CA's certificate revocation list when the certificate was signed (PEM).",
+      crlPem:
+        "The CA's certificate revocation list when the certificate was signed (PEM); empty when `includeCrl` is false.",
       serial: "The certificate's serial: hex, uppercase, no leading zeros.",
       notAfter: "When the certificate expires.",
       state:

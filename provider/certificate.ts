@@ -1,8 +1,8 @@
 /**
  * PuppetCertificate: a Puppet client certificate signed by the Puppet CA through espm. The key pair
  * is made here with Node's crypto and only the CSR goes to espm; the private key is a secret output.
- * Any input change replaces the certificate, delete before replace, because a CA holds one
- * certificate per name. Destroy revokes it (Puppet Server's clean), so the node is refused afterwards.
+ * Any input change but `connection` and `includeCrl` replaces the certificate, delete before
+ * replace, because a CA holds one certificate per name. Destroy revokes it (Puppet Server's clean), so the node is refused afterwards.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
@@ -41,6 +41,14 @@ export interface PuppetCertificateArgs {
   keyType?: pulumi.Input<CertificateKeyType>;
   /** Puppet's `pp_*` extension requests known before the instance exists, e.g. `{ pp_role: "web" }`. */
   extensions?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /**
+   * Whether `crlPem` holds the CA's CRL as it was when the certificate was signed. Deprecated
+   * default `true`; set `false`. The CRL grows by about 47 bytes with every revocation on the site
+   * (475 KB at 10,000), the engine rewrites it with the whole state after every step, and nothing
+   * needs it: the bootstrap does not install it and an agent fetches the CRL itself. Turning it off
+   * empties `crlPem` in place; turning it back on does not fetch one (only a new certificate has one).
+   */
+  includeCrl?: pulumi.Input<boolean>;
   /** This resource's own espm connection instead of the stack's `espm:*` config. Kept secret. */
   connection?: pulumi.Input<EspmConnection>;
 }
@@ -49,11 +57,14 @@ export interface CertificateState {
   certname: string;
   keyType: CertificateKeyType;
   extensions: Record<string, string>;
+  /** Absent in a certificate stored before the input existed, which held its CRL. */
+  includeCrl?: boolean;
   connection?: EspmConnection;
   certificatePem: string;
   /** Secret: the resource class lists it in additionalSecretOutputs. */
   privateKeyPem: string;
   caCertificatePem: string;
+  /** Empty when `includeCrl` is false. */
   crlPem: string;
   /** Hex, uppercase, no leading zeros (as the CRL and `openssl` show it). */
   serial: string;
@@ -68,7 +79,7 @@ export interface CertificateState {
  * A certificate made before this default keeps its recorded key type (see check): no replacement.
  */
 const DEFAULT_KEY_TYPE: CertificateKeyType = "ec-p256";
-/** Every input but `connection` replaces: a new key, name or extension needs a new certificate. */
+/** Every input but `connection` and `includeCrl` replaces: a new key, name or extension needs a new certificate. */
 const REPLACING = ["certname", "keyType", "extensions"] as const;
 
 const inputSchema = inputSchemaOnce(() => {
@@ -95,6 +106,7 @@ const inputSchema = inputSchemaOnce(() => {
         }
       })
       .default({}),
+    includeCrl: z.boolean().default(true),
     connection: connectionSchema().optional(),
   });
 });
@@ -116,7 +128,9 @@ export const certificateLifecycle = {
     // A refresh found the certificate revoked or superseded at the CA, or a create was recorded
     // half-made (no key, no certificate): only a new one helps, and the old one goes first.
     if (olds.state !== "signed" || !olds.privateKeyPem || !olds.certificatePem) replaces.push("state");
-    return { changes: replaces.length > 0, replaces, deleteBeforeReplace: true };
+    // A certificate stored before `includeCrl` existed holds its CRL, as `true` does.
+    const crlChanged = (olds.includeCrl ?? true) !== (news.includeCrl ?? true);
+    return { changes: replaces.length > 0 || crlChanged, replaces, deleteBeforeReplace: true };
   },
 
   async create(
@@ -136,7 +150,7 @@ export const certificateLifecycle = {
           certificatePem: issued.certificate,
           privateKeyPem,
           caCertificatePem: issued.caCertificate,
-          crlPem: issued.crl,
+          crlPem: inputs.includeCrl === false ? "" : issued.crl,
           serial: summary.serial,
           notAfter: summary.notAfter,
           state: "signed",
@@ -169,8 +183,10 @@ export const certificateLifecycle = {
     olds: CertificateState,
     news: CertificateState,
   ): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
-    // Only `connection` can change without a replacement; the certificate itself stays.
-    return { outs: defined({ ...olds, connection: news.connection }) };
+    // Only `connection` and `includeCrl` change without a replacement; the certificate itself
+    // stays, and so does the CRL it was signed with, unless it is no longer wanted.
+    const crlPem = news.includeCrl === false ? "" : olds.crlPem;
+    return { outs: defined({ ...olds, connection: news.connection, includeCrl: news.includeCrl, crlPem }) };
   },
 
   async delete(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<void> {

@@ -77,7 +77,12 @@ describe("providers against live espm and Puppet Server", function () {
         /unknown Puppet extension; known: pp_uuid/,
       );
       const good = await certificateProvider.check!({}, { certname: "web-01.example.test", __provider: "code" });
-      assert.deepEqual(good.inputs, { certname: "web-01.example.test", keyType: "ec-p256", extensions: {} });
+      assert.deepEqual(good.inputs, {
+        certname: "web-01.example.test",
+        keyType: "ec-p256",
+        extensions: {},
+        includeCrl: true,
+      });
       // A certificate made under the old default (RSA-2048) keeps it: the new default replaces nothing.
       const kept = await certificateProvider.check!(good.inputs, { certname: "web-01.example.test" });
       assert.equal(kept.inputs!.keyType, "ec-p256");
@@ -252,6 +257,42 @@ describe("providers against live espm and Puppet Server", function () {
       const client = world.client();
       assert.equal((await client.certificateStatus(created.id))?.state, "revoked");
       await client.close();
+    });
+
+    it("keeps no CRL with includeCrl false, and turning it off later empties crlPem in place", async () => {
+      await registered("cert-03.provider.test");
+      const without = await certificates.create(
+        await checked(certificates, { certname: "cert-03.provider.test", includeCrl: false }),
+      );
+      const lean = without.outs as CertificateState;
+      assert.equal(lean.crlPem, "");
+      assert.ok(new X509Certificate(lean.certificatePem).checkIssued(new X509Certificate(lean.caCertificatePem)));
+      await certificates.delete!(without.id, lean);
+
+      await registered("cert-04.provider.test");
+      const inputs = await checked(certificates, { certname: "cert-04.provider.test" });
+      assert.equal(inputs.includeCrl, true, "the deprecated default keeps the CRL");
+      const created = await certificates.create(inputs);
+      const state = created.outs as CertificateState;
+      assert.match(state.crlPem, /BEGIN X509 CRL/);
+      // A certificate stored before the input existed holds its CRL: the default changes nothing.
+      const stored: CertificateState = { ...state };
+      delete stored.includeCrl;
+      assert.equal((await certificates.diff!(created.id, stored, inputs)).changes, false);
+
+      const off = { ...inputs, includeCrl: false };
+      const diff = await certificates.diff!(created.id, state, off);
+      assert.equal(diff.changes, true);
+      assert.deepEqual(diff.replaces, [], "no new certificate for it");
+      const updated = (await certificates.update!(created.id, state, off)).outs as CertificateState;
+      assert.equal(updated.crlPem, "");
+      assert.equal(updated.includeCrl, false);
+      assert.equal(updated.serial, state.serial);
+      assert.equal(updated.certificatePem, state.certificatePem);
+      const client = world.client();
+      assert.equal((await client.certificateStatus(created.id))?.state, "signed", "the CA still holds it, signed");
+      await client.close();
+      await certificates.delete!(created.id, updated);
     });
 
     it("shows a certificate revoked behind Pulumi's back on refresh, and the next up replaces it", async () => {

@@ -49,7 +49,9 @@ const extensions = { pp_image_name: ami, ...(role ? { pp_role: role } : {}) };
 const keys =
   keyMode === "instance"
     ? { enrollment: new PuppetEnrollment("node", { certname: registration.nodeName, extensions }) }
-    : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
+    : {
+        certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions, includeCrl: false }),
+      };
 const issued = keys.enrollment ?? keys.certificate;
 
 // cloud-init installs puppet-agent from the distribution's packages before espm's script runs

@@ -42,7 +42,9 @@ const extensions = { pp_image_name: image.imageId };
 const keys =
   keyMode === "instance"
     ? { enrollment: new PuppetEnrollment("node", { certname: registration.nodeName, extensions }) }
-    : { certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions }) };
+    : {
+        certificate: new PuppetCertificate("node", { certname: registration.nodeName, extensions, includeCrl: false }),
+      };
 const userData = bootstrapUserData({
   registration,
   ...keys,
