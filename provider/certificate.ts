@@ -224,6 +224,19 @@ async function revokeAfter(error: unknown, inputs: CertificateState, client: Esp
 /** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const certificateProvider = thinProvider("certificate");
 
+let crlDefaultWarned = false;
+
+/** Once per program: the deprecated default of `includeCrl`, with what to write instead. */
+function warnCrlDefaultOnce(): void {
+  if (crlDefaultWarned) return;
+  crlDefaultWarned = true;
+  void pulumi.log.warn(
+    "PuppetCertificate: includeCrl defaults to true, which is deprecated and will become false: give includeCrl: false " +
+      "(crlPem, the CA's CRL at signing, grows with every revocation on the site and nothing of espm's reads it), " +
+      "or includeCrl: true if the program reads crlPem",
+  );
+}
+
 export class PuppetCertificate extends EspmDynamicResource {
   declare readonly certname: pulumi.Output<string>;
   declare readonly keyType: pulumi.Output<CertificateKeyType>;
@@ -237,6 +250,7 @@ export class PuppetCertificate extends EspmDynamicResource {
   declare readonly state: pulumi.Output<string>;
 
   constructor(name: string, args: PuppetCertificateArgs, opts?: pulumi.CustomResourceOptions) {
+    if (args.includeCrl === undefined) warnCrlDefaultOnce();
     const inputs = {
       ...args,
       connection: secretConnection(args.connection),
