@@ -2,7 +2,8 @@
  * PuppetCertificate: a Puppet client certificate signed by the Puppet CA through espm. The key pair
  * is made here with Node's crypto and only the CSR goes to espm; the private key is a secret output.
  * Any input change but `connection` and `includeCrl` replaces the certificate, delete before
- * replace, because a CA holds one certificate per name. Destroy revokes it (Puppet Server's clean), so the node is refused afterwards.
+ * replace, because a CA holds one certificate per name. Destroy revokes it (Puppet Server's clean),
+ * so the node is refused afterwards.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
