@@ -98,6 +98,9 @@ describe("the real Pulumi engine: one stack's life, in order (each step starts f
       assert.equal(result.outputs.bootstrapScript!.secret, true);
       // A dynamic provider's progress lines reach `pulumi up`'s output.
       assert.match(result.stdout, /RegisteredImage engine-base: ami-\w+ is available after \d+s/);
+      // The program leaves includeCrl out: its deprecated default is named, once, with what to write.
+      assert.match(result.stdout, /includeCrl defaults to true, which is deprecated[^\n]*give includeCrl: false/);
+      assert.match(result.stdout, /Stack espm-engine-test created \(\d+s\) 1 warning/);
 
       // The state as the file backend keeps it (Automation's exportStack adds --show-secrets).
       const state = readFileSync(join(dir, "state/.pulumi/stacks/espm-engine/test.json"), "utf8");
