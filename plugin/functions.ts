@@ -40,12 +40,19 @@ function bootstrapArguments() {
         certname: schemas.name,
         token: z.string().min(1),
         extensions: z.record(z.string(), z.string()).optional(),
-        caCertificatePem: text,
+        caCertificatePem: text.optional(),
+        caFingerprint: text.optional(),
       })
       .meta({ id: "BootstrapEnrollment" })
       .optional(),
     certificate: z
-      .strictObject({ certname: schemas.name, certificatePem: text, privateKeyPem: text, caCertificatePem: text })
+      .strictObject({
+        certname: schemas.name,
+        certificatePem: text,
+        privateKeyPem: text,
+        caCertificatePem: text.optional(),
+        caFingerprint: text.optional(),
+      })
       .meta({ id: "BootstrapCertificate" })
       .optional(),
     before: text.optional(),
@@ -122,9 +129,9 @@ export const FUNCTIONS: readonly FunctionKind[] = [
         masterPort: "Puppet Server's port (default 8140).",
         maxWaitForCertSeconds: "Instance key mode: how long the agent waits for its certificate (default 600).",
         enrollment:
-          "The instance key mode (recommended): an Enrollment's certname, token, extensions and caCertificatePem.",
+          "The instance key mode (recommended): an Enrollment's certname, token, extensions, and caCertificatePem or (when that is empty) caFingerprint.",
         certificate:
-          "The provider key mode: a Certificate's certname, certificatePem, privateKeyPem and caCertificatePem.",
+          "The provider key mode: a Certificate's certname, certificatePem, privateKeyPem, and caCertificatePem or (when that is empty) caFingerprint.",
         before: "POSIX sh run first of all.",
         after: "POSIX sh run after a successful first run.",
         onFailure: "POSIX sh run after a failed first run, with `$ESPM_AGENT_EXIT` and `$ESPM_LOG`.",

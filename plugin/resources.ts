@@ -12,6 +12,7 @@ import type { Lifecycle } from "pulumi-espm/thin-provider";
 import { registrationLifecycle, type RegistrationState } from "pulumi-espm/registration";
 import { enrollmentLifecycle, type EnrollmentState } from "pulumi-espm/enrollment";
 import { certificateLifecycle, type CertificateState } from "pulumi-espm/certificate";
+import { CA_FINGERPRINT_DOC, INCLUDE_CA_BUNDLE_DOC } from "pulumi-espm/ca-trust";
 import { firstRunLifecycle, type FirstRunState } from "pulumi-espm/first-run";
 import { imageLifecycle, type ImageState } from "pulumi-espm/image";
 
@@ -90,19 +91,23 @@ export const RESOURCES: readonly ResourceKind[] = [
     outputs: {
       token: z.string(),
       caCertificatePem: pem,
+      caFingerprint: z.string(),
       expiresAt: z.string(),
       state: schemas.enrollment.shape.state,
       serial: z.string().optional(),
     },
     secrets: ["token"],
-    stable: ["token", "caCertificatePem", "state", "serial"],
+    stable: ["token", "caFingerprint", "state", "serial"],
     docs: {
       certname: "The certname: the registration's `nodeName`.",
       ttlMinutes: "Minutes until an unused token expires. A change extends an unused token.",
       extensions:
         "The `pp_*` extensions the node's CSR may carry, with their values, e.g. `{ pp_role: web }`. pp_instance_id is always allowed.",
+      includeCaBundle: INCLUDE_CA_BUNDLE_DOC,
       token: "The node's one-time token (secret).",
-      caCertificatePem: "The Puppet CA's certificate bundle, for the node to trust from its first connection.",
+      caCertificatePem:
+        "The Puppet CA's certificate bundle, for the node to trust from its first connection; empty when `includeCaBundle` is false.",
+      caFingerprint: CA_FINGERPRINT_DOC,
       expiresAt: "When an unused token expires.",
       state: "issued, used, signed, refused, expired or revoked; after a refresh, what espm says now.",
       serial: "The serial of the certificate signed through the enrollment, once espm has learned it.",
@@ -117,13 +122,14 @@ export const RESOURCES: readonly ResourceKind[] = [
       certificatePem: pem,
       privateKeyPem: pem,
       caCertificatePem: pem,
+      caFingerprint: z.string(),
       crlPem: pem,
       serial: z.string(),
       notAfter: z.string(),
       state: z.string(),
     },
     secrets: ["privateKeyPem"],
-    stable: ["certificatePem", "privateKeyPem", "caCertificatePem", "serial", "notAfter", "state"],
+    stable: ["certificatePem", "privateKeyPem", "caFingerprint", "serial", "notAfter", "state"],
     docs: {
       certname: "The certname: the registration's `nodeName`.",
       keyType: "`ec-p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.",
@@ -132,7 +138,9 @@ export const RESOURCES: readonly ResourceKind[] = [
         "Whether `crlPem` holds the CA's CRL as it was at signing. Deprecated default `true`; set `false`: the CRL grows with every revocation on the site, it is rewritten with the state after every step, and the bootstrap does not use it. Turning it off empties `crlPem` in place.",
       certificatePem: "The signed certificate (PEM).",
       privateKeyPem: "The node's private key (PEM, secret).",
-      caCertificatePem: "The Puppet CA's certificate bundle (PEM).",
+      includeCaBundle: INCLUDE_CA_BUNDLE_DOC,
+      caCertificatePem: "The Puppet CA's certificate bundle (PEM); empty when `includeCaBundle` is false.",
+      caFingerprint: CA_FINGERPRINT_DOC,
       crlPem:
         "The CA's certificate revocation list when the certificate was signed (PEM); empty when `includeCrl` is false.",
       serial: "The certificate's serial: hex, uppercase, no leading zeros.",

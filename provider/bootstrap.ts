@@ -1,6 +1,7 @@
 /**
  * The userdata that boots an instance into Puppet: the bootstrap script rendered with the node name,
- * the master's address, the CA bundle, and either the certificate and key issued through espm (the
+ * the master's address, the CA bundle (or only its fingerprint, when the resource was made with
+ * `includeCaBundle: false`), and either the certificate and key issued through espm (the
  * provider key mode) or a PuppetEnrollment's one-time token (the instance key mode, in which the
  * node makes its own key). The result is secret either way: it carries a key or a token.
  */
@@ -13,6 +14,18 @@ export type BootstrapCustomization = Pick<
   "before" | "after" | "onFailure" | "facts" | "script" | "installAgent"
 > & { cloudConfig?: string | CloudInitPart[] };
 
+/** The CA bundle, or (when it is empty or missing) its fingerprint, for the agent to check the one it downloads. */
+export interface CaTrustInputs {
+  caCertificatePem?: pulumi.Input<string>;
+  caFingerprint?: pulumi.Input<string>;
+}
+
+/** The same, known. */
+interface CaTrust {
+  caCertificatePem?: string;
+  caFingerprint?: string;
+}
+
 export interface BootstrapUserDataArgs {
   /**
    * A PuppetNodeRegistration, or anything with its `nodeName` (and optionally its `environment`
@@ -24,15 +37,13 @@ export interface BootstrapUserDataArgs {
     certname: pulumi.Input<string>;
     certificatePem: pulumi.Input<string>;
     privateKeyPem: pulumi.Input<string>;
-    caCertificatePem: pulumi.Input<string>;
-  };
+  } & CaTrustInputs;
   /** The instance key mode (recommended): a PuppetEnrollment, or anything with its outputs. */
   enrollment?: {
     certname: pulumi.Input<string>;
     token: pulumi.Input<string>;
     extensions?: pulumi.Input<Record<string, string> | undefined>;
-    caCertificatePem: pulumi.Input<string>;
-  };
+  } & CaTrustInputs;
   /** The Puppet master's host name or IP address as the instance reaches it. An IP gets a hosts entry for `puppet`. */
   master: pulumi.Input<string>;
   /** Puppet Server's port (default 8140). */
@@ -69,8 +80,8 @@ export interface BootstrapInputs extends BootstrapCustomization {
   master: string;
   masterPort?: number;
   maxWaitForCertSeconds?: number;
-  certificate?: { certname: string; certificatePem: string; privateKeyPem: string; caCertificatePem: string };
-  enrollment?: { certname: string; token: string; extensions?: Record<string, string>; caCertificatePem: string };
+  certificate?: { certname: string; certificatePem: string; privateKeyPem: string } & CaTrust;
+  enrollment?: { certname: string; token: string; extensions?: Record<string, string> } & CaTrust;
 }
 
 /** The userdata for known values: one key mode, and its certname the node's. */
@@ -83,9 +94,9 @@ export function renderBootstrap(input: BootstrapInputs): RenderedUserData {
     sameNode("certificate", certname, input.nodeName);
     return renderUserData({ ...rest, ...pems });
   }
-  const { certname, token, extensions, caCertificatePem } = enrollment!;
+  const { certname, token, extensions, caCertificatePem, caFingerprint } = enrollment!;
   sameNode("enrollment", certname, input.nodeName);
-  return renderUserData({ ...rest, caCertificatePem, enrollment: { token, extensions } });
+  return renderUserData({ ...rest, caCertificatePem, caFingerprint, enrollment: { token, extensions } });
 }
 
 /** The rendered userdata (`.base64` for `userDataBase64`, `.bytes` to check EC2's 16 KB limit), as a secret. */
@@ -113,9 +124,10 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
           certificate.certificatePem,
           certificate.privateKeyPem,
           certificate.caCertificatePem,
+          certificate.caFingerprint,
         ])
-        .apply(([certname, certificatePem, privateKeyPem, caCertificatePem]) => ({
-          certificate: { certname, certificatePem, privateKeyPem, caCertificatePem },
+        .apply(([certname, certificatePem, privateKeyPem, caCertificatePem, caFingerprint]) => ({
+          certificate: { certname, certificatePem, privateKeyPem, caCertificatePem, caFingerprint },
         }))
     : pulumi
         .all([
@@ -123,10 +135,11 @@ export function bootstrapUserData(args: BootstrapUserDataArgs): pulumi.Output<Re
           enrollment!.token,
           enrollment!.extensions,
           enrollment!.caCertificatePem,
+          enrollment!.caFingerprint,
           args.maxWaitForCertSeconds,
         ])
-        .apply(([certname, token, extensions, caCertificatePem, maxWaitForCertSeconds]) => ({
-          enrollment: { certname, token, extensions, caCertificatePem },
+        .apply(([certname, token, extensions, caCertificatePem, caFingerprint, maxWaitForCertSeconds]) => ({
+          enrollment: { certname, token, extensions, caCertificatePem, caFingerprint },
           maxWaitForCertSeconds,
         }));
   const rendered = pulumi

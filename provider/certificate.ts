@@ -1,7 +1,7 @@
 /**
  * PuppetCertificate: a Puppet client certificate signed by the Puppet CA through espm. The key pair
  * is made here with Node's crypto and only the CSR goes to espm; the private key is a secret output.
- * Any input change but `connection` and `includeCrl` replaces the certificate, delete before
+ * Any input change but `connection`, `includeCrl` and `includeCaBundle` replaces the certificate, delete before
  * replace, because a CA holds one certificate per name. Destroy revokes it (Puppet Server's clean),
  * so the node is refused afterwards.
  */
@@ -18,6 +18,7 @@ import {
   PUPPET_EXTENSIONS,
   type KeyType,
 } from "espm-sdk/x509";
+import { caBundleChanged, caOutputs, caOutputsKept, type CaOutputs } from "./ca-trust";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "espm-sdk/errors";
 import {
@@ -50,11 +51,18 @@ export interface PuppetCertificateArgs {
    * empties `crlPem` in place; turning it back on does not fetch one (only a new certificate has one).
    */
   includeCrl?: pulumi.Input<boolean>;
+  /**
+   * Whether `caCertificatePem` holds the CA bundle (default `true`). With `false` only
+   * `caFingerprint` is kept, 4 KB less per node in state and in userdata: the agent downloads the
+   * bundle and checks it against the fingerprint (Puppet 6 and later). Turning it off empties
+   * `caCertificatePem` in place; turning it back on does not fetch the bundle again.
+   */
+  includeCaBundle?: pulumi.Input<boolean>;
   /** This resource's own espm connection instead of the stack's `espm:*` config. Kept secret. */
   connection?: pulumi.Input<EspmConnection>;
 }
 
-export interface CertificateState {
+export interface CertificateState extends CaOutputs {
   certname: string;
   keyType: CertificateKeyType;
   extensions: Record<string, string>;
@@ -64,7 +72,6 @@ export interface CertificateState {
   certificatePem: string;
   /** Secret: the resource class lists it in additionalSecretOutputs. */
   privateKeyPem: string;
-  caCertificatePem: string;
   /** Empty when `includeCrl` is false. */
   crlPem: string;
   /** Hex, uppercase, no leading zeros (as the CRL and `openssl` show it). */
@@ -80,7 +87,7 @@ export interface CertificateState {
  * A certificate made before this default keeps its recorded key type (see check): no replacement.
  */
 const DEFAULT_KEY_TYPE: CertificateKeyType = "ec-p256";
-/** Every input but `connection` and `includeCrl` replaces: a new key, name or extension needs a new certificate. */
+/** Every input but `connection`, `includeCrl` and `includeCaBundle` replaces: a new key, name or extension needs a new certificate. */
 const REPLACING = ["certname", "keyType", "extensions"] as const;
 
 const inputSchema = inputSchemaOnce(() => {
@@ -108,6 +115,7 @@ const inputSchema = inputSchemaOnce(() => {
       })
       .default({}),
     includeCrl: z.boolean().default(true),
+    includeCaBundle: z.boolean().default(true),
     connection: connectionSchema().optional(),
   });
 });
@@ -131,7 +139,11 @@ export const certificateLifecycle = {
     if (olds.state !== "signed" || !olds.privateKeyPem || !olds.certificatePem) replaces.push("state");
     // A certificate stored before `includeCrl` existed holds its CRL, as `true` does.
     const crlChanged = (olds.includeCrl ?? true) !== (news.includeCrl ?? true);
-    return { changes: replaces.length > 0 || crlChanged, replaces, deleteBeforeReplace: true };
+    return {
+      changes: replaces.length > 0 || crlChanged || caBundleChanged(olds, news),
+      replaces,
+      deleteBeforeReplace: true,
+    };
   },
 
   async create(
@@ -150,7 +162,7 @@ export const certificateLifecycle = {
           ...inputs,
           certificatePem: issued.certificate,
           privateKeyPem,
-          caCertificatePem: issued.caCertificate,
+          ...caOutputs(issued.caCertificate, inputs.includeCaBundle),
           crlPem: inputs.includeCrl === false ? "" : issued.crl,
           serial: summary.serial,
           notAfter: summary.notAfter,
@@ -175,7 +187,8 @@ export const certificateLifecycle = {
       const status = await client.certificateStatus(id);
       if (!status || status.state === "absent") return { id: "", props: {} as CertificateState };
       const same = status.serial === undefined || normalizeSerial(status.serial) === state.serial;
-      return { id, props: { ...state, state: same ? status.state : "superseded" } };
+      const props = { ...state, ...caOutputsKept(state, state.includeCaBundle) };
+      return { id, props: defined({ ...props, state: same ? status.state : "superseded" }) };
     });
   },
 
@@ -184,10 +197,12 @@ export const certificateLifecycle = {
     olds: CertificateState,
     news: CertificateState,
   ): Promise<pulumi.dynamic.UpdateResult<CertificateState>> {
-    // Only `connection` and `includeCrl` change without a replacement; the certificate itself
-    // stays, and so does the CRL it was signed with, unless it is no longer wanted.
+    // Only `connection`, `includeCrl` and `includeCaBundle` change without a replacement; the
+    // certificate itself stays, and so do the CRL it was signed with and the CA bundle, unless they
+    // are no longer wanted.
     const crlPem = news.includeCrl === false ? "" : olds.crlPem;
-    return { outs: defined({ ...olds, connection: news.connection, includeCrl: news.includeCrl, crlPem }) };
+    const ca = caOutputsKept(olds, news.includeCaBundle);
+    return { outs: defined({ ...olds, ...ca, connection: news.connection, includeCrl: news.includeCrl, crlPem }) };
   },
 
   async delete(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<void> {
@@ -244,7 +259,10 @@ export class PuppetCertificate extends EspmDynamicResource {
   declare readonly certificatePem: pulumi.Output<string>;
   /** Secret in state and in outputs. */
   declare readonly privateKeyPem: pulumi.Output<string>;
+  /** Empty when `includeCaBundle` is false. */
   declare readonly caCertificatePem: pulumi.Output<string>;
+  /** The CA bundle's SHA-256 (hex), which the agent checks the bundle it downloads against. */
+  declare readonly caFingerprint: pulumi.Output<string>;
   declare readonly crlPem: pulumi.Output<string>;
   declare readonly serial: pulumi.Output<string>;
   declare readonly notAfter: pulumi.Output<string>;
@@ -258,6 +276,7 @@ export class PuppetCertificate extends EspmDynamicResource {
       certificatePem: undefined,
       privateKeyPem: undefined,
       caCertificatePem: undefined,
+      caFingerprint: undefined,
       crlPem: undefined,
       serial: undefined,
       notAfter: undefined,

@@ -7,7 +7,7 @@
  *
  * A change of certname or extensions replaces the enrollment, delete before replace (a name has
  * one). A change of ttlMinutes does not: it extends an unused token, and leaves a used one alone,
- * since a replacement would revoke a live node. Destroy revokes and cleans whatever certificate
+ * since a replacement would revoke a live node. Nor does one of includeCaBundle (ca-trust.ts). Destroy revokes and cleans whatever certificate
  * was signed through the enrollment, and invalidates an unused token.
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -15,6 +15,7 @@ import { z } from "zod";
 import type { EspmClient } from "espm-sdk/client";
 import { EspmError } from "espm-sdk/errors";
 import { schemas, type Enrollment } from "espm-sdk/protocol";
+import { caBundleChanged, caOutputs, caOutputsKept, type CaOutputs } from "./ca-trust";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import {
   changedProperties,
@@ -38,18 +39,25 @@ export interface PuppetEnrollmentArgs {
    * pp_instance_id is always allowed (the bootstrap adds the instance's own on EC2).
    */
   extensions?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /**
+   * Whether `caCertificatePem` holds the CA bundle (default `true`). With `false` only
+   * `caFingerprint` is kept, 4 KB less per node in state and in userdata: give bootstrapUserData
+   * the enrollment as it is, and the agent downloads the bundle and checks it against the
+   * fingerprint (Puppet 6 and later). Turning it off empties `caCertificatePem` in place; turning
+   * it back on does not fetch the bundle again (a new enrollment has it).
+   */
+  includeCaBundle?: pulumi.Input<boolean>;
   /** This resource's own espm connection instead of the stack's `espm:*` config. Kept secret. */
   connection?: pulumi.Input<EspmConnection>;
 }
 
-export interface EnrollmentState {
+export interface EnrollmentState extends CaOutputs {
   certname: string;
   ttlMinutes: number;
   extensions: Record<string, string>;
   connection?: EspmConnection;
   /** Secret: the resource class lists it in additionalSecretOutputs. */
   token: string;
-  caCertificatePem: string;
   expiresAt: string;
   /** issued, used, signed, refused, expired; after a refresh, what espm says now. */
   state: Enrollment["state"];
@@ -66,6 +74,7 @@ const inputSchema = inputSchemaOnce(() =>
     certname: schemas.name,
     ttlMinutes: schemas.enrollmentRequest.shape.ttlMinutes,
     extensions: schemas.enrollmentRequest.shape.extensions,
+    includeCaBundle: z.boolean().default(true),
     connection: connectionSchema().optional(),
   }),
 );
@@ -73,6 +82,7 @@ const inputSchema = inputSchemaOnce(() =>
 function fromEspm(state: EnrollmentState, enrollment: Enrollment): EnrollmentState {
   return defined({
     ...state,
+    ...caOutputsKept(state, state.includeCaBundle),
     state: enrollment.state,
     expiresAt: enrollment.expiresAt,
     serial: enrollment.serial ?? state.serial,
@@ -93,6 +103,7 @@ export const enrollmentLifecycle = {
     // A create recorded half-made (no token), or a refresh that found the token refused or expired unused.
     if (!olds.token || SPENT.has(olds.state)) replaces.push("state");
     const updates = changedProperties({ ...olds }, { ...news }, ["ttlMinutes", "connection"]);
+    if (caBundleChanged(olds, news)) updates.push("includeCaBundle");
     return { changes: replaces.length + updates.length > 0, replaces, deleteBeforeReplace: true };
   },
 
@@ -107,7 +118,13 @@ export const enrollmentLifecycle = {
           extensions: inputs.extensions,
         });
         const outs: EnrollmentState = fromEspm(
-          { ...inputs, token: issued.token, caCertificatePem: issued.caCertificate, expiresAt: "", state: "issued" },
+          {
+            ...inputs,
+            ...caOutputs(issued.caCertificate, inputs.includeCaBundle),
+            token: issued.token,
+            expiresAt: "",
+            state: "issued",
+          },
           issued,
         );
         return { id: inputs.certname, outs };
@@ -137,7 +154,12 @@ export const enrollmentLifecycle = {
     news: EnrollmentState,
     settings: StackSettings | undefined,
   ): Promise<pulumi.dynamic.UpdateResult<EnrollmentState>> {
-    const kept: EnrollmentState = { ...olds, ttlMinutes: news.ttlMinutes, connection: news.connection };
+    const kept: EnrollmentState = {
+      ...olds,
+      ...caOutputsKept(olds, news.includeCaBundle),
+      ttlMinutes: news.ttlMinutes,
+      connection: news.connection,
+    };
     if (news.ttlMinutes === olds.ttlMinutes) return { outs: defined(kept) };
     return withClient(news.connection, settings?.espm, async (client) => {
       try {
@@ -189,7 +211,10 @@ export class PuppetEnrollment extends EspmDynamicResource {
   declare readonly extensions: pulumi.Output<Record<string, string>>;
   /** Secret in state and in outputs: the node's one-time token. */
   declare readonly token: pulumi.Output<string>;
+  /** Empty when `includeCaBundle` is false. */
   declare readonly caCertificatePem: pulumi.Output<string>;
+  /** The CA bundle's SHA-256 (hex), which the agent checks the bundle it downloads against. */
+  declare readonly caFingerprint: pulumi.Output<string>;
   declare readonly expiresAt: pulumi.Output<string>;
   declare readonly state: pulumi.Output<string>;
   declare readonly serial: pulumi.Output<string | undefined>;
@@ -200,6 +225,7 @@ export class PuppetEnrollment extends EspmDynamicResource {
       connection: secretConnection(args.connection),
       token: undefined,
       caCertificatePem: undefined,
+      caFingerprint: undefined,
       expiresAt: undefined,
       state: undefined,
       serial: undefined,

@@ -2,8 +2,10 @@
  * Userdata for an instance's first boot: the bootstrap script (provider/scripts/bootstrap/puppet-bootstrap.sh)
  * with the node's values. In the provider key mode the certificate and key travel inside it; in the
  * instance key mode only a one-time enrollment token does, and the node makes its own key. The CA
- * bundle (public) travels either way, so the agent trusts the right CA from its first connection;
- * the CRL does not (the agent downloads it), to stay under EC2's 16 KB userdata limit.
+ * bundle (public) travels either way, so the agent trusts the right CA from its first connection,
+ * or only its SHA-256 (`caFingerprint`): the agent downloads the bundle and refuses it unless it
+ * matches, which saves 4 KB of userdata and of state. The CRL does not travel (the agent downloads
+ * it), to stay under EC2's 16 KB userdata limit.
  *
  * The bootstrap is the user's too: hooks before and after the agent, external facts, their own
  * script in place of ours (with espm's values as variables of stable names), their own cloud-init
@@ -36,7 +38,14 @@ export interface UserDataInput {
   master: string;
   masterPort?: number;
   environment?: string;
-  caCertificatePem: string;
+  /** The Puppet CA bundle (PEM), installed as the agent's CA. Give it or `caFingerprint`. */
+  caCertificatePem?: string;
+  /**
+   * The bundle's SHA-256 (hex), as espm's resources give it: the agent downloads the bundle from the
+   * master and refuses it unless it matches (Puppet's `ca_fingerprint`, Puppet 6 and later). Used
+   * when `caCertificatePem` is missing or empty.
+   */
+  caFingerprint?: string;
   /** The provider key mode: the certificate espm signed and its key (secret). */
   certificatePem?: string;
   privateKeyPem?: string;
@@ -81,7 +90,8 @@ export const USERDATA_VARIABLES = {
   ESPM_MASTER: "the Puppet master's host name or IP address",
   ESPM_MASTER_PORT: "its port",
   ESPM_ENVIRONMENT: "the node's environment, or empty",
-  ESPM_CA_FILE: "the Puppet CA bundle, PEM",
+  ESPM_CA_FILE: "the Puppet CA bundle, PEM (empty when only its fingerprint is given)",
+  ESPM_CA_FINGERPRINT: "the CA bundle's SHA-256 in hex, for the agent to check the bundle it downloads (empty with a bundle)",
   ESPM_CERT_FILE: "provider key mode: the node's certificate, PEM (empty otherwise)",
   ESPM_KEY_FILE: "provider key mode: the node's private key, PEM (empty otherwise)",
   ESPM_TOKEN_FILE: "instance key mode: the one-time enrollment token (empty otherwise)",
@@ -93,6 +103,7 @@ const DEFAULT_BODY = 'espm_bootstrap "$@"';
 
 const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const CA_FINGERPRINT = /^[0-9a-f]{64}$/i;
 const FACT_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 /** A fact value: printable, no control characters (it is written single-quoted in YAML). */
 const FACT_VALUE = /^[^\p{Cc}]{0,1024}$/u;
@@ -147,11 +158,11 @@ export function renderUserData(input: UserDataInput): RenderedUserData {
     throw new Error("environment must be lowercase letters, digits or '_'");
   const installAgent = input.installAgent ?? "none";
   if (installAgent !== "distro" && installAgent !== "none") throw new Error("installAgent must be distro or none");
-  const ca = pem(input.caCertificatePem, /^CERTIFICATE$/, "certificate bundle", "caCertificatePem");
+  const ca = caTrust(input);
   const keyMode = keyModeFiles(input);
   const bootstrap = withoutComments(readFileSync(bootstrapScriptPath(), "utf8"));
 
-  let files = keyMode.files + heredoc("ca.pem", "ESPM_CA_BUNDLE", ca, "caCertificatePem");
+  let files = keyMode.files + ca.files;
   files += heredoc("puppet-bootstrap.sh", "ESPM_BOOTSTRAP_SCRIPT", bootstrap.trimEnd(), "the bootstrap");
   const options = [...keyMode.options];
   for (const [field, option, delimiter] of [
@@ -170,7 +181,8 @@ export function renderUserData(input: UserDataInput): RenderedUserData {
   }
   if (installAgent === "distro") options.push("--install-agent distro");
 
-  const body = input.script === undefined ? DEFAULT_BODY : checkedTemplate(input.script, keyMode.required);
+  const required = ["ESPM_NODE_NAME", "ESPM_MASTER", ca.required, ...keyMode.required];
+  const body = input.script === undefined ? DEFAULT_BODY : checkedTemplate(input.script, required);
   const script = `#!/bin/sh
 # espm first boot for ${input.nodeName}: ${keyMode.summary}
 # Extra arguments are passed to puppet-bootstrap.sh (e.g. --confdir for a sandboxed run).
@@ -182,11 +194,10 @@ ${files}ESPM_NODE_NAME=${quoted(input.nodeName)}
 ESPM_MASTER=${quoted(input.master)}
 ESPM_MASTER_PORT=${port}
 ESPM_ENVIRONMENT=${quoted(input.environment ?? "")}
-ESPM_CA_FILE="$d/ca.pem"
-${keyMode.variables}ESPM_BOOTSTRAP="$d/puppet-bootstrap.sh"
+${ca.variables}${keyMode.variables}ESPM_BOOTSTRAP="$d/puppet-bootstrap.sh"
 espm_bootstrap() {
   sh "$ESPM_BOOTSTRAP" --certname "$ESPM_NODE_NAME" --master "$ESPM_MASTER" --port "$ESPM_MASTER_PORT" \\
-    \${ESPM_ENVIRONMENT:+--environment "$ESPM_ENVIRONMENT"} --ca "$ESPM_CA_FILE" \\
+    \${ESPM_ENVIRONMENT:+--environment "$ESPM_ENVIRONMENT"} ${ca.option} \\
     ${options.join(" ")} "$@"
 }
 ${body.trimEnd()}
@@ -264,7 +275,7 @@ function checkedTemplate(template: string, required: string[]): string {
   const missing = required.filter((name) => !new RegExp(`\\$\\{?${name}\\b`).test(template));
   if (missing.length) {
     throw new Error(
-      `script does not use ${missing.map((m) => `$${m}`).join(", ")}: a template must use the node name, the master, the CA bundle and the key material (or call espm_bootstrap "$@", which does)`,
+      `script does not use ${missing.map((m) => `$${m}`).join(", ")}: a template must use the node name, the master, the CA bundle (or its fingerprint) and the key material (or call espm_bootstrap "$@", which does)`,
     );
   }
   return template;
@@ -279,12 +290,43 @@ function withoutComments(script: string): string {
   return [shebang, ...rest.filter((line) => !/^\s*#/.test(line))].join("\n");
 }
 
+interface CaTrust {
+  files: string;
+  variables: string;
+  option: string;
+  /** The variable a template of the user's must use. */
+  required: string;
+}
+
+/** How the node comes to trust the CA: the bundle itself, or its fingerprint for the agent to check. */
+function caTrust(input: UserDataInput): CaTrust {
+  if (input.caCertificatePem) {
+    const bundle = pem(input.caCertificatePem, /^CERTIFICATE$/, "certificate bundle", "caCertificatePem");
+    return {
+      files: heredoc("ca.pem", "ESPM_CA_BUNDLE", bundle, "caCertificatePem"),
+      variables: `ESPM_CA_FILE="$d/ca.pem"\nESPM_CA_FINGERPRINT=\n`,
+      option: `--ca "$ESPM_CA_FILE"`,
+      required: "ESPM_CA_FILE",
+    };
+  }
+  if (input.caFingerprint === undefined || input.caFingerprint === "")
+    throw new Error("give caCertificatePem (the CA bundle) or caFingerprint (its SHA-256, which the node checks)");
+  if (!CA_FINGERPRINT.test(input.caFingerprint))
+    throw new Error("caFingerprint must be the CA bundle's SHA-256 in 64 hex digits, as espm's resources give it");
+  return {
+    files: "",
+    variables: `ESPM_CA_FILE=\nESPM_CA_FINGERPRINT=${input.caFingerprint}\n`,
+    option: `--ca-fingerprint "$ESPM_CA_FINGERPRINT"`,
+    required: "ESPM_CA_FINGERPRINT",
+  };
+}
+
 interface KeyModeFiles {
   summary: string;
   files: string;
   variables: string;
   options: string[];
-  /** The variables a template of the user's must use. */
+  /** The key mode's variables a template of the user's must use. */
   required: string[];
 }
 
@@ -296,7 +338,6 @@ function keyModeFiles(input: UserDataInput): KeyModeFiles {
       "give either certificatePem and privateKeyPem (the provider key mode) or enrollment (the instance key mode), not both or neither",
     );
   }
-  const required = ["ESPM_NODE_NAME", "ESPM_MASTER", "ESPM_CA_FILE"];
   if (input.enrollment) {
     const { token, extensions = {} } = input.enrollment;
     if (!/^[A-Za-z0-9]{32,128}$/.test(token)) throw new Error("enrollment.token must be the token espm issued");
@@ -316,7 +357,7 @@ function keyModeFiles(input: UserDataInput): KeyModeFiles {
       files: heredoc("token", "ESPM_ENROLLMENT_TOKEN", token, "enrollment.token"),
       variables: `ESPM_TOKEN_FILE="$d/token"\nESPM_CERT_FILE=\nESPM_KEY_FILE=\n`,
       options,
-      required: [...required, "ESPM_TOKEN_FILE"],
+      required: ["ESPM_TOKEN_FILE"],
     };
   }
   const certificate = pem(input.certificatePem ?? "", /^CERTIFICATE$/, "certificate", "certificatePem");
@@ -328,6 +369,6 @@ function keyModeFiles(input: UserDataInput): KeyModeFiles {
       heredoc("key.pem", "ESPM_PRIVATE_KEY", key, "privateKeyPem"),
     variables: `ESPM_TOKEN_FILE=\nESPM_CERT_FILE="$d/cert.pem"\nESPM_KEY_FILE="$d/key.pem"\n`,
     options: [`--cert "$ESPM_CERT_FILE" --key "$ESPM_KEY_FILE"`],
-    required: [...required, "ESPM_CERT_FILE", "ESPM_KEY_FILE"],
+    required: ["ESPM_CERT_FILE", "ESPM_KEY_FILE"],
   };
 }

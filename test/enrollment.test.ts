@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -15,6 +16,7 @@ import { signingMarksDir } from "espm-agent/autosign/signing-marks";
 import { espmDispatcher } from "../scripts/lab/puppetserver";
 import type { EspmClient } from "espm-sdk/client";
 import { createCsr, generateRsaKeyPair } from "espm-sdk/x509";
+import { renderBootstrap } from "pulumi-espm/bootstrap";
 import { renderUserData } from "pulumi-espm/userdata";
 import { enrollmentProvider, registrationProvider } from "pulumi-espm";
 import type { EnrollmentState } from "pulumi-espm/enrollment";
@@ -174,6 +176,55 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     const log = world.espm.logLines.join("\n");
     assert.equal(log.includes("PRIVATE KEY"), false);
     assert.equal(log.includes(token), false, "espm never logs a token");
+  });
+
+  it("boots from the CA bundle's fingerprint alone (includeCaBundle: false): the agent checks the bundle it downloads", async () => {
+    const registrations = await configuredProvider(registrationProvider, world.stackConfig());
+    const enrollments = await configuredProvider(enrollmentProvider, world.stackConfig());
+    const registration = await registrations.create(
+      (await registrations.check!({}, { name: `fp-01.${DOMAIN}`, groups: ["base"] })).inputs,
+    );
+    const reg = registration.outs as RegistrationState;
+    const checked = await enrollments.check!({}, { certname: reg.nodeName, includeCaBundle: false });
+    const enrollment = (await enrollments.create(checked.inputs)).outs as EnrollmentState;
+    assert.equal(enrollment.caCertificatePem, "", "no bundle in state");
+    const served = readFileSync(world.lab.caBundle, "utf8");
+    assert.equal(enrollment.caFingerprint, createHash("sha256").update(served).digest("hex"));
+
+    const { certname, token, extensions, caCertificatePem, caFingerprint } = enrollment;
+    const userdata = renderBootstrap({
+      nodeName: reg.nodeName,
+      master: "localhost",
+      masterPort: world.lab.port,
+      enrollment: { certname, token, extensions, caCertificatePem, caFingerprint },
+      maxWaitForCertSeconds: 60,
+    });
+    assert.doesNotMatch(userdata.script, /BEGIN CERTIFICATE/);
+    const boot = await world.boot("fp-01", userdata.script);
+    assert.equal(boot.code, 0, `${boot.stdout}\n${boot.stderr}\n${boot.log}`);
+    const blocks = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+    const trusted = readFileSync(join(world.dir, "agent-fp-01/ssl/certs/ca.pem"), "utf8");
+    assert.deepEqual(blocks(trusted), blocks(served), "the agent trusts the bundle it downloaded and checked");
+    assert.ok(await signedAtCa(reg.nodeName));
+  });
+
+  it("refuses a CA bundle that does not match the fingerprint (a master in between): no CA trusted, no CSR, the token unspent", async () => {
+    const { name, token } = await enrolled("fp-02");
+    const userdata = renderUserData({
+      nodeName: name,
+      master: "localhost",
+      masterPort: world.lab.port,
+      caFingerprint: createHash("sha256").update("another site's CA bundle").digest("hex"),
+      enrollment: { token },
+      maxWaitForCertSeconds: 10,
+    });
+    const boot = await world.boot("fp-02", userdata.script);
+    assert.notEqual(boot.code, 0, boot.stdout);
+    assert.match(`${boot.log}\n${boot.stderr}`, /CA bundle with digest \(SHA256\) [0-9A-F:]+ did not match expected digest/);
+    assert.equal(existsSync(join(world.dir, "agent-fp-02/ssl/certs/ca.pem")), false, "no CA trusted");
+    assert.equal(await pendingAtCa(name), false, "no CSR submitted");
+    assert.equal(await signedAtCa(name), false);
+    assert.equal((await client.enrollment(name))?.state, "issued", "the token is unspent");
   });
 
   it("gives someone who reads the userdata after first boot nothing: their agent gets no certificate, and the node runs on", async () => {
@@ -588,6 +639,19 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     assert.equal(diff.changes, true);
     const replaced = await enrollments.diff!(created.id, read, { ...read, extensions: { pp_role: "db" } });
     assert.deepEqual(replaced.replaces, ["extensions"]);
+    // Nor is dropping the CA bundle from state; an enrollment stored before the fingerprint existed gets one.
+    const stored: EnrollmentState = { ...read };
+    delete stored.includeCaBundle;
+    delete stored.caFingerprint;
+    assert.equal((await enrollments.diff!(created.id, stored, checked.inputs as EnrollmentState)).changes, false);
+    const lean = { ...read, includeCaBundle: false };
+    const dropped = await enrollments.diff!(created.id, stored, lean);
+    assert.deepEqual(dropped.replaces, []);
+    assert.equal(dropped.changes, true);
+    const updated = (await enrollments.update!(created.id, stored, lean)).outs as EnrollmentState;
+    assert.equal(updated.caCertificatePem, "");
+    assert.equal(updated.caFingerprint, enrollment.caFingerprint);
+    assert.equal(updated.state, "signed", "the node's certificate is untouched");
 
     await enrollments.delete!(created.id, read);
     await registrations.delete!(registration.id, reg);

@@ -4,8 +4,12 @@
  */
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
-import { createPublicKey, X509Certificate } from "node:crypto";
+import { createHash, createPublicKey, X509Certificate } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { Agent, request } from "undici";
 import { certificateProvider, registrationProvider } from "pulumi-espm";
+import { renderBootstrap } from "pulumi-espm/bootstrap";
 import type { CertificateState } from "pulumi-espm/certificate";
 import type { RegistrationState } from "pulumi-espm/registration";
 import { configuredProvider } from "./helpers/providers";
@@ -20,6 +24,18 @@ async function configured(
   overrides: Record<string, string | undefined> = {},
 ): Promise<Provider> {
   return configuredProvider(provider, world.stackConfig(overrides));
+}
+
+/** The CA bundle exactly as Puppet Server serves it to an agent that has none. */
+async function servedCaBundle(world: World): Promise<string> {
+  const dispatcher = new Agent({ connect: { ca: readFileSync(world.lab.caBundle) } });
+  try {
+    const res = await request(`${world.lab.url}/puppet-ca/v1/certificate/ca`, { dispatcher });
+    assert.equal(res.statusCode, 200);
+    return await res.body.text();
+  } finally {
+    await dispatcher.close();
+  }
 }
 
 async function checked(provider: Provider, news: Inputs): Promise<Inputs> {
@@ -292,6 +308,68 @@ describe("providers against live espm and Puppet Server", function () {
       const client = world.client();
       assert.equal((await client.certificateStatus(created.id))?.state, "signed", "the CA still holds it, signed");
       await client.close();
+      await certificates.delete!(created.id, updated);
+    });
+
+    it("boots from the CA bundle's fingerprint alone (includeCaBundle: false), over a stale CA left on the image", async () => {
+      const name = "cert-05.provider.test";
+      await registered(name);
+      const inputs = await checked(certificates, { certname: name, includeCrl: false, includeCaBundle: false });
+      const created = await certificates.create(inputs);
+      const state = created.outs as CertificateState;
+      assert.equal(state.caCertificatePem, "", "no bundle in state");
+      const served = await servedCaBundle(world);
+      assert.equal(state.caFingerprint, createHash("sha256").update(served).digest("hex"));
+
+      const { certname, certificatePem, privateKeyPem, caCertificatePem, caFingerprint } = state;
+      const userdata = renderBootstrap({
+        nodeName: name,
+        master: "localhost",
+        masterPort: world.lab.port,
+        certificate: { certname, certificatePem, privateKeyPem, caCertificatePem, caFingerprint },
+      });
+      assert.equal(userdata.script.match(/BEGIN CERTIFICATE/g)?.length, 1, "the node's own certificate, no bundle");
+      // Another site's CA left on the image: the bootstrap removes it, so the agent downloads and checks the real one.
+      const localCa = join(world.dir, "agent-cert-05/ssl/certs/ca.pem");
+      mkdirSync(dirname(localCa), { recursive: true });
+      const stale = readFileSync(join(__dirname, "..", "..", "test", "unit", "snapshots", "puppet-ca.cert.txt"), "utf8");
+      writeFileSync(localCa, stale);
+      const boot = await world.boot("cert-05", userdata.script);
+      assert.equal(boot.code, 0, `${boot.stdout}\n${boot.stderr}\n${boot.log}`);
+      const blocks = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+      assert.ok(existsSync(localCa));
+      assert.deepEqual(blocks(readFileSync(localCa, "utf8")), blocks(served), "the agent trusts the site's CA");
+
+      await certificates.delete!(created.id, state);
+    });
+
+    it("empties the CA bundle in place when includeCaBundle is turned off, and gives a certificate stored before the fingerprint existed one", async () => {
+      const name = "cert-07.provider.test";
+      await registered(name);
+      const inputs = await checked(certificates, { certname: name, includeCrl: false });
+      assert.equal(inputs.includeCaBundle, true);
+      const created = await certificates.create(inputs);
+      const state = created.outs as CertificateState;
+      assert.match(state.caCertificatePem, /BEGIN CERTIFICATE/);
+      // As 0.1.0 stored it: no includeCaBundle, no fingerprint. The default changes nothing.
+      const stored: CertificateState = { ...state };
+      delete stored.includeCaBundle;
+      delete stored.caFingerprint;
+      assert.equal((await certificates.diff!(created.id, stored, inputs)).changes, false);
+      const refreshed = (await certificates.read!(created.id, stored)).props as CertificateState;
+      assert.equal(refreshed.caFingerprint, state.caFingerprint, "a refresh gives it its fingerprint");
+
+      const off = { ...inputs, includeCaBundle: false };
+      const diff = await certificates.diff!(created.id, stored, off);
+      assert.equal(diff.changes, true);
+      assert.deepEqual(diff.replaces, [], "no new certificate for it");
+      const updated = (await certificates.update!(created.id, stored, off)).outs as CertificateState;
+      assert.equal(updated.caCertificatePem, "");
+      assert.equal(updated.caFingerprint, state.caFingerprint);
+      assert.equal(updated.serial, state.serial);
+      const on = (await certificates.update!(created.id, updated, inputs)).outs as CertificateState;
+      assert.equal(on.caCertificatePem, "", "turning it back on fetches nothing");
+      assert.equal(on.caFingerprint, state.caFingerprint);
       await certificates.delete!(created.id, updated);
     });
 

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { execFileSync, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { renderUserData, USERDATA_LIMIT } from "pulumi-espm/userdata";
+import { bootstrapScriptPath, renderUserData, USERDATA_LIMIT } from "pulumi-espm/userdata";
 import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { ROOT } from "./helpers/espm";
 
@@ -140,6 +140,45 @@ describe("renderUserData", () => {
     const out = renderUserData({ ...base, cloudConfig: big });
     assert.equal(out.gzipped, true);
     assert.match(gunzipSync(Buffer.from(out.base64, "base64")).toString(), /^Content-Type: multipart\/mixed/);
+  });
+
+  it("takes the CA bundle's fingerprint instead of the bundle, and refuses neither or one that is not a SHA-256", () => {
+    const fingerprint = createHash("sha256").update(tls.certificatePem).digest("hex");
+    const lean = { ...base, caCertificatePem: undefined, caFingerprint: fingerprint };
+    const out = renderUserData(lean);
+    assert.equal(out.script.match(/BEGIN CERTIFICATE/g)?.length, 1, "the node's own certificate, no bundle");
+    assert.ok(out.script.includes(`ESPM_CA_FILE=\nESPM_CA_FINGERPRINT=${fingerprint}\n`));
+    assert.ok(out.script.includes('--ca-fingerprint "$ESPM_CA_FINGERPRINT"'));
+    // What includeCaBundle: false gives (an empty bundle) falls to the fingerprint; a bundle, when there is one, wins.
+    assert.ok(renderUserData({ ...lean, caCertificatePem: "" }).script.includes("--ca-fingerprint"));
+    assert.ok(renderUserData({ ...base, caFingerprint: fingerprint }).script.includes('--ca "$ESPM_CA_FILE"'));
+    assert.throws(
+      () => renderUserData({ ...base, caCertificatePem: "" }),
+      /give caCertificatePem \(the CA bundle\) or caFingerprint/,
+    );
+    assert.throws(() => renderUserData({ ...lean, caFingerprint: "AB:CD:EF" }), /caFingerprint must be the CA bundle's SHA-256/);
+    assert.throws(
+      () => renderUserData({ ...lean, script: "echo $ESPM_NODE_NAME $ESPM_MASTER $ESPM_CA_FILE $ESPM_CERT_FILE $ESPM_KEY_FILE" }),
+      /script does not use \$ESPM_CA_FINGERPRINT/,
+    );
+  });
+
+  it("has the bootstrap refuse --ca with --ca-fingerprint, and a fingerprint that is not 64 hex digits, before it touches anything", () => {
+    const run = (...args: string[]) =>
+      spawnSync("sh", [bootstrapScriptPath(), "--certname", "web-01.example.test", "--master", "puppet", ...args], {
+        encoding: "utf8",
+      });
+    const both = run("--ca", "/etc/hostname", "--ca-fingerprint", "ab".repeat(32), "--token-file", "/etc/hostname");
+    assert.equal(both.status, 64);
+    assert.match(both.stderr, /give either --ca or --ca-fingerprint, not both/);
+    for (const bad of ["ab".repeat(31), "zz".repeat(32), "AB:CD"]) {
+      const refused = run("--ca-fingerprint", bad, "--token-file", "/etc/hostname");
+      assert.equal(refused.status, 64, bad);
+      assert.match(refused.stderr, /--ca-fingerprint must be the CA bundle's SHA-256 in 64 hex digits/);
+    }
+    const neither = run("--token-file", "/etc/hostname");
+    assert.equal(neither.status, 64);
+    assert.match(neither.stderr, /--ca must name a readable PEM file .*or give --ca-fingerprint/);
   });
 
   it("costs, per option, what docs/resources.md's size table says (within 25 B)", () => {

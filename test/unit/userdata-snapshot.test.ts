@@ -33,4 +33,15 @@ describe("the rendered userdata", () => {
     });
     matchesSnapshot("instance-mode.userdata.sh", rendered.script);
   });
+
+  it("with only the CA bundle's fingerprint, is the snapshot: no bundle, the fingerprint for the agent to check", () => {
+    const rendered = renderUserData({
+      nodeName: "web-02.nodes.example.test",
+      master: "puppet.example.test",
+      caFingerprint: "4f3c2b1a".repeat(8),
+      enrollment: { token: "T0k3nT0k3nT0k3nT0k3nT0k3nT0k3n42" },
+    });
+    assert.doesNotMatch(rendered.script, /BEGIN CERTIFICATE/);
+    matchesSnapshot("fingerprint-mode.userdata.sh", rendered.script);
+  });
 });

@@ -8,11 +8,12 @@
 #             autosign policy (espm autosign) signs the CSR, and the agent waits for it, at most
 #             --maxwaitforcert seconds. csr_attributes.yaml is removed after the run.
 #
-# Either way it installs the CA bundle, points puppet.conf's [agent] at the master, and runs the
-# Puppet agent once. Running it again converges to the same state: files rewritten, one hosts
+# Either way it installs the CA bundle (--ca), or has the agent download it and check it against
+# its SHA-256 (--ca-fingerprint, Puppet's ca_fingerprint: 64 hex digits instead of a 4 KB bundle),
+# points puppet.conf's [agent] at the master, and runs the Puppet agent once. Running it again converges to the same state: files rewritten, one hosts
 # entry, the agent run again. POSIX sh; works with Puppet's AIO packages and Debian's.
 #
-# usage: puppet-bootstrap.sh --certname NAME --master HOST|IP --ca FILE
+# usage: puppet-bootstrap.sh --certname NAME --master HOST|IP (--ca FILE | --ca-fingerprint SHA256)
 #          (--cert FILE --key FILE | --token-file FILE [--extension pp_NAME=VALUE]...
 #           [--instance-id ID] [--maxwaitforcert 600])
 #          [--port 8140] [--environment ENV] [--logdest FILE]
@@ -33,7 +34,7 @@ set -u
 
 die() { echo "puppet-bootstrap: $1" >&2; exit "${2:-64}"; }
 
-certname= master= port=8140 environment= cert= key= ca= logdest=/var/log/puppet-bootstrap.log
+certname= master= port=8140 environment= cert= key= ca= ca_fingerprint= logdest=/var/log/puppet-bootstrap.log
 confdir= vardir= ssldir= token_file= extensions= instance_id= maxwaitforcert=600
 before= after= on_failure= facts= factsdir= install_agent=none
 while [ $# -gt 0 ]; do
@@ -46,6 +47,7 @@ while [ $# -gt 0 ]; do
     --cert) cert=$2 ;;
     --key) key=$2 ;;
     --ca) ca=$2 ;;
+    --ca-fingerprint) ca_fingerprint=$2 ;;
     --logdest) logdest=$2 ;;
     --confdir) confdir=$2 ;;
     --vardir) vardir=$2 ;;
@@ -68,7 +70,15 @@ done
 
 [ -n "$certname" ] || die "--certname is required"
 [ -n "$master" ] || die "--master is required"
-[ -n "$ca" ] && [ -r "$ca" ] || die "--ca must name a readable PEM file (got '$ca')"
+if [ -n "$ca_fingerprint" ]; then
+  [ -z "$ca" ] || die "give either --ca or --ca-fingerprint, not both"
+  case "$ca_fingerprint" in
+    *[!0-9a-fA-F]*) die "--ca-fingerprint must be the CA bundle's SHA-256 in 64 hex digits (got '$ca_fingerprint')" ;;
+  esac
+  [ ${#ca_fingerprint} -eq 64 ] || die "--ca-fingerprint must be the CA bundle's SHA-256 in 64 hex digits (got '$ca_fingerprint')"
+else
+  [ -n "$ca" ] && [ -r "$ca" ] || die "--ca must name a readable PEM file (got '$ca'), or give --ca-fingerprint"
+fi
 if [ -n "$token_file" ]; then
   [ -z "$cert$key" ] || die "give either --cert and --key (provider key mode) or --token-file (instance key mode), not both"
   [ -r "$token_file" ] || die "--token-file must name a readable file (got '$token_file')"
@@ -139,9 +149,18 @@ elif command -v service >/dev/null 2>&1 && service puppet status >/dev/null 2>&1
   service puppet stop >/dev/null 2>&1 || true
 fi
 
-# Where this Puppet keeps its files, asked of Puppet itself (AIO and Debian differ).
-settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes --section agent "$@") || die "puppet config print failed" 69
+# Where this Puppet keeps its files, asked of Puppet itself (AIO and Debian differ). With a
+# fingerprint, the same call shows this Puppet knows ca_fingerprint (Puppet 5 does not).
+if [ -n "$ca_fingerprint" ]; then
+  settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes ca_fingerprint \
+    --section agent --ca_fingerprint "$ca_fingerprint" "$@") ||
+    die "puppet config print failed; a Puppet older than 6 cannot check --ca-fingerprint: give --ca with the CA bundle" 69
+else
+  settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes --section agent "$@") || die "puppet config print failed" 69
+fi
 setting() { printf '%s\n' "$settings" | sed -n "s/^$1 = //p"; }
+[ -z "$ca_fingerprint" ] || [ "$(setting ca_fingerprint)" = "$ca_fingerprint" ] ||
+  die "this Puppet does not take ca_fingerprint: give --ca with the CA bundle" 69
 confdir=$(setting confdir)
 certdir=$(setting certdir)
 privatekeydir=$(setting privatekeydir)
@@ -172,7 +191,13 @@ umask 022
 mkdir -p "$certdir" "$privatekeydir" "$(dirname "$localcacert")"
 chmod 0771 "$ssldir" 2>/dev/null || true
 chmod 0750 "$privatekeydir"
-cp "$ca" "$localcacert" && chmod 0644 "$localcacert"
+if [ -n "$ca_fingerprint" ]; then
+  # The agent checks a fingerprint only when it downloads the bundle: none may be there already.
+  rm -f "$localcacert"
+  set -- "$@" --ca_fingerprint "$ca_fingerprint"
+else
+  cp "$ca" "$localcacert" && chmod 0644 "$localcacert"
+fi
 if [ -z "$token_file" ]; then
   cp "$cert" "$certdir/$certname.pem" && chmod 0644 "$certdir/$certname.pem"
   (umask 027 && cp "$key" "$privatekeydir/$certname.pem") && chmod 0640 "$privatekeydir/$certname.pem"

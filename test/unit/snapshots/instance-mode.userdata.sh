@@ -36,7 +36,7 @@ set -u
 
 die() { echo "puppet-bootstrap: $1" >&2; exit "${2:-64}"; }
 
-certname= master= port=8140 environment= cert= key= ca= logdest=/var/log/puppet-bootstrap.log
+certname= master= port=8140 environment= cert= key= ca= ca_fingerprint= logdest=/var/log/puppet-bootstrap.log
 confdir= vardir= ssldir= token_file= extensions= instance_id= maxwaitforcert=600
 before= after= on_failure= facts= factsdir= install_agent=none
 while [ $# -gt 0 ]; do
@@ -49,6 +49,7 @@ while [ $# -gt 0 ]; do
     --cert) cert=$2 ;;
     --key) key=$2 ;;
     --ca) ca=$2 ;;
+    --ca-fingerprint) ca_fingerprint=$2 ;;
     --logdest) logdest=$2 ;;
     --confdir) confdir=$2 ;;
     --vardir) vardir=$2 ;;
@@ -71,7 +72,15 @@ done
 
 [ -n "$certname" ] || die "--certname is required"
 [ -n "$master" ] || die "--master is required"
-[ -n "$ca" ] && [ -r "$ca" ] || die "--ca must name a readable PEM file (got '$ca')"
+if [ -n "$ca_fingerprint" ]; then
+  [ -z "$ca" ] || die "give either --ca or --ca-fingerprint, not both"
+  case "$ca_fingerprint" in
+    *[!0-9a-fA-F]*) die "--ca-fingerprint must be the CA bundle's SHA-256 in 64 hex digits (got '$ca_fingerprint')" ;;
+  esac
+  [ ${#ca_fingerprint} -eq 64 ] || die "--ca-fingerprint must be the CA bundle's SHA-256 in 64 hex digits (got '$ca_fingerprint')"
+else
+  [ -n "$ca" ] && [ -r "$ca" ] || die "--ca must name a readable PEM file (got '$ca'), or give --ca-fingerprint"
+fi
 if [ -n "$token_file" ]; then
   [ -z "$cert$key" ] || die "give either --cert and --key (provider key mode) or --token-file (instance key mode), not both"
   [ -r "$token_file" ] || die "--token-file must name a readable file (got '$token_file')"
@@ -138,8 +147,16 @@ elif command -v service >/dev/null 2>&1 && service puppet status >/dev/null 2>&1
   service puppet stop >/dev/null 2>&1 || true
 fi
 
-settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes --section agent "$@") || die "puppet config print failed" 69
+if [ -n "$ca_fingerprint" ]; then
+  settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes ca_fingerprint \
+    --section agent --ca_fingerprint "$ca_fingerprint" "$@") ||
+    die "puppet config print failed; a Puppet older than 6 cannot check --ca-fingerprint: give --ca with the CA bundle" 69
+else
+  settings=$(puppet config print confdir ssldir certdir privatekeydir localcacert csr_attributes --section agent "$@") || die "puppet config print failed" 69
+fi
 setting() { printf '%s\n' "$settings" | sed -n "s/^$1 = //p"; }
+[ -z "$ca_fingerprint" ] || [ "$(setting ca_fingerprint)" = "$ca_fingerprint" ] ||
+  die "this Puppet does not take ca_fingerprint: give --ca with the CA bundle" 69
 confdir=$(setting confdir)
 certdir=$(setting certdir)
 privatekeydir=$(setting privatekeydir)
@@ -166,7 +183,12 @@ umask 022
 mkdir -p "$certdir" "$privatekeydir" "$(dirname "$localcacert")"
 chmod 0771 "$ssldir" 2>/dev/null || true
 chmod 0750 "$privatekeydir"
-cp "$ca" "$localcacert" && chmod 0644 "$localcacert"
+if [ -n "$ca_fingerprint" ]; then
+  rm -f "$localcacert"
+  set -- "$@" --ca_fingerprint "$ca_fingerprint"
+else
+  cp "$ca" "$localcacert" && chmod 0644 "$localcacert"
+fi
 if [ -z "$token_file" ]; then
   cp "$cert" "$certdir/$certname.pem" && chmod 0644 "$certdir/$certname.pem"
   (umask 027 && cp "$key" "$privatekeydir/$certname.pem") && chmod 0640 "$privatekeydir/$certname.pem"
@@ -263,6 +285,7 @@ ESPM_MASTER='10.0.0.5'
 ESPM_MASTER_PORT=8140
 ESPM_ENVIRONMENT='production'
 ESPM_CA_FILE="$d/ca.pem"
+ESPM_CA_FINGERPRINT=
 ESPM_TOKEN_FILE="$d/token"
 ESPM_CERT_FILE=
 ESPM_KEY_FILE=
