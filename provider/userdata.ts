@@ -91,7 +91,8 @@ export const USERDATA_VARIABLES = {
   ESPM_MASTER_PORT: "its port",
   ESPM_ENVIRONMENT: "the node's environment, or empty",
   ESPM_CA_FILE: "the Puppet CA bundle, PEM (empty when only its fingerprint is given)",
-  ESPM_CA_FINGERPRINT: "the CA bundle's SHA-256 in hex, for the agent to check the bundle it downloads (empty with a bundle)",
+  ESPM_CA_FINGERPRINT:
+    "the CA bundle's SHA-256 in hex, for the agent to check the bundle it downloads (empty with a bundle)",
   ESPM_CERT_FILE: "provider key mode: the node's certificate, PEM (empty otherwise)",
   ESPM_KEY_FILE: "provider key mode: the node's private key, PEM (empty otherwise)",
   ESPM_TOKEN_FILE: "instance key mode: the one-time enrollment token (empty otherwise)",

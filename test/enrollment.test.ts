@@ -220,7 +220,10 @@ describe("the instance key mode: enrollment through Puppet's policy-based autosi
     });
     const boot = await world.boot("fp-02", userdata.script);
     assert.notEqual(boot.code, 0, boot.stdout);
-    assert.match(`${boot.log}\n${boot.stderr}`, /CA bundle with digest \(SHA256\) [0-9A-F:]+ did not match expected digest/);
+    assert.match(
+      `${boot.log}\n${boot.stderr}`,
+      /CA bundle with digest \(SHA256\) [0-9A-F:]+ did not match expected digest/,
+    );
     assert.equal(existsSync(join(world.dir, "agent-fp-02/ssl/certs/ca.pem")), false, "no CA trusted");
     assert.equal(await pendingAtCa(name), false, "no CSR submitted");
     assert.equal(await signedAtCa(name), false);

@@ -332,7 +332,10 @@ describe("providers against live espm and Puppet Server", function () {
       // Another site's CA left on the image: the bootstrap removes it, so the agent downloads and checks the real one.
       const localCa = join(world.dir, "agent-cert-05/ssl/certs/ca.pem");
       mkdirSync(dirname(localCa), { recursive: true });
-      const stale = readFileSync(join(__dirname, "..", "..", "test", "unit", "snapshots", "puppet-ca.cert.txt"), "utf8");
+      const stale = readFileSync(
+        join(__dirname, "..", "..", "test", "unit", "snapshots", "puppet-ca.cert.txt"),
+        "utf8",
+      );
       writeFileSync(localCa, stale);
       const boot = await world.boot("cert-05", userdata.script);
       assert.equal(boot.code, 0, `${boot.stdout}\n${boot.stderr}\n${boot.log}`);

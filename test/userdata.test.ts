@@ -156,9 +156,16 @@ describe("renderUserData", () => {
       () => renderUserData({ ...base, caCertificatePem: "" }),
       /give caCertificatePem \(the CA bundle\) or caFingerprint/,
     );
-    assert.throws(() => renderUserData({ ...lean, caFingerprint: "AB:CD:EF" }), /caFingerprint must be the CA bundle's SHA-256/);
     assert.throws(
-      () => renderUserData({ ...lean, script: "echo $ESPM_NODE_NAME $ESPM_MASTER $ESPM_CA_FILE $ESPM_CERT_FILE $ESPM_KEY_FILE" }),
+      () => renderUserData({ ...lean, caFingerprint: "AB:CD:EF" }),
+      /caFingerprint must be the CA bundle's SHA-256/,
+    );
+    assert.throws(
+      () =>
+        renderUserData({
+          ...lean,
+          script: "echo $ESPM_NODE_NAME $ESPM_MASTER $ESPM_CA_FILE $ESPM_CERT_FILE $ESPM_KEY_FILE",
+        }),
       /script does not use \$ESPM_CA_FINGERPRINT/,
     );
   });
