@@ -5,9 +5,10 @@
  * do-nothing dynamic resources in the same run:
  *
  *   baseline   2N dynamic resources whose provider does nothing
- *   instance   N registrations and N enrollments (the recommended key mode)
- *   provider   N registrations and N certificates (keys made by the provider, P-256; no CRL in
- *              state, `includeCrl: false`, as the README and the examples give)
+ *   instance   N registrations and N enrollments (the recommended key mode; only the CA bundle's
+ *              fingerprint in state, `includeCaBundle: false`, as the README gives)
+ *   provider   N registrations and N certificates (keys made by the provider, P-256; no CRL and no CA bundle in
+ *              state, `includeCrl: false`, `includeCaBundle: false`, as the README gives)
  *   yaml       the instance mode's resources as a Pulumi YAML program, from the command line
  *              (`pulumi up --skip-preview`, as the Automation API runs it), through espm's
  *              provider plugin installed from its tarball (scripts/pack-plugin.sh) under the YAML
@@ -107,8 +108,14 @@ function program(mode: Exclude<Mode, "yaml">, count: number): automation.PulumiF
         name: `fleet-${mode}-${i}.example.test`,
         groups: ["base"],
       });
-      if (mode === "instance") new PuppetEnrollment(`node-${i}`, { certname: registration.nodeName });
-      else new PuppetCertificate(`node-${i}`, { certname: registration.nodeName, includeCrl: false });
+      if (mode === "instance")
+        new PuppetEnrollment(`node-${i}`, { certname: registration.nodeName, includeCaBundle: false });
+      else
+        new PuppetCertificate(`node-${i}`, {
+          certname: registration.nodeName,
+          includeCrl: false,
+          includeCaBundle: false,
+        });
     }
   };
 }
@@ -155,7 +162,7 @@ function yamlProgram(count: number): string {
       `    properties: { name: fleet-yaml-${i}.example.test, groups: [base] }`,
       `  enrollment${i}:`,
       `    type: espm:index:Enrollment`,
-      `    properties: { certname: "\${node${i}.nodeName}" }`,
+      `    properties: { certname: "\${node${i}.nodeName}", includeCaBundle: false }`,
     ].join("\n"),
   );
   return `name: espm-bench-fleet-yaml\nruntime: yaml\nresources:\n${resources.join("\n")}\n`;

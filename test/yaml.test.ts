@@ -14,6 +14,11 @@ import { caState, sharedWorld, type World } from "./helpers/world";
 
 const PROJECT = "espm-yaml-node";
 
+interface StoredResource {
+  type: string;
+  outputs?: Record<string, unknown>;
+}
+
 describe("a Pulumi YAML program through espm's provider plugin (examples/yaml-node)", function () {
   this.timeout(600_000);
   let world: World;
@@ -54,6 +59,8 @@ describe("a Pulumi YAML program through espm's provider plugin (examples/yaml-no
     script = await cli.ok("stack", "output", "userDataScript", "--show-secrets");
     assert.match(script, /^#!/);
     assert.doesNotMatch(script, /PRIVATE KEY/, "the instance key mode: no key in the userdata");
+    assert.doesNotMatch(script, /BEGIN CERTIFICATE/, "includeCaBundle: false: no CA bundle in the userdata");
+    assert.match(script, /^ESPM_CA_FINGERPRINT=[0-9a-f]{64}$/m, "only its fingerprint, which the agent checks");
 
     const boot = await world.boot("yaml", script);
     assert.equal(boot.code, 0, `${boot.stdout}\n${boot.log}`);
@@ -63,6 +70,11 @@ describe("a Pulumi YAML program through espm's provider plugin (examples/yaml-no
     await client.close();
 
     const state = cli.stateText(PROJECT, "test");
+    const resources = (JSON.parse(state) as { checkpoint: { latest: { resources: StoredResource[] } } }).checkpoint
+      .latest.resources;
+    const enrollment = resources.find((r) => r.type === "espm:index:Enrollment");
+    assert.equal(enrollment?.outputs?.caCertificatePem, "", "no CA bundle in the state file either");
+    assert.match(String(enrollment?.outputs?.caFingerprint), /^[0-9a-f]{64}$/);
     const token = /<<'ESPM_ENROLLMENT_TOKEN'\n(\w+)\n/.exec(script)?.[1] ?? "";
     assert.ok(token.length >= 32, "the token is in the userdata");
     assert.ok(!state.includes(token), "the token only encrypted in the state file");
