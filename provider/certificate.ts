@@ -1,9 +1,9 @@
 /**
  * PuppetCertificate: a Puppet client certificate signed by the Puppet CA through espm. The key pair
  * is made here with Node's crypto and only the CSR goes to espm; the private key is a secret output.
- * Any input change but `connection`, `includeCrl` and `includeCaBundle` replaces the certificate, delete before
- * replace, because a CA holds one certificate per name. Destroy revokes it (Puppet Server's clean),
- * so the node is refused afterwards.
+ * Any input change but `connection`, `includeCrl` and `includeCaBundle` replaces the certificate,
+ * delete before replace, because a CA holds one certificate per name. Destroy revokes it (Puppet
+ * Server's clean), so the node is refused afterwards.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
@@ -87,7 +87,7 @@ export interface CertificateState extends CaOutputs {
  * A certificate made before this default keeps its recorded key type (see check): no replacement.
  */
 const DEFAULT_KEY_TYPE: CertificateKeyType = "ec-p256";
-/** Every input but `connection`, `includeCrl` and `includeCaBundle` replaces: a new key, name or extension needs a new certificate. */
+/** Every other input replaces: a new key, name or extension needs a new certificate. */
 const REPLACING = ["certname", "keyType", "extensions"] as const;
 
 const inputSchema = inputSchemaOnce(() => {

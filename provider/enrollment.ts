@@ -7,8 +7,9 @@
  *
  * A change of certname or extensions replaces the enrollment, delete before replace (a name has
  * one). A change of ttlMinutes does not: it extends an unused token, and leaves a used one alone,
- * since a replacement would revoke a live node. Nor does one of includeCaBundle (ca-trust.ts). Destroy revokes and cleans whatever certificate
- * was signed through the enrollment, and invalidates an unused token.
+ * since a replacement would revoke a live node. Nor does one of includeCaBundle (ca-trust.ts).
+ * Destroy revokes and cleans whatever certificate was signed through the enrollment, and
+ * invalidates an unused token.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";

@@ -78,6 +78,7 @@ for (const puppet of PUPPETS)
       classification: Omit<CreateNodeInput, "name">,
       master = "localhost",
       keyType: KeyType = "rsa-2048",
+      caFingerprintOnly = false,
     ) {
       const name = `${short}.${DOMAIN}`;
       await client.registerNode({ name, ...classification });
@@ -87,6 +88,7 @@ for (const puppet of PUPPETS)
         master,
         keyType,
         extensions: { pp_role: "web" },
+        caFingerprintOnly,
         file,
       });
       return { name, issued, userdata, file };
@@ -266,19 +268,25 @@ for (const puppet of PUPPETS)
       );
     });
 
-    it("boots a node whose key is ECDSA P-256 (keyType ec-p256): exit 2, classified by espm", async () => {
+    it("boots a node whose key is ECDSA P-256 (keyType ec-p256) from the CA bundle's fingerprint alone: exit 2, classified by espm", async () => {
       const path = join(dir, "agent-ec-01/ec.txt");
       const node = await provision(
         "ec-01",
         { classes: { espm_file: { path, content: "booted with an EC key" } } },
         "localhost",
         "ec-p256",
+        true,
       );
       assert.equal(new X509Certificate(node.issued.certificate).publicKey.asymmetricKeyType, "ec");
+      assert.ok(!node.userdata.script.includes("ESPM_CA_BUNDLE"), "no CA bundle in the userdata");
+      assert.match(node.userdata.script, /^ESPM_CA_FINGERPRINT=[0-9a-f]{64}$/m);
       const run = await boot("ec-01", node.file);
       assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}\n${run.log}`);
       assert.match(run.stdout, /agent exit 2/);
       assert.equal(readFileSync(path, "utf8"), "booted with an EC key\n");
+      // This Puppet downloaded the bundle and kept it only because its digest matched.
+      const localCa = readFileSync(join(dir, "agent-ec-01/ssl/certs/ca.pem"), "utf8");
+      assert.equal(localCa, node.issued.caCertificate);
       await client.deleteNode(node.name);
       await client.revokeCertificate(node.name);
       assert.equal(await caState(lab, node.name), "absent");

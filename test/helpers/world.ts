@@ -10,6 +10,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { Agent, request } from "undici";
 import { EspmClient } from "espm-sdk/client";
 import { createCsr, generateKeyPairAsync, normalizeSerial, type KeyType } from "espm-sdk/x509";
+import { caFingerprint } from "pulumi-espm/ca-trust";
 import { renderUserData, type UserDataInput } from "pulumi-espm/userdata";
 import type { ConfigValue } from "@pulumi/pulumi/automation";
 import type { StackConfig } from "pulumi-espm/connection";
@@ -167,6 +168,8 @@ export interface SignedUserdataOptions {
   keyType?: KeyType;
   /** pp_* extensions in the CSR. */
   extensions?: Record<string, string>;
+  /** Only the CA bundle's fingerprint in the userdata (as with `includeCaBundle: false`): the agent downloads and checks the bundle. */
+  caFingerprintOnly?: boolean;
   /** Any other userdata input (hooks, facts, a template of the user's own). */
   userdata?: Partial<UserDataInput>;
   /** Also write the script here, as cloud-init would find it (0700). */
@@ -187,7 +190,9 @@ export async function signedUserdata(client: EspmClient, name: string, o: Signed
     masterPort: o.masterPort,
     certificatePem: issued.certificate,
     privateKeyPem,
-    caCertificatePem: issued.caCertificate,
+    ...(o.caFingerprintOnly
+      ? { caFingerprint: caFingerprint(issued.caCertificate) }
+      : { caCertificatePem: issued.caCertificate }),
     ...o.userdata,
   });
   if (o.file) writeFileSync(o.file, userdata.script, { mode: 0o700 });

@@ -10,8 +10,8 @@
 #
 # Either way it installs the CA bundle (--ca), or has the agent download it and check it against
 # its SHA-256 (--ca-fingerprint, Puppet's ca_fingerprint: 64 hex digits instead of a 4 KB bundle),
-# points puppet.conf's [agent] at the master, and runs the Puppet agent once. Running it again converges to the same state: files rewritten, one hosts
-# entry, the agent run again. POSIX sh; works with Puppet's AIO packages and Debian's.
+# points puppet.conf's [agent] at the master, and runs the Puppet agent once. Running it again
+# converges to the same state: files rewritten, one hosts entry, the agent run again. POSIX sh; works with Puppet's AIO packages and Debian's.
 #
 # usage: puppet-bootstrap.sh --certname NAME --master HOST|IP (--ca FILE | --ca-fingerprint SHA256)
 #          (--cert FILE --key FILE | --token-file FILE [--extension pp_NAME=VALUE]...
