@@ -9,15 +9,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { EspmClient } from "espm-sdk/client";
 import { schemas } from "espm-sdk/protocol";
-import {
-  createCsr,
-  describeCertificate,
-  generateKeyPairAsync,
-  KEY_TYPES,
-  normalizeSerial,
-  PUPPET_EXTENSIONS,
-  type KeyType,
-} from "espm-sdk/x509";
+import { describeCertificate, generateKeyPairAsync, KEY_TYPES, normalizeSerial, type KeyType } from "espm-sdk/keys";
+import { PUPPET_EXTENSIONS } from "espm-sdk/puppet-extensions";
 import { caBundleChanged, caOutputs, caOutputsKept, type CaOutputs } from "./ca-trust";
 import { connectionSchema, keepingSecret, secretConnection, withClient, type EspmConnection } from "./connection";
 import { EspmError } from "espm-sdk/errors";
@@ -151,7 +144,11 @@ export const certificateLifecycle = {
     settings: StackSettings | undefined,
   ): Promise<pulumi.dynamic.CreateResult<CertificateState>> {
     return withClient(inputs.connection, settings?.espm, async (client) => {
-      const { privateKeyPem } = await generateKeyPairAsync(inputs.keyType);
+      // The CSR builder (ASN.1 schemas) loads here, in a create, not in every provider host and preview.
+      const [{ privateKeyPem }, { createCsr }] = await Promise.all([
+        generateKeyPairAsync(inputs.keyType),
+        import("espm-sdk/x509"),
+      ]);
       const csr = createCsr(inputs.certname, privateKeyPem, inputs.extensions);
       try {
         const issued = await client.signCertificate(inputs.certname, csr);

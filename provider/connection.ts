@@ -12,9 +12,9 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { EspmClient } from "espm-sdk/client";
+import type { EspmClient } from "espm-sdk/client";
 import { EspmError } from "espm-sdk/errors";
-import { normalizeFingerprint } from "espm-sdk/x509";
+import { normalizeFingerprint } from "espm-sdk/keys";
 
 export interface EspmConnection {
   /** espm's base URL, e.g. https://puppet.example.com:8443 */
@@ -108,7 +108,7 @@ function closeClients(): void {
  * The client for the resource's own connection when it has one, else for the stack's. Throws a
  * message naming the missing config keys.
  */
-function clientFor(own: EspmConnection | undefined, stack: PartialConnection | undefined): EspmClient {
+async function clientFor(own: EspmConnection | undefined, stack: PartialConnection | undefined): Promise<EspmClient> {
   const chosen = own ?? stack ?? {};
   const missing: string[] = [];
   if (!chosen.url) missing.push("espm:url");
@@ -124,7 +124,12 @@ function clientFor(own: EspmConnection | undefined, stack: PartialConnection | u
   const key = createHash("sha256")
     .update(JSON.stringify([chosen.url, chosen.psk, chosen.certificate ?? "", chosen.fingerprint ?? ""]))
     .digest("hex");
-  let client = clients.get(key);
+  const made = clients.get(key);
+  if (made) return made;
+  // The client (undici, 50 ms to load) loads where espm is called, the provider host, not in the
+  // program, which only declares resources.
+  const { EspmClient } = await import("espm-sdk/client");
+  let client = clients.get(key); // made by another operation while the module loaded
   if (!client) {
     client = new EspmClient({
       url: chosen.url,
@@ -150,7 +155,7 @@ export async function withClient<T>(
   use: (client: EspmClient) => Promise<T>,
 ): Promise<T> {
   try {
-    return await use(clientFor(own, stack));
+    return await use(await clientFor(own, stack));
   } catch (err) {
     const stale = err instanceof EspmError && ["unauthorized", "unreachable", "tls_pin_mismatch"].includes(err.code);
     if (stale && own === undefined && !err.message.includes(RECORDED_SETTINGS_HINT))

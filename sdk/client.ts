@@ -31,7 +31,7 @@ import {
   type Node,
   type RunsResponse,
 } from "./protocol";
-import { certificateFingerprint, normalizeFingerprint } from "./x509";
+import { certificateFingerprint, normalizeFingerprint } from "./keys";
 
 export interface EspmClientOptions {
   /** Base URL, e.g. https://puppet.example.com:8443 */

@@ -3,6 +3,7 @@
  * the agent and the Pulumi library meet only in espm-sdk.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { ROOT } from "./helpers/espm";
@@ -80,6 +81,26 @@ describe("imports", () => {
       dependsOn("sdk").filter((name) => name.includes("espm")),
       [],
     );
+  });
+
+  it("leave the HTTP client out of a program and the CSR builder out of a provider host until a create needs them", () => {
+    // In a fresh process, as a program and a dynamic-provider host load them: what they pull in.
+    const loaded = (specifier: string) =>
+      execFileSync(
+        process.execPath,
+        ["-e", `require(${JSON.stringify(specifier)}); console.log(Object.keys(require.cache).join("\\n"))`],
+        { cwd: join(ROOT, "provider"), encoding: "utf8" },
+      )
+        .split("\n")
+        .map((path) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1])
+        .filter((name): name is string => name !== undefined);
+    const program = new Set(loaded("pulumi-espm"));
+    assert.ok(program.has("zod"), "the resources' input schemas load with the program");
+    for (const name of ["undici", "@peculiar/asn1-csr", "@peculiar/asn1-x509"])
+      assert.ok(!program.has(name), `a program that declares espm's resources loads ${name}`);
+    const host = new Set(loaded("pulumi-espm/dist/provider/runtime.js"));
+    for (const name of ["@peculiar/asn1-csr", "@peculiar/asn1-x509"])
+      assert.ok(!host.has(name), `the runtime module loads ${name} before any certificate is made`);
   });
 });
 
