@@ -98,6 +98,7 @@ describe("providers against live espm and Puppet Server", function () {
         keyType: "ec-p256",
         extensions: {},
         includeCrl: true,
+        includeCaBundle: true,
       });
       // A certificate made under the old default (RSA-2048) keeps it: the new default replaces nothing.
       const kept = await certificateProvider.check!(good.inputs, { certname: "web-01.example.test" });
