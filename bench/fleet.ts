@@ -7,8 +7,9 @@
  *   baseline   2N dynamic resources whose provider does nothing
  *   instance   N registrations and N enrollments (the recommended key mode; only the CA bundle's
  *              fingerprint in state, `includeCaBundle: false`, as the README gives)
- *   provider   N registrations and N certificates (keys made by the provider, P-256; no CRL and no CA bundle in
- *              state, `includeCrl: false`, `includeCaBundle: false`, as the README gives)
+ *   provider   N registrations and N certificates (keys made by the provider, P-256; no CRL and
+ *              no CA bundle in state, `includeCrl: false`, `includeCaBundle: false`, as the README
+ *              gives)
  *   yaml       the instance mode's resources as a Pulumi YAML program, from the command line
  *              (`pulumi up --skip-preview`, as the Automation API runs it), through espm's
  *              provider plugin installed from its tarball (scripts/pack-plugin.sh) under the YAML
