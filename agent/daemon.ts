@@ -23,7 +23,7 @@ import { PuppetDb } from "./puppetserver/puppetdb";
 import { openStore, StorePublication } from "./store/open";
 import type { Store } from "./store/store";
 import { ensureStateDirectories } from "./config/state-dirs";
-import type { Group, Node } from "espm-sdk/protocol";
+import type { Group } from "espm-sdk/protocol";
 import { VERSION } from "./version";
 
 /** While Puppet Server's own names are unknown, espm retries learning them this often. */
@@ -122,6 +122,10 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
       void autosign?.close();
     },
     // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
+    // The export is sealed only once every request is done: see EncExport.seal.
+    seal: async () => {
+      if (publication instanceof EncExport) await publication.seal(store);
+    },
     close: () => [
       store.close(),
       ...[...new Set([ctx.reports, puppetdb])].flatMap((backend) => (backend ? [backend.close()] : [])),
@@ -166,7 +170,8 @@ function serverSecrets(config: EspmConfig): { psk: string; tls: { key: string; c
 }
 
 /**
- * What `espm enc` reads, and the groups it was last given. SQLite: files, rebuilt from the store now.
+ * What `espm enc` reads, and the groups it was last given. SQLite: files, which the first review
+ * checks against the store (EncExport.resume says how far a clean stop's record spares it that).
  * PostgreSQL: the store itself (on any compile master), where the groups are published too.
  */
 async function encPublication(
@@ -176,9 +181,8 @@ async function encPublication(
   if (store.publishGroups)
     return { publication: new StorePublication(store), previousGroups: (await store.publishedGroups?.()) ?? new Map() };
   const encExport = new EncExport(config.store.enc_export, config.store.export_group);
-  // reviewRegistrations syncs it with the store's live nodes the policy allows before espm answers,
-  // so a crash between commit and export heals.
   encExport.prepare();
+  await encExport.resume(store);
   return { publication: encExport, previousGroups: readGroupsSnapshot(config.store.enc_export) };
 }
 
@@ -207,7 +211,7 @@ function stopper(
   config: EspmConfig,
   app: ReturnType<typeof buildServer>,
   sockets: Set<Socket>,
-  work: { background(): void; close(): Array<Promise<unknown>> },
+  work: { background(): void; seal(): Promise<void>; close(): Array<Promise<unknown>> },
 ): (signal: string) => void {
   let stopping = false;
   return (signal) => {
@@ -235,8 +239,9 @@ function stopper(
     }, graceMs + 2000).unref();
     app
       .close()
-      .then(() => {
+      .then(async () => {
         app.log.info("stopped");
+        await work.seal().catch((err: Error) => app.log.warn({ err: err.message }, "could not record the clean stop"));
         finish(0);
       })
       .catch((err: Error) => {
@@ -250,31 +255,32 @@ type AgentLog = ReturnType<typeof buildServer>["log"];
 
 /**
  * Holds espm's registrations against the certname policy as it is now (at start, and each time
- * Puppet Server's names are relearned): publishes those names for `espm enc`, rebuilds the SQLite
- * export without the rows the policy refuses (so `espm enc` passes them to the fallback ENC), and
+ * Puppet Server's names are relearned): publishes those names for `espm enc`, keeps the rows the
+ * policy refuses out of the SQLite export (so `espm enc` passes them to the fallback ENC), and
  * names those rows in the log and in health, so the operator sees and deletes them.
+ *
+ * It reads the live names alone; the SQLite export changes only where the refusals changed, unless
+ * what it holds is not known (EncExport.review).
  */
 async function reviewRegistrations(ctx: AgentContext, log: AgentLog): Promise<void> {
   const names = ctx.policy.names();
   if (names) ctx.export.writeServerNames(names);
-  const refusedOf = (live: Node[]) =>
-    live.flatMap((node) => {
-      const refusal = ctx.policy.refusal(node.name);
-      return refusal && !refusal.unknown ? [{ name: node.name, rule: refusal.rule }] : [];
+  const refusedOf = (live: string[]) =>
+    live.flatMap((name) => {
+      const refusal = ctx.policy.refusal(name);
+      return refusal && !refusal.unknown ? [{ name, rule: refusal.rule }] : [];
     });
   const encExport = ctx.export instanceof EncExport ? ctx.export : undefined;
-  // The export is synced in a transaction: no create, update or delete commits (and writes its
-  // node's file) between the read of the live nodes and the sync.
-  const refused = encExport
-    ? await ctx.store.transaction(async (tx) => {
-        const live = await tx.liveNodes();
-        const refused = refusedOf(live);
-        const outside = new Set(refused.map((r) => r.name));
-        encExport.sync(live.filter((node) => !outside.has(node.name)));
-        return refused;
-      })
-    : refusedOf(await ctx.store.liveNodes());
-  ctx.outsidePolicy = refused.map((r) => r.name);
+  // In a transaction: no create, update or delete commits (and writes its node's file) between the
+  // read of the live names and the export's change.
+  const { refused, rebuilt } = await ctx.store.transaction(async (tx) => {
+    const refused = refusedOf(await tx.liveNodeNames());
+    const outside = refused.map((r) => r.name);
+    const exported = await encExport?.review(tx, outside);
+    ctx.outsidePolicy = outside;
+    return { refused, rebuilt: exported?.rebuilt };
+  });
+  if (rebuilt) log.info({ dir: encExport!.dir }, "checked the export espm enc reads against every live node");
   if (refused.length)
     log.warn(
       { registrations: refused },

@@ -25,10 +25,13 @@ import {
 import { join } from "node:path";
 import type { Group, Node } from "espm-sdk/protocol";
 import type { PuppetServerNames } from "../ca/certname-policy";
+import type { Store, StoreOps } from "../store/store";
 
 const SUFFIX = ".json";
 const GROUPS_SNAPSHOT = ".groups.json";
 const SERVER_NAMES_SNAPSHOT = ".server-names.json";
+/** Written by a clean stop, taken (and removed) by the next start: see EncExport.seal. */
+const CLEAN_STOP = ".clean-stop.json";
 
 /** On a compile master with a PostgreSQL store: the copy `espm enc-follow` keeps, under enc_export. */
 export const FOLLOWED_DIR = "followed";
@@ -81,10 +84,31 @@ export interface EncPublication {
   writeGroups(groups: Map<string, Group>): void;
   /** Puppet Server's names as espm learned them: `espm enc` never classifies one of them. */
   writeServerNames(names: PuppetServerNames): void;
+  /**
+   * A transaction that wrote a node's file did not commit: the file may not be what the store
+   * holds, so the next review rebuilds the export from every row.
+   */
+  distrust(): void;
+}
+
+/**
+ * What a clean stop left: the export held exactly the live nodes of the store at `nodesVersion`
+ * but those in `outside` (the names the certname policy refused then).
+ */
+interface CleanStop {
+  nodesVersion: string;
+  outside: string[];
 }
 
 export class EncExport implements EncPublication {
   private readonly gid: number | undefined;
+  /** Whether a clean-stop record stands in the directory: every change to the export removes it first. */
+  private sealed = false;
+  /**
+   * What the export is known to hold: every live node of the store but these names (those the
+   * certname policy refused at the last review); undefined when that is not known, as at start.
+   */
+  private outside: string[] | undefined;
 
   constructor(
     readonly dir: string,
@@ -94,10 +118,12 @@ export class EncExport implements EncPublication {
   }
 
   writeNode(node: Node): void {
+    this.unseal();
     writeAtomically(exportPath(this.dir, node.name), JSON.stringify(node), this.gid);
   }
 
   removeNode(name: string): void {
+    this.unseal();
     rmSync(exportPath(this.dir, name), { force: true });
   }
 
@@ -117,12 +143,67 @@ export class EncExport implements EncPublication {
     if (this.gid !== undefined) chownSync(this.dir, -1, this.gid);
   }
 
+  distrust(): void {
+    this.outside = undefined;
+  }
+
+  /**
+   * Makes the export hold every live node but those in `outside` (the names the certname policy
+   * refuses now), reading `tx` inside the review's transaction. Where what the export holds is
+   * known, only the files of names whose refusal changed are touched; otherwise (at start without
+   * a clean stop's record, after a failed commit) it is rebuilt from every live row, so a crash
+   * between commit and export heals.
+   */
+  async review(tx: Pick<StoreOps, "liveNodes" | "liveNode">, outside: string[]): Promise<{ rebuilt: boolean }> {
+    const now = new Set(outside);
+    const rebuilt = this.outside === undefined;
+    if (rebuilt) {
+      this.sync((await tx.liveNodes()).filter((node) => !now.has(node.name)));
+    } else {
+      const before = new Set(this.outside);
+      for (const name of outside) if (!before.has(name)) this.removeNode(name);
+      for (const name of before) {
+        const node = now.has(name) ? undefined : await tx.liveNode(name);
+        if (node) this.writeNode(node);
+      }
+    }
+    this.outside = outside;
+    return { rebuilt };
+  }
+
+  /**
+   * Takes the last clean stop's record (it vouches for one start alone) and trusts it if it still
+   * holds: the store's nodes table unchanged since (`nodesVersion`, moved by any write to it, espm's
+   * or anyone's) and the directory holding a file for each live node the policy then allowed.
+   * Otherwise (a crash, a store restored or written behind espm's back, a file removed or added)
+   * the first review rebuilds the export from every row.
+   */
+  async resume(store: Pick<Store, "nodesVersion" | "liveNodeNames">): Promise<void> {
+    const stop = this.takeCleanStop();
+    if (!stop || !store.nodesVersion || stop.nodesVersion !== (await store.nodesVersion())) return;
+    const outside = new Set(stop.outside);
+    const expected = (await store.liveNodeNames()).filter((name) => !outside.has(name));
+    const files = this.nodeFiles();
+    if (files.size === expected.length && expected.every((name) => files.has(name))) this.outside = stop.outside;
+  }
+
+  /**
+   * Records, at a clean stop (every request done), what the export holds, when that is known. Any
+   * later change to the export removes the record first, and a crash leaves none.
+   */
+  async seal(store: Pick<Store, "nodesVersion">): Promise<void> {
+    if (this.outside === undefined || !store.nodesVersion) return;
+    const stop: CleanStop = { nodesVersion: await store.nodesVersion(), outside: this.outside };
+    writeAtomically(join(this.dir, CLEAN_STOP), JSON.stringify(stop));
+    this.sealed = true;
+  }
+
   /**
    * Makes the export hold exactly these nodes (the store's live nodes that the certname policy
-   * allows now): run at start-up, so a crash between commit and export heals, and whenever the
-   * policy changes, so a node it no longer allows is not classified.
+   * allows now).
    */
   sync(nodes: Node[]): void {
+    this.unseal();
     this.prepare();
     const keep = new Set([...nodes.map((n) => `${n.name}${SUFFIX}`), GROUPS_SNAPSHOT, SERVER_NAMES_SNAPSHOT]);
     for (const file of readdirSync(this.dir)) {
@@ -135,6 +216,34 @@ export class EncExport implements EncPublication {
       const text = JSON.stringify(node);
       if (!this.holds(target, text)) writeAtomically(target, text, this.gid);
     }
+  }
+
+  /** The node files the directory holds, by node name. */
+  private nodeFiles(): Set<string> {
+    const names = new Set<string>();
+    for (const file of readdirSync(this.dir))
+      if (file.endsWith(SUFFIX) && !file.startsWith(".")) names.add(file.slice(0, -SUFFIX.length));
+    return names;
+  }
+
+  /** The record of the last clean stop, removed as it is read. */
+  private takeCleanStop(): CleanStop | undefined {
+    const path = join(this.dir, CLEAN_STOP);
+    let stop: CleanStop | undefined;
+    try {
+      stop = readJson<CleanStop>(path);
+    } catch {
+      stop = undefined;
+    }
+    rmSync(path, { force: true });
+    const valid = typeof stop?.nodesVersion === "string" && Array.isArray(stop.outside);
+    return valid ? stop : undefined;
+  }
+
+  private unseal(): void {
+    if (!this.sealed) return;
+    rmSync(join(this.dir, CLEAN_STOP), { force: true });
+    this.sealed = false;
   }
 
   /** Whether `target` is already `text`, readable by the export group. */

@@ -19,7 +19,7 @@ import { revokeCertificate } from "../ca/holding";
 import { revokeEnrollment } from "../enrollment/enrollments";
 import { admit } from "../ca/gate";
 import { checkClassificationSize, checkNodeQuota } from "../http/quotas";
-import { StoreConflict } from "../store/store";
+import { StoreConflict, type StoreOps } from "../store/store";
 
 type Params = { Params: { name: string } };
 
@@ -70,6 +70,31 @@ async function deactivate(ctx: AgentContext, name: string, who: string): Promise
   await ctx.store.audit({ actor: who, action: "node.deactivate", target: name, outcome }, now());
 }
 
+/**
+ * Runs a transaction that changes `name`'s export file, which it writes before its commit so that
+ * export writes follow the order of commits. If the transaction fails (not a conflict, which fails
+ * before the file is touched), the file is put back as the store has it, and the export is rebuilt
+ * from every row at the next review in case it could not be: `espm enc` never keeps serving a
+ * change that did not land.
+ */
+async function exportingTransaction<T>(
+  ctx: AgentContext,
+  name: string,
+  work: (tx: StoreOps) => Promise<T>,
+): Promise<T> {
+  try {
+    return await ctx.store.transaction(work);
+  } catch (err) {
+    if (!(err instanceof StoreConflict)) {
+      ctx.export.distrust();
+      const node = await ctx.store.liveNode(name).catch(() => undefined);
+      if (node && !ctx.outsidePolicy.includes(name)) ctx.export.writeNode(node);
+      else ctx.export.removeNode(name);
+    }
+    throw err;
+  }
+}
+
 export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.post("/v1/nodes", async (request, reply) => {
     const input = parseInput(schemas.createNodeRequest, request.body, "node");
@@ -87,7 +112,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
         await revokeWhatWasIssued(ctx, name, actor(request));
         let node: Node;
         try {
-          node = await ctx.store.transaction(async (tx) => {
+          node = await exportingTransaction(ctx, name, async (tx) => {
             const created = await tx.insertNode(name, completed, now());
             await remember(tx, { status: 201, body: created });
             await tx.audit(auditEntry(request, { action: "node.create", target: name, outcome: "created" }), now());
@@ -120,7 +145,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     checkGroups(ctx, classification.groups);
     const completed = complete(ctx, classification);
     checkClassificationSize(ctx, completed);
-    const node = await ctx.store.transaction(async (tx) => {
+    const node = await exportingTransaction(ctx, name, async (tx) => {
       const updated = await tx.updateNode(name, completed, now());
       if (updated) {
         await tx.audit(auditEntry(request, { action: "node.update", target: name, outcome: "updated" }), now());
@@ -138,7 +163,7 @@ export const nodeRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
       await revokeWhatWasIssued(ctx, name, actor(request));
       await deactivate(ctx, name, actor(request));
     }
-    await ctx.store.transaction(async (tx) => {
+    await exportingTransaction(ctx, name, async (tx) => {
       if (await tx.deleteNode(name, now()))
         await tx.audit(auditEntry(request, { action: "node.delete", target: name, outcome: "deleted" }), now());
       ctx.export.removeNode(name);

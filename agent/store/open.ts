@@ -34,6 +34,8 @@ export class StorePublication implements EncPublication {
 
   removeNode(): void {}
 
+  distrust(): void {}
+
   writeGroups(groups: Map<string, Group>): void {
     this.store.publishGroups?.(groups).catch((err: Error) => this.onError(err));
   }

@@ -181,6 +181,11 @@ export function storeQueries(db: Db, dialect: Dialect): StoreOps {
     async liveNodes() {
       return (await nodes().orderBy("name").execute()).map(toNode);
     },
+    async liveNodeNames() {
+      return (
+        await db.selectFrom("nodes").select("name").where("deleted_at", "is", null).orderBy("name").execute()
+      ).map((row) => row.name);
+    },
     liveNodeCount: () => count(db.selectFrom("nodes").where("deleted_at", "is", null)),
     everCreatedNode: (name) => exists(db.selectFrom("nodes").where("name", "=", name)),
     async insertNode(name, classification, now) {

@@ -78,6 +78,8 @@ export function toNode(row: NodeRow): Node {
 export interface StoreOps {
   liveNode(name: string): Promise<Node | undefined>;
   liveNodes(): Promise<Node[]>;
+  /** The names of the live nodes alone, in order: what a review of the certname policy needs. */
+  liveNodeNames(): Promise<string[]>;
   liveNodeCount(): Promise<number>;
   /** True when espm created a node of this name at some time, live or deleted. */
   everCreatedNode(name: string): Promise<boolean>;
@@ -150,6 +152,11 @@ export interface Store extends StoreOps {
   publishServerNames?(names: PuppetServerNames): Promise<void>;
   /** The groups last published there. */
   publishedGroups?(): Promise<Map<string, Group>>;
+  /**
+   * SQLite: a value that changes with every write to the nodes table, by espm or anyone, and
+   * differs between stores; what a clean stop records beside the export (see EncExport).
+   */
+  nodesVersion?(): Promise<string>;
   /** Answers when the store can be read. */
   ping(): Promise<void>;
   close(): Promise<void>;
