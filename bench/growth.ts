@@ -40,6 +40,8 @@ const START_RUNS = 3;
 interface Figures {
   nodes: number;
   startMs: number;
+  /** Each of the restarts, in order. */
+  startsMs: number[];
   /** The first start after the writes (SQLite: writing the export of every new node). */
   healMs: number;
   rssMiB: number;
@@ -139,6 +141,7 @@ async function storeBench(kind: "SQLite" | "PostgreSQL", sizes: number[]): Promi
         figures.push({
           nodes: size,
           startMs,
+          startsMs: starts,
           healMs,
           rssMiB,
           encMs,
@@ -180,7 +183,7 @@ function print(kind: string, figures: Figures[]): void {
         ? ""
         : ` [${ratio(f.startMs, first.startMs)}, ${ratio(f.rssMiB, first.rssMiB)}, ${ratio(f.encMs, first.encMs)}, ${ratio(f.createP99Ms, first.createP99Ms)}, ${ratio(f.exportKiB, first.exportKiB)}]`;
     console.log(
-      `    ${String(f.nodes).padStart(6)} nodes: start ${f.startMs.toFixed(0)} ms (the first after the writes ${f.healMs.toFixed(0)} ms), ${f.rssMiB.toFixed(0)} MiB; ` +
+      `    ${String(f.nodes).padStart(6)} nodes: start ${f.startMs.toFixed(0)} ms (${f.startsMs.map((ms) => ms.toFixed(0)).join(", ")}; the first after the writes ${f.healMs.toFixed(0)} ms), ${f.rssMiB.toFixed(0)} MiB; ` +
         `espm enc ${f.encMs.toFixed(0)} ms (${(f.encMs / f.nodeMs).toFixed(2)}x node -e 0); ` +
         `create p99 ${f.createP99Ms.toFixed(1)} ms; export ${f.exportKiB.toFixed(0)} KiB` +
         `${f.followerCopyMs === undefined ? "" : `; enc-follow's copy ${f.followerCopyMs} ms`}${at}`,

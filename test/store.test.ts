@@ -114,6 +114,33 @@ for (const make of [sqliteBackend, postgresBackend]) {
       assert.equal((await store.liveNode("one.example.test"))?.environment, "staging");
     });
 
+    it("names its live nodes alone, and (SQLite) moves its nodes' version with every write, a rolled-back one not", async () => {
+      const version = async () => (store.nodesVersion ? await store.nodesVersion() : undefined);
+      const at = [await version()];
+      await store.insertNode("names-b.example.test", CLASSIFICATION, NOW);
+      await store.insertNode("names-a.example.test", CLASSIFICATION, NOW);
+      at.push(await version());
+      await store.updateNode("names-a.example.test", { ...CLASSIFICATION, environment: "staging" }, NOW);
+      at.push(await version());
+      await store.deleteNode("names-b.example.test", NOW);
+      at.push(await version());
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          await tx.insertNode("names-c.example.test", CLASSIFICATION, NOW);
+          throw new Error("rolled back");
+        }),
+      );
+      at.push(await version());
+      const names = await store.liveNodeNames();
+      assert.ok(names.includes("names-a.example.test"));
+      assert.ok(!names.includes("names-b.example.test") && !names.includes("names-c.example.test"));
+      assert.deepEqual(names, [...names].sort());
+      if (make === sqliteBackend) {
+        assert.equal(new Set(at.slice(0, 4)).size, 4, at.join(", "));
+        assert.equal(at[4], at[3], "a rollback leaves the version as it was");
+      } else assert.deepEqual(at, [undefined, undefined, undefined, undefined, undefined]);
+    });
+
     it("lands a transaction whole or not at all: the idempotency record goes with its create", async () => {
       await assert.rejects(
         store.transaction(async (tx) => {
