@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { nameProblem } from "espm-sdk/names";
 import { puppetExtensionName } from "espm-sdk/puppet-extensions";
-import { csrProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../ca/csr";
+import { summaryProblem, inspectCsr, SUBJECT_ALT_NAME_OID, type CsrSummary } from "../ca/csr";
 import { now, type AgentContext } from "../http/context";
 import type { EnrollmentRecord, StoreOps } from "../store/store";
 
@@ -41,7 +41,6 @@ async function problemWith(
   tx: StoreOps,
   enrollment: EnrollmentRecord,
   certname: string,
-  pem: string,
   csr: CsrSummary,
   refusal: ReturnType<AgentContext["policy"]["refusal"]>,
 ) {
@@ -50,7 +49,7 @@ async function problemWith(
     return `the enrollment token is for ${enrollment.certname}, not for ${certname}`;
   if (!(await tx.liveNode(certname))) return `${certname} is no longer registered with espm`;
   if (refusal) return `refused by the certname policy (${refusal.rule}): ${refusal.message}`;
-  const problem = csrProblem(pem, certname);
+  const problem = summaryProblem(csr, certname);
   if (problem) return `the CSR is refused: ${problem}`;
   for (const oid of csr.extensions) {
     if (oid === SUBJECT_ALT_NAME_OID) continue; // checked by csrProblem
@@ -103,7 +102,7 @@ export function decide(ctx: AgentContext, certname: string, pem: string, actor: 
     }
     const refusal = ctx.policy.refusal(certname);
     if (refusal?.unknown) return { decision: "refuse", reason: refusal.message, undecided: true };
-    const problem = await problemWith(ctx, tx, presented, certname, pem, csr, refusal);
+    const problem = await problemWith(ctx, tx, presented, certname, csr, refusal);
     if (problem) return refuse(problem, presented);
     await tx.recordCertificateRequested(certname, csr.publicKeySha256, at);
     await tx.updateEnrollment(presented.id, { state: "used", publicKey: csr.publicKeySha256 }, at);

@@ -163,12 +163,15 @@ export function certificatePublicKeySha256(certificatePem: string): string {
  * of possession), and asking for nothing Puppet Server would refuse.
  */
 export function csrProblem(pem: string, certname: string): string | undefined {
-  let csr: CsrSummary;
   try {
-    csr = inspectCsr(pem);
+    return summaryProblem(inspectCsr(pem), certname);
   } catch (err) {
     return (err as Error).message;
   }
+}
+
+/** csrProblem for a CSR already read (reading one is a millisecond of espm's CPU: read it once). */
+export function summaryProblem(csr: CsrSummary, certname: string): string | undefined {
   if (csr.commonNames.length !== 1) {
     return `its subject has ${csr.commonNames.length} CNs; it must have exactly one, the certname ${certname} (Puppet reads only the first)`;
   }

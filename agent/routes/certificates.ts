@@ -6,7 +6,7 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { describeCertificate } from "espm-sdk/x509";
-import { certificatePublicKeySha256, csrProblem, inspectCsr } from "../ca/csr";
+import { certificatePublicKeySha256, inspectCsr, summaryProblem } from "../ca/csr";
 import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "espm-sdk/protocol";
 import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
 import { ApiError, checkName, parseInput } from "../http/errors";
@@ -20,8 +20,10 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
   app.post("/v1/certificates/:certname", async (request: FastifyRequest<Params>, reply) => {
     const certname = checkName(request.params.certname, "certname");
     const { csr } = parseInput(schemas.signRequest, request.body, "certificate request");
-    const problem = csrProblem(csr, certname);
-    if (problem) throw new ApiError("invalid_request", `csr: ${problem}`, [{ field: "csr", message: problem }]);
+    const read = readCsr(csr, certname);
+    if (read.problem !== undefined)
+      throw new ApiError("invalid_request", `csr: ${read.problem}`, [{ field: "csr", message: read.problem }]);
+    const publicKey = read.publicKeySha256;
     const ca = requireCa(ctx);
     const outcome = await ctx.idempotency.run(
       {
@@ -31,7 +33,6 @@ export const certificateRoutes: FastifyPluginAsync<RouteOptions> = async (app, {
       },
       async (remember) => {
         const { held, mine } = (await admit(ctx, "certify", certname, "certname")).holding!;
-        const publicKey = inspectCsr(csr).publicKeySha256;
         if (held.state === "signed") {
           throw new ApiError(
             "conflict",
@@ -142,5 +143,19 @@ async function removeOurPending(ctx: AgentContext, ca: CertificateAuthority, cer
     if (held.state === "requested" && mine) await ca.clean(certname);
   } catch {
     // The next attempt finds the request by its key and removes it then.
+  }
+}
+
+/** The CSR's key digest and why it must not be signed for certname (undefined when it may), reading it once. */
+function readCsr(
+  pem: string,
+  certname: string,
+): { problem: string } | { problem?: undefined; publicKeySha256: string } {
+  try {
+    const csr = inspectCsr(pem);
+    const problem = summaryProblem(csr, certname);
+    return problem === undefined ? { publicKeySha256: csr.publicKeySha256 } : { problem };
+  } catch (err) {
+    return { problem: (err as Error).message };
   }
 }

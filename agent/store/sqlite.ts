@@ -8,7 +8,7 @@
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { Kysely, sql, SqliteDialect } from "kysely";
+import { Kysely, sql, SqliteDialect, type SqliteDatabase } from "kysely";
 import { storeQueries, type Dialect, type Tables } from "./queries";
 import type { Store } from "./store";
 
@@ -141,11 +141,35 @@ function openDatabase(path: string): Database.Database {
   return db;
 }
 
+/** How many prepared statements the store keeps: espm's queries are a few dozen texts. */
+const STATEMENTS_KEPT = 256;
+
+/**
+ * The database as Kysely's driver uses it, with each statement prepared once: the driver prepares
+ * every query it runs, and SQLite's parsing of them was a tenth of espm's CPU in a burst of creates.
+ * A statement still being iterated is busy, so a query meeting one gets a fresh statement.
+ */
+function keepingStatements(db: Database.Database): SqliteDatabase {
+  const statements = new Map<string, Database.Statement>();
+  return {
+    close: () => db.close(),
+    prepare(text) {
+      let statement = statements.get(text);
+      if (!statement || statement.busy) {
+        statement = db.prepare(text);
+        if (statements.size >= STATEMENTS_KEPT) statements.delete(statements.keys().next().value!);
+        statements.set(text, statement);
+      }
+      return statement;
+    },
+  };
+}
+
 export function openSqliteStore(path: string): Store {
   // Kysely's SQLite driver runs one statement at a time on the one connection, in the order they
   // came; `connection()` holds it for a whole transaction, so a transaction's awaits never let
   // another request's reads or writes into it.
-  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: openDatabase(path) }) });
+  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: keepingStatements(openDatabase(path)) }) });
   return {
     ...storeQueries(db, SQLITE),
     description: `SQLite ${path}`,
