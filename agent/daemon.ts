@@ -121,11 +121,11 @@ export async function runAgent(configFile: string, makeBackends: (config: EspmCo
       void sweep?.stop();
       void autosign?.close();
     },
-    // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
-    // The export is sealed only once every request is done: see EncExport.seal.
+    // Only once every request is done: see EncExport.seal.
     seal: async () => {
       if (publication instanceof EncExport) await publication.seal(store);
     },
+    // Runs come from PuppetDB when no reportdir is set: then `reports` is `puppetdb`, closed once.
     close: () => [
       store.close(),
       ...[...new Set([ctx.reports, puppetdb])].flatMap((backend) => (backend ? [backend.close()] : [])),

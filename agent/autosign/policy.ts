@@ -52,7 +52,7 @@ async function problemWith(
   const problem = summaryProblem(csr, certname);
   if (problem) return `the CSR is refused: ${problem}`;
   for (const oid of csr.extensions) {
-    if (oid === SUBJECT_ALT_NAME_OID) continue; // checked by csrProblem
+    if (oid === SUBJECT_ALT_NAME_OID) continue; // checked by summaryProblem
     const name = puppetExtensionName(oid);
     if (name === "pp_instance_id") continue;
     if (!name || !(name in enrollment.extensions))
