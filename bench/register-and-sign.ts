@@ -311,7 +311,7 @@ async function main(): Promise<void> {
   const [sqlite, postgres] = measured;
   if (sqlite && postgres)
     console.log(
-      `  PostgreSQL/SQLite: creates/s ${(postgres!.rate / sqlite!.rate).toFixed(2)}x, p99 ${(postgres!.p99 / sqlite!.p99).toFixed(2)}x, espm enc ${(postgres!.enc / sqlite!.enc).toFixed(2)}x`,
+      `  PostgreSQL/SQLite: creates/s ${(postgres.rate / sqlite.rate).toFixed(2)}x, p99 ${(postgres.p99 / sqlite.p99).toFixed(2)}x, espm enc ${(postgres.enc / sqlite.enc).toFixed(2)}x`,
     );
   const results = [];
   for (const puppet of values.puppet.split(",").filter(Boolean).map(Number))
