@@ -235,9 +235,16 @@ export async function bootAgent(
 export async function caState(lab: PuppetServerLab, name: string): Promise<string> {
   const dispatcher = espmDispatcher(lab);
   try {
-    const res = await request(`${lab.url}/puppet-ca/v1/certificate_status/${name}`, { dispatcher });
-    const text = await res.body.text();
-    return res.statusCode === 404 ? "absent" : (JSON.parse(text) as { state: string }).state;
+    // Puppet Server 7 answers 500 when a request's file goes (a clean) while it reads it: ask again.
+    for (let attempt = 1; ; attempt++) {
+      const res = await request(`${lab.url}/puppet-ca/v1/certificate_status/${name}`, { dispatcher });
+      const text = await res.body.text();
+      if (res.statusCode === 404) return "absent";
+      if (res.statusCode === 200) return (JSON.parse(text) as { state: string }).state;
+      if (res.statusCode < 500 || attempt === 5)
+        throw new Error(`the CA's status of ${name}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
   } finally {
     await dispatcher.close();
   }
