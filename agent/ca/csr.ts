@@ -163,10 +163,20 @@ export function certificatePublicKeySha256(certificatePem: string): string {
  * of possession), and asking for nothing Puppet Server would refuse.
  */
 export function csrProblem(pem: string, certname: string): string | undefined {
+  return readCsr(pem, certname).problem;
+}
+
+/** The CSR's key digest and why it must not be signed for certname (undefined when it may), reading it once. */
+export function readCsr(
+  pem: string,
+  certname: string,
+): { problem: string } | { problem?: undefined; publicKeySha256: string } {
   try {
-    return summaryProblem(inspectCsr(pem), certname);
+    const csr = inspectCsr(pem);
+    const problem = summaryProblem(csr, certname);
+    return problem === undefined ? { publicKeySha256: csr.publicKeySha256 } : { problem };
   } catch (err) {
-    return (err as Error).message;
+    return { problem: (err as Error).message };
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { describeCertificate } from "espm-sdk/x509";
-import { certificatePublicKeySha256, inspectCsr, summaryProblem } from "../ca/csr";
+import { certificatePublicKeySha256, readCsr } from "../ca/csr";
 import { IDEMPOTENCY_HEADER, schemas, type CertificateIssued, type CertificateStatus } from "espm-sdk/protocol";
 import { BackendError, CaRefusal, type CertificateAuthority } from "../puppetserver/contract";
 import { ApiError, checkName, parseInput } from "../http/errors";
@@ -143,19 +143,5 @@ async function removeOurPending(ctx: AgentContext, ca: CertificateAuthority, cer
     if (held.state === "requested" && mine) await ca.clean(certname);
   } catch {
     // The next attempt finds the request by its key and removes it then.
-  }
-}
-
-/** The CSR's key digest and why it must not be signed for certname (undefined when it may), reading it once. */
-function readCsr(
-  pem: string,
-  certname: string,
-): { problem: string } | { problem?: undefined; publicKeySha256: string } {
-  try {
-    const csr = inspectCsr(pem);
-    const problem = summaryProblem(csr, certname);
-    return problem === undefined ? { publicKeySha256: csr.publicKeySha256 } : { problem };
-  } catch (err) {
-    return { problem: (err as Error).message };
   }
 }
