@@ -10,7 +10,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { connect as tlsConnect } from "node:tls";
-import { Agent, request, type buildConnector, type Dispatcher } from "undici";
+import type { buildConnector, Dispatcher } from "undici";
+import { Agent, request } from "./http";
 import type { z } from "zod";
 import { EspmError } from "./errors";
 import {

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, request } from "undici";
+import { Agent, request } from "espm-sdk/http";
 import { createCsr, generateRsaKeyPairAsync } from "espm-sdk/x509";
 import { certificatePublicKeySha256, inspectCsr } from "../ca/csr";
 import { loadConfig } from "../config/config";

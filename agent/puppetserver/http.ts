@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { connect, type PeerCertificate } from "node:tls";
-import { Agent, request } from "undici";
+import { Agent, request } from "espm-sdk/http";
 import type { EspmConfig } from "../config/config";
 import { VERSION } from "../version";
 import { BackendError } from "./contract";
