@@ -126,8 +126,8 @@ async function clientFor(own: EspmConnection | undefined, stack: PartialConnecti
     .digest("hex");
   const made = clients.get(key);
   if (made) return made;
-  // The client (undici's pool, 30 ms to load, espm-sdk/http) loads where espm is called, the provider host, not in the
-  // program, which only declares resources.
+  // The client (undici's pool, 30 ms to load, espm-sdk/http) loads where espm is called, the
+  // provider host, not in the program, which only declares resources.
   const { EspmClient } = await import("espm-sdk/client");
   let client = clients.get(key); // made by another operation while the module loaded
   if (!client) {

@@ -55,7 +55,7 @@ export function loadHttpCore(modules: typeof LEAN_MODULES = LEAN_MODULES): HttpC
             ...options,
             origin: target.origin,
             path: `${target.pathname}${target.search}`,
-            method: options.method ?? "GET",
+            method: options.method ?? (options.body ? "PUT" : "GET"),
           });
         },
         loaded: "lean",

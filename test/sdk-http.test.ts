@@ -58,6 +58,14 @@ describe("espm-sdk/http", () => {
       put: [201, "PUT /v1/nodes"],
     });
     assert.deepEqual(seen[1], { method: "PUT", url: "/v1/nodes", body: "csr", type: "text/plain" });
+    // A body without a method is a PUT, as undici's index makes it, so both ways of loading agree.
+    const dispatcher = new Agent();
+    try {
+      const put = await request(`${base}/v1/unnamed`, { dispatcher, body: "x" });
+      assert.equal(await put.body.text(), "PUT /v1/unnamed");
+    } finally {
+      await dispatcher.close();
+    }
   });
 
   it("falls back to undici's index when the modules are not where undici 7 keeps them", async () => {
