@@ -6,7 +6,7 @@
  * they do for the dynamic resources (see pulumi-espm's connection.ts).
  */
 import { z } from "zod";
-import { connectionSchema } from "pulumi-espm/connection";
+import { connectionSchema } from "pulumi-espm/connection-schema";
 import { stackSettings, type StackSettings } from "pulumi-espm/settings";
 import type { Properties } from "./values";
 

@@ -9,12 +9,17 @@
 import { z } from "zod";
 import { schemas } from "espm-sdk/protocol";
 import type { Lifecycle } from "pulumi-espm/thin-provider";
-import { registrationLifecycle, type RegistrationState } from "pulumi-espm/registration";
-import { enrollmentLifecycle, type EnrollmentState } from "pulumi-espm/enrollment";
-import { certificateLifecycle, type CertificateState } from "pulumi-espm/certificate";
+import { registrationLifecycle } from "pulumi-espm/registration-lifecycle";
+import type { RegistrationState } from "pulumi-espm/registration";
+import { enrollmentLifecycle } from "pulumi-espm/enrollment-lifecycle";
+import type { EnrollmentState } from "pulumi-espm/enrollment";
+import { certificateLifecycle } from "pulumi-espm/certificate-lifecycle";
+import type { CertificateState } from "pulumi-espm/certificate";
 import { CA_FINGERPRINT_DOC, INCLUDE_CA_BUNDLE_DOC } from "pulumi-espm/ca-trust";
-import { firstRunLifecycle, type FirstRunState } from "pulumi-espm/first-run";
-import { imageLifecycle, type ImageState } from "pulumi-espm/image";
+import { firstRunLifecycle } from "pulumi-espm/first-run-lifecycle";
+import type { FirstRunState } from "pulumi-espm/first-run";
+import { imageLifecycle } from "pulumi-espm/image-lifecycle";
+import type { ImageState } from "pulumi-espm/image";
 
 /**
  * Inputs of the dynamic resources that the plugin does not take: `connection` (a program holds one

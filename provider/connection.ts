@@ -11,10 +11,8 @@
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { z } from "zod";
 import type { EspmClient } from "espm-sdk/client";
 import { EspmError } from "espm-sdk/errors";
-import { normalizeFingerprint } from "espm-sdk/keys";
 
 export interface EspmConnection {
   /** espm's base URL, e.g. https://puppet.example.com:8443 */
@@ -65,30 +63,6 @@ export const RECORDED_SETTINGS_HINT =
   "If this is a refresh or destroy: Pulumi runs them with the espm settings recorded at the last `pulumi up`, " +
   "not the stack's current config. Run `pulumi up` first, or `pulumi refresh --run-program` / `pulumi destroy --run-program`, " +
   "or set ESPM_URL, ESPM_PSK and ESPM_CERTIFICATE (or ESPM_FINGERPRINT) in the environment, which win over recorded settings";
-
-/** The schema of a resource's `connection` input. */
-export function connectionSchema() {
-  return z
-    .strictObject({
-      url: z.string().regex(/^https:\/\/[^\s/]+(\/.*)?$/, "must be an https:// URL"),
-      psk: z.string().min(16, "must be the PSK espm-setup printed"),
-      certificate: z
-        .string()
-        .includes("-----BEGIN CERTIFICATE-----", { message: "must be a PEM certificate" })
-        .optional(),
-      fingerprint: z
-        .string()
-        .refine(
-          (value) => normalizeFingerprint(value) !== undefined,
-          "must be a SHA-256 fingerprint: 64 hex digits, colons optional",
-        )
-        .optional(),
-    })
-    .refine((value) => value.certificate !== undefined || value.fingerprint !== undefined, {
-      message: "give certificate or fingerprint to pin espm's TLS certificate",
-      path: ["certificate"],
-    });
-}
 
 /**
  * The process's clients, one per espm connection (URL, PSK and pin), kept for the life of the

@@ -7,11 +7,11 @@
  * `pulumi destroy` of existing stacks. It only re-exports.
  */
 export { stackSettings } from "./settings";
-export { registrationLifecycle as registration } from "./registration";
-export { certificateLifecycle as certificate } from "./certificate";
-export { imageLifecycle as image } from "./image";
-export { firstRunLifecycle as firstRun } from "./first-run";
-export { enrollmentLifecycle as enrollment } from "./enrollment";
+export { registrationLifecycle as registration } from "./registration-lifecycle";
+export { certificateLifecycle as certificate } from "./certificate-lifecycle";
+export { imageLifecycle as image } from "./image-lifecycle";
+export { firstRunLifecycle as firstRun } from "./first-run-lifecycle";
+export { enrollmentLifecycle as enrollment } from "./enrollment-lifecycle";
 // Stacks stored by earlier releases load these from here too.
 export {
   espmRuntime,

@@ -11,7 +11,8 @@ import {
   type EC2Client,
 } from "@aws-sdk/client-ec2";
 import { imageProvider, renderUserData } from "pulumi-espm";
-import { createToken, TOKEN_TAG, type ImageState } from "pulumi-espm/image";
+import type { ImageState } from "pulumi-espm/image";
+import { createToken, TOKEN_TAG } from "pulumi-espm/image-lifecycle";
 import { ResourceInitError } from "pulumi-espm/lifecycle";
 import { createSelfSignedCertificate } from "espm-agent/http/self-signed";
 import { sharedMoto, type Moto } from "./helpers/moto";

@@ -147,7 +147,7 @@ describe("the packages (npm run pack)", function () {
       assert.ok(!existsSync(join(project, "node_modules/@aws-sdk/client-ec2")), "npm leaves the optional peer out");
       const checkImage = `
         const { RegisteredImage } = require("pulumi-espm");
-        const { imageLifecycle } = require("pulumi-espm/dist/provider/image.js");
+        const { imageLifecycle } = require("pulumi-espm/dist/provider/image-lifecycle.js");
         imageLifecycle
           .check({}, { instanceId: "i-0123456789abcdef0", name: "base", scope: "p/s/base" }, { aws: { region: "us-east-1" } })
           .then((r) => console.log(typeof RegisteredImage, JSON.stringify(r.failures ?? [])));`;
