@@ -62,12 +62,18 @@ export interface CertificateState extends CaOutputs {
 /** The provider in this process, as the stored code (`storedProvider`) gets it from the runtime module where it runs. */
 export const certificateProvider = thinProvider("certificate");
 
-let crlDefaultWarned = false;
+/**
+ * The runs already told of includeCrl's deprecated default, by their stack resource: a process of
+ * the Automation API runs many programs inline, and each run is told once.
+ */
+const crlDefaultWarned = new WeakSet<object>();
+const OUTSIDE_A_RUN = {};
 
-/** Once per program: the deprecated default of `includeCrl`, with what to write instead. */
+/** Once per run of the program: the deprecated default of `includeCrl`, with what to write instead. */
 function warnCrlDefaultOnce(): void {
-  if (crlDefaultWarned) return;
-  crlDefaultWarned = true;
+  const run: object = pulumi.runtime.getStackResource() ?? OUTSIDE_A_RUN;
+  if (crlDefaultWarned.has(run)) return;
+  crlDefaultWarned.add(run);
   void pulumi.log.warn(
     "PuppetCertificate: includeCrl defaults to true, which is deprecated and will become false: give includeCrl: false " +
       "(crlPem, the CA's CRL at signing, grows with every revocation on the site and nothing of espm's reads it), " +
