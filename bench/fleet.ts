@@ -48,6 +48,8 @@ type Timings = Record<Operation, number> & {
   espm?: Record<Operation, string>;
   /** The CPU each kind of process spent in each operation (with --breakdown). */
   cpu?: Record<Operation, string>;
+  /** Each operation's fastest and slowest run, with --runs above 1. */
+  range?: Record<Operation, [number, number]>;
 };
 
 /**
@@ -144,14 +146,22 @@ function operationTimer(cpu: boolean) {
   };
 }
 
-/** Each operation's median over the runs; the breakdowns of the last run. */
+/** Each operation's median over the runs, with its fastest and slowest; the breakdowns of the last run. */
 function medianTimings(all: Timings[]): Timings {
+  const sorted = (op: Operation) => all.map((t) => t[op]).sort((a, b) => a - b);
   const median = (op: Operation) => {
-    const sorted = all.map((t) => t[op]).sort((a, b) => a - b);
-    const mid = Math.floor(sorted.length / 2);
-    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+    const times = sorted(op);
+    const mid = Math.floor(times.length / 2);
+    return times.length % 2 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
   };
-  return { ...all.at(-1)!, up: median("up"), preview: median("preview"), destroy: median("destroy") };
+  const range = (op: Operation): [number, number] => [sorted(op)[0]!, sorted(op).at(-1)!];
+  return {
+    ...all.at(-1)!,
+    up: median("up"),
+    preview: median("preview"),
+    destroy: median("destroy"),
+    range: { up: range("up"), preview: range("preview"), destroy: range("destroy") },
+  };
 }
 
 /** The instance mode's program in Pulumi YAML. */
@@ -279,12 +289,13 @@ async function main(): Promise<void> {
       yaml: `the instance mode in YAML, through the plugin`,
     };
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
-    const of = runs > 1 ? `, medians of ${runs} runs (the breakdown: the last run's)` : "";
+    const of = runs > 1 ? `, medians of ${runs} runs [fastest to slowest] (the breakdown: the last run's)` : "";
     const server = jvm === "production" ? "Puppet Server with Debian's JVM settings" : "the lab's fast-start JVM";
     console.log(`a fleet through the real engine (up, unchanged preview, destroy), ${count} nodes, ${server}${of}:`);
     for (const [mode, t] of results) {
       const cell = (op: Operation) => {
-        const time = `${op} ${t[op].toFixed(1)} s`;
+        const spread = runs > 1 && t.range ? ` [${t.range[op].map((v) => v.toFixed(1)).join(" to ")}]` : "";
+        const time = `${op} ${t[op].toFixed(1)} s${spread}`;
         if (mode === "baseline") return time;
         if (mode === "yaml")
           return `${time} (${ratio(t[op], base[op])}; ${ratio(t[op], results.get("instance")![op])} TypeScript's)`;
