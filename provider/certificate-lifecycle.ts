@@ -12,7 +12,6 @@ import { PUPPET_EXTENSIONS } from "espm-sdk/puppet-extensions";
 import { caBundleChanged, caOutputs, caOutputsKept } from "./ca-trust";
 import { connectionSchema } from "./connection-schema";
 import { withClient } from "./connection";
-import { EspmError } from "espm-sdk/errors";
 import {
   changedProperties,
   checkWith,
@@ -21,6 +20,7 @@ import {
   inputSchemaOnce,
   messageOf,
   nothingWasDone,
+  removedAtEspm,
 } from "./lifecycle";
 import { type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
@@ -155,16 +155,11 @@ export const certificateLifecycle = {
   },
 
   async delete(id: string, state: CertificateState, settings: StackSettings | undefined): Promise<void> {
-    await withClient(state.connection, settings?.espm, async (client) => {
-      try {
-        // Revoke and clean at the CA; espm answers 204 when it is already gone, and 404 when it
-        // never signed one of this name (a create recorded half-made that never reached the CA).
-        await client.revokeCertificate(id);
-      } catch (error) {
-        if (error instanceof EspmError && error.status === 404) return;
-        throw new Error(`revoking the certificate of ${id} through espm failed: ${messageOf(error)}`);
-      }
-    });
+    await withClient(state.connection, settings?.espm, (client) =>
+      // Revoke and clean at the CA; espm answers 204 when it is already gone, and 404 when it
+      // never signed one of this name (a create recorded half-made that never reached the CA).
+      removedAtEspm(() => client.revokeCertificate(id), `revoking the certificate of ${id} through espm failed`),
+    );
   },
 } satisfies Lifecycle<CertificateState>;
 

@@ -19,6 +19,7 @@ import {
   inputSchemaOnce,
   messageOf,
   nothingWasDone,
+  removedAtEspm,
 } from "./lifecycle";
 import type { StackSettings } from "./settings";
 import { type Lifecycle } from "./thin-provider";
@@ -130,15 +131,10 @@ export const enrollmentLifecycle = {
   },
 
   async delete(id: string, state: EnrollmentState, settings: StackSettings | undefined): Promise<void> {
-    await withClient(state.connection, settings?.espm, async (client) => {
-      try {
-        // espm answers 204 when the enrollment is already revoked, 404 when it never had one.
-        await client.deleteEnrollment(id);
-      } catch (error) {
-        if (error instanceof EspmError && error.status === 404) return;
-        throw new Error(`revoking the enrollment of ${id} through espm failed: ${messageOf(error)}`);
-      }
-    });
+    await withClient(state.connection, settings?.espm, (client) =>
+      // espm answers 204 when the enrollment is already revoked, 404 when it never had one.
+      removedAtEspm(() => client.deleteEnrollment(id), `revoking the enrollment of ${id} through espm failed`),
+    );
   },
 } satisfies Lifecycle<EnrollmentState>;
 

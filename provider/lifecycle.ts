@@ -121,6 +121,20 @@ export function nothingWasDone(error: unknown): boolean {
 }
 
 /**
+ * A delete at espm where its 404 means nothing of ours is left (a create recorded half-made that
+ * never landed, or something espm already removed): that is success; any other error fails with
+ * `failure` and espm's reason.
+ */
+export async function removedAtEspm(remove: () => Promise<unknown>, failure: string): Promise<void> {
+  try {
+    await remove();
+  } catch (error) {
+    if (error instanceof EspmError && error.status === 404) return;
+    throw new Error(`${failure}: ${messageOf(error)}`);
+  }
+}
+
+/**
  * The init-failed error for a create that may have acted, carrying everything a later `up`,
  * `refresh` or `destroy` needs: every input (`__provider` among them, without which the
  * dynamic-provider host cannot run anything for the resource) and whatever outputs are known.

@@ -20,6 +20,7 @@ import {
   inputSchemaOnce,
   messageOf,
   nothingWasDone,
+  removedAtEspm,
 } from "./lifecycle";
 import { type Lifecycle } from "./thin-provider";
 import type { StackSettings } from "./settings";
@@ -171,16 +172,11 @@ export const registrationLifecycle = {
   },
 
   async delete(id: string, state: RegistrationState, settings: StackSettings | undefined): Promise<void> {
-    await withClient(state.connection, settings?.espm, async (client) => {
-      try {
-        // espm answers 204 for its own node already deleted, and 404 for a name it never created
-        // (a create recorded half-made that never landed): either way nothing of ours is left.
-        await client.deleteNode(id);
-      } catch (error) {
-        if (error instanceof EspmError && error.status === 404) return;
-        throw new Error(`deleting node ${id} from espm failed: ${messageOf(error)}`);
-      }
-    });
+    await withClient(state.connection, settings?.espm, (client) =>
+      // espm answers 204 for its own node already deleted, and 404 for a name it never created
+      // (a create recorded half-made that never landed): either way nothing of ours is left.
+      removedAtEspm(() => client.deleteNode(id), `deleting node ${id} from espm failed`),
+    );
   },
 } satisfies Lifecycle<RegistrationState>;
 
