@@ -132,6 +132,14 @@ export function storedProvider(name: LifecycleName, runtimeModule = RUNTIME_MODU
  * `storedProvider(lifecycle)` as its provider code instead of Pulumi's serialization of a provider
  * object. A fleet's `pulumi up` spent most of its engine time rewriting state that was two thirds
  * serialized provider code (docs/performance.md).
+ *
+ * Pulumi's SDK records a stack trace for every promise it makes for a resource, four per property,
+ * for a message about leaked promises it shows only under PULUMI_DEBUG_PROMISE_LEAKS; with ten
+ * properties or so on each of espm's resources, formatting those traces was a fifth of a fleet
+ * program's CPU in every preview and up. The constructor turns traces off while Pulumi registers
+ * the resource, as Pulumi's own `Resource.callsites` changes the limit around its capture (which
+ * sets its own, so the engine still gets the resource's source position); an error raised inside
+ * the registration keeps its message, which names the resource, without frames.
  */
 export abstract class EspmDynamicResource extends pulumi.CustomResource {
   protected constructor(
@@ -142,6 +150,12 @@ export abstract class EspmDynamicResource extends pulumi.CustomResource {
     opts?: pulumi.CustomResourceOptions,
   ) {
     if (PROVIDER_KEY in props) throw new Error(`a dynamic resource must not define the ${PROVIDER_KEY} key`);
-    super(`pulumi-nodejs:dynamic/espm:${type}`, name, { ...props, [PROVIDER_KEY]: storedProvider(lifecycle) }, opts);
+    const limit = Error.stackTraceLimit;
+    if (!process.env.PULUMI_DEBUG_PROMISE_LEAKS) Error.stackTraceLimit = 0;
+    try {
+      super(`pulumi-nodejs:dynamic/espm:${type}`, name, { ...props, [PROVIDER_KEY]: storedProvider(lifecycle) }, opts);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   }
 }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2";
 import type * as automation from "@pulumi/pulumi/automation";
 import Database from "better-sqlite3";
+import { PuppetNodeRegistration } from "pulumi-espm";
 import { program } from "./programs/engine";
 import { engineDir, engineStack, requirePulumi } from "./helpers/engine";
 import { sharedMoto, type Moto } from "./helpers/moto";
@@ -91,9 +92,12 @@ describe("the real Pulumi engine: one stack's life, in order (each step starts f
   step(
     "up creates the registration, the certificate and the image, with the key and PSK only encrypted in state",
     async () => {
+      const stackTraceLimit = Error.stackTraceLimit;
       const result = await stack.up();
       assert.equal(result.summary.result, "succeeded");
       assert.deepEqual(result.summary.resourceChanges, { create: 4 });
+      // The resources turn stack traces off only while Pulumi registers them (thin-provider.ts).
+      assert.equal(Error.stackTraceLimit, stackTraceLimit, "the program's stack trace limit is as it was");
       assert.equal(result.outputs.nodeName!.value, nodeName);
       assert.equal(result.outputs.bootstrapScript!.secret, true);
       // A dynamic provider's progress lines reach `pulumi up`'s output.
@@ -110,7 +114,12 @@ describe("the real Pulumi engine: one stack's life, in order (each step starts f
         JSON.parse(state) as {
           checkpoint: {
             latest: {
-              resources: { type: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[];
+              resources: {
+                type: string;
+                inputs?: Record<string, unknown>;
+                outputs?: Record<string, unknown>;
+                sourcePosition?: string;
+              }[];
             };
           };
         }
@@ -123,6 +132,9 @@ describe("the real Pulumi engine: one stack's life, in order (each step starts f
         Object.entries({ ...r.inputs, ...r.outputs }).filter(([key]) => key === "espm:psk" || key === "connection"),
       );
       for (const [key, value] of pskValues) assert.ok(encrypted(value), `${key} is an encrypted secret`);
+      // Without stack traces during registration, the engine still records where each resource was declared.
+      for (const resource of resources.filter((r) => r.type.includes("dynamic/espm:")))
+        assert.match(resource.sourcePosition ?? "", /^project:\/\/\/.+\.js#\d+,\d+$/, resource.type);
       const client = world.client();
       assert.equal((await client.getNode(nodeName))?.name, nodeName);
       assert.equal((await client.certificateStatus(nodeName))?.state, "signed");
@@ -231,4 +243,15 @@ describe("the real Pulumi engine: one stack's life, in order (each step starts f
       assert.match(refused.log, /is revoked|certificate unknown|certificate revoked|SSL/i);
     },
   );
+});
+
+describe("declaring espm's resources", () => {
+  it("restores the program's stack trace limit when Pulumi refuses the declaration", () => {
+    const stackTraceLimit = Error.stackTraceLimit;
+    assert.throws(
+      () => new PuppetNodeRegistration("", { name: "refused.engine.test", groups: ["base"] }),
+      /Missing resource name argument/,
+    );
+    assert.equal(Error.stackTraceLimit, stackTraceLimit);
+  });
 });
