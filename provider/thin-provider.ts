@@ -134,8 +134,8 @@ export function storedProvider(name: LifecycleName, runtimeModule = RUNTIME_MODU
  * serialized provider code (docs/performance.md).
  *
  * Pulumi's SDK records a stack trace for every promise it makes for a resource, four per property,
- * for a message about leaked promises it shows only under PULUMI_DEBUG_PROMISE_LEAKS; with ten
- * properties or so on each of espm's resources, formatting those traces was a fifth of a fleet
+ * for a message about leaked promises it shows only under PULUMI_DEBUG_PROMISE_LEAKS; with six to
+ * ten properties on each of espm's resources, formatting those traces was a fifth of a fleet
  * program's CPU in every preview and up. The constructor turns traces off while Pulumi registers
  * the resource, as Pulumi's own `Resource.callsites` changes the limit around its capture (which
  * sets its own, so the engine still gets the resource's source position); an error raised inside
